@@ -1,0 +1,49 @@
+"""trinosim's settings: what a cluster is (fixed at start) and the faults it shows (changeable live)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Faults(BaseModel):
+    """Misbehaviour to inject; every field can be changed at run time through ``/_sim/faults``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    starting_seconds: float = Field(0.0, ge=0, description="report `starting` and refuse queries for this long")
+    latency_ms: float = Field(0.0, ge=0, description="added before answering every faulted request")
+    error_rate: float = Field(0.0, ge=0, le=1, description="fraction of faulted requests answered with error_status")
+    error_status: int = Field(503, ge=500, le=599, description="HTTP status of injected errors")
+    hang_polls: bool = Field(False, description="GETs of nextUri never answer while set")
+    garbage_rate: float = Field(0.0, ge=0, le=1, description="fraction of faulted requests answered with junk")
+    drop_rate: float = Field(0.0, ge=0, le=1, description="fraction of faulted requests whose connection is cut")
+    workers: int = Field(1, ge=0, description="active worker count reported; 0 fails every query")
+    scope: Literal["statement", "all"] = Field(
+        "statement", description="which requests faults hit: the statement protocol only, or every endpoint"
+    )
+
+
+class SimConfig(BaseModel):
+    """A simulated cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "trinosim"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    environment: str = "trinosim"
+    version: str = "446"
+    max_running: int = Field(100, ge=1, description="queries RUNNING at once; the rest wait QUEUED")
+    max_queued: int = Field(5000, ge=0, description="queries allowed to wait; beyond this they fail")
+    page_rows: int = Field(4096, ge=1, description="rows per result page")
+    default_run_time: float = Field(0.0, ge=0, description="seconds every query runs unless sim_run_time is set")
+    client_timeout: float = Field(300.0, gt=0, description="a query nobody polls for this long is abandoned")
+    purge_after: float = Field(900.0, gt=0, description="a finished query is forgotten after this long")
+    forwarded: Literal["honour", "ignore", "reject"] = Field(
+        "honour", description="X-Forwarded-* headers: build URIs from them, ignore them, or refuse the request"
+    )
+    ui_user: str | None = Field(None, description="if set, /ui/login accepts only this user (and ui_password)")
+    ui_password: str | None = None
+    faults: Faults = Field(default_factory=Faults)

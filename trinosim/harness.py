@@ -1,0 +1,131 @@
+"""Run trinosim in a child process: what tests, the demo and benchmarks use.
+
+Each server gets a free loopback port, its own log file, and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+class TrinoSimProcess:
+    """One trinosim server in a child process.
+
+    ``TrinoSimProcess(name="trino-1", max_running=2)`` takes any ``python -m trinosim`` option
+    as a keyword (``max_running`` for ``--max-running``; ``True`` for a flag).
+    """
+
+    def __init__(self, name: str = "trinosim", host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.options = options
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.log_path = Path(tempfile.mkstemp(prefix=f"trinosim-{name}-", suffix=".log")[1])
+
+    def command(self) -> list[str]:
+        args = [sys.executable, "-m", "trinosim", "--name", self.name, "--host", self.host, "--port", str(self.port)]
+        for key, value in self.options.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                args.append(flag)
+            elif value is not False and value is not None:
+                args += [flag, str(value)]
+        return args
+
+    def start(self, timeout: float = 60.0) -> TrinoSimProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = _LISTENING.search(self.log_path.read_text(errors="replace"))
+            if match:
+                self.url = match.group(1)
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"trinosim {self.name} exited at start-up:\n{self.log()}")
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"trinosim {self.name} did not start within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def pause(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    # -- admin endpoints -------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        return self._call("PUT", "/_sim/faults", faults)
+
+    def clear_faults(self) -> dict[str, Any]:
+        return self.set_faults(
+            starting_seconds=0,
+            latency_ms=0,
+            error_rate=0,
+            hang_polls=False,
+            garbage_rate=0,
+            drop_rate=0,
+            workers=1,
+            scope="statement",
+        )
+
+    def queries(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/_sim/queries")
+
+    def query(self, query_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/_sim/queries/{query_id}")
+
+    def __enter__(self) -> TrinoSimProcess:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
