@@ -230,14 +230,14 @@ class Planner:
         return Plan(
             update_type="PREPARE",
             static_columns=[],
-            headers=[("X-Trino-Added-Prepare", f"{quote_plus(name)}={quote_plus(sql)}")],
+            headers=[("X-Trino-Added-Prepare", f"{_form(name)}={_form(sql)}")],
         )
 
     def _deallocate(self, match: re.Match[str], _: str) -> Plan:
         name = identifier(match.group(1))
         self._prepared(name)
         return Plan(
-            update_type="DEALLOCATE", static_columns=[], headers=[("X-Trino-Deallocated-Prepare", quote_plus(name))]
+            update_type="DEALLOCATE", static_columns=[], headers=[("X-Trino-Deallocated-Prepare", _form(name))]
         )
 
     def _prepared(self, name: str) -> str:
@@ -532,3 +532,8 @@ def _strip_comments(sql: str) -> str:
             sql = stripped.split("*/", 1)[1]
         else:
             return stripped
+
+
+def _form(text: str) -> str:
+    """Form-encode like Java's URLEncoder, which Trino uses: it leaves ``*`` as it is."""
+    return quote_plus(text, safe="*")

