@@ -236,9 +236,7 @@ class Planner:
     def _deallocate(self, match: re.Match[str], _: str) -> Plan:
         name = identifier(match.group(1))
         self._prepared(name)
-        return Plan(
-            update_type="DEALLOCATE", static_columns=[], headers=[("X-Trino-Deallocated-Prepare", _form(name))]
-        )
+        return Plan(update_type="DEALLOCATE", static_columns=[], headers=[("X-Trino-Deallocated-Prepare", _form(name))])
 
     def _prepared(self, name: str) -> str:
         sql = self.session.prepared.get(name)

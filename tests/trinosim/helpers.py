@@ -25,8 +25,9 @@ def wait_until(check: Callable[[], T], timeout: float = 20.0, interval: float = 
 
 def ui_stats(url: str) -> dict[str, Any]:
     with requests.Session() as session:
-        login = session.post(f"{url}/ui/login", data={"username": "admin", "password": ""}, allow_redirects=False,
-                             timeout=10)
+        login = session.post(
+            f"{url}/ui/login", data={"username": "admin", "password": ""}, allow_redirects=False, timeout=10
+        )
         assert login.status_code == 303
         response = session.get(f"{url}/ui/api/stats", timeout=10)
         response.raise_for_status()
@@ -34,8 +35,9 @@ def ui_stats(url: str) -> dict[str, Any]:
 
 
 def submit(url: str, sql: str, user: str = "raw", **headers: str) -> dict[str, Any]:
-    response = requests.post(f"{url}/v1/statement", data=sql.encode(), timeout=10,
-                             headers={"X-Trino-User": user, **headers})
+    response = requests.post(
+        f"{url}/v1/statement", data=sql.encode(), timeout=10, headers={"X-Trino-User": user, **headers}
+    )
     response.raise_for_status()
     return response.json()
 

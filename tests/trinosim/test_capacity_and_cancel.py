@@ -63,8 +63,11 @@ def test_five_slow_queries_with_max_running_two_leave_three_queued(sim_factory):
         stats = ui_stats(server.url)
         assert (stats["runningQueries"], stats["queuedQueries"]) == (2, 3)
 
-        jmx = requests.get(f"{server.url}/v1/jmx/mbean/trino.execution:name=QueryManager",
-                           headers={"X-Trino-User": "monitor"}, timeout=10).json()
+        jmx = requests.get(
+            f"{server.url}/v1/jmx/mbean/trino.execution:name=QueryManager",
+            headers={"X-Trino-User": "monitor"},
+            timeout=10,
+        ).json()
         attributes = {a["name"]: a["value"] for a in jmx["attributes"]}
         assert (attributes["RunningQueries"], attributes["QueuedQueries"]) == (2, 3)
 

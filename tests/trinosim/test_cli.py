@@ -19,16 +19,28 @@ def test_cli_csv_header_aggregate_and_session_schema(sim, trino_cli):
         sim.url,
         "SELECT r.name AS region, count(*) AS nations FROM nation n JOIN region r ON n.regionkey = r.regionkey "
         "GROUP BY r.name ORDER BY r.name",
-        "--catalog", "tpch", "--schema", "tiny", "--output-format", "CSV_HEADER",
+        "--catalog",
+        "tpch",
+        "--schema",
+        "tiny",
+        "--output-format",
+        "CSV_HEADER",
     )
     assert result.returncode == 0, result.stderr
     assert _lines(result.stdout) == [
-        '"region","nations"', '"AFRICA","5"', '"AMERICA","5"', '"ASIA","5"', '"EUROPE","5"', '"MIDDLE EAST","5"',
+        '"region","nations"',
+        '"AFRICA","5"',
+        '"AMERICA","5"',
+        '"ASIA","5"',
+        '"EUROPE","5"',
+        '"MIDDLE EAST","5"',
     ]
 
 
 def test_cli_runs_several_statements_with_use_in_between(sim, trino_cli):
-    result = trino_cli(sim.url, "USE tpch.tiny; SELECT count(*) FROM lineitem; SELECT name FROM nation WHERE nationkey = 7")
+    result = trino_cli(
+        sim.url, "USE tpch.tiny; SELECT count(*) FROM lineitem; SELECT name FROM nation WHERE nationkey = 7"
+    )
     assert result.returncode == 0, result.stderr
     assert "USE" in result.stderr
     assert _lines(result.stdout) == ['"60175"', '"GERMANY"']

@@ -54,8 +54,9 @@ def test_request_without_user_is_refused_like_trino(sim):
 def test_empty_statement_and_bad_session_headers_are_400(sim):
     empty = requests.post(f"{sim.url}/v1/statement", data=b"  ", headers={"X-Trino-User": "a"}, timeout=10)
     assert (empty.status_code, empty.text) == (400, "SQL statement is empty")
-    schema_only = requests.post(f"{sim.url}/v1/statement", data=b"SELECT 1",
-                                headers={"X-Trino-User": "a", "X-Trino-Schema": "tiny"}, timeout=10)
+    schema_only = requests.post(
+        f"{sim.url}/v1/statement", data=b"SELECT 1", headers={"X-Trino-User": "a", "X-Trino-Schema": "tiny"}, timeout=10
+    )
     assert (schema_only.status_code, schema_only.text) == (400, "Schema is set but catalog is not")
 
 
@@ -140,21 +141,25 @@ def test_long_poll_holds_a_running_query_for_up_to_a_second(sim):
 def test_set_session_and_prepare_response_headers(sim):
     pages = follow(submit(sim.url, "SET SESSION query_max_run_time = '1h'"))
     assert pages[-1]["updateType"] == "SET SESSION"
-    response = requests.get(follow(submit(sim.url, "SET SESSION query_max_run_time = '1h'"))[-2]["nextUri"],
-                            timeout=10)
+    response = requests.get(follow(submit(sim.url, "SET SESSION query_max_run_time = '1h'"))[-2]["nextUri"], timeout=10)
     assert response.headers["X-Trino-Set-Session"] == "query_max_run_time=1h"
     prepared = follow(submit(sim.url, "PREPARE my_query FROM SELECT * FROM tpch.tiny.nation WHERE nationkey = ?"))
     last = requests.get(prepared[-2]["nextUri"], timeout=10)
-    assert last.headers["X-Trino-Added-Prepare"] == (
-        "my_query=SELECT+*+FROM+tpch.tiny.nation+WHERE+nationkey+%3D+%3F"
-    )
+    assert last.headers["X-Trino-Added-Prepare"] == ("my_query=SELECT+*+FROM+tpch.tiny.nation+WHERE+nationkey+%3D+%3F")
 
 
 def test_forwarded_headers_shape_the_uris_and_are_recorded(sim):
-    first = submit(sim.url, "SELECT 1", **{
-        "X-Forwarded-Proto": "https", "X-Forwarded-Host": "gateway.example", "X-Forwarded-Port": "8443",
-        "X-Forwarded-For": "10.1.2.3", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-    })
+    first = submit(
+        sim.url,
+        "SELECT 1",
+        **{
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "gateway.example",
+            "X-Forwarded-Port": "8443",
+            "X-Forwarded-For": "10.1.2.3",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        },
+    )
     assert first["nextUri"].startswith("https://gateway.example:8443/v1/statement/queued/")
     record = sim.query(first["id"])
     assert record["receivedHeaders"]["X-Forwarded-For"] == "10.1.2.3"
@@ -164,7 +169,11 @@ def test_forwarded_headers_shape_the_uris_and_are_recorded(sim):
 
 def test_forwarded_reject_mode_refuses_like_trino_without_process_forwarded(sim_factory):
     server = sim_factory(name="strict", forwarded="reject")
-    response = requests.post(f"{server.url}/v1/statement", data=b"SELECT 1",
-                             headers={"X-Trino-User": "a", "X-Forwarded-For": "10.0.0.1"}, timeout=10)
+    response = requests.post(
+        f"{server.url}/v1/statement",
+        data=b"SELECT 1",
+        headers={"X-Trino-User": "a", "X-Forwarded-For": "10.0.0.1"},
+        timeout=10,
+    )
     assert response.status_code == 406
     assert "X-Forwarded-For" in response.text

@@ -186,8 +186,9 @@ def test_metadata_statements(sim):
 
 
 def test_session_functions_reflect_the_session(sim):
-    rows = run_query(sim.url, "SELECT current_user, current_catalog, current_schema", user="carol", catalog="tpch",
-                     schema="tiny")
+    rows = run_query(
+        sim.url, "SELECT current_user, current_catalog, current_schema", user="carol", catalog="tpch", schema="tiny"
+    )
     assert rows == [["carol", "tpch", "tiny"]]
 
 
