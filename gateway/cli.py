@@ -1,0 +1,125 @@
+"""``trino-gateway``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+
+from gateway.config import BackendConfig, ConfigError, GatewayConfig, load_config, parse_config
+from gateway.store import BackendRecord, Store, StoreError
+
+log = logging.getLogger("gateway.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trino-gateway", description="One address in front of many Trino clusters.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML configuration file (optional: flags and defaults suffice)")
+    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument("--store", help="sqlite:///path/gateway.db (default) or postgresql://user:pw@host/db")
+    serve.add_argument("--default-group", help="routing group for queries that name none (default adhoc)")
+    serve.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="NAME=URL[@GROUP]",
+        help="a backend to make sure exists, e.g. trino-1=http://127.0.0.1:8081@etl (repeatable)",
+    )
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    check = commands.add_parser("check-config", help="validate a configuration file and print it resolved")
+    check.add_argument("config")
+    return parser
+
+
+def _backend_flag(text: str) -> BackendConfig:
+    name, sep, rest = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--backend {text!r}: expected NAME=URL[@GROUP]")
+    url, _, group = rest.rpartition("@") if "@" in rest.split("://", 1)[-1] else (rest, "", "")
+    return parse_config(
+        {"backends": [{"name": name, "proxy_to": url, "routing_group": group or "adhoc"}]}, f"--backend {text}"
+    ).backends[0]
+
+
+def resolve(args: argparse.Namespace) -> GatewayConfig:
+    config = load_config(args.config)
+    data = config.model_dump()
+    if args.host is not None:
+        data["server"]["host"] = args.host
+    if args.port is not None:
+        data["server"]["port"] = args.port
+    if args.workers is not None:
+        data["server"]["workers"] = args.workers
+    if args.store is not None:
+        data["store"]["url"] = args.store
+    if args.default_group is not None:
+        data["routing"]["default_group"] = args.default_group
+    for flag in args.backend:
+        backend = _backend_flag(flag).model_dump()
+        data["backends"] = [b for b in data["backends"] if b["name"] != backend["name"]] + [backend]
+    return parse_config(data, args.config or "command line")
+
+
+async def prepare_store(config: GatewayConfig) -> None:
+    """Bring the store's schema up to date and make the configured backends exist, once, before
+    any worker starts."""
+    store = await Store.open(config.store.url, migrate=True)
+    try:
+        await store.seed_backends(
+            [BackendRecord(b.name, b.proxy_to, b.routing_group, b.active, b.external_url) for b in config.backends]
+        )
+    finally:
+        await store.close()
+
+
+def serve(config: GatewayConfig, log_level: str) -> int:
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.run import run
+
+    asyncio.run(prepare_store(config))
+    os.environ["TRINO_GATEWAY_CONFIG_JSON"] = json.dumps(config.model_dump())
+    os.environ["TRINO_GATEWAY_MIGRATED"] = "1"
+    hyper = HypercornConfig()
+    hyper.application_path = "gateway.asgi:app"
+    hyper.bind = [f"{config.server.host}:{config.server.port}"]
+    # workers=0 serves in this process; more start that many processes sharing the socket.
+    hyper.workers = config.server.workers if config.server.workers > 1 else 0
+    hyper.worker_class = "uvloop"
+    hyper.accesslog = None
+    hyper.errorlog = "-"
+    hyper.loglevel = log_level
+    hyper.keep_alive_timeout = 75
+    hyper.graceful_timeout = 5
+    print(
+        f"trino-gateway listening on http://{config.server.host}:{config.server.port} "
+        f"(store {config.store.url}, {config.server.workers} worker(s), {len(config.backends)} configured backend(s))",
+        flush=True,
+    )
+    return run(hyper)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "check-config":
+            print(json.dumps(load_config(args.config).model_dump(), indent=2))
+            return
+        config = resolve(args)
+        sys.exit(serve(config, args.log_level))
+    except (ConfigError, StoreError) as error:
+        print(f"trino-gateway: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The gateway's settings: typed, validated at start-up, every unknown key an error naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the operator who wrote the file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def normalise_url(value: str) -> str:
+    """A backend URL as stored: ``http(s)://host[:port][/path]`` without a trailing slash."""
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+class BackendConfig(_Strict):
+    """A Trino cluster behind the gateway."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.\-]+$")
+    proxy_to: str = Field(description="URL the gateway sends requests to, e.g. http://trino-1:8080")
+    external_url: str | None = Field(None, description="URL users see for this cluster (default: proxy_to)")
+    routing_group: str = Field("adhoc", min_length=1, max_length=256)
+    active: bool = True
+
+    @field_validator("proxy_to", "external_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_url(value)
+
+
+class ServerConfig(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="hypercorn worker processes")
+
+
+class StoreConfig(_Strict):
+    url: str = Field("sqlite:///gateway.db", description="sqlite:///path.db or postgresql://user:pw@host/db")
+
+
+class RoutingConfig(_Strict):
+    default_group: str = Field("adhoc", min_length=1)
+
+
+class ProxyConfig(_Strict):
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection to a backend")
+    read_timeout: float = Field(25.0, gt=0, description="seconds to wait for a backend's answer")
+    forwarded_headers: bool = Field(True, description="send X-Forwarded-For/-Proto/-Host/-Port to backends")
+    max_connections: int = Field(512, ge=1, description="open connections to all backends, per worker")
+
+
+class HistoryConfig(_Strict):
+    retention_hours: float = Field(24.0, gt=0, description="how long routed queries are kept")
+    sql_chars: int = Field(2000, ge=0, description="how much of each statement is kept")
+
+
+class GatewayConfig(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    backends: list[BackendConfig] = Field(default_factory=list)
+
+    @field_validator("backends")
+    @classmethod
+    def _unique_names(cls, backends: list[BackendConfig]) -> list[BackendConfig]:
+        seen: set[str] = set()
+        for backend in backends:
+            if backend.name in seen:
+                raise ValueError(f"backend name {backend.name!r} appears twice")
+            seen.add(backend.name)
+        return backends
+
+
+def describe_errors(error: ValidationError, source: str) -> str:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> GatewayConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (server, store, backends, ...)")
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error, source)) from None
+
+
+def load_config(path: str | Path | None) -> GatewayConfig:
+    """The configuration in ``path`` (YAML), or the defaults when there is no file."""
+    if path is None:
+        return GatewayConfig()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,77 @@
+"""Errors the gateway itself answers, in shapes Trino clients understand."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import secrets
+from typing import Any
+
+import orjson
+from quart import Response
+
+_sequence = itertools.count(1)
+_suffix = "gw" + secrets.token_hex(2)[:3]
+
+
+def gateway_query_id() -> str:
+    """A query id in Trino's form for answers that no backend produced."""
+    now = dt.datetime.now(dt.UTC)
+    return f"{now:%Y%m%d_%H%M%S}_{next(_sequence) % 100000:05d}_{_suffix}"
+
+
+def failed_query(
+    base: str, message: str, error_name: str, error_code: int, error_type: str, query_id: str | None = None
+) -> dict[str, Any]:
+    query_id = query_id or gateway_query_id()
+    error = {
+        "message": message,
+        "errorCode": error_code,
+        "errorName": error_name,
+        "errorType": error_type,
+        "failureInfo": {"type": "io.trino.gateway.GatewayException", "message": message, "suppressed": [], "stack": []},
+    }
+    return {
+        "id": query_id,
+        "infoUri": f"{base}/ui/query.html?{query_id}",
+        "stats": {
+            "state": "FAILED",
+            "queued": False,
+            "scheduled": False,
+            "nodes": 0,
+            "totalSplits": 0,
+            "queuedSplits": 0,
+            "runningSplits": 0,
+            "completedSplits": 0,
+            "cpuTimeMillis": 0,
+            "wallTimeMillis": 0,
+            "queuedTimeMillis": 0,
+            "elapsedTimeMillis": 0,
+            "processedRows": 0,
+            "processedBytes": 0,
+            "peakMemoryBytes": 0,
+            "spilledBytes": 0,
+        },
+        "error": error,
+        "warnings": [],
+    }
+
+
+def no_backend(base: str, message: str) -> Response:
+    """A submission no cluster can take: a FAILED query at once, so clients do not retry in vain."""
+    body = failed_query(base, message, "NO_NODES_AVAILABLE", 65541, "INTERNAL_ERROR")
+    return json_response(body, 200)
+
+
+def upstream_failure(base: str, message: str, status: int, query_id: str | None = None) -> Response:
+    """A backend that failed mid-request: 502/504 (clients retry those) with a Trino-shaped body."""
+    body = failed_query(base, message, "GENERIC_INTERNAL_ERROR", 65536, "INTERNAL_ERROR", query_id)
+    return json_response(body, status)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, content_type="application/json")
+
+
+def api_error(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)

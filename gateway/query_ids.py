@@ -1,0 +1,32 @@
+"""Finding the Trino query a request belongs to, so it can go to the cluster running it."""
+
+from __future__ import annotations
+
+import re
+
+_QUERY_ID = r"\d+_\d+_\d+_[a-z0-9]+"
+_STATEMENT = re.compile(rf"^/v1/statement/(?:queued|executing|scheduled)/(?:partialCancel/)?({_QUERY_ID})(?:/|$)")
+_QUERY_API = re.compile(rf"^/(?:v1/query|ui/api/query)/({_QUERY_ID})(?:/|$)")
+_IN_QUERY_STRING = re.compile(rf"(?:^|[?&](?:query_?id|queryId)=)({_QUERY_ID})(?:&|$)", re.IGNORECASE)
+_KILL_QUERY = re.compile(rf"kill_query\s*\(\s*(?:query_id\s*=>\s*)?'({_QUERY_ID})'", re.IGNORECASE)
+STATEMENT_PREFIX = "/v1/statement/"
+
+
+def query_id_of(path: str, query_string: str) -> str | None:
+    """The query id in a request's path or query string (``/ui/query.html?<id>``), if any."""
+    match = _STATEMENT.match(path) or _QUERY_API.match(path)
+    if match:
+        return match.group(1)
+    if query_string:
+        match = _IN_QUERY_STRING.search(query_string)
+        if match:
+            return match.group(1)
+    return None
+
+
+def killed_query_id(sql: str) -> str | None:
+    """The target of ``CALL system.runtime.kill_query(...)``: it must go where that query runs."""
+    if "kill_query" not in sql.lower():
+        return None
+    match = _KILL_QUERY.search(sql)
+    return match.group(1) if match else None

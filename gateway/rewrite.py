@@ -1,0 +1,47 @@
+"""Keeping clients on the gateway: the URIs a backend puts in its answers are pointed back at us.
+
+Only the values of the protocol's URI fields are touched, never result data: a field name in a
+JSON *string value* has escaped quotes (``\\"nextUri\\"``), so the patterns cannot match inside one.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+# The protocol URIs (nextUri, infoUri, partialCancelUri) precede "columns" and "data" in every
+# QueryResults a Trino server writes, but other key orders are handled too (see rewrite_uris).
+_PROTOCOL_URI = re.compile(rb'("(?:nextUri|infoUri|partialCancelUri)"\s*:\s*")https?://[^/"]+')
+_SEGMENT_URI = re.compile(rb'("(?:uri|ackUri)"\s*:\s*")(https?://[^/"]+)(/v1/spooled/[^"?]*)"')
+BACKEND_PARAM = "trino_gateway_backend"
+
+
+def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name: str) -> bytes:
+    """``body`` with the protocol URIs on ``gateway_base`` (``scheme://host:port``)."""
+    replacement = b"\\g<1>" + gateway_base.encode()
+    data_at = body.find(b'"data"')
+    if data_at == -1:
+        body = _PROTOCOL_URI.sub(replacement, body)
+    else:
+        head, tail = body[:data_at], body[data_at:]
+        body = _PROTOCOL_URI.sub(replacement, head)
+        if b'"segments"' in tail:
+            tail = _rewrite_segments(tail, gateway_base, backend_base, backend_name)
+        if b'"nextUri"' in tail or b'"infoUri"' in tail:
+            tail = _PROTOCOL_URI.sub(replacement, tail)
+        body += tail
+    return body
+
+
+def _rewrite_segments(body: bytes, gateway_base: str, backend_base: str, backend_name: str) -> bytes:
+    """Spooled segments served by the coordinator carry no query id, so the gateway marks which
+    backend they belong to in the URI it hands out; storage URIs are left alone."""
+    backend_authority = backend_base.encode()
+    marker = f"?{BACKEND_PARAM}={quote(backend_name, safe='')}".encode()
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        if match.group(2) != backend_authority:
+            return match.group(0)
+        return match.group(1) + gateway_base.encode() + match.group(3) + marker + b'"'
+
+    return _SEGMENT_URI.sub(replace, body)

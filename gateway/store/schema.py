@@ -1,0 +1,39 @@
+"""The store's tables. Migrations (``migrations/versions``) create and evolve them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+backends = sa.Table(
+    "gateway_backend",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("proxy_to", sa.String(1024), nullable=False),
+    sa.Column("external_url", sa.String(1024), nullable=True),
+    sa.Column("routing_group", sa.String(256), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+query_history = sa.Table(
+    "query_history",
+    metadata,
+    sa.Column("query_id", sa.String(256), primary_key=True),
+    sa.Column("backend_name", sa.String(256), nullable=False),
+    sa.Column("backend_url", sa.String(1024), nullable=False),
+    sa.Column("routing_group", sa.String(256), nullable=False),
+    sa.Column("user_name", sa.String(256), nullable=True),
+    sa.Column("source", sa.String(256), nullable=True),
+    sa.Column("client_tags", sa.Text, nullable=True),
+    sa.Column("query_text", sa.Text, nullable=True),
+    sa.Column("submitted_at", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(32), nullable=True),
+    sa.Column("error_name", sa.String(128), nullable=True),
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    sa.Column("elapsed_ms", sa.BigInteger, nullable=True),
+    sa.Index("query_history_submitted_idx", "submitted_at"),
+    sa.Index("query_history_user_idx", "user_name"),
+    sa.Index("query_history_backend_idx", "backend_name"),
+)
