@@ -172,9 +172,12 @@ def _int_arg(name: str, default: int | None, low: int = 0, high: int | None = No
     value = request.args.get(name)
     if value is None or value == "":
         return default
-    number = int(value)  # ValueError is turned into a 400 by the caller
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
     if number < low or (high is not None and number > high):
-        raise ValueError(f"{name} must be between {low} and {high}")
+        raise ValueError(f"{name} must be between {low} and {high if high is not None else 'any'}")
     return number
 
 

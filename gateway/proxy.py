@@ -8,6 +8,8 @@ a few MB) because their URIs are rewritten; everything else is streamed through 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode
 
@@ -262,6 +264,10 @@ def _reason(error: httpx.HTTPError) -> str:
     return f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
 
 
+# Which gateway process answered: lets operators (and tests) see workers share queries.
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _client_headers(upstream: httpx.Response, decoded: bool) -> Headers:
     headers = Headers()
     for name, value in upstream.headers.multi_items():
@@ -270,6 +276,7 @@ def _client_headers(upstream: httpx.Response, decoded: bool) -> Headers:
             continue
         # add(), never set: repeated X-Trino-Set-Session lines must reach the client as separate lines.
         headers.add(name, value)
+    headers.add("X-Trino-Gateway-Worker", _WORKER)
     return headers
 
 

@@ -1,0 +1,156 @@
+"""Run the gateway in a child process, for tests, benchmarks and the chaos suite.
+
+The port is chosen once, so a restarted gateway comes back at the same address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GatewayProcess:
+    """``trino-gateway serve`` in a child process on 127.0.0.1."""
+
+    def __init__(
+        self,
+        store: str | None = None,
+        config: dict[str, Any] | None = None,
+        workers: int = 1,
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="gateway-"))
+        self.store = store or f"sqlite:///{self.dir / 'gateway.db'}"
+        self.config = config
+        self.workers = workers
+        self.port = port or free_port()
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.dir / "gateway.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        args = [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--store",
+            self.store,
+            "--workers",
+            str(self.workers),
+            *self.extra_args,
+        ]
+        if self.config is not None:
+            path = self.dir / "gateway.yaml"
+            path.write_text(json.dumps(self.config))  # JSON is YAML
+            args += ["--config", str(path)]
+        return args
+
+    def start(self, timeout: float = 60.0) -> GatewayProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"trino-gateway exited at start-up:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/gateway/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"trino-gateway did not become ready within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # The whole process group: workers of `hypercorn -w N` included.
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def restart(self) -> GatewayProcess:
+        self.stop()
+        return self.start()
+
+    # -- admin API ----------------------------------------------------------------------------
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                payload = response.read()
+                status = response.status
+        except urllib.error.HTTPError as error:
+            payload, status = error.read(), error.code
+        try:
+            return status, json.loads(payload)
+        except ValueError:
+            return status, payload.decode(errors="replace")
+
+    def add_backend(self, name: str, url: str, group: str = "adhoc", active: bool = True) -> None:
+        status, body = self.call(
+            "POST",
+            "/gateway/backend/modify/add",
+            {"name": name, "proxyTo": url, "routingGroup": group, "active": active},
+        )
+        if status != 200:
+            raise RuntimeError(f"adding backend {name} failed: {status} {body}")
+
+    def deactivate(self, name: str) -> None:
+        assert self.call("POST", f"/gateway/backend/deactivate/{name}")[0] == 200
+
+    def activate(self, name: str) -> None:
+        assert self.call("POST", f"/gateway/backend/activate/{name}")[0] == 200
+
+    def queries(self, **filters: Any) -> dict[str, Any]:
+        query = "&".join(f"{k}={v}" for k, v in filters.items())
+        return self.call("GET", f"/gateway/queries?{query}")[1]
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

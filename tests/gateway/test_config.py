@@ -1,0 +1,92 @@
+"""Configuration: typed, validated at start-up, errors naming the key; no file needed at all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from gateway.config import ConfigError, load_config, parse_config
+from gateway.testing import GatewayProcess, free_port
+from tests.conftest import run_query
+
+
+def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"server": {"prot": 1}}, "server.prot: unknown key"),
+        ({"sever": {}}, "sever: unknown key"),
+        ({"server": {"port": "eighty"}}, "server.port: Input should be a valid integer"),
+        ({"server": {"port": 70000}}, "server.port: Input should be less than or equal to 65535"),
+        ({"backends": [{"name": "a"}]}, "backends.0.proxy_to: Field required"),
+        (
+            {"backends": [{"name": "a", "proxy_to": "localhost:8080"}]},
+            "backends.0.proxy_to: Value error, must be an http",
+        ),
+        (
+            {"backends": [{"name": "a", "proxy_to": "http://h:1"}, {"name": "a", "proxy_to": "http://h:2"}]},
+            "backend name 'a' appears twice",
+        ),
+        ({"proxy": {"read_timeout": -1}}, "proxy.read_timeout: Input should be greater than 0"),
+        (["not", "a", "mapping"], "the top level must be a mapping"),
+    ],
+)
+def test_bad_configuration_is_rejected_naming_the_key(data, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, "gateway.yaml")
+    assert message in str(error.value)
+    assert str(error.value).startswith("gateway.yaml")
+
+
+def test_malformed_and_missing_files_are_clear_errors(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("server: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_serve_refuses_a_bad_config_file_without_a_traceback(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text("server:\n  port: 8080\n  colour: blue\n")
+    result = _serve("--config", str(path))
+    assert result.returncode == 2
+    assert "server.colour: unknown key" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_bad_store_url_and_bad_backend_flags(tmp_path):
+    result = _serve("--store", "mysql://x/y", "--port", str(free_port()))
+    assert result.returncode == 2 and "unsupported store URL" in result.stderr and "Traceback" not in result.stderr
+    result = _serve("--backend", "no-url-here")
+    assert result.returncode == 2 and "expected NAME=URL[@GROUP]" in result.stderr
+
+
+def test_starts_with_no_config_file_and_backends_added_later(clusters, tmp_path):
+    with GatewayProcess(store=f"sqlite:///{tmp_path / 'g.db'}") as gateway:
+        gateway.add_backend("late", clusters[0].url)
+        assert run_query(gateway.url, "SELECT 9") == [[9]]
+
+
+def test_backend_flags_define_backends_and_groups(clusters, tmp_path):
+    args = ["--backend", f"one={clusters[0].url}", "--backend", f"two={clusters[2].url}@etl"]
+    with GatewayProcess(store=f"sqlite:///{tmp_path / 'g.db'}", extra_args=args) as gateway:
+        status, body = gateway.call("GET", "/gateway/backend/all")
+        assert {b["name"]: b["routingGroup"] for b in body} == {"one": "adhoc", "two": "etl"}
+
+
+def test_check_config_prints_the_resolved_configuration(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text("routing:\n  default_group: etl\nbackends:\n  - name: a\n    proxy_to: http://127.0.0.1:1/\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"default_group": "etl"' in result.stdout and '"proxy_to": "http://127.0.0.1:1"' in result.stdout

@@ -1,0 +1,149 @@
+"""Backends failing under running queries, a gateway restart, several workers."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from gateway.testing import GatewayProcess
+from tests.conftest import connect
+from tests.trinosim.helpers import wait_until
+from trinosim import TrinoSimProcess
+
+
+def _submit(url: str, sql: str = "SELECT 1", **headers: str) -> dict:
+    response = requests.post(
+        f"{url}/v1/statement", data=sql.encode(), timeout=10, headers={"X-Trino-User": "u", **headers}
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def test_backend_dying_mid_query_gives_a_trino_style_json_error(sim_factory, store_url):
+    backend = sim_factory(name="doomed")
+    with GatewayProcess(store=store_url, config={"backends": [{"name": "doomed", "proxy_to": backend.url}]}) as gw:
+        first = _submit(gw.url, **{"X-Trino-Session": "sim_run_time=60s"})
+        backend.kill()
+        response = requests.get(first["nextUri"], timeout=30)
+        assert response.status_code == 502
+        assert response.headers["Content-Type"] == "application/json"
+        body = response.json()
+        assert body["id"] == first["id"] and body["stats"]["state"] == "FAILED"
+        assert "backend doomed running query" in body["error"]["message"]
+        assert "unreachable" in body["error"]["message"]
+
+
+def test_hanging_backend_gives_a_gateway_timeout_not_a_hang(sim_factory, store_url):
+    backend = sim_factory(name="stuck")
+    config = {"proxy": {"read_timeout": 2}, "backends": [{"name": "stuck", "proxy_to": backend.url}]}
+    with GatewayProcess(store=store_url, config=config) as gw:
+        first = _submit(gw.url)
+        backend.set_faults(hang_polls=True)
+        response = requests.get(first["nextUri"], timeout=30)
+        assert response.status_code == 504
+        assert "did not answer in time" in response.json()["error"]["message"]
+
+
+def test_garbage_from_a_backend_is_passed_on_without_breaking_the_gateway(sim_factory, store_url):
+    backend = sim_factory(name="junk")
+    with GatewayProcess(store=store_url, config={"backends": [{"name": "junk", "proxy_to": backend.url}]}) as gw:
+        backend.set_faults(garbage_rate=1.0)
+        response = requests.post(f"{gw.url}/v1/statement", data=b"SELECT 1", headers={"X-Trino-User": "u"}, timeout=10)
+        assert response.status_code == 200 and response.content.startswith(b'{"id"')
+        backend.set_faults(garbage_rate=0.0)
+        assert requests.get(f"{gw.url}/gateway/readyz", timeout=10).status_code == 200
+        with connect(gw.url) as conn:
+            cursor = conn.cursor()
+            cursor.execute("SELECT 5")
+            assert cursor.fetchall() == [[5]]
+
+
+def test_queries_survive_a_gateway_kill_and_restart(clusters, store_url):
+    config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters[:2]]}
+    gateway = GatewayProcess(store=store_url, config=config).start()
+    try:
+        firsts = [_submit(gateway.url, f"SELECT {i}", **{"X-Trino-Session": "sim_run_time=3s"}) for i in range(6)]
+        # Poll each once, so the queries are dispatched and running.
+        pages = [requests.get(f["nextUri"], timeout=10).json() for f in firsts]
+        results: dict[int, object] = {}
+
+        def python_client(i: int) -> None:
+            with connect(gateway.url, max_attempts=12, session_properties={"sim_run_time": "4s"}) as conn:
+                cursor = conn.cursor()
+                cursor.execute(f"SELECT {100 + i}")
+                results[i] = cursor.fetchall()
+
+        threads = [threading.Thread(target=python_client, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(gateway.queries(state="RUNNING")["queries"]) >= 9, what="nine queries in flight")
+        gateway.kill()
+        gateway.start()
+        for i, page in enumerate(pages):
+            rows = list(page.get("data", []))
+            while "nextUri" in page:
+                page = requests.get(page["nextUri"], timeout=30).json()
+                rows += page.get("data", [])
+            assert page["stats"]["state"] == "FINISHED"
+            assert rows == [[i]]
+        for thread in threads:
+            thread.join(60)
+        assert results == {i: [[100 + i]] for i in range(3)}
+    finally:
+        gateway.stop()
+
+
+def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, store_url):
+    config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters[:2]]}
+    with GatewayProcess(store=store_url, config=config, workers=2) as gateway:
+
+        def one(i: int) -> tuple[set[str], list]:
+            # A new connection per request, so the kernel spreads them over both workers.
+            workers = set()
+            rows = []
+            response = requests.post(
+                f"{gateway.url}/v1/statement",
+                data=f"SELECT {i}".encode(),
+                timeout=10,
+                headers={"X-Trino-User": "u", "Connection": "close", "X-Trino-Session": "sim_run_time=1s"},
+            )
+            page = response.json()
+            workers.add(response.headers["X-Trino-Gateway-Worker"])
+            while "nextUri" in page:
+                response = requests.get(page["nextUri"], headers={"Connection": "close"}, timeout=10)
+                assert response.status_code == 200, response.text
+                workers.add(response.headers["X-Trino-Gateway-Worker"])
+                page = response.json()
+                rows += page.get("data", [])
+            assert page["stats"]["state"] == "FINISHED"
+            return workers, rows
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            outcomes = list(pool.map(one, range(40)))
+        assert [rows for _, rows in outcomes] == [[[i]] for i in range(40)]
+        all_workers = set().union(*(workers for workers, _ in outcomes))
+        assert len(all_workers) == 2
+        # Some queries were served by both workers, poll by poll.
+        assert any(len(workers) == 2 for workers, _ in outcomes)
+
+
+def test_polls_for_an_unknown_query_answer_not_found(gateway):
+    response = requests.get(f"{gateway.url}/v1/statement/executing/20200101_000000_00001_abcde/yabc/1", timeout=30)
+    assert response.status_code == 404
+
+
+def test_a_backend_dropping_connections_on_submit_is_skipped(clusters, store_url):
+    dropper = TrinoSimProcess(name="dropper", drop_rate=1.0).start()
+    try:
+        config = {"backends": [{"name": "dropper", "proxy_to": dropper.url}]}
+        with GatewayProcess(store=store_url, config=config) as gateway:
+            response = requests.post(
+                f"{gateway.url}/v1/statement", data=b"SELECT 1", headers={"X-Trino-User": "u"}, timeout=30
+            )
+            # The request may have reached the backend, so it is not re-sent anywhere: a clear 502.
+            assert response.status_code == 502
+            assert "dropper failed while taking the query" in response.json()["error"]["message"]
+    finally:
+        dropper.stop()

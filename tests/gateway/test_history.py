@@ -1,0 +1,63 @@
+"""Query history: every routed query, queryable with filters and pages, kept for the retention."""
+
+from __future__ import annotations
+
+import pytest
+from trino.exceptions import TrinoUserError
+
+from gateway.testing import GatewayProcess
+from tests.conftest import connect, run_query
+from tests.trinosim.helpers import wait_until
+
+
+def test_routed_queries_are_recorded_with_their_outcome(gateway):
+    run_query(gateway.url, "SELECT 'a'", user="alice", source="airflow", client_tags=["nightly", "etl"])
+    with pytest.raises(TrinoUserError), connect(gateway.url, user="bob") as conn:
+        conn.cursor().execute("SELECT * FROM tpch.tiny.nope")
+    run_query(gateway.url, "SELECT 'e'", user="bob", http_headers={"X-Trino-Routing-Group": "etl"})
+
+    alice = wait_until(
+        lambda: [q for q in gateway.queries(user="alice")["queries"] if q["state"] != "RUNNING"],
+        what="alice's query to finish in history",
+    )
+    assert alice[0]["source"] == "airflow" and alice[0]["clientTags"] == ["nightly", "etl"]
+    assert alice[0]["query"] == "SELECT 'a'" and alice[0]["state"] == "FINISHED"
+    assert alice[0]["routingGroup"] == "adhoc" and alice[0]["backend"] in {"trino-1", "trino-2"}
+    assert alice[0]["elapsedMs"] >= 0 and alice[0]["finishedAt"] >= alice[0]["submittedAt"]
+
+    failed = wait_until(lambda: gateway.queries(state="FAILED")["queries"], what="the failed query")
+    assert failed[0]["user"] == "bob" and failed[0]["errorName"] == "TABLE_NOT_FOUND"
+    assert gateway.queries(group="etl")["queries"][0]["backend"] == "trino-3"
+    assert gateway.queries(backend="trino-3")["total"] == 1
+
+
+def test_history_is_paged_and_filtered_by_time(gateway):
+    for i in range(7):
+        run_query(gateway.url, f"SELECT {i}", user="pager")
+    first = gateway.queries(user="pager", limit=3)
+    second = gateway.queries(user="pager", limit=3, offset=3)
+    third = gateway.queries(user="pager", limit=3, offset=6)
+    assert first["total"] == 7
+    texts = [q["query"] for page in (first, second, third) for q in page["queries"]]
+    assert sorted(texts) == sorted(f"SELECT {i}" for i in range(7))
+    newest = first["queries"][0]["submittedAt"]
+    assert gateway.queries(user="pager", since=newest + 1)["total"] == 0
+    assert gateway.queries(user="pager", until=newest + 1)["total"] == 7
+    status, body = gateway.call("GET", "/gateway/queries?limit=abc")
+    assert status == 400 and "limit" in body["error"]
+
+
+def test_long_statements_are_cut_to_the_configured_length(clusters, store_url):
+    config = {"history": {"sql_chars": 20}, "backends": [{"name": "c1", "proxy_to": clusters[0].url}]}
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        sql = "SELECT 1 /* " + "x" * 3000 + " */"
+        run_query(gateway.url, sql)
+        assert gateway.queries()["queries"][0]["query"] == sql[:20]
+
+
+def test_history_older_than_the_retention_is_removed(clusters, store_url):
+    config = {"history": {"retention_hours": 0.0005}, "backends": [{"name": "c1", "proxy_to": clusters[0].url}]}
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        run_query(gateway.url, "SELECT 1")
+        assert gateway.queries()["total"] == 1
+        wait_until(lambda: gateway.queries()["total"] == 0, timeout=30, what="the old query to be purged")
