@@ -109,6 +109,7 @@ def test_every_change_persists_across_a_restart(clusters, store_url):
         run_query(gateway.url, "SELECT 1", http_headers={"X-Trino-Routing-Group": "reports"})
         gateway.restart()
         status, body = gateway.call("GET", "/gateway/backend/all")
+        assert status == 200
         assert {b["name"]: (b["routingGroup"], b["active"]) for b in body} == {
             "keep": ("reports", True),
             "off": ("adhoc", False),

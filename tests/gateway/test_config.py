@@ -79,6 +79,7 @@ def test_backend_flags_define_backends_and_groups(clusters, tmp_path):
     args = ["--backend", f"one={clusters[0].url}", "--backend", f"two={clusters[2].url}@etl"]
     with GatewayProcess(store=f"sqlite:///{tmp_path / 'g.db'}", extra_args=args) as gateway:
         status, body = gateway.call("GET", "/gateway/backend/all")
+        assert status == 200
         assert {b["name"]: b["routingGroup"] for b in body} == {"one": "adhoc", "two": "etl"}
 
 
