@@ -24,7 +24,7 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; }
 
 demo: install
-	$(BIN)/python -m trinosim.demo
+	$(BIN)/python -m gateway.demo
 
 test: install system-deps
 	$(BIN)/python -m pytest -q tests chaos
