@@ -17,11 +17,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The Trino CLI tests run the real CLI jar, which needs a Java runtime.
+# The Trino CLI tests run the real CLI jar (a Java runtime); the PostgreSQL store tests start a
+# throwaway server from the machine's PostgreSQL binaries.
 system-deps:
-	@command -v java >/dev/null 2>&1 || { \
-		echo "installing a Java runtime for the Trino CLI tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; }
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 demo: install
 	$(BIN)/python -m gateway.demo

@@ -30,6 +30,9 @@ _PROXIED_PREFIXES = ("/v1/query", "/v1/info", "/v1/node", "/v1/status", "/v1/spo
 def create_app(config: GatewayConfig, migrate: bool = True) -> Quart:
     app = Quart("trino-gateway")
     app.config["GATEWAY"] = config
+    # Upstream timeouts bound every proxied answer; Quart's own 60 s cap would cut long downloads.
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = config.proxy.read_timeout
     app.register_blueprint(admin)
 
     @app.before_serving

@@ -40,14 +40,17 @@ def main() -> None:
         groups = ["adhoc", "adhoc", "etl"]
         config = {
             "server": {"host": "127.0.0.1"},
-            "backends": [{"name": c.name, "proxy_to": c.url, "routing_group": g} for c, g in zip(clusters, groups,
-                                                                                                  strict=True)],
+            "backends": [
+                {"name": c.name, "proxy_to": c.url, "routing_group": g} for c, g in zip(clusters, groups, strict=True)
+            ],
         }
-        gateway = GatewayProcess(store=f"sqlite:///{state / 'gateway.db'}", config=config,
-                                 port=_port(args.port)).start()
+        gateway = GatewayProcess(
+            store=f"sqlite:///{state / 'gateway.db'}", config=config, port=_port(args.port)
+        ).start()
         url = gateway.url
-        print(f"""
-trino-gateway is running at {url}  (store: {state / 'gateway.db'}, log: {gateway.log_path})
+        print(
+            f"""
+trino-gateway is running at {url}  (store: {state / "gateway.db"}, log: {gateway.log_path})
 
   routing group adhoc (default): trino-1 {clusters[0].url}, trino-2 {clusters[1].url}
   routing group etl:             trino-3 {clusters[2].url}
@@ -66,7 +69,9 @@ Admin API:
   curl -X POST {url}/gateway/backend/deactivate/trino-1
   curl '{url}/gateway/queries?limit=5'
 
-Ctrl-C stops everything.""", flush=True)
+Ctrl-C stops everything.""",
+            flush=True,
+        )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
