@@ -7,7 +7,8 @@ import re
 _QUERY_ID = r"\d+_\d+_\d+_[a-z0-9]+"
 _STATEMENT = re.compile(rf"^/v1/statement/(?:queued|executing|scheduled)/(?:partialCancel/)?({_QUERY_ID})(?:/|$)")
 _QUERY_API = re.compile(rf"^/(?:v1/query|ui/api/query)/({_QUERY_ID})(?:/|$)")
-_IN_QUERY_STRING = re.compile(rf"(?:^|[?&](?:query_?id|queryId)=)({_QUERY_ID})(?:&|$)", re.IGNORECASE)
+# ``/ui/query.html?<id>`` or ``...?queryId=<id>`` / ``query_id=<id>``.
+_IN_QUERY_STRING = re.compile(rf"(?:^|&)(?:query_?id=)?({_QUERY_ID})(?:&|$)", re.IGNORECASE)
 _KILL_QUERY = re.compile(rf"kill_query\s*\(\s*(?:query_id\s*=>\s*)?'({_QUERY_ID})'", re.IGNORECASE)
 STATEMENT_PREFIX = "/v1/statement/"
 
