@@ -46,7 +46,7 @@ def backend_json(backend: BackendRecord) -> dict[str, Any]:
 
 
 def _store() -> Any:
-    return current_app.config["STORE"]
+    return current_app.config["SERVICES"].services.store
 
 
 async def _payload() -> BackendPayload | Response:

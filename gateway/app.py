@@ -1,90 +1,37 @@
-"""The gateway application: wires the store, routing, proxy and admin API into one Quart app."""
+"""The gateway application: the proxy for Trino's paths, the admin API (Quart) for the rest.
+
+One ASGI callable. Proxied paths go straight to ``proxy.Proxy`` (plain ASGI: the hot path);
+``/gateway/...`` goes to the Quart app. Start-up and shut-down of the shared services
+(store, upstream client, routing state) happen in the ASGI lifespan.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import gc
 import logging
+from typing import Any
 
-import httpx
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.api import admin
-from gateway.backends import BackendRegistry
 from gateway.config import GatewayConfig
 from gateway.errors import api_error
-from gateway.history import QueryHistory
-from gateway.proxy import Proxy
-from gateway.query_ids import query_id_of
-from gateway.query_locator import QueryLocator
-from gateway.routing import InFlight, Router
-from gateway.store import Store
+from gateway.proxy import Proxy, Receive, Scope, Send
+from gateway.services import Services
 
 log = logging.getLogger("gateway")
-_ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]
-# Trino paths proxied besides the statement protocol (trinodb/trino-gateway's list).
-_PROXIED_PREFIXES = ("/v1/query", "/v1/info", "/v1/node", "/v1/status", "/v1/spooled", "/ui", "/oauth2")
+# Trino paths the proxy serves (trinodb/trino-gateway's list, plus /v1/status).
+PROXIED_PREFIXES = ("/v1/statement", "/v1/query", "/v1/info", "/v1/node", "/v1/status", "/v1/spooled", "/ui", "/oauth2")
+
+_PROXIED_EXACT = frozenset(PROXIED_PREFIXES)
+_PROXIED_BELOW = tuple(prefix + "/" for prefix in PROXIED_PREFIXES)
 
 
-def create_app(config: GatewayConfig, migrate: bool = True) -> Quart:
+def _admin_app(services: Any) -> Quart:
     app = Quart("trino-gateway")
-    app.config["GATEWAY"] = config
-    # Upstream timeouts bound every proxied answer; Quart's own 60 s cap would cut long downloads.
-    app.config["RESPONSE_TIMEOUT"] = None
-    app.config["BODY_TIMEOUT"] = config.proxy.read_timeout
+    app.config["SERVICES"] = services
     app.register_blueprint(admin)
-
-    @app.before_serving
-    async def start() -> None:
-        store = await Store.open(config.store.url, migrate=migrate)
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(config.proxy.read_timeout, connect=config.proxy.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=config.proxy.max_connections, max_keepalive_connections=config.proxy.max_connections
-            ),
-            follow_redirects=False,
-        )
-        registry = BackendRegistry(store)
-        in_flight = InFlight()
-        history = QueryHistory(store, config.history.sql_chars, config.history.retention_hours)
-        locator = QueryLocator(store, registry, client)
-        app.config.update(STORE=store, CLIENT=client, HISTORY=history, IN_FLIGHT=in_flight)
-        app.config["PROXY"] = Proxy(
-            config, registry, Router(config.routing.default_group, in_flight), locator, history, in_flight, client
-        )
-        app.config["TASKS"] = [
-            asyncio.create_task(history.purge_forever()),
-            asyncio.create_task(_sweep_forever(in_flight)),
-        ]
-
-    @app.after_serving
-    async def stop() -> None:
-        for task in app.config.get("TASKS", []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await app.config["HISTORY"].drain()
-        await app.config["CLIENT"].aclose()
-        await app.config["STORE"].close()
-
-    @app.post("/v1/statement")
-    async def submit() -> Response:
-        return await app.config["PROXY"].submit(request)
-
-    @app.route("/v1/statement/<path:rest>", methods=_ALL_METHODS)
-    async def statement(rest: str) -> Response:
-        query_id = query_id_of(request.path, "")
-        if query_id is None:
-            return Response("Query not found", status=404, content_type="text/plain")
-        return await app.config["PROXY"].follow_query(request, query_id)
-
-    async def other() -> Response:
-        return await app.config["PROXY"].forward_other(request)
-
-    for prefix in _PROXIED_PREFIXES:
-        app.add_url_rule(prefix, f"proxy{prefix}", other, methods=_ALL_METHODS)
-        app.add_url_rule(f"{prefix}/<path:rest>", f"proxy{prefix}/rest", lambda rest: other(), methods=_ALL_METHODS)
 
     @app.errorhandler(404)
     async def not_found(_: Exception) -> Response:
@@ -100,7 +47,62 @@ def create_app(config: GatewayConfig, migrate: bool = True) -> Quart:
     return app
 
 
-async def _sweep_forever(in_flight: InFlight) -> None:
-    while True:
-        await asyncio.sleep(60)
-        in_flight.sweep()
+class GatewayApp:
+    def __init__(self, config: GatewayConfig, migrate: bool = True) -> None:
+        self.config = config
+        self.migrate = migrate
+        self.services: Services | None = None
+        self.admin = _admin_app(self)
+        self.proxy = Proxy(self._services)
+
+    def _services(self) -> Services:
+        if self.services is None:
+            raise RuntimeError("the gateway has not started")
+        return self.services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            # The prefixes themselves and paths below them (``/ui`` and ``/ui/...``, not ``/uix``).
+            if path.startswith(_PROXIED_BELOW) or path in _PROXIED_EXACT:
+                try:
+                    await self.proxy(scope, receive, send)
+                except Exception:
+                    log.exception("unexpected error proxying %s %s", scope["method"], path)
+                    raise
+                return
+            await self.admin(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.admin(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.services = await Services.start(self.config, self.migrate)
+                    await self.admin.startup()
+                    # Everything built so far lives as long as the worker: keep it out of the
+                    # garbage collector's full passes, which otherwise stall polls for tens of ms.
+                    gc.collect()
+                    gc.freeze()
+                except Exception as error:
+                    log.exception("the gateway cannot start")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.admin.shutdown()
+                    if self.services is not None:
+                        await self.services.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(config: GatewayConfig, migrate: bool = True) -> GatewayApp:
+    return GatewayApp(config, migrate)

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument("--engine", choices=["granian", "hypercorn"], help="HTTP server (default granian)")
     serve.add_argument("--store", help="sqlite:///path/gateway.db (default) or postgresql://user:pw@host/db")
     serve.add_argument("--default-group", help="routing group for queries that name none (default adhoc)")
     serve.add_argument(
@@ -57,6 +58,8 @@ def resolve(args: argparse.Namespace) -> GatewayConfig:
         data["server"]["port"] = args.port
     if args.workers is not None:
         data["server"]["workers"] = args.workers
+    if args.engine is not None:
+        data["server"]["engine"] = args.engine
     if args.store is not None:
         data["store"]["url"] = args.store
     if args.default_group is not None:
@@ -80,12 +83,45 @@ async def prepare_store(config: GatewayConfig) -> None:
 
 
 def serve(config: GatewayConfig, log_level: str) -> int:
-    from hypercorn.config import Config as HypercornConfig
-    from hypercorn.run import run
-
     asyncio.run(prepare_store(config))
     os.environ["TRINO_GATEWAY_CONFIG_JSON"] = json.dumps(config.model_dump())
     os.environ["TRINO_GATEWAY_MIGRATED"] = "1"
+    server = config.server
+    print(
+        f"trino-gateway listening on http://{server.host}:{server.port} ({server.engine}, "
+        f"{server.workers} worker(s), store {config.store.url}, {len(config.backends)} configured backend(s))",
+        flush=True,
+    )
+    if server.engine == "granian":
+        return _serve_granian(config, log_level)
+    return _serve_hypercorn(config, log_level)
+
+
+def _serve_granian(config: GatewayConfig, log_level: str) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+
+    Granian(
+        "gateway.asgi:app",
+        address=config.server.host,
+        port=config.server.port,
+        interface=Interfaces.ASGI,
+        workers=config.server.workers,
+        loop=Loops.uvloop,
+        websockets=False,
+        backlog=2048,
+        log_level=LogLevels(log_level.lower()),
+        respawn_failed_workers=True,
+        workers_kill_timeout=10,
+    ).serve()
+    return 0
+
+
+def _serve_hypercorn(config: GatewayConfig, log_level: str) -> int:
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.run import run
+
     hyper = HypercornConfig()
     hyper.application_path = "gateway.asgi:app"
     hyper.bind = [f"{config.server.host}:{config.server.port}"]
@@ -97,11 +133,6 @@ def serve(config: GatewayConfig, log_level: str) -> int:
     hyper.loglevel = log_level
     hyper.keep_alive_timeout = 75
     hyper.graceful_timeout = 5
-    print(
-        f"trino-gateway listening on http://{config.server.host}:{config.server.port} "
-        f"(store {config.store.url}, {config.server.workers} worker(s), {len(config.backends)} configured backend(s))",
-        flush=True,
-    )
     return run(hyper)
 
 

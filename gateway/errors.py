@@ -21,7 +21,12 @@ def gateway_query_id() -> str:
 
 
 def failed_query(
-    base: str, message: str, error_name: str, error_code: int, error_type: str, query_id: str | None = None
+    base: str,
+    message: str,
+    error_name: str = "GENERIC_INTERNAL_ERROR",
+    error_code: int = 65536,
+    error_type: str = "INTERNAL_ERROR",
+    query_id: str | None = None,
 ) -> dict[str, Any]:
     query_id = query_id or gateway_query_id()
     error = {
@@ -57,16 +62,9 @@ def failed_query(
     }
 
 
-def no_backend(base: str, message: str) -> Response:
+def no_backend_document(base: str, message: str) -> dict[str, Any]:
     """A submission no cluster can take: a FAILED query at once, so clients do not retry in vain."""
-    body = failed_query(base, message, "NO_NODES_AVAILABLE", 65541, "INTERNAL_ERROR")
-    return json_response(body, 200)
-
-
-def upstream_failure(base: str, message: str, status: int, query_id: str | None = None) -> Response:
-    """A backend that failed mid-request: 502/504 (clients retry those) with a Trino-shaped body."""
-    body = failed_query(base, message, "GENERIC_INTERNAL_ERROR", 65536, "INTERNAL_ERROR", query_id)
-    return json_response(body, status)
+    return failed_query(base, message, "NO_NODES_AVAILABLE", 65541, "INTERNAL_ERROR")
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -3,6 +3,9 @@
 Request path: client -> route (new query) or locate (known query) -> upstream call -> URI rewrite
 -> record (history, in-flight count) -> client. Statement answers are read whole (a page is at most
 a few MB) because their URIs are rewritten; everything else is streamed through untouched.
+
+This is a plain ASGI application: every proxied request passes here, so it does no more per
+request than it must (no framework request objects, headers kept as the bytes they arrive as).
 """
 
 from __future__ import annotations
@@ -10,245 +13,359 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
 import orjson
-from quart import Request, Response
-from werkzeug.datastructures import Headers
 
 from gateway import errors
-from gateway.backends import BackendRegistry
-from gateway.config import GatewayConfig
-from gateway.history import QueryHistory
 from gateway.query_ids import STATEMENT_PREFIX, killed_query_id, query_id_of
-from gateway.query_locator import QueryLocator
 from gateway.rewrite import BACKEND_PARAM, rewrite_uris
-from gateway.routing import InFlight, NoBackendAvailable, Router
+from gateway.routing import NoBackendAvailable
+from gateway.services import Services
 from gateway.store import BackendRecord, QueryRecord, now_ms
+from gateway.upstream import FAILURES, NOT_SENT, TIMEOUTS, describe
 
 log = logging.getLogger("gateway.proxy")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the HTTP stacks set themselves.
 _NOT_FORWARDED = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
     }
 )
-_FORWARDED = ("x-forwarded-proto", "x-forwarded-host", "x-forwarded-port")
-# Failures where the request cannot have reached the backend, so another backend may take it.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_FORWARDED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-for"})
+# Which gateway process answered: lets operators (and tests) see workers share queries.
+_WORKER = (b"x-trino-gateway-worker", f"{socket.gethostname()}:{os.getpid()}".encode())
+_VIA = ("Via", "1.1 trino-gateway")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def gateway_base(scope: Scope) -> str:
+    """``scheme://host[:port]`` the client reached the gateway at (a fronting proxy may say so)."""
+    scheme = host = None
+    for key, value in scope["headers"]:
+        if key == b"host" and host is None:
+            host = value.decode("latin-1")
+        elif key == b"x-forwarded-host":
+            host = value.decode("latin-1").split(",")[0].strip()
+        elif key == b"x-forwarded-proto":
+            scheme = value.decode("latin-1").split(",")[0].strip()
+    if host is None:
+        server = scope.get("server") or ("localhost", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scheme or scope.get('scheme', 'http')}://{host}"
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append(_WORKER)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _respond_json(send: Send, status: int, document: Any) -> None:
+    await _respond(send, status, [(b"content-type", b"application/json")], orjson.dumps(document))
+
+
+async def _respond_text(send: Send, status: int, text: str) -> None:
+    await _respond(send, status, [(b"content-type", b"text/plain; charset=utf-8")], text.encode())
+
+
+def _client_headers(raw: tuple[tuple[bytes, bytes], ...], keep_length: bool = False) -> list[tuple[bytes, bytes]]:
+    # Every line kept as it came: repeated X-Trino-Set-Session lines must stay separate lines.
+    return [
+        (k, v) for k, v in raw if k.lower() not in _NOT_FORWARDED or (keep_length and k.lower() == b"content-length")
+    ]
 
 
 class Proxy:
-    def __init__(
-        self,
-        config: GatewayConfig,
-        registry: BackendRegistry,
-        router: Router,
-        locator: QueryLocator,
-        history: QueryHistory,
-        in_flight: InFlight,
-        client: httpx.AsyncClient,
-    ) -> None:
-        self.config = config
-        self.registry = registry
-        self.router = router
-        self.locator = locator
-        self.history = history
-        self.in_flight = in_flight
-        self.client = client
+    """ASGI application for every proxied Trino path."""
+
+    def __init__(self, services: Callable[[], Services]) -> None:
+        self._services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = self._services()
+        path = scope["path"]
+        if path.startswith(STATEMENT_PREFIX):
+            query_id = query_id_of(path, "")
+            if query_id is None:
+                await _respond_text(send, 404, "Query not found")
+                return
+            await self.follow_query(services, scope, receive, send, query_id)
+        elif path == "/v1/statement":
+            if scope["method"] != "POST":
+                await _respond_text(send, 405, "Method not allowed")
+                return
+            await self.submit(services, scope, receive, send)
+        else:
+            await self.forward_other(services, scope, receive, send)
 
     # -- new queries ------------------------------------------------------------------------
-    async def submit(self, request: Request) -> Response:
-        body = await request.get_data()
-        base = gateway_base(request)
+    async def submit(self, services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive)
+        base = gateway_base(scope)
         sql = body.decode("utf-8", errors="replace")
         target = killed_query_id(sql)
         if target is not None:
             # CALL system.runtime.kill_query must reach the cluster running its target.
-            located = await self.locator.locate(target)
+            located = await services.locator.locate(target)
             if located is not None:
-                return await self._forward_to(request, located[0], located[1], body, statement=True)
-        requested = request.headers.get("X-Trino-Routing-Group", "").strip() or None
+                await self._forward(services, scope, send, located[0], located[1], body, True, None)
+                return
+        requested = (_header(scope, b"x-trino-routing-group") or "").strip() or None
         try:
-            decision = self.router.decide(await self.registry.all(), requested)
+            decision = services.router.decide(await services.registry.all(), requested)
         except NoBackendAvailable as error:
             log.warning("%s", error)
-            return errors.no_backend(base, str(error))
+            await _respond_json(send, 200, errors.no_backend_document(base, str(error)))
+            return
         if decision.fell_back:
             log.info(
                 "routing group %r has no active backend; using the default group %r",
                 decision.requested_group,
                 decision.group,
             )
+        headers = self._upstream_headers(services, scope, base, statement=True)
         refused: list[str] = []
         for backend in decision.ranked:
             try:
-                upstream = await self._send(request, backend.proxy_to, body, statement=True)
-            except _NOT_SENT as error:
+                async with services.session.post(
+                    backend.proxy_to + "/v1/statement", data=body, headers=headers
+                ) as upstream:
+                    content = await upstream.read()
+                    status, raw_headers = upstream.status, upstream.raw_headers
+            except NOT_SENT as error:
                 # Nothing reached this backend: the next-best one may take the query.
-                refused.append(f"{backend.name} ({_reason(error)})")
+                refused.append(f"{backend.name} ({describe(error)})")
                 log.warning("backend %s refused a new query, trying the next one: %s", backend.name, error)
                 continue
-            except httpx.HTTPError as error:
+            except FAILURES as error:
                 # The statement may have reached the backend: sending it elsewhere could run it twice.
-                return errors.upstream_failure(
-                    base, f"trino-gateway: backend {backend.name} failed while taking the query: {_reason(error)}", 502
-                )
-            return await self._submitted(request, upstream, backend, decision.group, sql, base)
-        return errors.no_backend(
-            base,
-            f"trino-gateway: no backend of routing group '{decision.group}' could be reached: " + ", ".join(refused),
+                message = f"trino-gateway: backend {backend.name} failed while taking the query: {describe(error)}"
+                await _respond_json(send, 502, errors.failed_query(base, message))
+                return
+            await self._submitted(
+                services, scope, send, backend, decision.group, sql, base, status, raw_headers, content
+            )
+            return
+        message = f"trino-gateway: no backend of routing group '{decision.group}' could be reached: " + ", ".join(
+            refused
         )
+        await _respond_json(send, 200, errors.no_backend_document(base, message))
 
     async def _submitted(
-        self, request: Request, upstream: httpx.Response, backend: BackendRecord, group: str, sql: str, base: str
-    ) -> Response:
-        content = upstream.content
-        if upstream.status_code == 200:
+        self,
+        services: Services,
+        scope: Scope,
+        send: Send,
+        backend: BackendRecord,
+        group: str,
+        sql: str,
+        base: str,
+        status: int,
+        raw_headers: tuple[tuple[bytes, bytes], ...],
+        content: bytes,
+    ) -> None:
+        if status == 200:
             query_id = _field(content, "id")
             if query_id:
-                self.locator.remember(query_id, backend.name, backend.proxy_to)
-                self.in_flight.started(query_id, backend.name)
-                headers = request.headers
-                await self.history.submitted(
+                services.locator.remember(query_id, backend.name, backend.proxy_to)
+                services.in_flight.started(query_id, backend.name)
+                await services.history.submitted(
                     QueryRecord(
                         query_id=query_id,
                         backend_name=backend.name,
                         backend_url=backend.proxy_to,
                         routing_group=group,
-                        user_name=headers.get("X-Trino-User"),
-                        source=headers.get("X-Trino-Source"),
-                        client_tags=headers.get("X-Trino-Client-Tags"),
+                        user_name=_header(scope, b"x-trino-user"),
+                        source=_header(scope, b"x-trino-source"),
+                        client_tags=_header(scope, b"x-trino-client-tags"),
                         query_text=sql,
                         submitted_at=now_ms(),
                     )
                 )
                 if b'"nextUri"' not in content:
-                    self._finished(query_id, content)
+                    self._finished(services, query_id, content)
         content = rewrite_uris(content, base, backend.proxy_to, backend.name)
-        return _response(upstream, content)
+        await _respond(send, status, _client_headers(raw_headers), content)
 
     # -- requests of a known query ----------------------------------------------------------
-    async def follow_query(self, request: Request, query_id: str) -> Response:
-        located = await self.locator.locate(query_id)
+    async def follow_query(self, services: Services, scope: Scope, receive: Receive, send: Send, query_id: str) -> None:
+        # The cache answers almost every poll; only a miss costs a store lookup.
+        located = services.locator.cached(query_id) or await services.locator.locate(query_id)
         if located is None:
-            return Response("Query not found", status=404, content_type="text/plain")
-        self.in_flight.seen(query_id)
-        body = await request.get_data()
-        statement = request.path.startswith(STATEMENT_PREFIX)
-        return await self._forward_to(request, located[0], located[1], body, statement, query_id)
+            await _respond_text(send, 404, "Query not found")
+            return
+        services.in_flight.seen(query_id)
+        method = scope["method"]
+        body = b"" if method in ("GET", "HEAD", "DELETE") else await _read_body(receive)
+        statement = scope["path"].startswith(STATEMENT_PREFIX)
+        await self._forward(services, scope, send, located[0], located[1], body, statement, query_id)
 
-    async def _forward_to(
-        self, request: Request, name: str, url: str, body: bytes, statement: bool, query_id: str | None = None
-    ) -> Response:
-        base = gateway_base(request)
-        try:
-            upstream = await self._send(request, url, body, statement)
-        except httpx.TimeoutException as error:
-            return errors.upstream_failure(
-                base, f"trino-gateway: backend {name} did not answer in time: {_reason(error)}", 504, query_id
-            )
-        except httpx.HTTPError as error:
-            return errors.upstream_failure(
-                base,
-                f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {_reason(error)}",
-                502,
-                query_id,
-            )
+    async def _forward(
+        self,
+        services: Services,
+        scope: Scope,
+        send: Send,
+        name: str,
+        url: str,
+        body: bytes,
+        statement: bool,
+        query_id: str | None,
+    ) -> None:
+        base = gateway_base(scope)
+        method = scope["method"]
+        target = url + scope["path"] + _query_string(scope)
+        headers = self._upstream_headers(services, scope, base, statement)
         if not statement:
-            return _streamed(upstream)
-        content = upstream.content
+            await self._stream(services, send, method, target, headers, body, name, base, query_id)
+            return
+        try:
+            async with services.session.request(method, target, data=body or None, headers=headers) as upstream:
+                content = await upstream.read()
+                status, raw_headers = upstream.status, upstream.raw_headers
+        except FAILURES as error:
+            await self._upstream_failed(send, base, name, query_id, error)
+            return
         if query_id is not None:
-            if request.method == "DELETE" and upstream.status_code == 204:
-                self.in_flight.finished(query_id)
-                self.history.finished(query_id, "FAILED", "USER_CANCELED")
-            elif upstream.status_code == 200 and request.method == "GET" and b'"nextUri"' not in content:
-                self._finished(query_id, content)
-        return _response(upstream, rewrite_uris(content, base, url, name))
+            if method == "DELETE" and status == 204:
+                services.in_flight.finished(query_id)
+                services.history.finished(query_id, "FAILED", "USER_CANCELED")
+            elif status == 200 and method == "GET" and b'"nextUri"' not in content:
+                self._finished(services, query_id, content)
+        await _respond(send, status, _client_headers(raw_headers), rewrite_uris(content, base, url, name))
 
-    def _finished(self, query_id: str, content: bytes) -> None:
-        self.in_flight.finished(query_id)
-        self.history.finished_from_page(query_id, content)
+    async def _stream(
+        self,
+        services: Services,
+        send: Send,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        name: str,
+        base: str,
+        query_id: str | None,
+    ) -> None:
+        try:
+            upstream = await services.session.request(method, target, data=body or None, headers=headers)
+        except FAILURES as error:
+            await self._upstream_failed(send, base, name, query_id, error)
+            return
+        try:
+            response_headers = _client_headers(upstream.raw_headers, keep_length=True)
+            response_headers.append(_WORKER)
+            await send({"type": "http.response.start", "status": upstream.status, "headers": response_headers})
+            async for chunk in upstream.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            upstream.release()
+
+    async def _upstream_failed(
+        self, send: Send, base: str, name: str, query_id: str | None, error: BaseException
+    ) -> None:
+        if isinstance(error, TIMEOUTS):
+            message = f"trino-gateway: backend {name} did not answer in time: {describe(error)}"
+            await _respond_json(send, 504, errors.failed_query(base, message, query_id=query_id))
+        else:
+            message = f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {describe(error)}"
+            await _respond_json(send, 502, errors.failed_query(base, message, query_id=query_id))
+
+    def _finished(self, services: Services, query_id: str, content: bytes) -> None:
+        services.in_flight.finished(query_id)
+        services.history.finished_from_page(query_id, content)
 
     # -- everything else (UI, /v1/info, spooled segments) -----------------------------------
-    async def forward_other(self, request: Request) -> Response:
-        query_id = query_id_of(request.path, request.query_string.decode("latin-1"))
+    async def forward_other(self, services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+        query_id = query_id_of(scope["path"], scope["query_string"].decode("latin-1"))
         if query_id is not None:
-            return await self.follow_query(request, query_id)
-        marked = request.args.get(BACKEND_PARAM)
-        backend = await self.registry.get(marked) if marked else None
+            await self.follow_query(services, scope, receive, send, query_id)
+            return
+        marked = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get(BACKEND_PARAM)
+        backend = await services.registry.get(marked) if marked else None
         if backend is None:
             try:
-                backend = self.router.decide(await self.registry.all(), None).ranked[0]
+                backend = services.router.decide(await services.registry.all(), None).ranked[0]
             except NoBackendAvailable as error:
-                return errors.api_error(503, str(error))
-        return await self._forward_to(
-            request, backend.name, backend.proxy_to, await request.get_data(), statement=False
-        )
+                await _respond_json(send, 503, {"error": str(error)})
+                return
+        body = b"" if scope["method"] in ("GET", "HEAD") else await _read_body(receive)
+        await self._forward(services, scope, send, backend.name, backend.proxy_to, body, False, None)
 
-    # -- the upstream call ------------------------------------------------------------------
-    async def _send(self, request: Request, backend_url: str, body: bytes, statement: bool) -> httpx.Response:
-        params = [
-            (k, v)
-            for k, v in parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
-            if k != BACKEND_PARAM
-        ]
-        url = backend_url + request.path + (f"?{urlencode(params)}" if params else "")
-        upstream_request = self.client.build_request(
-            request.method, url, content=body or None, headers=self._upstream_headers(request, statement)
-        )
-        response = await self.client.send(upstream_request, stream=True)
-        if statement:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        return response
-
-    def _upstream_headers(self, request: Request, statement: bool) -> list[tuple[str, str]]:
-        headers = []
-        client_forwarded_for = None
-        for name, value in request.headers.items():
-            lower = name.lower()
-            if lower in _NOT_FORWARDED or (statement and lower == "accept-encoding"):
-                continue
-            if lower == "x-forwarded-for":
-                client_forwarded_for = value
-                continue
-            if self.config.proxy.forwarded_headers and lower in _FORWARDED:
-                continue
-            headers.append((name, value))
-        if self.config.proxy.forwarded_headers:
-            remote = request.remote_addr or "unknown"
-            headers.append(("X-Forwarded-For", f"{client_forwarded_for}, {remote}" if client_forwarded_for else remote))
-            base = gateway_base(request)
-            scheme, authority = base.split("://", 1)
-            headers.append(("X-Forwarded-Proto", scheme))
-            headers.append(("X-Forwarded-Host", authority))
-            if ":" in authority.rsplit("]", 1)[-1]:
-                headers.append(("X-Forwarded-Port", authority.rsplit(":", 1)[1]))
-        headers.append(("Via", "1.1 trino-gateway"))
-        return headers
+    # -- headers to the backend -------------------------------------------------------------
+    def _upstream_headers(self, services: Services, scope: Scope, base: str, statement: bool) -> list[tuple[str, str]]:
+        return upstream_headers(scope, base, statement, services.config.proxy.forwarded_headers)
 
 
-def gateway_base(request: Request) -> str:
-    """``scheme://host[:port]`` the client reached the gateway at (a fronting proxy may say so)."""
-    scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.headers.get("Host", request.host)).split(",")[0].strip()
-    return f"{scheme}://{host}"
+def upstream_headers(scope: Scope, base: str, statement: bool, forwarded: bool) -> list[tuple[str, str]]:
+    """The client's headers as the backend gets them: hop-by-hop ones dropped, forwarding added."""
+    headers = []
+    client_forwarded_for = None
+    for key, value in scope["headers"]:
+        if key in _NOT_FORWARDED or (statement and key == b"accept-encoding"):
+            continue
+        if forwarded and key in _FORWARDED:
+            if key == b"x-forwarded-for":
+                client_forwarded_for = value.decode("latin-1")
+            continue
+        headers.append((key.decode("latin-1"), value.decode("latin-1")))
+    if forwarded:
+        client = scope.get("client")
+        remote = client[0] if client else "unknown"
+        headers.append(("X-Forwarded-For", f"{client_forwarded_for}, {remote}" if client_forwarded_for else remote))
+        scheme, authority = base.split("://", 1)
+        headers.append(("X-Forwarded-Proto", scheme))
+        headers.append(("X-Forwarded-Host", authority))
+        if ":" in authority.rsplit("]", 1)[-1]:
+            headers.append(("X-Forwarded-Port", authority.rsplit(":", 1)[1]))
+    headers.append(_VIA)
+    if statement:
+        # Statement answers are rewritten, so they must arrive uncompressed.
+        headers.append(("Accept-Encoding", "identity"))
+    return headers
+
+
+def _query_string(scope: Scope) -> str:
+    raw = scope["query_string"]
+    if not raw:
+        return ""
+    if BACKEND_PARAM.encode() not in raw:
+        return "?" + raw.decode("latin-1")
+    params = [(k, v) for k, v in parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if k != BACKEND_PARAM]
+    return f"?{urlencode(params)}" if params else ""
 
 
 def _field(content: bytes, name: str) -> str | None:
@@ -257,39 +374,3 @@ def _field(content: bytes, name: str) -> str | None:
     except (orjson.JSONDecodeError, AttributeError):
         return None
     return value if isinstance(value, str) else None
-
-
-def _reason(error: httpx.HTTPError) -> str:
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
-
-
-# Which gateway process answered: lets operators (and tests) see workers share queries.
-_WORKER = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _client_headers(upstream: httpx.Response, decoded: bool) -> Headers:
-    headers = Headers()
-    for name, value in upstream.headers.multi_items():
-        lower = name.lower()
-        if lower in _NOT_FORWARDED or (decoded and lower == "content-encoding"):
-            continue
-        # add(), never set: repeated X-Trino-Set-Session lines must reach the client as separate lines.
-        headers.add(name, value)
-    headers.add("X-Trino-Gateway-Worker", _WORKER)
-    return headers
-
-
-def _response(upstream: httpx.Response, content: bytes) -> Response:
-    return Response(content, status=upstream.status_code, headers=_client_headers(upstream, decoded=True))
-
-
-def _streamed(upstream: httpx.Response) -> Response:
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in upstream.aiter_raw():
-                yield chunk
-        finally:
-            await upstream.aclose()
-
-    return Response(body(), status=upstream.status_code, headers=_client_headers(upstream, decoded=False))

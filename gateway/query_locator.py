@@ -8,31 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 
-import httpx
+import aiohttp
 
 from gateway.backends import BackendRegistry
 from gateway.store import Store
+from gateway.upstream import FAILURES
 
 log = logging.getLogger("gateway.locator")
 
 
 class QueryLocator:
     def __init__(
-        self, store: Store, registry: BackendRegistry, client: httpx.AsyncClient, capacity: int = 100_000
+        self, store: Store, registry: BackendRegistry, session: aiohttp.ClientSession, capacity: int = 100_000
     ) -> None:
         self.store = store
         self.registry = registry
-        self.client = client
+        self.session = session
         self.capacity = capacity
-        self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # Insertion-ordered: when full, the oldest half is dropped at once, which keeps the hot
+        # path to one dict lookup (no LRU bookkeeping on every poll).
+        self._cache: dict[str, tuple[str, str]] = {}
 
     def remember(self, query_id: str, backend_name: str, backend_url: str) -> None:
+        if len(self._cache) >= self.capacity:
+            for old in list(self._cache)[: self.capacity // 2]:
+                del self._cache[old]
         self._cache[query_id] = (backend_name, backend_url)
-        self._cache.move_to_end(query_id)
-        if len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+
+    def cached(self, query_id: str) -> tuple[str, str] | None:
+        return self._cache.get(query_id)
 
     async def locate(self, query_id: str) -> tuple[str, str] | None:
         """(backend name, backend URL) of ``query_id``, or None when no backend knows it."""
@@ -55,11 +60,13 @@ class QueryLocator:
 
         async def knows(url: str) -> bool:
             try:
-                response = await self.client.get(
-                    f"{url}/v1/query/{query_id}", timeout=3.0, headers={"X-Trino-User": "trino-gateway"}
-                )
-                return response.status_code == 200
-            except httpx.HTTPError:
+                async with self.session.get(
+                    f"{url}/v1/query/{query_id}",
+                    timeout=aiohttp.ClientTimeout(total=3),
+                    headers={"X-Trino-User": "trino-gateway"},
+                ) as response:
+                    return response.status == 200
+            except FAILURES:
                 return False
 
         answers = await asyncio.gather(*(knows(b.proxy_to) for b in backends))

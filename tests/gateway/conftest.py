@@ -43,7 +43,7 @@ def postgres(store_kind: str):
     if store_kind != "postgres":
         yield None
         return
-    from tests.pg_server import PostgresServer
+    from tests.postgres import PostgresServer
 
     with PostgresServer() as server:
         yield server

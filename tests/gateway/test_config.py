@@ -91,3 +91,13 @@ def test_check_config_prints_the_resolved_configuration(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert '"default_group": "etl"' in result.stdout and '"proxy_to": "http://127.0.0.1:1"' in result.stdout
+
+
+def test_hypercorn_remains_available_as_the_server(clusters, tmp_path):
+    with GatewayProcess(
+        store=f"sqlite:///{tmp_path / 'g.db'}",
+        extra_args=["--engine", "hypercorn"],
+        config={"backends": [{"name": "c1", "proxy_to": clusters[0].url}]},
+    ) as gateway:
+        assert run_query(gateway.url, "SELECT count(*) FROM tpch.tiny.region") == [[5]]
+        assert "(CTRL + C to quit)" in gateway.log()  # hypercorn's own start-up line

@@ -1,0 +1,136 @@
+"""``make bench``: direct vs nginx vs the gateway, on this machine, in one run.
+
+Prints one table and writes it as JSON under ``bench/results/``. Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.nginx import NginxProcess
+from gateway.testing import GatewayProcess
+from trinosim import TrinoSimProcess
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "kernel": platform.release()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration per measurement")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--gateway-workers", type=int, default=1)
+    parser.add_argument("--only", default="poll,e2e,state,routing,large")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    connections = [1, 32, 256]
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "gateway_workers": args.gateway_workers,
+        "nginx_workers": 1,
+    }
+    backend = TrinoSimProcess(name="bench-backend", max_running=100000, client_timeout="1h").start()
+    gateway = GatewayProcess(
+        config={"backends": [{"name": "b1", "proxy_to": backend.url}]},
+        workers=args.gateway_workers,
+        extra_args=["--log-level", "WARNING"],
+    ).start()
+    nginx = NginxProcess(backend.url).start()
+    try:
+        if "routing" in only:
+            report["routing_decision_us"] = scenarios.routing_decision([1, 10, 100])
+        if "poll" in only:
+            targets = {"direct": backend.url, "nginx": nginx.url, "gateway": gateway.url}
+            report["poll_path"] = scenarios.poll_path(targets, connections, args.seconds, 16 if args.quick else 64)
+        if "e2e" in only:
+            report["end_to_end"] = scenarios.end_to_end(
+                backend.url, gateway.url, 40 if args.quick else 200, 6 if args.quick else 30, concurrency=8
+            )
+        if "large" in only:
+            report["large_result"] = scenarios.large_result(gateway.url, gateway.process.pid)
+        if "state" in only:
+            report["scale_of_state"] = scenarios.scale_of_state(
+                gateway.url, gateway.process.pid, 1000 if args.quick else 10000, args.seconds
+            )
+    finally:
+        nginx.stop()
+        gateway.stop()
+        backend.stop()
+    print_table(report)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(report, indent=2))
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwritten to {path}")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\nmachine: {report['machine']}; gateway workers: {report['gateway_workers']}, nginx workers: 1")
+    poll = report.get("poll_path")
+    if poll:
+        print("\n1. poll path (wrk, GET of in-flight queries' nextUri)")
+        print(
+            f"{'conns':>6} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'nginx rps':>10} {'p50':>7} {'p99':>7} | "
+            f"{'gateway rps':>11} {'p50':>7} {'p99':>7} | {'gw/nginx':>8} {'gw/direct':>9} {'+p50 ms':>8}"
+        )
+        for conns in poll["direct"]:
+            d, n, g = poll["direct"][conns], poll["nginx"][conns], poll["gateway"][conns]
+            print(
+                f"{conns:>6} | {d['requests_per_second']:>10.0f} {d['p50_ms']:>7.2f} {d['p99_ms']:>7.2f} | "
+                f"{n['requests_per_second']:>10.0f} {n['p50_ms']:>7.2f} {n['p99_ms']:>7.2f} | "
+                f"{g['requests_per_second']:>11.0f} {g['p50_ms']:>7.2f} {g['p99_ms']:>7.2f} | "
+                f"{g['requests_per_second'] / n['requests_per_second']:>8.2f} "
+                f"{g['requests_per_second'] / d['requests_per_second']:>9.2f} {g['p50_ms'] - d['p50_ms']:>8.2f}"
+            )
+    e2e = report.get("end_to_end")
+    if e2e:
+        print("\n2. end to end (trino Python client, 8 at a time)")
+        for label, row in e2e.items():
+            print(
+                f"  {label:<10} {row['queries']:>4} queries: direct {row['direct']['seconds']:.2f}s "
+                f"({row['direct']['queries_per_second']}/s), gateway {row['gateway']['seconds']:.2f}s "
+                f"({row['gateway']['queries_per_second']}/s), ratio {row['ratio_gateway_direct']}"
+            )
+    state = report.get("scale_of_state")
+    if state:
+        print(
+            f"\n3. scale of state: {state['queries_in_flight']} queries in flight: RSS {state['rss_before_mb']} -> "
+            f"{state['rss_after_mb']} MB (+{state['rss_added_mb']} MB, {state['bytes_per_query']} B/query); "
+            f"poll p50 idle {state['idle_poll']['p50_ms']:.2f} ms, loaded {state['loaded_poll']['p50_ms']:.2f} ms "
+            f"(x{state['p50_ratio_loaded_idle']}); rps idle {state['idle_poll']['requests_per_second']:.0f}, "
+            f"loaded {state['loaded_poll']['requests_per_second']:.0f}"
+        )
+    routing = report.get("routing_decision_us")
+    if routing:
+        print(
+            "\n4. routing decision: "
+            + ", ".join(f"{n} backends {v['microseconds']} us" for n, v in routing.items())
+            + " (routing rules: not built yet)"
+        )
+    large = report.get("large_result")
+    if large:
+        print(
+            f"\n5. large result: {large['megabytes']} MB, {large['rows']} rows, {large['pages']} pages in "
+            f"{large['seconds']}s ({large['megabytes_per_second']} MB/s); gateway RSS {large['rss_before_mb']} -> "
+            f"peak {large['rss_peak_mb']} MB (+{large['rss_growth_mb']} MB)"
+        )
+
+
+if __name__ == "__main__":
+    main()

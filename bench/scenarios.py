@@ -1,0 +1,207 @@
+"""The benchmark's measurements. Each returns plain dicts, printed and saved by ``bench.__main__``."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+import trino
+
+from bench.wrk import run_wrk
+
+SLOW = {"X-Trino-Session": "sim_run_time=1h"}
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its children (hypercorn workers), from /proc."""
+    total = 0
+    pids = [pid]
+    children = f"/proc/{pid}/task/{pid}/children"
+    if os.path.exists(children):
+        pids += [int(p) for p in open(children).read().split()]
+    for one in pids:
+        try:
+            for line in open(f"/proc/{one}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def prepare_polls(entry_url: str, count: int) -> list[str]:
+    """``count`` queries left RUNNING, each advanced to its first executing page; the paths
+    returned re-GET that page, as a client retrying a poll does (Trino answers from its cache)."""
+    session = requests.Session()
+
+    def one(i: int) -> str:
+        first = session.post(
+            f"{entry_url}/v1/statement",
+            data=f"SELECT {i}".encode(),
+            headers={"X-Trino-User": "bench", **SLOW},
+            timeout=30,
+        ).json()
+        queued = session.get(first["nextUri"], timeout=30).json()
+        executing_uri = queued["nextUri"]
+        session.get(executing_uri, timeout=30)  # token 0 is now the last token: re-GETs are cached
+        return "/" + executing_uri.split("/", 3)[3]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def cancel_polls(entry_url: str, paths: list[str]) -> None:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda p: requests.delete(entry_url + p, timeout=30), paths))
+
+
+def poll_path(targets: dict[str, str], connections: list[int], seconds: float, queries: int) -> dict[str, Any]:
+    """Requests/s and latency of nextUri polls, for each target (direct, nginx, gateway)."""
+    results: dict[str, Any] = {}
+    for name, url in targets.items():
+        paths = prepare_polls(url, queries)
+        results[name] = {}
+        for count in connections:
+            result = run_wrk(url, paths, count, seconds)
+            results[name][count] = result.__dict__
+        cancel_polls(url, paths)
+    return results
+
+
+def end_to_end(direct_url: str, gateway_url: str, small: int, large: int, concurrency: int) -> dict[str, Any]:
+    """Wall time of N real-client queries, direct and through the gateway."""
+    workloads = {
+        "small": ("SELECT * FROM tpch.tiny.nation", small, 25),
+        "multi_page": ("SELECT * FROM tpch.tiny.orders", large, 15000),
+    }
+    out: dict[str, Any] = {}
+    for label, (sql, count, rows) in workloads.items():
+        out[label] = {"queries": count, "rows_per_query": rows}
+        for target, url in (("direct", direct_url), ("gateway", gateway_url)):
+            host, port = url.removeprefix("http://").split(":")
+
+            def one(_: int, host: str = host, port: str = port, sql: str = sql) -> int:
+                cursor = trino.dbapi.connect(host=host, port=int(port), user="bench").cursor()
+                cursor.execute(sql)
+                return len(cursor.fetchall())
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                counts = list(pool.map(one, range(count)))
+            elapsed = time.perf_counter() - started
+            assert all(c == rows for c in counts), f"{target} returned wrong row counts"
+            out[label][target] = {"seconds": round(elapsed, 3), "queries_per_second": round(count / elapsed, 1)}
+        out[label]["ratio_gateway_direct"] = round(
+            out[label]["gateway"]["seconds"] / out[label]["direct"]["seconds"], 3
+        )
+    return out
+
+
+def scale_of_state(gateway_url: str, gateway_pid: int, in_flight: int, seconds: float) -> dict[str, Any]:
+    """Gateway memory and poll latency with ``in_flight`` queries routed and unfinished."""
+    probe = prepare_polls(gateway_url, 64)
+    idle = run_wrk(gateway_url, probe, 32, seconds)
+    before = rss_bytes(gateway_pid)
+    session_local = threading.local()
+
+    def submit(i: int) -> None:
+        session = getattr(session_local, "session", None) or requests.Session()
+        session_local.session = session
+        response = session.post(
+            f"{gateway_url}/v1/statement",
+            data=f"SELECT {i}".encode(),
+            headers={"X-Trino-User": "bench", **SLOW},
+            timeout=60,
+        )
+        response.raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(submit, range(in_flight)))
+    submit_seconds = time.perf_counter() - started
+    after = rss_bytes(gateway_pid)
+    loaded = run_wrk(gateway_url, probe, 32, seconds)
+    cancel_polls(gateway_url, probe)
+    return {
+        "queries_in_flight": in_flight,
+        "submit_seconds": round(submit_seconds, 2),
+        "rss_before_mb": round(before / 2**20, 1),
+        "rss_after_mb": round(after / 2**20, 1),
+        "rss_added_mb": round((after - before) / 2**20, 1),
+        "bytes_per_query": round((after - before) / in_flight),
+        "idle_poll": idle.__dict__,
+        "loaded_poll": loaded.__dict__,
+        "p50_ratio_loaded_idle": round(loaded.p50_ms / idle.p50_ms, 3),
+    }
+
+
+def routing_decision(backend_counts: list[int], iterations: int = 20000) -> dict[str, Any]:
+    """Time of one routing decision, in process, by number of backends (rules: not built yet)."""
+    from gateway.routing import InFlight, Router
+    from gateway.store import BackendRecord
+
+    out: dict[str, Any] = {}
+    for count in backend_counts:
+        backends = [
+            BackendRecord(f"b{i}", f"http://127.0.0.1:{9000 + i}", "adhoc" if i % 2 == 0 else "etl")
+            for i in range(count)
+        ]
+        in_flight = InFlight()
+        router = Router("adhoc", in_flight)
+        samples = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(iterations):
+                router.decide(backends, "adhoc")
+            samples.append((time.perf_counter() - started) / iterations * 1e6)
+        out[count] = {"microseconds": round(statistics.median(samples), 2), "rules": 0}
+    return out
+
+
+def large_result(gateway_url: str, gateway_pid: int) -> dict[str, Any]:
+    """A result of about 200 MB through the gateway: bytes moved and the gateway's memory growth."""
+    sql = "SELECT * FROM tpch.tiny.lineitem CROSS JOIN UNNEST(sequence(1, 25)) AS t(i)"
+    before = rss_bytes(gateway_pid)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_bytes(gateway_pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    session = requests.Session()
+    started = time.perf_counter()
+    received = rows = pages = 0
+    try:
+        page = session.post(
+            f"{gateway_url}/v1/statement", data=sql.encode(), headers={"X-Trino-User": "bench"}, timeout=60
+        ).json()
+        while "nextUri" in page:
+            response = session.get(page["nextUri"], timeout=120)
+            received += len(response.content)
+            page = response.json()
+            rows += len(page.get("data", []))
+            pages += 1
+    finally:
+        done.set()
+        sampler.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "pages": pages,
+        "megabytes": round(received / 2**20, 1),
+        "seconds": round(elapsed, 2),
+        "megabytes_per_second": round(received / 2**20 / elapsed, 1),
+        "rss_before_mb": round(before / 2**20, 1),
+        "rss_peak_mb": round(peak / 2**20, 1),
+        "rss_growth_mb": round((peak - before) / 2**20, 1),
+    }
