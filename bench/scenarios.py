@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -21,16 +22,14 @@ def rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` and its children (hypercorn workers), from /proc."""
     total = 0
     pids = [pid]
-    children = f"/proc/{pid}/task/{pid}/children"
-    if os.path.exists(children):
-        pids += [int(p) for p in open(children).read().split()]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
     for one in pids:
-        try:
-            for line in open(f"/proc/{one}/status"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
-        except FileNotFoundError:
-            pass
     return total
 
 
