@@ -49,6 +49,11 @@ def _store() -> Any:
     return current_app.config["SERVICES"].services.store
 
 
+def _changed() -> None:
+    """A backend changed here: this worker routes with the change from the next query on."""
+    current_app.config["SERVICES"].services.registry.invalidate()
+
+
 async def _payload() -> BackendPayload | Response:
     raw = await request.get_data()
     try:
@@ -90,6 +95,7 @@ async def _set_active(name: str, active: bool) -> Response:
     store = _store()
     if not await store.set_active(name, active):
         return api_error(404, f"no backend named {name!r}")
+    _changed()
     return json_response(backend_json(await store.get_backend(name)))
 
 
@@ -113,6 +119,7 @@ async def add() -> Response:
         await _store().add_backend(payload.record())
     except DuplicateBackend as error:
         return api_error(409, str(error))
+    _changed()
     return json_response(backend_json(payload.record()))
 
 
@@ -128,6 +135,7 @@ async def update() -> Response:
             await store.add_backend(payload.record())
         except DuplicateBackend:
             await store.update_backend(payload.record())
+    _changed()
     return json_response(backend_json(payload.record()))
 
 
@@ -147,6 +155,7 @@ async def delete() -> Response:
         return api_error(400, "the request body must name the backend to delete")
     if not await _store().delete_backend(name):
         return api_error(404, f"no backend named {name!r}")
+    _changed()
     return json_response({"deleted": name})
 
 
@@ -199,6 +208,8 @@ async def queries() -> Response:
         offset = _int_arg("offset", 0) or 0
     except ValueError as error:
         return api_error(400, f"bad query parameter: {error}")
+    # What this worker has buffered is written first, so a client reads its own queries.
+    await current_app.config["SERVICES"].services.history.flush()
     total, records = await _store().find_queries(where, limit, offset)
     return json_response(
         {"total": total, "limit": limit, "offset": offset, "queries": [_query_json(r) for r in records]}

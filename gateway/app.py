@@ -11,13 +11,15 @@ import gc
 import logging
 from typing import Any
 
+import orjson
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
+from gateway import errors
 from gateway.api import admin
 from gateway.config import GatewayConfig
 from gateway.errors import api_error
-from gateway.proxy import Proxy, Receive, Scope, Send
+from gateway.proxy import Proxy, Receive, Scope, Send, gateway_base
 from gateway.services import Services
 
 log = logging.getLogger("gateway")
@@ -66,17 +68,42 @@ class GatewayApp:
             path = scope["path"]
             # The prefixes themselves and paths below them (``/ui`` and ``/ui/...``, not ``/uix``).
             if path.startswith(_PROXIED_BELOW) or path in _PROXIED_EXACT:
-                try:
-                    await self.proxy(scope, receive, send)
-                except Exception:
-                    log.exception("unexpected error proxying %s %s", scope["method"], path)
-                    raise
+                await self._proxy(scope, receive, send)
                 return
             await self.admin(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
             await self.admin(scope, receive, send)
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.proxy(scope, receive, tracking_send)
+        except Exception as error:
+            # A bug must still reach the client as an error it can read, never a bare 500 page.
+            log.exception("unexpected error proxying %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            body = orjson.dumps(
+                errors.failed_query(
+                    gateway_base(scope), f"trino-gateway internal error: {type(error).__name__}: {error}"
+                )
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

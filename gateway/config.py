@@ -55,6 +55,9 @@ class StoreConfig(_Strict):
 
 class RoutingConfig(_Strict):
     default_group: str = Field("adhoc", min_length=1)
+    backend_refresh_seconds: float = Field(
+        1.0, ge=0, description="how stale the backend list may be; admin changes on another worker count within it"
+    )
 
 
 class ProxyConfig(_Strict):

@@ -203,7 +203,7 @@ class Proxy:
             if query_id:
                 services.locator.remember(query_id, backend.name, backend.proxy_to)
                 services.in_flight.started(query_id, backend.name)
-                await services.history.submitted(
+                services.history.submitted(
                     QueryRecord(
                         query_id=query_id,
                         backend_name=backend.name,

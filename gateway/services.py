@@ -33,7 +33,7 @@ class Services:
     async def start(cls, config: GatewayConfig, migrate: bool) -> Services:
         store = await Store.open(config.store.url, migrate=migrate)
         session = create_session(config.proxy)
-        registry = BackendRegistry(store)
+        registry = BackendRegistry(store, config.routing.backend_refresh_seconds)
         in_flight = InFlight()
         history = QueryHistory(store, config.history.sql_chars, config.history.retention_hours)
         services = cls(
@@ -46,7 +46,11 @@ class Services:
             locator=QueryLocator(store, registry, session),
             history=history,
         )
-        services.tasks = [asyncio.create_task(history.purge_forever()), asyncio.create_task(_sweep_forever(in_flight))]
+        services.tasks = [
+            asyncio.create_task(history.purge_forever()),
+            asyncio.create_task(history.flush_forever()),
+            asyncio.create_task(_sweep_forever(in_flight)),
+        ]
         return services
 
     async def stop(self) -> None:

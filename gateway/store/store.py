@@ -172,22 +172,34 @@ class Store:
                 )
 
     # -- query history ----------------------------------------------------------------------
-    async def record_query(self, record: QueryRecord) -> None:
+    async def record_queries(self, records: list[QueryRecord]) -> None:
         async with self.engine.begin() as connection:
-            await connection.execute(sa.insert(query_history).values(**asdict(record)))
+            await connection.execute(sa.insert(query_history), [asdict(r) for r in records])
 
-    async def finish_query(self, query_id: str, state: str, error_name: str | None, finished_at: int) -> None:
+    async def finish_queries(self, outcomes: list[tuple[str, str, str | None, int]]) -> None:
+        """Record (query id, state, error name, finished at) for queries that have no outcome yet."""
+        submitted = (
+            sa.select(query_history.c.submitted_at)
+            .where(query_history.c.query_id == sa.bindparam("qid"))
+            .scalar_subquery()
+        )
+        statement = (
+            sa.update(query_history)
+            .where(query_history.c.query_id == sa.bindparam("qid"), query_history.c.state.is_(None))
+            .values(
+                state=sa.bindparam("new_state"),
+                error_name=sa.bindparam("new_error"),
+                finished_at=sa.bindparam("at"),
+                elapsed_ms=sa.bindparam("at") - submitted,
+            )
+        )
         async with self.engine.begin() as connection:
-            submitted = sa.select(query_history.c.submitted_at).where(query_history.c.query_id == query_id)
             await connection.execute(
-                sa.update(query_history)
-                .where(query_history.c.query_id == query_id, query_history.c.state.is_(None))
-                .values(
-                    state=state,
-                    error_name=error_name,
-                    finished_at=finished_at,
-                    elapsed_ms=finished_at - submitted.scalar_subquery(),
-                )
+                statement,
+                [
+                    {"qid": query_id, "new_state": state, "new_error": error, "at": at}
+                    for query_id, state, error, at in outcomes
+                ],
             )
 
     async def backend_for_query(self, query_id: str) -> tuple[str, str] | None:
