@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration per measurement")
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--gateway-workers", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="wrk runs per poll-path cell (the median is shown)")
     parser.add_argument("--only", default="poll,e2e,state,routing,large")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -57,7 +58,9 @@ def main() -> None:
             report["routing_decision_us"] = scenarios.routing_decision([1, 10, 100])
         if "poll" in only:
             targets = {"direct": backend.url, "nginx": nginx.url, "gateway": gateway.url}
-            report["poll_path"] = scenarios.poll_path(targets, connections, args.seconds, 16 if args.quick else 64)
+            report["poll_path"] = scenarios.poll_path(
+                targets, connections, args.seconds, 16 if args.quick else 64, 1 if args.quick else args.repeat
+            )
         if "e2e" in only:
             report["end_to_end"] = scenarios.end_to_end(
                 backend.url, gateway.url, 40 if args.quick else 200, 6 if args.quick else 30, concurrency=8
@@ -84,7 +87,7 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"\nmachine: {report['machine']}; gateway workers: {report['gateway_workers']}, nginx workers: 1")
     poll = report.get("poll_path")
     if poll:
-        print("\n1. poll path (wrk, GET of in-flight queries' nextUri)")
+        print("\n1. poll path (wrk, GET of in-flight queries' nextUri; median of the runs, rps range in JSON)")
         print(
             f"{'conns':>6} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'nginx rps':>10} {'p50':>7} {'p99':>7} | "
             f"{'gateway rps':>11} {'p50':>7} {'p99':>7} | {'gw/nginx':>8} {'gw/direct':>9} {'+p50 ms':>8}"

@@ -59,16 +59,37 @@ def cancel_polls(entry_url: str, paths: list[str]) -> None:
         list(pool.map(lambda p: requests.delete(entry_url + p, timeout=30), paths))
 
 
-def poll_path(targets: dict[str, str], connections: list[int], seconds: float, queries: int) -> dict[str, Any]:
-    """Requests/s and latency of nextUri polls, for each target (direct, nginx, gateway)."""
-    results: dict[str, Any] = {}
-    for name, url in targets.items():
-        paths = prepare_polls(url, queries)
-        results[name] = {}
+def poll_path(
+    targets: dict[str, str], connections: list[int], seconds: float, queries: int, repeat: int = 3
+) -> dict[str, Any]:
+    """Requests/s and latency of nextUri polls, for each target (direct, nginx, gateway).
+
+    Each cell is the median of ``repeat`` runs, taken round-robin over the targets so that a
+    noisy moment of the machine does not land on one target only; min and max rps are kept.
+    """
+    paths = {name: prepare_polls(url, queries) for name, url in targets.items()}
+    runs: dict[str, dict[int, list[Any]]] = {name: {count: [] for count in connections} for name in targets}
+    for _ in range(repeat):
         for count in connections:
-            result = run_wrk(url, paths, count, seconds)
-            results[name][count] = result.__dict__
-        cancel_polls(url, paths)
+            for name, url in targets.items():
+                runs[name][count].append(run_wrk(url, paths[name], count, seconds))
+    for name, url in targets.items():
+        cancel_polls(url, paths[name])
+    results: dict[str, Any] = {}
+    for name in targets:
+        results[name] = {}
+        for count, samples in runs[name].items():
+            rps = [r.requests_per_second for r in samples]
+            results[name][count] = {
+                "connections": count,
+                "requests_per_second": statistics.median(rps),
+                "rps_min": min(rps),
+                "rps_max": max(rps),
+                "p50_ms": statistics.median(r.p50_ms for r in samples),
+                "p99_ms": statistics.median(r.p99_ms for r in samples),
+                "errors": sum(r.errors for r in samples),
+                "runs": len(samples),
+            }
     return results
 
 

@@ -1,0 +1,85 @@
+"""The benchmark's own tools: figures are not asserted, but the code that produces them must work."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import wrk
+from bench.__main__ import print_table
+from bench.scenarios import routing_decision
+
+WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:1
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.07ms    2.01ms  35.83ms   73.92%
+  Latency Distribution
+     50%    5.53ms
+     75%    6.10ms
+     90%    7.20ms
+     99%  812.00us
+  4321 requests in 1.00s, 2.50MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   4321.44
+"""
+
+
+def test_wrk_output_is_read_with_units_and_errors(monkeypatch):
+    class Finished:
+        returncode = 0
+        stdout = WRK_OUTPUT
+        stderr = ""
+
+    monkeypatch.setattr(wrk.shutil, "which", lambda _: "/usr/bin/wrk")
+    monkeypatch.setattr(wrk.subprocess, "run", lambda *a, **k: Finished())
+    result = wrk.run_wrk("http://127.0.0.1:1", ["/a", "/b"], 32, 1)
+    assert result.requests_per_second == pytest.approx(4321.44)
+    assert result.p50_ms == pytest.approx(5.53) and result.p99_ms == pytest.approx(0.812)
+    assert result.errors == 7
+
+
+def test_routing_decision_is_measured_per_backend_count():
+    figures = routing_decision([1, 10], iterations=200)
+    assert set(figures) == {1, 10} and all(f["microseconds"] > 0 for f in figures.values())
+
+
+def test_the_table_prints_every_section(capsys):
+    row = {"requests_per_second": 1000.0, "p50_ms": 1.0, "p99_ms": 2.0}
+    report = {
+        "machine": {"cpus": 2},
+        "gateway_workers": 1,
+        "poll_path": {name: {32: row} for name in ("direct", "nginx", "gateway")},
+        "end_to_end": {
+            "small": {
+                "queries": 1,
+                "direct": {"seconds": 1.0, "queries_per_second": 1.0},
+                "gateway": {"seconds": 1.1, "queries_per_second": 0.9},
+                "ratio_gateway_direct": 1.1,
+            }
+        },
+        "scale_of_state": {
+            "queries_in_flight": 10,
+            "rss_before_mb": 1,
+            "rss_after_mb": 2,
+            "rss_added_mb": 1,
+            "bytes_per_query": 100,
+            "idle_poll": row,
+            "loaded_poll": row,
+            "p50_ratio_loaded_idle": 1.0,
+        },
+        "routing_decision_us": {1: {"microseconds": 1.0}},
+        "large_result": {
+            "megabytes": 200,
+            "rows": 1,
+            "pages": 1,
+            "seconds": 1,
+            "megabytes_per_second": 200,
+            "rss_before_mb": 1,
+            "rss_peak_mb": 2,
+            "rss_growth_mb": 1,
+        },
+    }
+    print_table(report)
+    out = capsys.readouterr().out
+    for heading in ("1. poll path", "2. end to end", "3. scale of state", "4. routing decision", "5. large result"):
+        assert heading in out
