@@ -1,4 +1,5 @@
-"""The ASGI application for hypercorn workers: ``hypercorn -w 2 gateway.asgi:app``.
+"""The ASGI application each worker imports (``granian --interface asgi gateway.asgi:app``,
+``hypercorn -w 2 gateway.asgi:app``).
 
 Each worker process imports this module; the configuration comes from the environment, where
 ``trino-gateway serve`` puts it (or from ``TRINO_GATEWAY_CONFIG_FILE`` when run by hand).

@@ -97,7 +97,7 @@ class GatewayProcess:
     def stop(self, timeout: float = 15.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        # The whole process group: workers of `hypercorn -w N` included.
+        # The whole process group: the server's worker processes included.
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout)
