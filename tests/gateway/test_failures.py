@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from gateway.testing import GatewayProcess
@@ -95,9 +96,10 @@ def test_queries_survive_a_gateway_kill_and_restart(clusters, store_url):
         gateway.stop()
 
 
-def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, store_url):
+@pytest.mark.parametrize("engine", ["granian", "hypercorn"])
+def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, store_url, engine):
     config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters[:2]]}
-    with GatewayProcess(store=store_url, config=config, workers=2) as gateway:
+    with GatewayProcess(store=store_url, config=config, workers=2, extra_args=["--engine", engine]) as gateway:
 
         def one(i: int) -> tuple[set[str], list]:
             # A new connection per request, so the kernel spreads them over both workers.
