@@ -10,6 +10,7 @@ from quart import Blueprint, Response, current_app, request
 
 from gateway.config import describe_errors, normalise_url
 from gateway.errors import api_error, json_response
+from gateway.scoring import score
 from gateway.store import BackendRecord, DuplicateBackend, QueryFilter, QueryRecord
 
 admin = Blueprint("admin", __name__)
@@ -49,9 +50,13 @@ def _store() -> Any:
     return current_app.config["SERVICES"].services.store
 
 
-def _changed() -> None:
-    """A backend changed here: this worker routes with the change from the next query on."""
-    current_app.config["SERVICES"].services.registry.invalidate()
+async def _changed(name: str | None = None) -> None:
+    """A backend changed here: this worker routes with the change from the next query on, and a new
+    or changed backend is checked at once (an unchecked backend takes no queries)."""
+    services = current_app.config["SERVICES"].services
+    services.registry.invalidate()
+    if name is not None:
+        await services.health.check_now(name)
 
 
 async def _payload() -> BackendPayload | Response:
@@ -95,7 +100,7 @@ async def _set_active(name: str, active: bool) -> Response:
     store = _store()
     if not await store.set_active(name, active):
         return api_error(404, f"no backend named {name!r}")
-    _changed()
+    await _changed(name if active else None)
     return json_response(backend_json(await store.get_backend(name)))
 
 
@@ -119,7 +124,7 @@ async def add() -> Response:
         await _store().add_backend(payload.record())
     except DuplicateBackend as error:
         return api_error(409, str(error))
-    _changed()
+    await _changed(payload.name)
     return json_response(backend_json(payload.record()))
 
 
@@ -135,7 +140,7 @@ async def update() -> Response:
             await store.add_backend(payload.record())
         except DuplicateBackend:
             await store.update_backend(payload.record())
-    _changed()
+    await _changed(payload.name)
     return json_response(backend_json(payload.record()))
 
 
@@ -155,7 +160,7 @@ async def delete() -> Response:
         return api_error(400, "the request body must name the backend to delete")
     if not await _store().delete_backend(name):
         return api_error(404, f"no backend named {name!r}")
-    _changed()
+    await _changed()
     return json_response({"deleted": name})
 
 
@@ -214,6 +219,37 @@ async def queries() -> Response:
     return json_response(
         {"total": total, "limit": limit, "offset": offset, "queries": [_query_json(r) for r in records]}
     )
+
+
+@admin.get("/gateway/health")
+async def health() -> Response:
+    """Observed health of every backend, beside its admin state: state, last check, last error,
+    the monitor's figures and the routing score."""
+    services = current_app.config["SERVICES"].services
+    out = []
+    for backend in await services.store.list_backends():
+        state = services.health.of(backend.name)
+        in_flight = services.in_flight.count(backend.name)
+        out.append(
+            {
+                "name": backend.name,
+                "routingGroup": backend.routing_group,
+                "active": backend.active,
+                "state": state.state.value,
+                "lastCheck": state.last_check_ms,
+                "lastError": state.last_error,
+                "consecutiveFailures": state.consecutive_failures,
+                "runningQueries": state.stats.running,
+                "queuedQueries": state.stats.queued,
+                "workers": state.stats.workers,
+                "inFlight": in_flight,
+                "routedSinceCheck": state.routed_since_check,
+                "latencyMs": round(state.latency * 1000, 2),
+                "errorRate": round(state.error_rate, 4),
+                "score": round(score(state, in_flight, services.router.weights), 4),
+            }
+        )
+    return json_response(out)
 
 
 @admin.get("/gateway/livez")

@@ -25,6 +25,10 @@ def normalise_url(value: str) -> str:
     return value
 
 
+MonitorKind = Literal["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"]
+RouterKind = Literal["score", "least-queued", "round-robin", "random", "weighted", "user-hash"]
+
+
 class BackendConfig(_Strict):
     """A Trino cluster behind the gateway."""
 
@@ -33,6 +37,8 @@ class BackendConfig(_Strict):
     external_url: str | None = Field(None, description="URL users see for this cluster (default: proxy_to)")
     routing_group: str = Field("adhoc", min_length=1, max_length=256)
     active: bool = True
+    monitor: MonitorKind | None = Field(None, description="health check for this backend (default: health.monitor)")
+    weight: float = Field(1.0, ge=0, description="share of queries under the weighted router")
 
     @field_validator("proxy_to", "external_url")
     @classmethod
@@ -53,8 +59,22 @@ class StoreConfig(_Strict):
     url: str = Field("sqlite:///gateway.db", description="sqlite:///path.db or postgresql://user:pw@host/db")
 
 
+class GroupConfig(_Strict):
+    router: RouterKind = "score"
+
+
+class ScoreWeightsConfig(_Strict):
+    queued: float = Field(1.0, ge=0)
+    running: float = Field(0.25, ge=0)
+    latency: float = Field(4.0, ge=0)
+    errors: float = Field(5.0, ge=0)
+
+
 class RoutingConfig(_Strict):
     default_group: str = Field("adhoc", min_length=1)
+    router: RouterKind = Field("score", description="router of groups not listed under groups")
+    groups: dict[str, GroupConfig] = Field(default_factory=dict, description="per-group settings, e.g. the router")
+    score_weights: ScoreWeightsConfig = Field(default_factory=ScoreWeightsConfig)
     backend_refresh_seconds: float = Field(
         1.0, ge=0, description="how stale the backend list may be; admin changes on another worker count within it"
     )
@@ -65,6 +85,23 @@ class ProxyConfig(_Strict):
     read_timeout: float = Field(25.0, gt=0, description="seconds to wait for a backend's answer")
     forwarded_headers: bool = Field(True, description="send X-Forwarded-For/-Proto/-Host/-Port to backends")
     max_connections: int = Field(512, ge=1, description="open connections to all backends, per worker")
+
+
+class HealthConfig(_Strict):
+    monitor: MonitorKind = Field("INFO_API", description="health check of backends that name none")
+    interval: float = Field(5.0, gt=0, description="seconds between checks of a backend")
+    timeout: float = Field(3.0, gt=0, description="a check that takes longer fails")
+    failure_threshold: int = Field(2, ge=1, description="failures in a row that make a backend UNHEALTHY")
+    success_threshold: int = Field(2, ge=1, description="successes in a row that make it HEALTHY again")
+    user: str = Field("trino-gateway", description="X-Trino-User of JMX, METRICS and QUERY checks")
+    ui_user: str = Field("trino-gateway", description="UI_API login")
+    ui_password: str = ""
+    probe_sql: str = Field("SELECT 1", description="statement the QUERY check runs")
+    metric_minimums: dict[str, float] = Field(
+        default_factory=lambda: {"trino_metadata_name_DiscoveryNodeManager_ActiveNodeCount": 1.0},
+        description="METRICS check: a metric below its minimum makes the backend fail the check",
+    )
+    metric_maximums: dict[str, float] = Field(default_factory=dict, description="METRICS check: ... above its maximum")
 
 
 class HistoryConfig(_Strict):
@@ -78,6 +115,7 @@ class GatewayConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     backends: list[BackendConfig] = Field(default_factory=list)
 
     @field_validator("backends")

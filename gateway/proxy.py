@@ -10,6 +10,7 @@ request than it must (no framework request objects, headers kept as the bytes th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -146,7 +147,9 @@ class Proxy:
                 return
         requested = (_header(scope, b"x-trino-routing-group") or "").strip() or None
         try:
-            decision = services.router.decide(await services.registry.all(), requested)
+            decision = services.router.decide(
+                await services.registry.all(), requested, user=_header(scope, b"x-trino-user")
+            )
         except NoBackendAvailable as error:
             log.warning("%s", error)
             await _respond_json(send, 200, errors.no_backend_document(base, str(error)))
@@ -159,7 +162,9 @@ class Proxy:
             )
         headers = self._upstream_headers(services, scope, base, statement=True)
         refused: list[str] = []
+        loop_time = asyncio.get_running_loop().time
         for backend in decision.ranked:
+            began = loop_time()
             try:
                 async with services.session.post(
                     backend.proxy_to + "/v1/statement", data=body, headers=headers
@@ -168,14 +173,20 @@ class Proxy:
                     status, raw_headers = upstream.status, upstream.raw_headers
             except NOT_SENT as error:
                 # Nothing reached this backend: the next-best one may take the query.
+                services.health.request_failed(backend.name, describe(error))
                 refused.append(f"{backend.name} ({describe(error)})")
                 log.warning("backend %s refused a new query, trying the next one: %s", backend.name, error)
                 continue
             except FAILURES as error:
                 # The statement may have reached the backend: sending it elsewhere could run it twice.
+                services.health.request_failed(backend.name, describe(error))
                 message = f"trino-gateway: backend {backend.name} failed while taking the query: {describe(error)}"
                 await _respond_json(send, 502, errors.failed_query(base, message))
                 return
+            if status >= 500:
+                services.health.request_failed(backend.name, f"HTTP {status} to a new query")
+            else:
+                services.health.request_succeeded(backend.name, loop_time() - began)
             await self._submitted(
                 services, scope, send, backend, decision.group, sql, base, status, raw_headers, content
             )
@@ -200,6 +211,7 @@ class Proxy:
     ) -> None:
         if status == 200:
             query_id = _field(content, "id")
+            services.health.of(backend.name).routed_since_check += 1
             if query_id:
                 services.locator.remember(query_id, backend.name, backend.proxy_to)
                 services.in_flight.started(query_id, backend.name)
@@ -257,8 +269,11 @@ class Proxy:
                 content = await upstream.read()
                 status, raw_headers = upstream.status, upstream.raw_headers
         except FAILURES as error:
+            services.health.request_failed(name, describe(error))
             await self._upstream_failed(send, base, name, query_id, error)
             return
+        if status >= 500:
+            services.health.request_failed(name, f"HTTP {status}")
         if query_id is not None:
             if method == "DELETE" and status == 204:
                 services.in_flight.finished(query_id)
@@ -282,6 +297,7 @@ class Proxy:
         try:
             upstream = await services.session.request(method, target, data=body or None, headers=headers)
         except FAILURES as error:
+            services.health.request_failed(name, describe(error))
             await self._upstream_failed(send, base, name, query_id, error)
             return
         try:

@@ -1,29 +1,34 @@
-"""Choosing a backend for a new query: the routing group, then the least-loaded active backend.
+"""Choosing a backend for a new query: the routing group, then the group's router.
 
-Admin intent (the ``active`` flag) decides who may take new queries; load decides who takes the
-next one. Queries already running are never routed here: they follow their query id (``proxy``).
+Admin intent (the ``active`` flag) and observed health (HEALTHY) together decide who may take new
+queries; the group's router decides who takes the next one. Queries already running are never
+routed here: they follow their query id (``query_locator``).
 """
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
+from gateway.health import HealthChecker
+from gateway.routers import ROUTERS, RankContext, Strategy
+from gateway.scoring import ScoreWeights
 from gateway.store import BackendRecord
 
 
 class NoBackendAvailable(Exception):
-    """No active backend in the requested group nor in the default group."""
+    """No active and healthy backend in the requested group nor in the default group."""
 
-    def __init__(self, group: str, default_group: str) -> None:
+    def __init__(self, group: str, default_group: str, detail: str = "") -> None:
         self.group = group
         self.default_group = default_group
         if group == default_group:
-            message = f"no active backend in routing group '{group}'"
+            message = f"no active and healthy backend in routing group '{group}'"
         else:
-            message = f"no active backend in routing group '{group}' nor in the default group '{default_group}'"
-        super().__init__(f"trino-gateway: {message}")
+            message = (
+                f"no active and healthy backend in routing group '{group}' nor in the default group '{default_group}'"
+            )
+        super().__init__(f"trino-gateway: {message}{detail}")
 
 
 @dataclass(frozen=True)
@@ -72,22 +77,55 @@ class InFlight:
 
 
 class Router:
-    def __init__(self, default_group: str, in_flight: InFlight) -> None:
+    def __init__(
+        self,
+        default_group: str,
+        in_flight: InFlight,
+        health: HealthChecker,
+        default_router: str = "score",
+        group_routers: dict[str, str] | None = None,
+        weights: ScoreWeights | None = None,
+        backend_weights: dict[str, float] | None = None,
+    ) -> None:
         self.default_group = default_group
         self.in_flight = in_flight
+        self.health = health
+        self.default_strategy: Strategy = ROUTERS[default_router]()
+        self.group_strategies: dict[str, Strategy] = {
+            group: ROUTERS[name]() for group, name in (group_routers or {}).items()
+        }
+        self.weights = weights or ScoreWeights()
+        self.backend_weights = backend_weights or {}
 
-    def decide(self, backends: list[BackendRecord], requested_group: str | None) -> Decision:
+    def _routable(self, backends: list[BackendRecord], group: str) -> list[BackendRecord]:
+        return [b for b in backends if b.active and b.routing_group == group and self.health.of(b.name).routable]
+
+    def decide(self, backends: list[BackendRecord], requested_group: str | None, user: str | None = None) -> Decision:
         """The group and the backends to try, best first, for a new query."""
         group = requested_group or self.default_group
-        active = [b for b in backends if b.active]
-        candidates = [b for b in active if b.routing_group == group]
+        candidates = self._routable(backends, group)
         chosen_group = group
         if not candidates:
-            # An empty or unknown group falls back to the default group, as trinodb/trino-gateway does.
-            candidates = [b for b in active if b.routing_group == self.default_group]
+            # An empty, unhealthy or unknown group falls back to the default group, as
+            # trinodb/trino-gateway does.
+            candidates = self._routable(backends, self.default_group)
             chosen_group = self.default_group
         if not candidates:
-            raise NoBackendAvailable(group, self.default_group)
-        # Least loaded first; a random tie-break spreads a burst over equally loaded backends.
-        ranked = sorted(candidates, key=lambda b: (self.in_flight.count(b.name), random.random()))
-        return Decision(group, chosen_group, ranked)
+            raise NoBackendAvailable(group, self.default_group, self._why(backends, group))
+        strategy = self.group_strategies.get(chosen_group, self.default_strategy)
+        context = RankContext(
+            chosen_group,
+            user,
+            self.health.of,
+            self.in_flight.count,
+            lambda name: self.backend_weights.get(name, 1.0),
+            self.weights,
+        )
+        return Decision(group, chosen_group, strategy.rank(candidates, context))
+
+    def _why(self, backends: list[BackendRecord], group: str) -> str:
+        members = [b for b in backends if b.routing_group in (group, self.default_group)]
+        if not members:
+            return ""
+        states = ", ".join(f"{b.name} {'inactive' if not b.active else self.health.of(b.name).state}" for b in members)
+        return f" ({states})"

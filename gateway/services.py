@@ -10,9 +10,11 @@ import aiohttp
 
 from gateway.backends import BackendRegistry
 from gateway.config import GatewayConfig
+from gateway.health import HealthChecker, MonitorSettings, create_monitor
 from gateway.history import QueryHistory
 from gateway.query_locator import QueryLocator
 from gateway.routing import InFlight, Router
+from gateway.scoring import ScoreWeights
 from gateway.store import Store
 from gateway.upstream import create_session
 
@@ -27,6 +29,7 @@ class Services:
     router: Router
     locator: QueryLocator
     history: QueryHistory
+    health: HealthChecker
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -36,19 +39,33 @@ class Services:
         registry = BackendRegistry(store, config.routing.backend_refresh_seconds)
         in_flight = InFlight()
         history = QueryHistory(store, config.history.sql_chars, config.history.retention_hours)
+        health = _health_checker(config, registry, session)
+        router = Router(
+            config.routing.default_group,
+            in_flight,
+            health,
+            default_router=config.routing.router,
+            group_routers={group: settings.router for group, settings in config.routing.groups.items()},
+            weights=ScoreWeights(**config.routing.score_weights.model_dump()),
+            backend_weights={b.name: b.weight for b in config.backends},
+        )
         services = cls(
             config=config,
             store=store,
             session=session,
             registry=registry,
             in_flight=in_flight,
-            router=Router(config.routing.default_group, in_flight),
+            router=router,
             locator=QueryLocator(store, registry, session),
             history=history,
+            health=health,
         )
+        # Serve only once every backend's health is known: a PENDING backend takes no queries.
+        await health.check_all()
         services.tasks = [
             asyncio.create_task(history.purge_forever()),
             asyncio.create_task(history.flush_forever()),
+            asyncio.create_task(health.run_forever()),
             asyncio.create_task(_sweep_forever(in_flight)),
         ]
         return services
@@ -61,6 +78,28 @@ class Services:
         await self.history.drain()
         await self.session.close()
         await self.store.close()
+
+
+def _health_checker(config: GatewayConfig, registry: BackendRegistry, session: aiohttp.ClientSession) -> HealthChecker:
+    settings = config.health
+    monitor_settings = MonitorSettings(
+        user=settings.user,
+        ui_user=settings.ui_user,
+        ui_password=settings.ui_password,
+        probe_sql=settings.probe_sql,
+        metric_minimums=tuple(settings.metric_minimums.items()),
+        metric_maximums=tuple(settings.metric_maximums.items()),
+    )
+    return HealthChecker(
+        registry,
+        session,
+        monitor_for={b.name: create_monitor(b.monitor, monitor_settings) for b in config.backends if b.monitor},
+        default_monitor=create_monitor(settings.monitor, monitor_settings),
+        interval=settings.interval,
+        timeout=settings.timeout,
+        failure_threshold=settings.failure_threshold,
+        success_threshold=settings.success_threshold,
+    )
 
 
 async def _sweep_forever(in_flight: InFlight) -> None:

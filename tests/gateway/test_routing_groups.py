@@ -58,7 +58,7 @@ def test_no_active_backend_anywhere_fails_at_once_with_a_clear_error(gateway):
     with pytest.raises(TrinoQueryError) as error, connect(gateway.url, max_attempts=1) as conn:
         conn.cursor().execute("SELECT 1")
     assert error.value.error_name == "NO_NODES_AVAILABLE"
-    assert "no active backend in routing group 'adhoc'" in error.value.message
+    assert "no active and healthy backend in routing group 'adhoc'" in error.value.message
     with (
         pytest.raises(TrinoQueryError) as error,
         connect(gateway.url, http_headers={"X-Trino-Routing-Group": "etl"}) as conn,
@@ -71,7 +71,9 @@ def test_a_refused_connection_moves_a_new_query_to_the_next_backend(clusters, st
     from gateway.testing import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
-    config = {"backends": [{"name": "dead", "proxy_to": dead}, {"name": "alive", "proxy_to": clusters[0].url}]}
+    # NOOP: the dead backend looks healthy, so only the refused connection can steer queries away.
+    config = {"health": {"monitor": "NOOP"},
+              "backends": [{"name": "dead", "proxy_to": dead}, {"name": "alive", "proxy_to": clusters[0].url}]}
     with GatewayProcess(store=store_url, config=config) as gateway:
         for _ in range(6):
             assert run_query(gateway.url, "SELECT 42") == [[42]]
@@ -81,7 +83,14 @@ def test_a_refused_connection_moves_a_new_query_to_the_next_backend(clusters, st
 def test_every_backend_refusing_gives_a_clear_error(store_url):
     from gateway.testing import free_port
 
-    config = {"backends": [{"name": "gone", "proxy_to": f"http://127.0.0.1:{free_port()}"}]}
+    gone = f"http://127.0.0.1:{free_port()}"
+    # With health checks, a dead backend is never tried: the error says what state it is in.
+    with GatewayProcess(store=store_url, config={"backends": [{"name": "gone", "proxy_to": gone}]}) as gateway:
+        with pytest.raises(TrinoQueryError) as error, connect(gateway.url) as conn:
+            conn.cursor().execute("SELECT 1")
+        assert "no active and healthy backend in routing group 'adhoc' (gone " in error.value.message
+    # Without them (NOOP), the refused connection itself is reported.
+    config = {"health": {"monitor": "NOOP"}, "backends": [{"name": "gone", "proxy_to": gone}]}
     with GatewayProcess(store=store_url, config=config) as gateway:
         with pytest.raises(TrinoQueryError) as error, connect(gateway.url) as conn:
             conn.cursor().execute("SELECT 1")

@@ -1,0 +1,122 @@
+"""Checking every backend on a schedule, and taking passive signals from real traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+
+from gateway.backends import BackendRegistry
+from gateway.health.monitors import CheckFailed, Monitor, StillStarting
+from gateway.health.state import BackendHealth, Health
+from gateway.upstream import FAILURES, describe
+
+log = logging.getLogger("gateway.health")
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        registry: BackendRegistry,
+        session: aiohttp.ClientSession,
+        monitor_for: dict[str, Monitor],
+        default_monitor: Monitor,
+        interval: float,
+        timeout: float,
+        failure_threshold: int,
+        success_threshold: int,
+    ) -> None:
+        self.registry = registry
+        self.session = session
+        self.monitor_for = monitor_for
+        self.default_monitor = default_monitor
+        self.interval = interval
+        self.timeout = timeout
+        self.failure_threshold = failure_threshold
+        self.success_threshold = success_threshold
+        self.health: dict[str, BackendHealth] = {}
+        self._loops: dict[str, asyncio.Task[None]] = {}
+
+    def of(self, name: str) -> BackendHealth:
+        health = self.health.get(name)
+        if health is None:
+            health = self.health[name] = BackendHealth(name, self.failure_threshold, self.success_threshold)
+        return health
+
+    async def check(self, name: str, url: str) -> BackendHealth:
+        """Check one backend now and record the outcome."""
+        health = self.of(name)
+        monitor = self.monitor_for.get(name, self.default_monitor)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            stats = await asyncio.wait_for(monitor.check(self.session, url), self.timeout)
+        except StillStarting:
+            health.starting()
+        except (CheckFailed, ValueError) as error:
+            health.failed(str(error))
+        except TimeoutError:
+            health.failed(f"no answer within {self.timeout:g}s")
+        except FAILURES as error:
+            health.failed(describe(error))
+        else:
+            health.succeeded(stats)
+            health.observe_request(loop.time() - started, ok=True)
+        if health.state != Health.HEALTHY:
+            log.info("backend %s is %s: %s", name, health.state, health.last_error)
+        return health
+
+    async def check_all(self) -> None:
+        backends = await self.registry.all()
+        await asyncio.gather(*(self.check(b.name, b.proxy_to) for b in backends))
+
+    async def check_now(self, name: str) -> None:
+        """A backend was just added or changed: know its health before routing to it."""
+        self.registry.invalidate()
+        backend = await self.registry.get(name)
+        if backend is not None:
+            await self.check(backend.name, backend.proxy_to)
+
+    async def run_forever(self) -> None:
+        """One loop per backend, each on its own schedule; backends come and go with the registry."""
+        try:
+            while True:
+                backends = {b.name: b for b in await self.registry.all()}
+                for name in backends:
+                    if name not in self._loops:
+                        self._loops[name] = asyncio.create_task(self._loop(name), name=f"health {name}")
+                for name in list(self._loops):
+                    if name not in backends:
+                        self._loops.pop(name).cancel()
+                        self.health.pop(name, None)
+                await asyncio.sleep(min(self.interval, 1.0))
+        finally:
+            for task in self._loops.values():
+                task.cancel()
+            for task in self._loops.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _loop(self, name: str) -> None:
+        while True:
+            backend = await self.registry.get(name)
+            if backend is None:
+                return
+            await self.check(name, backend.proxy_to)
+            await asyncio.sleep(self.interval)
+
+    # -- passive signals --------------------------------------------------------------------
+    def request_failed(self, name: str, error: str) -> None:
+        """A real request could not reach the backend, or got a 5xx: it counts at once."""
+        health = self.of(name)
+        health.observe_request(None, ok=False)
+        health.failed(f"proxied request: {error}")
+        if health.state == Health.UNHEALTHY:
+            log.warning("backend %s is UNHEALTHY after failed requests: %s", name, error)
+
+    def request_succeeded(self, name: str, seconds: float | None) -> None:
+        health = self.health.get(name)
+        if health is not None:
+            health.observe_request(seconds, ok=True)

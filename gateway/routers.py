@@ -1,0 +1,108 @@
+"""How a backend is chosen inside a routing group, one strategy per router name.
+
+Each router ranks the group's routable backends best first; the proxy sends the query to the
+first and, if that one refuses the connection, to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.health import BackendHealth
+from gateway.scoring import ScoreWeights, cost
+from gateway.store import BackendRecord
+
+
+@dataclass
+class RankContext:
+    group: str
+    user: str | None
+    health: Callable[[str], BackendHealth]
+    in_flight: Callable[[str], int]
+    weight: Callable[[str], float]
+    weights: ScoreWeights
+
+
+class Strategy(Protocol):
+    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]: ...
+
+
+class ScoreRouter:
+    """Best health score first (see ``gateway.scoring``); ties broken at random."""
+
+    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+        return sorted(
+            candidates,
+            key=lambda b: (cost(context.health(b.name), context.in_flight(b.name), context.weights), random.random()),
+        )
+
+
+class LeastQueuedRouter:
+    """Fewest queued queries first, then fewest running (trinodb/trino-gateway's query-count router)."""
+
+    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+        def load(backend: BackendRecord) -> tuple[int, int, float]:
+            health = context.health(backend.name)
+            stats = health.stats
+            running = (
+                stats.running + health.routed_since_check
+                if stats.running is not None
+                else context.in_flight(backend.name)
+            )
+            return (stats.queued or 0, running, random.random())
+
+        return sorted(candidates, key=load)
+
+
+class RoundRobinRouter:
+    def __init__(self) -> None:
+        self._turns: dict[str, itertools.count[int]] = {}
+
+    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+        ordered = sorted(candidates, key=lambda b: b.name)
+        turn = next(self._turns.setdefault(context.group, itertools.count())) % len(ordered)
+        return ordered[turn:] + ordered[:turn]
+
+
+class RandomRouter:
+    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+        return random.sample(candidates, len(candidates))
+
+
+class WeightedRouter:
+    """Random, in proportion to each backend's ``weight`` (weighted sampling without replacement)."""
+
+    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+        def key(backend: BackendRecord) -> float:
+            weight = context.weight(backend.name)
+            return random.random() ** (1.0 / weight) if weight > 0 else -1.0
+
+        return sorted(candidates, key=key, reverse=True)
+
+
+class UserHashRouter:
+    """A user keeps going to the same backend while it stays routable (rendezvous hashing: when a
+    backend leaves, only its users move)."""
+
+    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+        user = context.user or ""
+
+        def key(backend: BackendRecord) -> bytes:
+            return hashlib.blake2b(f"{user}\0{backend.name}".encode(), digest_size=8).digest()
+
+        return sorted(candidates, key=key, reverse=True)
+
+
+ROUTERS: dict[str, Callable[[], Strategy]] = {
+    "score": ScoreRouter,
+    "least-queued": LeastQueuedRouter,
+    "round-robin": RoundRobinRouter,
+    "random": RandomRouter,
+    "weighted": WeightedRouter,
+    "user-hash": UserHashRouter,
+}

@@ -1,0 +1,40 @@
+"""The health score of a backend: how good a place it is for the next query.
+
+    load    = queued / workers * w_queued + running / workers * w_running
+    cost    = load + latency_seconds * w_latency + error_rate * w_errors
+    score   = 1 / (1 + cost)                     (1 = idle and fast, toward 0 = busy or failing)
+
+``queued``, ``running`` and ``workers`` come from the monitor (UI_API, JMX and METRICS report them);
+``running`` adds the queries this gateway routed there since that check, so a burst spreads out
+instead of herding onto the backend that looked idlest. Monitors that report no counts (INFO_API,
+QUERY, NOOP) leave the gateway's own in-flight count as ``running``. ``latency`` and
+``error_rate`` are moving averages of the backend's real proxied submissions and health checks.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.health.state import BackendHealth
+
+
+class ScoreWeights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queued: float = Field(1.0, ge=0, description="per queued query, per worker")
+    running: float = Field(0.25, ge=0, description="per running query, per worker")
+    latency: float = Field(4.0, ge=0, description="per second of average submission latency")
+    errors: float = Field(5.0, ge=0, description="at a 100% error rate")
+
+
+def cost(health: BackendHealth, in_flight: int, weights: ScoreWeights) -> float:
+    stats = health.stats
+    workers = max(stats.workers or 1, 1)
+    running = (stats.running + health.routed_since_check) if stats.running is not None else in_flight
+    queued = stats.queued or 0
+    load = queued / workers * weights.queued + running / workers * weights.running
+    return load + health.latency * weights.latency + health.error_rate * weights.errors
+
+
+def score(health: BackendHealth, in_flight: int, weights: ScoreWeights) -> float:
+    return 1.0 / (1.0 + cost(health, in_flight, weights))
