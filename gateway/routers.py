@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,14 +33,20 @@ class Strategy(Protocol):
     def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]: ...
 
 
+# Costs closer than this count as equal (at the default weights, ~12 ms of latency or a twentieth of a
+# queued query): otherwise measurement noise alone would send every query to the same backend.
+COST_RESOLUTION = 0.05
+
+
 class ScoreRouter:
-    """Best health score first (see ``gateway.scoring``); ties broken at random."""
+    """Best health score first (see ``gateway.scoring``); near-equal scores are chosen at random."""
 
     def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
-        return sorted(
-            candidates,
-            key=lambda b: (cost(context.health(b.name), context.in_flight(b.name), context.weights), random.random()),
-        )
+        def key(backend: BackendRecord) -> tuple[int, float]:
+            value = cost(context.health(backend.name), context.in_flight(backend.name), context.weights)
+            return (math.floor(value / COST_RESOLUTION), random.random())
+
+        return sorted(candidates, key=key)
 
 
 class LeastQueuedRouter:

@@ -72,8 +72,10 @@ def test_a_refused_connection_moves_a_new_query_to_the_next_backend(clusters, st
 
     dead = f"http://127.0.0.1:{free_port()}"
     # NOOP: the dead backend looks healthy, so only the refused connection can steer queries away.
-    config = {"health": {"monitor": "NOOP"},
-              "backends": [{"name": "dead", "proxy_to": dead}, {"name": "alive", "proxy_to": clusters[0].url}]}
+    config = {
+        "health": {"monitor": "NOOP"},
+        "backends": [{"name": "dead", "proxy_to": dead}, {"name": "alive", "proxy_to": clusters[0].url}],
+    }
     with GatewayProcess(store=store_url, config=config) as gateway:
         for _ in range(6):
             assert run_query(gateway.url, "SELECT 42") == [[42]]

@@ -1,0 +1,258 @@
+"""Health monitoring, passive signals, the score and every router, against real trinosim clusters."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from trino.exceptions import TrinoUserError
+
+from gateway.testing import GatewayProcess
+from tests.conftest import connect, run_query
+from tests.trinosim.helpers import wait_until
+from trinosim import TrinoSimProcess
+
+FAST = {"interval": 0.5, "timeout": 1.0, "failure_threshold": 2, "success_threshold": 2}
+
+
+def _states(gateway) -> dict[str, dict]:
+    return {b["name"]: b for b in gateway.call("GET", "/gateway/health")[1]}
+
+
+def _last_backend(gateway) -> str:
+    return gateway.queries(limit=1)["queries"][0]["backend"]
+
+
+def _route(gateway, count: int, **options) -> Counter:
+    backends = Counter()
+    for _ in range(count):
+        run_query(gateway.url, "SELECT 1", **options)
+        backends[_last_backend(gateway)] += 1
+    return backends
+
+
+def test_killed_paused_and_restarted_backends(sim_factory, store_url):
+    b1 = sim_factory(name="b1")
+    b2 = sim_factory(name="b2")
+    config = {"health": FAST, "backends": [{"name": "b1", "proxy_to": b1.url}, {"name": "b2", "proxy_to": b2.url}]}
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        assert {n: s["state"] for n, s in _states(gateway).items()} == {"b1": "HEALTHY", "b2": "HEALTHY"}
+        port = b1.port
+        b1.kill()
+        # interval x failure_threshold + one timeout, plus slack for a loaded machine
+        wait_until(
+            lambda: _states(gateway)["b1"]["state"] == "UNHEALTHY",
+            timeout=0.5 * 2 + 1.0 + 5,
+            what="the killed backend to be UNHEALTHY",
+        )
+        assert "connection refused" in _states(gateway)["b1"]["lastError"]
+        assert _route(gateway, 6) == {"b2": 6}
+
+        revived = TrinoSimProcess(name="b1", port=port).start()
+        try:
+            wait_until(
+                lambda: _states(gateway)["b1"]["state"] == "HEALTHY",
+                timeout=0.5 * 2 + 5,
+                what="the restarted backend to be HEALTHY",
+            )
+            assert "b1" in _route(gateway, 12)
+
+            revived.pause()
+            try:
+                wait_until(
+                    lambda: _states(gateway)["b1"]["state"] == "UNHEALTHY",
+                    timeout=0.5 * 2 + 2 * 1.0 + 5,
+                    what="the paused backend to be UNHEALTHY",
+                )
+                assert "no answer within 1s" in _states(gateway)["b1"]["lastError"]
+                assert _route(gateway, 4) == {"b2": 4}
+            finally:
+                revived.resume()
+            wait_until(lambda: _states(gateway)["b1"]["state"] == "HEALTHY", timeout=10, what="recovery")
+        finally:
+            revived.stop()
+
+
+def test_one_failed_check_does_not_flip_a_backend(sim_factory, store_url):
+    b1 = sim_factory(name="flaky")
+    config = {
+        "health": {**FAST, "failure_threshold": 3, "monitor": "INFO_API"},
+        "backends": [{"name": "flaky", "proxy_to": b1.url}],
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        b1.set_faults(error_rate=1.0, scope="all")
+        wait_until(lambda: _states(gateway)["flaky"]["consecutiveFailures"] >= 1, timeout=10, what="a failed check")
+        b1.set_faults(error_rate=0.0)
+        wait_until(lambda: _states(gateway)["flaky"]["consecutiveFailures"] == 0, timeout=10, what="a good check")
+        assert _states(gateway)["flaky"]["state"] == "HEALTHY"
+
+
+def test_a_starting_backend_stays_pending_and_gets_no_queries(sim_factory, store_url):
+    booting = sim_factory(name="booting", starting="60s")
+    ready = sim_factory(name="ready")
+    config = {
+        "health": FAST,
+        "backends": [{"name": "booting", "proxy_to": booting.url}, {"name": "ready", "proxy_to": ready.url}],
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        assert _states(gateway)["booting"]["state"] == "PENDING"
+        assert _route(gateway, 5) == {"ready": 5}
+        assert _states(gateway)["booting"]["state"] == "PENDING"
+        booting.set_faults(starting_seconds=0)
+        wait_until(lambda: _states(gateway)["booting"]["state"] == "HEALTHY", timeout=10, what="start-up to end")
+
+
+def test_5xx_answers_count_against_a_backend_at_once(sim_factory, store_url):
+    broken = sim_factory(name="broken")
+    fine = sim_factory(name="fine")
+    # Checks every 60 s: only the passive signal can catch this within the test.
+    config = {
+        "health": {**FAST, "interval": 60},
+        "routing": {"router": "round-robin"},
+        "backends": [{"name": "broken", "proxy_to": broken.url}, {"name": "fine", "proxy_to": fine.url}],
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        broken.set_faults(error_rate=1.0, error_status=503)
+        for _ in range(6):
+            # The Python client retries a 503 POST; the retry is routed again.
+            assert run_query(gateway.url, "SELECT 1", max_attempts=5) == [[1]]
+        state = _states(gateway)["broken"]
+        assert state["state"] == "UNHEALTHY" and "HTTP 503" in state["lastError"]
+        assert _route(gateway, 4) == {"fine": 4}
+
+
+@pytest.mark.parametrize("monitor", ["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"])
+def test_every_monitor_checks_a_real_cluster(sim_factory, store_url, monitor):
+    cluster = sim_factory(name=f"m-{monitor.lower()}", workers=2)
+    config = {
+        "health": {**FAST, "ui_user": "monitor"},
+        "backends": [{"name": "c", "proxy_to": cluster.url, "monitor": monitor}],
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        state = _states(gateway)["c"]
+        assert state["state"] == "HEALTHY", state
+        if monitor in ("UI_API", "JMX", "METRICS"):
+            assert state["runningQueries"] == 0 and state["queuedQueries"] == 0 and state["workers"] >= 2
+        assert run_query(gateway.url, "SELECT 2") == [[2]]
+        if monitor in ("UI_API", "QUERY"):
+            # No workers: the stats say so (UI_API), and a probe statement fails (QUERY).
+            cluster.set_faults(workers=0)
+            wait_until(lambda: _states(gateway)["c"]["state"] == "UNHEALTHY", timeout=10, what="no workers noticed")
+
+
+def test_metric_thresholds_mark_a_cluster_unhealthy(sim_factory, store_url):
+    cluster = sim_factory(name="small", workers=1)
+    config = {
+        "health": {
+            **FAST,
+            "monitor": "METRICS",
+            "metric_minimums": {"trino_metadata_name_DiscoveryNodeManager_ActiveNodeCount": 3},
+        },
+        "backends": [{"name": "small", "proxy_to": cluster.url}],
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        wait_until(lambda: _states(gateway)["small"]["state"] == "UNHEALTHY", timeout=10, what="the threshold")
+        assert "ActiveNodeCount is 2, below 3" in _states(gateway)["small"]["lastError"]
+        cluster.set_faults(workers=2)
+        wait_until(lambda: _states(gateway)["small"]["state"] == "HEALTHY", timeout=10, what="enough nodes")
+
+
+def test_a_saturated_backend_gets_no_new_queries(sim_factory, store_url):
+    busy = sim_factory(name="busy", max_running=1)
+    idle = sim_factory(name="idle")
+    for router in ("score", "least-queued"):
+        config = {
+            "health": {**FAST, "monitor": "JMX"},
+            "routing": {"router": router},
+            "backends": [{"name": "busy", "proxy_to": busy.url}, {"name": "idle", "proxy_to": idle.url}],
+        }
+        blockers = []
+        for _ in range(3):
+            cursor = connect(busy.url, session_properties={"sim_run_time": "60s"}).cursor()
+            thread = threading.Thread(target=_ignore_cancel, args=(cursor,))
+            thread.start()
+            blockers.append((cursor, thread))
+        try:
+            wait_until(lambda: len([q for q in busy.queries() if q["state"] == "QUEUED"]) == 2, what="queued")
+            with GatewayProcess(store=store_url, config=config) as gateway:
+                wait_until(lambda: _states(gateway)["busy"]["queuedQueries"] == 2, timeout=10, what="stats")
+                assert _route(gateway, 8) == {"idle": 8}, router
+        finally:
+            for cursor, thread in blockers:
+                cursor.cancel()
+                thread.join(20)
+
+
+def test_injected_latency_lowers_a_backends_share(sim_factory, store_url):
+    slow = sim_factory(name="slow")
+    quick = sim_factory(name="quick")
+    config = {
+        "health": FAST,
+        "backends": [{"name": "slow", "proxy_to": slow.url}, {"name": "quick", "proxy_to": quick.url}],
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        before = _route(gateway, 20)
+        slow.set_faults(latency_ms=400)
+        after = _route(gateway, 20)
+    assert before["slow"] >= 4, before  # both share the load while equally fast
+    assert after["slow"] <= 3 and after["slow"] < before["slow"], (before, after)
+
+
+def test_routers_round_robin_random_weighted_and_user_hash(clusters, store_url):
+    a, b = clusters[0].url, clusters[1].url
+    backends = []
+    for group in ("rr", "rnd", "w", "uh"):
+        backends += [
+            {"name": f"{group}-a", "proxy_to": a, "routing_group": group, "weight": 3 if group == "w" else 1},
+            {"name": f"{group}-b", "proxy_to": b, "routing_group": group, "weight": 1},
+        ]
+    config = {
+        "health": FAST,
+        "backends": backends,
+        "routing": {
+            "groups": {
+                "rr": {"router": "round-robin"},
+                "rnd": {"router": "random"},
+                "w": {"router": "weighted"},
+                "uh": {"router": "user-hash"},
+            }
+        },
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+
+        def in_group(group: str, count: int, user: str = "test") -> list[str]:
+            chosen = []
+            for _ in range(count):
+                run_query(gateway.url, "SELECT 1", user=user, http_headers={"X-Trino-Routing-Group": group})
+                chosen.append(_last_backend(gateway))
+            return chosen
+
+        rr = in_group("rr", 6)
+        assert rr[0] != rr[1] and rr[::2] == [rr[0]] * 3 and rr[1::2] == [rr[1]] * 3
+        assert set(in_group("rnd", 30)) == {"rnd-a", "rnd-b"}
+        weighted = Counter(in_group("w", 60))
+        assert weighted["w-a"] > weighted["w-b"] > 0, weighted
+        for user in ("ann", "bob", "cid"):
+            assert len(set(in_group("uh", 4, user=user))) == 1, user
+        owners = {in_group("uh", 1, user=f"user-{i}")[0] for i in range(12)}
+        assert owners == {"uh-a", "uh-b"}
+
+
+def test_health_api_shows_state_checks_errors_and_score(gateway):
+    states = _states(gateway)
+    assert set(states) == {"trino-1", "trino-2", "trino-3"}
+    for state in states.values():
+        assert state["state"] == "HEALTHY" and state["lastCheck"] > 0 and state["lastError"] is None
+        assert 0 < state["score"] <= 1 and state["active"] is True
+    gateway.deactivate("trino-3")
+    assert _states(gateway)["trino-3"]["active"] is False
+    assert _states(gateway)["trino-3"]["state"] == "HEALTHY"  # admin intent and health stay apart
+
+
+def _ignore_cancel(cursor) -> None:
+    try:
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+    except TrinoUserError:
+        pass
