@@ -162,6 +162,8 @@ def scale_of_state(gateway_url: str, gateway_pid: int, in_flight: int, seconds: 
 
 def routing_decision(backend_counts: list[int], iterations: int = 20000) -> dict[str, Any]:
     """Time of one routing decision, in process, by number of backends (rules: not built yet)."""
+    from gateway.health import HealthChecker
+    from gateway.health.monitors import NoopMonitor
     from gateway.routing import InFlight, Router
     from gateway.store import BackendRecord
 
@@ -172,7 +174,10 @@ def routing_decision(backend_counts: list[int], iterations: int = 20000) -> dict
             for i in range(count)
         ]
         in_flight = InFlight()
-        router = Router("adhoc", in_flight)
+        health = HealthChecker(None, None, {}, NoopMonitor(), 1.0, 1.0, 1, 1)  # type: ignore[arg-type]
+        for backend in backends:
+            health.of(backend.name).succeeded(None)  # every backend HEALTHY, as in steady state
+        router = Router("adhoc", in_flight, health)
         samples = []
         for _ in range(5):
             started = time.perf_counter()
