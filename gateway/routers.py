@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,11 +41,13 @@ class ScoreRouter:
     """Best health score first (see ``gateway.scoring``); near-equal scores are chosen at random."""
 
     def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
-        def key(backend: BackendRecord) -> tuple[int, float]:
-            value = cost(context.health(backend.name), context.in_flight(backend.name), context.weights)
-            return (math.floor(value / COST_RESOLUTION), random.random())
-
-        return sorted(candidates, key=key)
+        health, in_flight, weights, draw = context.health, context.in_flight, context.weights, random.random
+        keyed = [
+            (int(cost(health(b.name), in_flight(b.name), weights) / COST_RESOLUTION), draw(), i)
+            for i, b in enumerate(candidates)
+        ]
+        keyed.sort()
+        return [candidates[i] for _, _, i in keyed]
 
 
 class LeastQueuedRouter:

@@ -98,7 +98,12 @@ class Router:
         self.backend_weights = backend_weights or {}
 
     def _routable(self, backends: list[BackendRecord], group: str) -> list[BackendRecord]:
-        return [b for b in backends if b.active and b.routing_group == group and self.health.of(b.name).routable]
+        known = self.health.health
+        return [
+            b
+            for b in backends
+            if b.routing_group == group and b.active and (h := known.get(b.name)) is not None and h.routable
+        ]
 
     def decide(self, backends: list[BackendRecord], requested_group: str | None, user: str | None = None) -> Decision:
         """The group and the backends to try, best first, for a new query."""
