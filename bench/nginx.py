@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -13,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from gateway.testing import free_port
+from trinosim.harness import stop_process
 
 _CONFIG = """
 {user}
@@ -89,11 +89,5 @@ class NginxProcess:
         raise TimeoutError("nginx did not start")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_process(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)

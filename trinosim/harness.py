@@ -21,6 +21,24 @@ from typing import Any
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM to the process group of ``process`` (started with ``start_new_session``, so its
+    children are in it), then SIGKILL if it has not ended within ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill_process(process)
+
+
+def kill_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
 class TrinoSimProcess:
     """One trinosim server in a child process.
 
@@ -75,18 +93,10 @@ class TrinoSimProcess:
         return self.process.pid
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_process(self.process, timeout)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        kill_process(self.process)
 
     def pause(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)

@@ -6,11 +6,10 @@ import threading
 from collections import Counter
 
 import pytest
-from trino.exceptions import TrinoUserError
 
 from gateway.testing import GatewayProcess
 from tests.conftest import connect, run_query
-from tests.trinosim.helpers import wait_until
+from tests.trinosim.helpers import run_ignoring_cancel, wait_until
 from trinosim import TrinoSimProcess
 
 FAST = {"interval": 0.5, "timeout": 1.0, "failure_threshold": 2, "success_threshold": 2}
@@ -170,7 +169,7 @@ def test_a_saturated_backend_gets_no_new_queries(sim_factory, store_url):
         blockers = []
         for _ in range(3):
             cursor = connect(busy.url, session_properties={"sim_run_time": "60s"}).cursor()
-            thread = threading.Thread(target=_ignore_cancel, args=(cursor,))
+            thread = threading.Thread(target=run_ignoring_cancel, args=(cursor,))
             thread.start()
             blockers.append((cursor, thread))
         try:
@@ -248,11 +247,3 @@ def test_health_api_shows_state_checks_errors_and_score(gateway):
     gateway.deactivate("trino-3")
     assert _states(gateway)["trino-3"]["active"] is False
     assert _states(gateway)["trino-3"]["state"] == "HEALTHY"  # admin intent and health stay apart
-
-
-def _ignore_cancel(cursor) -> None:
-    try:
-        cursor.execute("SELECT 1")
-        cursor.fetchall()
-    except TrinoUserError:
-        pass

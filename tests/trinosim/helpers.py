@@ -52,3 +52,14 @@ def follow(first: dict[str, Any], timeout: float = 60.0) -> list[dict[str, Any]]
         response.raise_for_status()
         pages.append(response.json())
     return pages
+
+
+def run_ignoring_cancel(cursor: Any) -> None:
+    """Run a slow query on ``cursor`` until another thread cancels it (the client then raises)."""
+    from trino.exceptions import TrinoUserError
+
+    try:
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+    except TrinoUserError:
+        pass

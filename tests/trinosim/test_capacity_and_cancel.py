@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 
 import requests
-from trino.exceptions import TrinoUserError
 
 from tests.conftest import connect
-from tests.trinosim.helpers import ui_stats, wait_until
+from tests.trinosim.helpers import run_ignoring_cancel, ui_stats, wait_until
 
 
 def _states(server) -> list[str]:
@@ -54,7 +53,7 @@ def test_five_slow_queries_with_max_running_two_leave_three_queued(sim_factory):
     for _ in range(5):
         cursor = connect(server.url, session_properties={"sim_run_time": "120s"}).cursor()
         cursors.append(cursor)
-        thread = threading.Thread(target=_run_ignoring_cancel, args=(cursor,))
+        thread = threading.Thread(target=run_ignoring_cancel, args=(cursor,))
         thread.start()
         threads.append(thread)
     try:
@@ -86,7 +85,7 @@ def test_five_slow_queries_with_max_running_two_leave_three_queued(sim_factory):
 def test_a_queued_query_runs_when_a_slot_frees(sim_factory):
     server = sim_factory(name="handover", max_running=1)
     slow = connect(server.url, session_properties={"sim_run_time": "120s"}).cursor()
-    blocker = threading.Thread(target=_run_ignoring_cancel, args=(slow,))
+    blocker = threading.Thread(target=run_ignoring_cancel, args=(slow,))
     blocker.start()
     wait_until(lambda: _states(server) == ["RUNNING"], what="the blocking query")
     result: dict[str, object] = {}
@@ -105,11 +104,3 @@ def test_a_queued_query_runs_when_a_slot_frees(sim_factory):
     waiting.join(20)
     blocker.join(20)
     assert result["rows"] == [[7]]
-
-
-def _run_ignoring_cancel(cursor) -> None:
-    try:
-        cursor.execute("SELECT 1")
-        cursor.fetchall()
-    except TrinoUserError:
-        pass
