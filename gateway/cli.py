@@ -10,6 +10,7 @@ import os
 import sys
 
 from gateway.config import BackendConfig, ConfigError, GatewayConfig, load_config, parse_config
+from gateway.rules import check_rules
 from gateway.store import BackendRecord, Store, StoreError
 
 log = logging.getLogger("gateway.cli")
@@ -143,9 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         if args.command == "check-config":
-            print(json.dumps(load_config(args.config).model_dump(), indent=2))
+            config = load_config(args.config)
+            check_rules(config.routing_rules)
+            print(json.dumps(config.model_dump(), indent=2))
             return
         config = resolve(args)
+        check_rules(config.routing_rules)
         sys.exit(serve(config, args.log_level))
     except (ConfigError, StoreError) as error:
         print(f"trino-gateway: {error}", file=sys.stderr)

@@ -145,10 +145,15 @@ class Proxy:
             if located is not None:
                 await self._forward(services, scope, send, located[0], located[1], body, True, None)
                 return
-        requested = (_header(scope, b"x-trino-routing-group") or "").strip() or None
+        selection = await services.selector.select(scope, body)
+        if selection.rejected:
+            await _respond_text(
+                send, 400, "trino-gateway: the routing service rejected the query: " + "; ".join(selection.rejected)
+            )
+            return
         try:
             decision = services.router.decide(
-                await services.registry.all(), requested, user=_header(scope, b"x-trino-user")
+                await services.registry.all(), selection.group, user=_header(scope, b"x-trino-user")
             )
         except NoBackendAvailable as error:
             log.warning("%s", error)
@@ -161,6 +166,9 @@ class Proxy:
                 decision.group,
             )
         headers = self._upstream_headers(services, scope, base, statement=True)
+        if selection.headers:
+            added = {name.lower() for name, _ in selection.headers}
+            headers = [(k, v) for k, v in headers if k.lower() not in added] + list(selection.headers)
         refused: list[str] = []
         loop_time = asyncio.get_running_loop().time
         for backend in decision.ranked:

@@ -14,6 +14,7 @@ from gateway.health import HealthChecker, MonitorSettings, create_monitor
 from gateway.history import QueryHistory
 from gateway.query_locator import QueryLocator
 from gateway.routing import InFlight, Router
+from gateway.rules import FileRulesSelector, GroupSelector, create_selector
 from gateway.scoring import ScoreWeights
 from gateway.store import Store
 from gateway.upstream import create_session
@@ -30,6 +31,7 @@ class Services:
     locator: QueryLocator
     history: QueryHistory
     health: HealthChecker
+    selector: GroupSelector
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -59,6 +61,7 @@ class Services:
             locator=QueryLocator(store, registry, session),
             history=history,
             health=health,
+            selector=create_selector(config.routing_rules, session),
         )
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
         await health.check_all()
@@ -68,6 +71,8 @@ class Services:
             asyncio.create_task(health.run_forever()),
             asyncio.create_task(_sweep_forever(in_flight)),
         ]
+        if isinstance(services.selector, FileRulesSelector):
+            services.tasks.append(asyncio.create_task(services.selector.rules.watch_forever()))
         return services
 
     async def stop(self) -> None:
