@@ -189,7 +189,7 @@ class Proxy:
                 # The statement may have reached the backend: sending it elsewhere could run it twice.
                 services.health.request_failed(backend.name, describe(error))
                 message = f"trino-gateway: backend {backend.name} failed while taking the query: {describe(error)}"
-                await _respond_json(send, 502, errors.failed_query(base, message))
+                await _respond_json(send, 200, errors.failed_query(base, message))
                 return
             if status >= 500:
                 services.health.request_failed(backend.name, f"HTTP {status} to a new query")
@@ -278,7 +278,9 @@ class Proxy:
                 status, raw_headers = upstream.status, upstream.raw_headers
         except FAILURES as error:
             services.health.request_failed(name, describe(error))
-            await self._upstream_failed(send, base, name, query_id, error)
+            # Trino clients read the error of a statement answer only with status 200: a FAILED
+            # query document ends the query at once with the reason, where a 502 is retried in vain.
+            await self._upstream_failed(send, base, name, query_id, error, 200 if method != "DELETE" else None)
             return
         if status >= 500:
             services.health.request_failed(name, f"HTTP {status}")
@@ -319,14 +321,20 @@ class Proxy:
             upstream.release()
 
     async def _upstream_failed(
-        self, send: Send, base: str, name: str, query_id: str | None, error: BaseException
+        self,
+        send: Send,
+        base: str,
+        name: str,
+        query_id: str | None,
+        error: BaseException,
+        status: int | None = None,
     ) -> None:
         if isinstance(error, TIMEOUTS):
             message = f"trino-gateway: backend {name} did not answer in time: {describe(error)}"
-            await _respond_json(send, 504, errors.failed_query(base, message, query_id=query_id))
+            await _respond_json(send, status or 504, errors.failed_query(base, message, query_id=query_id))
         else:
             message = f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {describe(error)}"
-            await _respond_json(send, 502, errors.failed_query(base, message, query_id=query_id))
+            await _respond_json(send, status or 502, errors.failed_query(base, message, query_id=query_id))
 
     def _finished(self, services: Services, query_id: str, content: bytes) -> None:
         services.in_flight.finished(query_id)
