@@ -3,6 +3,7 @@ client and to the gateway, and kill, pause and restart do to it what they do to 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ import trino
 
 from chaos import containers
 from chaos.containers import ContainerCluster, TrinoContainerCluster
+from chaos.images import host_mounts, python_command, trinosim_image
 from gateway.testing import GatewayProcess
 
 reason = containers.unavailable_reasons().get("container")
@@ -206,6 +208,54 @@ def test_real_trino_container_runs_a_query_and_restarts_on_its_port():
         cluster.kill()
         cluster.start()
         assert run_query(cluster.port, "SELECT 1") == [[1]]
+    finally:
+        cluster.stop()
+    assert containers.containers(cluster=cluster.name) == []
+
+
+class StandInTrinoCluster(TrinoContainerCluster):
+    """The trino kind's container (its Trino config file on its own port, host network, memory cap,
+    testcontainers' Trino wait) around an image that acts out the real one's start-up: the real
+    image cannot be had here, and without this the kind's wiring would never run."""
+
+    def _container(self):
+        container = super()._container()
+        for host, inside in host_mounts().items():
+            container.with_volume_mapping(host, inside, "ro")
+        return container
+
+
+@pytest.fixture(scope="module")
+def stand_in_trino_image(tmp_path_factory) -> Iterator[str]:
+    """trinosim listening where the Trino config file says, after Trino's start-up line."""
+    from testcontainers.core.image import DockerImage
+
+    directory = tmp_path_factory.mktemp("stand-in-trino")
+    script = (
+        "port=$(sed -n 's/^http-server.http.port=//p' /etc/trino/config.properties); "
+        "echo '======== SERVER STARTED ========'; "
+        f"exec {' '.join(python_command())} --host 127.0.0.1 --port $port --name stand-in"
+    )
+    (directory / "Dockerfile").write_text(f"FROM {trinosim_image()}\nCMD {json.dumps(['/bin/sh', '-c', script])}\n")
+    image = DockerImage(path=directory, tag=f"trino-ha-gateway/stand-in-trino:{containers.OWNER}", pull=False)
+    with image:
+        yield str(image)
+
+
+def test_trino_kind_starts_on_its_port_from_its_config_and_restarts_there(stand_in_trino_image):
+    cluster = StandInTrinoCluster("stand-in-trino", image=stand_in_trino_image)
+    try:
+        cluster.start()
+        config = cluster.container.get_wrapped_container().attrs["HostConfig"]
+        assert (config["NetworkMode"], config["Memory"]) == ("host", 2 << 30)
+        assert run_query(cluster.port, "SELECT 1") == [[1]]
+        url = cluster.url
+        cluster.kill()
+        cluster.start()
+        assert cluster.url == url
+        assert run_query(cluster.port, "SELECT 2") == [[2]]
+        with pytest.raises(NotImplementedError, match="no fault knobs"):
+            cluster.set_faults(error_rate=1.0)
     finally:
         cluster.stop()
     assert containers.containers(cluster=cluster.name) == []
