@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint format clean system-deps bench-deps
+.PHONY: install demo test bench lint format clean system-deps bench-deps docker-engine
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # The Trino CLI tests run the real CLI jar (a Java runtime); the PostgreSQL store tests start a
-# throwaway server from the machine's PostgreSQL binaries.
-system-deps:
+# throwaway server from the machine's PostgreSQL binaries; the chaos suite's container clusters
+# need a Docker engine.
+system-deps: docker-engine
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
@@ -27,6 +28,10 @@ system-deps:
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# Installs docker.io and starts dockerd if no engine answers; never fails (the container cases skip).
+docker-engine:
+	@bash chaos/docker_engine.sh
 
 demo: install
 	$(BIN)/python -m gateway.demo
