@@ -17,6 +17,7 @@ from gateway.routing import InFlight, Router
 from gateway.scoring import ScoreWeights
 from gateway.store import Store
 from gateway.upstream import create_session
+from observability.observer import Observer
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Services:
     locator: QueryLocator
     history: QueryHistory
     health: HealthChecker
+    observer: Observer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -49,6 +51,10 @@ class Services:
             weights=ScoreWeights(**config.routing.score_weights.model_dump()),
             backend_weights={b.name: b.weight for b in config.backends},
         )
+        observer = Observer.start(config.observability.tracing)
+        observer.watch(registry, health, in_flight, router.weights)
+        # A traced query's first poll may reach another worker before the query's row is written.
+        settle = history.flush_interval * 1.5 if observer.tracer is not None else 0.0
         services = cls(
             config=config,
             store=store,
@@ -56,9 +62,10 @@ class Services:
             registry=registry,
             in_flight=in_flight,
             router=router,
-            locator=QueryLocator(store, registry, session),
+            locator=QueryLocator(store, registry, session, settle_seconds=settle),
             history=history,
             health=health,
+            observer=observer,
         )
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
         await health.check_all()
@@ -67,6 +74,7 @@ class Services:
             asyncio.create_task(history.flush_forever()),
             asyncio.create_task(health.run_forever()),
             asyncio.create_task(_sweep_forever(in_flight)),
+            asyncio.create_task(observer.refresh_forever()),
         ]
         return services
 
@@ -76,6 +84,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.history.drain()
+        await self.observer.stop()
         await self.session.close()
         await self.store.close()
 
