@@ -1,10 +1,11 @@
 """``python -m bench.tracing_overhead``: what tracing costs on the poll path, and what an unreachable
 collector costs (the goal: nothing beyond noise).
 
-Three gateways in front of one trinosim, measured round-robin with wrk like ``make bench``'s poll
+Four gateways in front of one trinosim, measured round-robin with wrk like ``make bench``'s poll
 path (each cell the median of ``--repeat`` runs): tracing off (no endpoint), tracing on (an OTLP
-receiver in this process takes the spans), and tracing on with the endpoint down (nothing listens
-there). Figures are printed and written to ``bench/results/tracing-<time>.json``; never asserted.
+receiver in this process takes the spans), tracing on with 10 % of new traces sampled, and tracing
+on (every trace sampled) with the endpoint down (nothing listens there). Figures are printed and
+written to ``bench/results/tracing-<time>.json``; never asserted.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def main() -> None:
             config={"backends": backends, "observability": {"tracing": {"endpoint": receiver.url}}},
             extra_args=["--log-level", "WARNING"],
         ),
+        "on, 10% sampled": GatewayProcess(
+            config={
+                "backends": backends,
+                "observability": {"tracing": {"endpoint": receiver.url, "sampling_ratio": 0.1}},
+            },
+            extra_args=["--log-level", "WARNING"],
+        ),
         "endpoint down": GatewayProcess(
             config={"backends": backends, "observability": {"tracing": {"endpoint": down}}},
             extra_args=["--log-level", "WARNING"],
@@ -67,13 +75,13 @@ def main() -> None:
     }
     print(f"\nmachine: {report['machine']}")
     print("poll path through the gateway (wrk GETs of running queries' nextUri; median of the runs)")
-    print(f"{'conns':>6} | {'':<14} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} {'rps range':>15}")
+    print(f"{'conns':>6} | {'':<16} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} {'rps range':>15}")
     for count in connections:
         for name in gateways:
             cell = results[name][count]
             spread = f"{cell['rps_min']:.0f}-{cell['rps_max']:.0f}"
             print(
-                f"{count:>6} | {name:<14} {cell['requests_per_second']:>8.0f} {cell['p50_ms']:>8.2f} "
+                f"{count:>6} | {name:<16} {cell['requests_per_second']:>8.0f} {cell['p50_ms']:>8.2f} "
                 f"{cell['p99_ms']:>8.2f} {spread:>15}"
             )
     print(f"spans the receiver took: {report['spans_received']}")
