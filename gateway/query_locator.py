@@ -42,6 +42,7 @@ class QueryLocator:
         # Insertion-ordered: when full, the oldest half is dropped at once, which keeps the hot
         # path to one dict lookup (no LRU bookkeeping on every poll).
         self._cache: dict[str, Location] = {}
+        self._pending: set[asyncio.Task[None]] = set()
 
     def remember(self, query_id: str, backend_name: str, backend_url: str, trace_parent: str | None = None) -> None:
         if len(self._cache) >= self.capacity:
@@ -64,9 +65,28 @@ class QueryLocator:
         if found is None:
             asked = await self._ask_backends(query_id)
             found = None if asked is None else (*asked, None)
+            if found is not None and self.settle_seconds > 0:
+                # Its trace context is still on its way to the store: pick it up for later polls.
+                self._pending.add(asyncio.create_task(self._trace_later(query_id)))
         if found is not None:
             self.remember(query_id, *found)
         return found
+
+    def close(self) -> None:
+        for task in self._pending:
+            task.cancel()
+
+    async def _trace_later(self, query_id: str) -> None:
+        try:
+            for _ in range(3):
+                await asyncio.sleep(self.settle_seconds * 2)
+                found = await self._from_store(query_id)
+                if found is not None:
+                    if query_id in self._cache:
+                        self._cache[query_id] = found
+                    return
+        finally:
+            self._pending.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _from_store(self, query_id: str) -> Location | None:
         try:

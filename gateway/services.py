@@ -83,6 +83,7 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.locator.close()
         await self.history.drain()
         await self.observer.stop()
         await self.session.close()
