@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint format clean system-deps bench-deps docker-engine
+.PHONY: install demo test bench bench-tracing lint format clean system-deps bench-deps docker-engine
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-deps:
 
 bench: install bench-deps
 	$(BIN)/python -m bench
+
+# What tracing costs on the poll path, with the OTLP endpoint up and down (docs/performance.md).
+bench-tracing: install bench-deps
+	$(BIN)/python -m bench.tracing_overhead
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,7 +7,9 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
 from gateway.config import BackendConfig, ConfigError, GatewayConfig, load_config, parse_config
 from gateway.rules import check_rules
@@ -84,9 +86,31 @@ async def prepare_store(config: GatewayConfig) -> None:
 
 
 def serve(config: GatewayConfig, log_level: str) -> int:
+    from observability.tracing import resolve as resolve_tracing
+
+    resolve_tracing(config.observability.tracing)  # a bad OTEL_* variable is an error here, not in a worker
     asyncio.run(prepare_store(config))
     os.environ["TRINO_GATEWAY_CONFIG_JSON"] = json.dumps(config.model_dump())
     os.environ["TRINO_GATEWAY_MIGRATED"] = "1"
+    metrics_dir = _metrics_dir(config.server.workers)
+    try:
+        return _serve(config, log_level)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """Several workers write their metrics to one fresh directory, so that ``/metrics`` served by any
+    of them sums all (prometheus-client's multiprocess mode). Set before any worker starts."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    path = tempfile.mkdtemp(prefix="trino-gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _serve(config: GatewayConfig, log_level: str) -> int:
     server = config.server
     print(
         f"trino-gateway listening on http://{server.host}:{server.port} ({server.engine}, "

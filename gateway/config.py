@@ -139,6 +139,39 @@ class HistoryConfig(_Strict):
     sql_chars: int = Field(2000, ge=0, description="how much of each statement is kept")
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces. A key left unset falls back to the standard ``OTEL_*`` variable."""
+
+    endpoint: str | None = Field(
+        None,
+        description="OTLP collector, e.g. http://collector:4318 (http/protobuf) or http://collector:4317 (grpc); "
+        "default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; none set: no tracing",
+    )
+    protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        None,
+        description="default OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
+    )
+    sampling_ratio: float | None = Field(
+        None, ge=0, le=1, description="share of new traces kept (a client's sampled flag is followed); default 1"
+    )
+    service_name: str | None = Field(None, min_length=1, description="default OTEL_SERVICE_NAME, else trino-gateway")
+    export_timeout: float | None = Field(
+        None, gt=0, le=60, description="seconds one export may take; default OTEL_EXPORTER_OTLP_TIMEOUT, else 2"
+    )
+    max_queue_size: int | None = Field(
+        None, ge=1, le=1_000_000, description="spans waiting for export; more are dropped (default 2048)"
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip() == "" else normalise_url(value)
+
+
+class ObservabilityConfig(_Strict):
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+
+
 class GatewayConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -147,6 +180,7 @@ class GatewayConfig(_Strict):
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backends: list[BackendConfig] = Field(default_factory=list)
 
     @field_validator("backends")
