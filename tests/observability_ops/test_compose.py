@@ -206,6 +206,7 @@ def test_grafana_provisions_prometheus_and_the_repositorys_dashboards() -> None:
     url = urlsplit(datasource["url"])
     listen = _flag(_service("prometheus")["command"], "--web.listen-address")
     assert (url.hostname, url.port) == ("prometheus", _port_of(listen))
+    assert datasource["jsonData"]["timeInterval"] == _prometheus_config()["global"]["scrape_interval"]
 
     providers = [
         provider
