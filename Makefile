@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # The Trino CLI tests run the real CLI jar (a Java runtime); the PostgreSQL store tests start a
-# throwaway server from the machine's PostgreSQL binaries; the chaos suite's container clusters
-# need a Docker engine.
+# throwaway server from the machine's PostgreSQL binaries; the dashboard tests run a real Prometheus
+# (only its binary: the package's service is never started by the tests); the chaos suite's
+# container clusters need a Docker engine.
 system-deps: docker-engine
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	{ command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus; } || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
