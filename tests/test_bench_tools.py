@@ -38,9 +38,11 @@ def test_wrk_output_is_read_with_units_and_errors(monkeypatch):
     assert result.errors == 7
 
 
-def test_routing_decision_is_measured_per_backend_count():
-    figures = routing_decision([1, 10], iterations=200)
-    assert set(figures) == {1, 10} and all(f["microseconds"] > 0 for f in figures.values())
+def test_routing_decision_is_measured_per_backend_and_rule_count():
+    figures = routing_decision([1, 10], [0, 100], iterations=200)
+    cells = {(f["backends"], f["rules"], f["rule_kind"]) for f in figures.values()}
+    assert cells == {(1, 0, None), (10, 0, None)} | {(n, 100, k) for n in (1, 10) for k in ("==", "contains")}
+    assert all(f["microseconds"] > 0 for f in figures.values())
 
 
 def test_the_table_prints_every_section(capsys):
