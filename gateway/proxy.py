@@ -270,7 +270,7 @@ class Proxy:
                 status, raw_headers = upstream.status, upstream.raw_headers
         except FAILURES as error:
             services.health.request_failed(name, describe(error))
-            await self._upstream_failed(send, base, name, query_id, error)
+            await self._query_failed(services, send, base, name, query_id, error)
             return
         if status >= 500:
             services.health.request_failed(name, f"HTTP {status}")
@@ -310,15 +310,24 @@ class Proxy:
         finally:
             upstream.release()
 
+    async def _query_failed(
+        self, services: Services, send: Send, base: str, name: str, query_id: str | None, error: BaseException
+    ) -> None:
+        """A statement request whose backend is gone or hung: the query is FAILED, said the way every
+        Trino client reads it (HTTP 200 and the error in the document). A 502/504 made clients retry
+        in vain and then report only the status: the Python client raised "error 502: bad gateway"."""
+        message = _failure_message(name, query_id, error)
+        document = errors.failed_query(base, message, query_id=query_id)
+        if query_id is not None:
+            services.in_flight.finished(query_id)
+            services.history.finished(query_id, "FAILED", document["error"]["errorName"])
+        await _respond_json(send, 200, document)
+
     async def _upstream_failed(
         self, send: Send, base: str, name: str, query_id: str | None, error: BaseException
     ) -> None:
-        if isinstance(error, TIMEOUTS):
-            message = f"trino-gateway: backend {name} did not answer in time: {describe(error)}"
-            await _respond_json(send, 504, errors.failed_query(base, message, query_id=query_id))
-        else:
-            message = f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {describe(error)}"
-            await _respond_json(send, 502, errors.failed_query(base, message, query_id=query_id))
+        status = 504 if isinstance(error, TIMEOUTS) else 502
+        await _respond_json(send, status, errors.failed_query(base, _failure_message(name, query_id, error), query_id))
 
     def _finished(self, services: Services, query_id: str, content: bytes) -> None:
         services.in_flight.finished(query_id)
@@ -372,6 +381,12 @@ def upstream_headers(scope: Scope, base: str, statement: bool, forwarded: bool) 
         # Statement answers are rewritten, so they must arrive uncompressed.
         headers.append(("Accept-Encoding", "identity"))
     return headers
+
+
+def _failure_message(name: str, query_id: str | None, error: BaseException) -> str:
+    if isinstance(error, TIMEOUTS):
+        return f"trino-gateway: backend {name} did not answer in time for query {query_id or '?'}: {describe(error)}"
+    return f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {describe(error)}"
 
 
 def _query_string(scope: Scope) -> str:

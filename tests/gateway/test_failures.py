@@ -28,7 +28,8 @@ def test_backend_dying_mid_query_gives_a_trino_style_json_error(sim_factory, sto
         first = _submit(gw.url, **{"X-Trino-Session": "sim_run_time=60s"})
         backend.kill()
         response = requests.get(first["nextUri"], timeout=30)
-        assert response.status_code == 502
+        # A FAILED query, not a 502: clients report its message instead of retrying in vain.
+        assert response.status_code == 200
         assert response.headers["Content-Type"] == "application/json"
         body = response.json()
         assert body["id"] == first["id"] and body["stats"]["state"] == "FAILED"
@@ -43,8 +44,9 @@ def test_hanging_backend_gives_a_gateway_timeout_not_a_hang(sim_factory, store_u
         first = _submit(gw.url)
         backend.set_faults(hang_polls=True)
         response = requests.get(first["nextUri"], timeout=30)
-        assert response.status_code == 504
-        assert "did not answer in time" in response.json()["error"]["message"]
+        assert response.status_code == 200
+        assert response.json()["stats"]["state"] == "FAILED"
+        assert "backend stuck did not answer in time" in response.json()["error"]["message"]
 
 
 def test_garbage_from_a_backend_is_passed_on_without_breaking_the_gateway(sim_factory, store_url):
