@@ -17,14 +17,18 @@ def backend_health(gateway: GatewayProcess) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in body}
 
 
-def wait_state(gateway: GatewayProcess, name: str, states: Iterable[str], timeout: float = 30.0) -> float:
-    """Wait until ``name`` is in one of ``states``; the seconds it took."""
+def wait_state(
+    gateway: GatewayProcess, name: str, states: Iterable[str], timeout: float = 30.0, checked_after: float | None = None
+) -> float:
+    """Wait until ``name`` is in one of ``states`` (by a check made after ``checked_after``, epoch
+    seconds, if given); the seconds it took."""
     wanted = set(states)
     began = time.monotonic()
     last: Any = None
     while time.monotonic() - began < timeout:
         last = backend_health(gateway).get(name)
-        if last is not None and last["state"] in wanted:
+        fresh = checked_after is None or (last is not None and (last["lastCheck"] or 0) > checked_after * 1000)
+        if last is not None and last["state"] in wanted and fresh:
             return time.monotonic() - began
         time.sleep(0.05)
     raise TimeoutError(f"backend {name} did not become {sorted(wanted)} within {timeout:g}s; last seen: {last}")
