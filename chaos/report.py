@@ -8,6 +8,7 @@ after which every later query succeeded (0 when no query submitted after the fau
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections import Counter
@@ -90,6 +91,7 @@ class Summary:
 
     def table(self) -> str:
         header = ("scenario", "kind", "submitted", "succeeded", "failed", "lost", "detect s", "recover s")
+        rows = sorted(self.rows, key=lambda r: (int(r.scenario.split()[0]), r.scenario, r.kind))
         lines = [header] + [
             (
                 r.scenario,
@@ -101,7 +103,7 @@ class Summary:
                 _seconds(r.detect_s),
                 _seconds(r.recover_s),
             )
-            for r in self.rows
+            for r in rows
         ]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         out = ["| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)) + " |" for line in lines]
@@ -110,7 +112,10 @@ class Summary:
 
     def write(self, path: Path = RESULTS) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        document: dict[str, Any] = {"rows": [asdict(r) for r in self.rows]}
+        document: dict[str, Any] = {
+            "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "rows": [asdict(r) for r in self.rows],
+        }
         path.write_text(json.dumps(document, indent=2, default=str) + "\n")
         return path
 
