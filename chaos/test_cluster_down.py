@@ -15,9 +15,10 @@ TRINO_QUERY_ERRORS = {"TrinoQueryError", "TrinoExternalError", "TrinoUserError"}
 
 def _break_under_load(
     scenario: str, kind: str, gateway: GatewayProcess, victim: Cluster, fault, repair
-) -> tuple[Workload, float, float]:
+) -> tuple[Workload, float, str]:
     """Load, wait until ``victim`` has queries in flight, break it, wait for the gateway to mark it
-    UNHEALTHY, keep the load on for a while; the workload, the fault's time and the detection time."""
+    UNHEALTHY, keep the load on for a while; the workload, the detection time and the gateway's
+    last error for ``victim`` then."""
     with Workload(gateway.url, seed_users()) as load:
         load.wait_completed(8)
         busy = lambda: backend_health(gateway)[victim.name]["inFlight"] >= 2  # noqa: E731
@@ -26,10 +27,11 @@ def _break_under_load(
         fault(victim)
         detect_s = wait_state(gateway, victim.name, {"UNHEALTHY"})
         detected_at = load.mark("detected")
+        why = backend_health(gateway)[victim.name]["lastError"] or ""
         load.wait_completed(12, where=lambda r: r.submitted > detected_at, timeout=60)
         repair(victim)
-    SUMMARY.add(summarise(scenario, kind, load.records, detect_s=detect_s, fault_at=fault_at))
-    return load, fault_at, detected_at
+    SUMMARY.add(summarise(scenario, kind, load.records, detect_s=detect_s, fault_at=fault_at, notes=why))
+    return load, detected_at, why
 
 
 def _assert_failover_guarantees(load: Workload, gateway: GatewayProcess, victim: str, detected_at: float) -> None:
@@ -50,11 +52,14 @@ def _assert_failover_guarantees(load: Workload, gateway: GatewayProcess, victim:
 
 def test_killed_cluster_fails_its_queries_clearly_and_new_ones_go_elsewhere(kind, three_clusters, gateway):
     victim = three_clusters[0]
-    load, _, detected_at = _break_under_load("1 kill a cluster", kind, gateway, victim, faults.kill, Cluster.start)
+    start_again = lambda cluster: cluster.start()  # noqa: E731
+    load, detected_at, why = _break_under_load("1 kill a cluster", kind, gateway, victim, faults.kill, start_again)
     _assert_failover_guarantees(load, gateway, victim.name, detected_at)
+    assert "connection refused" in why
 
 
 def test_paused_cluster_is_detected_by_timeouts_and_new_queries_go_elsewhere(kind, three_clusters, gateway):
     victim = three_clusters[0]
-    load, _, detected_at = _break_under_load("2 pause a cluster", kind, gateway, victim, faults.pause, faults.resume)
+    load, detected_at, why = _break_under_load("2 pause a cluster", kind, gateway, victim, faults.pause, faults.resume)
     _assert_failover_guarantees(load, gateway, victim.name, detected_at)
+    assert "timed out" in why or "no answer within" in why

@@ -149,10 +149,6 @@ class Workload:
             thread.join(longest + 10)
         return self.records
 
-    def run_one(self, user: User, kind: QueryKind | None = None) -> QueryOutcome:
-        """Run one query as ``user`` now, in this thread; recorded like the others."""
-        return self._run(user, kind or user.kinds[0])
-
     def _user_loop(self, user: User) -> None:
         while not self._stop.is_set():
             with self._lock:
