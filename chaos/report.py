@@ -91,7 +91,7 @@ class Summary:
 
     def table(self) -> str:
         header = ("scenario", "kind", "submitted", "succeeded", "failed", "lost", "detect s", "recover s")
-        rows = sorted(self.rows, key=lambda r: (int(r.scenario.split()[0]), r.scenario, r.kind))
+        rows = sorted(self.rows, key=lambda r: (_number(r.scenario), r.scenario, r.kind))
         lines = [header] + [
             (
                 r.scenario,
@@ -118,6 +118,12 @@ class Summary:
         }
         path.write_text(json.dumps(document, indent=2, default=str) + "\n")
         return path
+
+
+def _number(scenario: str) -> int:
+    """The scenario's number (``"2b pause"`` -> 2), for ordering the table."""
+    match = re.match(r"\d+", scenario)
+    return int(match.group()) if match else 0
 
 
 def _seconds(value: float | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chaos import faults
 from chaos.clusters import Cluster
+from chaos.conftest import GROUPS
 from chaos.observe import backend_health, routed_backends, wait_state
 from chaos.report import SUMMARY, summarise
 from chaos.workload import FAILED, LOST, SUCCEEDED, Workload, seed_users
@@ -61,5 +62,16 @@ def test_killed_cluster_fails_its_queries_clearly_and_new_ones_go_elsewhere(kind
 def test_paused_cluster_is_detected_by_timeouts_and_new_queries_go_elsewhere(kind, three_clusters, gateway):
     victim = three_clusters[0]
     load, detected_at, why = _break_under_load("2 pause a cluster", kind, gateway, victim, faults.pause, faults.resume)
+    _assert_failover_guarantees(load, gateway, victim.name, detected_at)
+    assert "timed out" in why or "no answer within" in why
+
+
+def test_cluster_whose_statement_protocol_hangs_is_detected_by_the_query_monitor(kind, three_clusters, gateway_factory):
+    # /v1/info keeps answering while polls hang: the default INFO_API check passes every 0.5 s and
+    # resets the passive failure count, so only a check through the protocol (QUERY) sees it.
+    gateway = gateway_factory([(c.name, c.url, GROUPS[c.name]) for c in three_clusters], health={"monitor": "QUERY"})
+    victim = three_clusters[0]
+    unhang = lambda cluster: cluster.set_faults(hang_polls=False)  # noqa: E731
+    load, detected_at, why = _break_under_load("2b polls hang", kind, gateway, victim, faults.hang_polls, unhang)
     _assert_failover_guarantees(load, gateway, victim.name, detected_at)
     assert "timed out" in why or "no answer within" in why
