@@ -58,6 +58,7 @@ class TcpFaultProxy:
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._connections: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -118,6 +119,10 @@ class TcpFaultProxy:
         if self._server is not None:
             self._server.close()
         await self._reset_all()
+        # Every connection's task ends here, before the loop closes under it.
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
 
     async def _reset_all(self) -> None:
         for writer in list(self._open):
@@ -125,6 +130,15 @@ class TcpFaultProxy:
         self._open.clear()
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._relay(client_reader, client_writer)
+        finally:
+            self._connections.discard(task)
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.connections_accepted += 1
         if self.faults.reset_rate and random.random() < self.faults.reset_rate:
             _reset(client_writer)
@@ -144,6 +158,7 @@ class TcpFaultProxy:
         finally:
             for task in pumps:
                 task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
             for writer in (client_writer, upstream_writer):
                 self._open.discard(writer)
                 with contextlib.suppress(Exception):
@@ -165,6 +180,7 @@ class TcpFaultProxy:
             await deliver
         finally:
             deliver.cancel()
+            await asyncio.gather(deliver, return_exceptions=True)
 
     async def _deliver(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
         while True:
