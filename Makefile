@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test chaos bench lint format clean system-deps bench-deps
+.PHONY: install demo test chaos bench bench-tracing lint format clean system-deps bench-deps docker-engine
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # The Trino CLI tests run the real CLI jar (a Java runtime); the PostgreSQL store tests start a
-# throwaway server from the machine's PostgreSQL binaries.
-system-deps:
+# throwaway server from the machine's PostgreSQL binaries; the dashboard tests run a real Prometheus
+# (only its binary: the package's service is never started by the tests); the chaos suite's
+# container clusters need a Docker engine.
+system-deps: docker-engine
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	{ command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus; } || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# Installs docker.io and starts dockerd if no engine answers; never fails (the container cases skip).
+docker-engine:
+	@bash chaos/docker_engine.sh
 
 demo: install
 	$(BIN)/python -m gateway.demo
@@ -50,6 +57,10 @@ bench-deps:
 
 bench: install bench-deps
 	$(BIN)/python -m bench
+
+# What tracing costs on the poll path, with the OTLP endpoint up and down (docs/performance.md).
+bench-tracing: install bench-deps
+	$(BIN)/python -m bench.tracing_overhead
 
 lint: install
 	$(BIN)/ruff check .

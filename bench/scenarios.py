@@ -160,13 +160,35 @@ def scale_of_state(gateway_url: str, gateway_pid: int, in_flight: int, seconds: 
     }
 
 
-def routing_decision(backend_counts: list[int], iterations: int = 20000) -> dict[str, Any]:
-    """Time of one routing decision, in process, by number of backends (rules: not built yet)."""
+def _generated_rules(count: int, operator: str) -> str:
+    """``count`` rules of the documented shape, none of which matches the benchmark's request.
+
+    ``==`` rules start with a header equality, which the rule set indexes; ``contains`` rules
+    cannot be indexed, so every one of them runs.
+    """
+    return "".join(
+        f'---\nname: rule-{i}\ncondition: \'request.getHeader("X-Trino-Source") {operator} "source-{i}"\'\n'
+        f'actions: [\'result.put("routingGroup", "etl")\']\n'
+        for i in range(count)
+    )
+
+
+def routing_decision(backend_counts: list[int], rule_counts: list[int], iterations: int = 20000) -> dict[str, Any]:
+    """Time of one routing decision, in process: group selection by the rules, then the router."""
     from gateway.health import HealthChecker
     from gateway.health.monitors import NoopMonitor
     from gateway.routing import InFlight, Router
+    from gateway.rules import FileRulesSelector, parse_rules
     from gateway.store import BackendRecord
 
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/statement",
+        "query_string": b"",
+        "headers": [(b"x-trino-user", b"bench"), (b"x-trino-source", b"bench-client")],
+        "client": ("127.0.0.1", 50000),
+    }
     out: dict[str, Any] = {}
     for count in backend_counts:
         backends = [
@@ -178,13 +200,25 @@ def routing_decision(backend_counts: list[int], iterations: int = 20000) -> dict
         for backend in backends:
             health.of(backend.name).succeeded(None)  # every backend HEALTHY, as in steady state
         router = Router("adhoc", in_flight, health)
-        samples = []
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(iterations):
-                router.decide(backends, "adhoc")
-            samples.append((time.perf_counter() - started) / iterations * 1e6)
-        out[count] = {"microseconds": round(statistics.median(samples), 2), "rules": 0}
+        for rules in rule_counts:
+            for operator in ("==", "contains") if rules else ("",):
+                loaded = type("LoadedRules", (), {"rules": parse_rules(_generated_rules(rules, operator))})()
+                selector = FileRulesSelector(loaded, 1_000_000, "email")  # type: ignore[arg-type]
+                repeat = max(50, iterations // max(1, rules // 10)) if operator != "==" else iterations
+                samples = []
+                for _ in range(5):
+                    started = time.perf_counter()
+                    for _ in range(repeat):
+                        group = selector.evaluate(scope, b"SELECT 1").group if rules else "adhoc"
+                        router.decide(backends, group)
+                    samples.append((time.perf_counter() - started) / repeat * 1e6)
+                kind = {"==": " (header ==, indexed)", "contains": " (contains, all run)"}.get(operator, "")
+                out[f"{count} backends, {rules} rules{kind}"] = {
+                    "backends": count,
+                    "rules": rules,
+                    "rule_kind": operator or None,
+                    "microseconds": round(statistics.median(samples), 2),
+                }
     return out
 
 

@@ -10,6 +10,7 @@ from quart import Blueprint, Response, current_app, request
 
 from gateway.config import describe_errors, normalise_url
 from gateway.errors import api_error, json_response
+from gateway.rules import FileRulesSelector
 from gateway.scoring import score
 from gateway.store import BackendRecord, DuplicateBackend, QueryFilter, QueryRecord
 
@@ -264,3 +265,15 @@ async def readyz() -> Response:
     except Exception as error:
         return api_error(503, f"the store cannot be read: {error}")
     return Response("ok", content_type="text/plain")
+
+
+@admin.get("/gateway/routing-rules")
+async def routing_rules() -> Response:
+    """The routing rules in use (this worker's copy), and why the last change did not load, if it did not."""
+    services = current_app.config["SERVICES"].services
+    settings = services.config.routing_rules
+    if not settings.enabled:
+        return json_response({"enabled": False, "type": None})
+    if isinstance(services.selector, FileRulesSelector):
+        return json_response({"enabled": True, "type": "FILE", **services.selector.rules.describe()})
+    return json_response({"enabled": True, "type": "EXTERNAL", "url": settings.external.url})

@@ -21,6 +21,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import api_error
 from gateway.proxy import Proxy, Receive, Scope, Send, gateway_base
 from gateway.services import Services
+from observability.endpoints import endpoints as observability_endpoints
 
 log = logging.getLogger("gateway")
 # Trino paths the proxy serves (trinodb/trino-gateway's list, plus /v1/status).
@@ -34,6 +35,8 @@ def _admin_app(services: Any) -> Quart:
     app = Quart("trino-gateway")
     app.config["SERVICES"] = services
     app.register_blueprint(admin)
+    # /metrics and /v1/jmx/...: not in PROXIED_PREFIXES, so they are the gateway's own.
+    app.register_blueprint(observability_endpoints)
 
     @app.errorhandler(404)
     async def not_found(_: Exception) -> Response:

@@ -7,9 +7,12 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
 from gateway.config import BackendConfig, ConfigError, GatewayConfig, load_config, parse_config
+from gateway.rules import check_rules
 from gateway.store import BackendRecord, Store, StoreError
 
 log = logging.getLogger("gateway.cli")
@@ -83,9 +86,31 @@ async def prepare_store(config: GatewayConfig) -> None:
 
 
 def serve(config: GatewayConfig, log_level: str) -> int:
+    from observability.tracing import resolve as resolve_tracing
+
+    resolve_tracing(config.observability.tracing)  # a bad OTEL_* variable is an error here, not in a worker
     asyncio.run(prepare_store(config))
     os.environ["TRINO_GATEWAY_CONFIG_JSON"] = json.dumps(config.model_dump())
     os.environ["TRINO_GATEWAY_MIGRATED"] = "1"
+    metrics_dir = _metrics_dir(config.server.workers)
+    try:
+        return _serve(config, log_level)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """Several workers write their metrics to one fresh directory, so that ``/metrics`` served by any
+    of them sums all (prometheus-client's multiprocess mode). Set before any worker starts."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    path = tempfile.mkdtemp(prefix="trino-gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _serve(config: GatewayConfig, log_level: str) -> int:
     server = config.server
     print(
         f"trino-gateway listening on http://{server.host}:{server.port} ({server.engine}, "
@@ -143,9 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         if args.command == "check-config":
-            print(json.dumps(load_config(args.config).model_dump(), indent=2))
+            config = load_config(args.config)
+            check_rules(config.routing_rules)
+            print(json.dumps(config.model_dump(), indent=2))
             return
         config = resolve(args)
+        check_rules(config.routing_rules)
         sys.exit(serve(config, args.log_level))
     except (ConfigError, StoreError) as error:
         print(f"trino-gateway: {error}", file=sys.stderr)

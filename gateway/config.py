@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -87,6 +87,36 @@ class ProxyConfig(_Strict):
     max_connections: int = Field(512, ge=1, description="open connections to all backends, per worker")
 
 
+class ExternalRoutingConfig(_Strict):
+    url: str = Field(description="the routing service's URL; the gateway POSTs each new query's details to it")
+    exclude_headers: list[str] = Field(default_factory=list, description="request headers not sent to the service")
+    propagate_errors: bool = Field(False, description="errors in the service's answer reject the query (HTTP 400)")
+    timeout: float = Field(1.0, gt=0, description="seconds to wait for the service; then the header decides")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return normalise_url(value)
+
+
+class RoutingRulesConfig(_Strict):
+    enabled: bool = Field(False, description="off: the X-Trino-Routing-Group header picks the group")
+    type: Literal["FILE", "EXTERNAL"] = "FILE"
+    rules_file: str | None = Field(None, description="FILE: multi-document YAML of rules (trino-gateway's format)")
+    refresh_seconds: float = Field(1.0, gt=0, description="FILE: how often the file is checked for changes")
+    external: ExternalRoutingConfig | None = None
+    max_body_size: int = Field(1_000_000, ge=0, description="longer statements are not analysed for rules")
+    token_user_field: str = Field("email", description="JWT claim read as the user when there is no X-Trino-User")
+
+    @model_validator(mode="after")
+    def _complete(self) -> RoutingRulesConfig:
+        if self.enabled and self.type == "FILE" and not self.rules_file:
+            raise ValueError("type FILE needs rules_file")
+        if self.enabled and self.type == "EXTERNAL" and self.external is None:
+            raise ValueError("type EXTERNAL needs external.url")
+        return self
+
+
 class HealthConfig(_Strict):
     monitor: MonitorKind = Field("INFO_API", description="health check of backends that name none")
     interval: float = Field(5.0, gt=0, description="seconds between checks of a backend")
@@ -109,13 +139,48 @@ class HistoryConfig(_Strict):
     sql_chars: int = Field(2000, ge=0, description="how much of each statement is kept")
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces. A key left unset falls back to the standard ``OTEL_*`` variable."""
+
+    endpoint: str | None = Field(
+        None,
+        description="OTLP collector, e.g. http://collector:4318 (http/protobuf) or http://collector:4317 (grpc); "
+        "default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; none set: no tracing",
+    )
+    protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        None,
+        description="default OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
+    )
+    sampling_ratio: float | None = Field(
+        None, ge=0, le=1, description="share of new traces kept (a client's sampled flag is followed); default 1"
+    )
+    service_name: str | None = Field(None, min_length=1, description="default OTEL_SERVICE_NAME, else trino-gateway")
+    export_timeout: float | None = Field(
+        None, gt=0, le=60, description="seconds one export may take; default OTEL_EXPORTER_OTLP_TIMEOUT, else 2"
+    )
+    max_queue_size: int | None = Field(
+        None, ge=1, le=1_000_000, description="spans waiting for export; more are dropped (default 2048)"
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip() == "" else normalise_url(value)
+
+
+class ObservabilityConfig(_Strict):
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+
+
 class GatewayConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    routing_rules: RoutingRulesConfig = Field(default_factory=RoutingRulesConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backends: list[BackendConfig] = Field(default_factory=list)
 
     @field_validator("backends")
@@ -164,4 +229,9 @@ def load_config(path: str | Path | None) -> GatewayConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_config(data, str(path))
+    config = parse_config(data, str(path))
+    rules_file = config.routing_rules.rules_file
+    if rules_file is not None and not Path(rules_file).is_absolute():
+        # Relative to the configuration file, wherever the gateway is started from.
+        config.routing_rules.rules_file = str((path.parent / rules_file).resolve())
+    return config

@@ -27,6 +27,7 @@ from gateway.routing import NoBackendAvailable
 from gateway.services import Services
 from gateway.store import BackendRecord, QueryRecord, now_ms
 from gateway.upstream import FAILURES, NOT_SENT, TIMEOUTS, describe
+from observability.request import ObservedRequest
 
 log = logging.getLogger("gateway.proxy")
 
@@ -54,6 +55,8 @@ _FORWARDED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded
 # Which gateway process answered: lets operators (and tests) see workers share queries.
 _WORKER = (b"x-trino-gateway-worker", f"{socket.gethostname()}:{os.getpid()}".encode())
 _VIA = ("Via", "1.1 trino-gateway")
+# Where a request's ObservedRequest (metrics and spans) travels with it.
+OBSERVED = "trino_gateway.observed"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -118,6 +121,16 @@ class Proxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = self._services()
+        observed = scope[OBSERVED] = services.observer.begin(scope, send)
+        try:
+            await self._dispatch(services, scope, receive, observed.send)
+        except Exception as error:
+            observed.crashed(error)
+            raise
+        finally:
+            observed.finish()
+
+    async def _dispatch(self, services: Services, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path.startswith(STATEMENT_PREFIX):
             query_id = query_id_of(path, "")
@@ -139,21 +152,30 @@ class Proxy:
         base = gateway_base(scope)
         sql = body.decode("utf-8", errors="replace")
         target = killed_query_id(sql)
+        observed: ObservedRequest = scope[OBSERVED]
         if target is not None:
             # CALL system.runtime.kill_query must reach the cluster running its target.
             located = await services.locator.locate(target)
             if located is not None:
                 await self._forward(services, scope, send, located[0], located[1], body, True, None)
                 return
-        requested = (_header(scope, b"x-trino-routing-group") or "").strip() or None
+        routing_began = observed.clock()
+        selection = await services.selector.select(scope, body)
+        if selection.rejected:
+            await _respond_text(
+                send, 400, "trino-gateway: the routing service rejected the query: " + "; ".join(selection.rejected)
+            )
+            return
         try:
             decision = services.router.decide(
-                await services.registry.all(), requested, user=_header(scope, b"x-trino-user")
+                await services.registry.all(), selection.group, user=_header(scope, b"x-trino-user")
             )
         except NoBackendAvailable as error:
+            observed.no_backend(error.group, routing_began, str(error))
             log.warning("%s", error)
             await _respond_json(send, 200, errors.no_backend_document(base, str(error)))
             return
+        observed.decided(decision, routing_began, selection.rule)
         if decision.fell_back:
             log.info(
                 "routing group %r has no active backend; using the default group %r",
@@ -161,28 +183,34 @@ class Proxy:
                 decision.group,
             )
         headers = self._upstream_headers(services, scope, base, statement=True)
+        if selection.headers:
+            added = {name.lower() for name, _ in selection.headers}
+            headers = [(k, v) for k, v in headers if k.lower() not in added] + list(selection.headers)
         refused: list[str] = []
         loop_time = asyncio.get_running_loop().time
         for backend in decision.ranked:
             began = loop_time()
+            url = backend.proxy_to + "/v1/statement"
+            sent = observed.upstream_begin(backend.name, "POST", url, headers)
             try:
-                async with services.session.post(
-                    backend.proxy_to + "/v1/statement", data=body, headers=headers
-                ) as upstream:
+                async with services.session.post(url, data=body, headers=sent) as upstream:
                     content = await upstream.read()
                     status, raw_headers = upstream.status, upstream.raw_headers
             except NOT_SENT as error:
                 # Nothing reached this backend: the next-best one may take the query.
+                observed.upstream_failed(error, isinstance(error, TIMEOUTS), refused=True)
                 services.health.request_failed(backend.name, describe(error))
                 refused.append(f"{backend.name} ({describe(error)})")
                 log.warning("backend %s refused a new query, trying the next one: %s", backend.name, error)
                 continue
             except FAILURES as error:
                 # The statement may have reached the backend: sending it elsewhere could run it twice.
+                observed.upstream_failed(error, isinstance(error, TIMEOUTS))
                 services.health.request_failed(backend.name, describe(error))
                 message = f"trino-gateway: backend {backend.name} failed while taking the query: {describe(error)}"
-                await _respond_json(send, 502, errors.failed_query(base, message))
+                await _respond_json(send, 200, errors.failed_query(base, message))
                 return
+            observed.upstream_end(status)
             if status >= 500:
                 services.health.request_failed(backend.name, f"HTTP {status} to a new query")
             elif status == 200 and not _is_document(content):
@@ -200,6 +228,7 @@ class Proxy:
         message = f"trino-gateway: no backend of routing group '{decision.group}' could be reached: " + ", ".join(
             refused
         )
+        observed.unreachable(message)
         await _respond_json(send, 200, errors.no_backend_document(base, message))
 
     async def _submitted(
@@ -219,7 +248,8 @@ class Proxy:
             query_id = _field(content, "id")
             services.health.of(backend.name).routed_since_check += 1
             if query_id:
-                services.locator.remember(query_id, backend.name, backend.proxy_to)
+                trace_parent = scope[OBSERVED].accepted(query_id, backend.name, group)
+                services.locator.remember(query_id, backend.name, backend.proxy_to, trace_parent)
                 services.in_flight.started(query_id, backend.name)
                 services.history.submitted(
                     QueryRecord(
@@ -232,6 +262,7 @@ class Proxy:
                         client_tags=_header(scope, b"x-trino-client-tags"),
                         query_text=sql,
                         submitted_at=now_ms(),
+                        trace_parent=trace_parent,
                     )
                 )
                 if b'"nextUri"' not in content:
@@ -246,6 +277,7 @@ class Proxy:
         if located is None:
             await _respond_text(send, 404, "Query not found")
             return
+        scope[OBSERVED].located(query_id, located[0], located[2])
         services.in_flight.seen(query_id)
         method = scope["method"]
         body = b"" if method in ("GET", "HEAD", "DELETE") else await _read_body(receive)
@@ -266,18 +298,23 @@ class Proxy:
         base = gateway_base(scope)
         method = scope["method"]
         target = url + scope["path"] + _query_string(scope)
-        headers = self._upstream_headers(services, scope, base, statement)
+        observed: ObservedRequest = scope[OBSERVED]
+        headers = observed.upstream_begin(
+            name, method, target, self._upstream_headers(services, scope, base, statement)
+        )
         if not statement:
-            await self._stream(services, send, method, target, headers, body, name, base, query_id)
+            await self._stream(services, send, method, target, headers, body, name, base, query_id, observed)
             return
         try:
             async with services.session.request(method, target, data=body or None, headers=headers) as upstream:
                 content = await upstream.read()
                 status, raw_headers = upstream.status, upstream.raw_headers
         except FAILURES as error:
+            observed.upstream_failed(error, isinstance(error, TIMEOUTS))
             services.health.request_failed(name, describe(error))
             await self._query_failed(services, send, base, query_id, _failure_message(name, query_id, error))
             return
+        observed.upstream_end(status)
         if status >= 500:
             services.health.request_failed(name, f"HTTP {status}")
         elif status == 200 and method == "GET" and not _is_document(content):
@@ -304,13 +341,16 @@ class Proxy:
         name: str,
         base: str,
         query_id: str | None,
+        observed: ObservedRequest,
     ) -> None:
         try:
             upstream = await services.session.request(method, target, data=body or None, headers=headers)
         except FAILURES as error:
+            observed.upstream_failed(error, isinstance(error, TIMEOUTS))
             services.health.request_failed(name, describe(error))
             await self._upstream_failed(send, base, name, query_id, error)
             return
+        observed.upstream_end(upstream.status)
         try:
             response_headers = _client_headers(upstream.raw_headers, keep_length=True)
             response_headers.append(_WORKER)

@@ -14,9 +14,11 @@ from gateway.health import HealthChecker, MonitorSettings, create_monitor
 from gateway.history import QueryHistory
 from gateway.query_locator import QueryLocator
 from gateway.routing import InFlight, Router
+from gateway.rules import FileRulesSelector, GroupSelector, create_selector
 from gateway.scoring import ScoreWeights
 from gateway.store import Store
 from gateway.upstream import create_session
+from observability.observer import Observer
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Services:
     locator: QueryLocator
     history: QueryHistory
     health: HealthChecker
+    selector: GroupSelector
+    observer: Observer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -49,6 +53,10 @@ class Services:
             weights=ScoreWeights(**config.routing.score_weights.model_dump()),
             backend_weights={b.name: b.weight for b in config.backends},
         )
+        observer = Observer.start(config.observability.tracing)
+        observer.watch(registry, health, in_flight, router.weights)
+        # A traced query's first poll may reach another worker before the query's row is written.
+        settle = history.flush_interval * 1.5 if observer.tracer is not None else 0.0
         services = cls(
             config=config,
             store=store,
@@ -56,9 +64,11 @@ class Services:
             registry=registry,
             in_flight=in_flight,
             router=router,
-            locator=QueryLocator(store, registry, session),
+            locator=QueryLocator(store, registry, session, settle_seconds=settle),
             history=history,
             health=health,
+            selector=create_selector(config.routing_rules, session),
+            observer=observer,
         )
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
         await health.check_all()
@@ -67,7 +77,10 @@ class Services:
             asyncio.create_task(history.flush_forever()),
             asyncio.create_task(health.run_forever()),
             asyncio.create_task(_sweep_forever(in_flight)),
+            asyncio.create_task(observer.refresh_forever()),
         ]
+        if isinstance(services.selector, FileRulesSelector):
+            services.tasks.append(asyncio.create_task(services.selector.rules.watch_forever()))
         return services
 
     async def stop(self) -> None:
@@ -75,7 +88,9 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.locator.close()
         await self.history.drain()
+        await self.observer.stop()
         await self.session.close()
         await self.store.close()
 

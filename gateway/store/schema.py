@@ -33,6 +33,8 @@ query_history = sa.Table(
     sa.Column("error_name", sa.String(128), nullable=True),
     sa.Column("finished_at", sa.BigInteger, nullable=True),
     sa.Column("elapsed_ms", sa.BigInteger, nullable=True),
+    # W3C traceparent of the query's trace (migration 0002): every request of the query joins it.
+    sa.Column("trace_parent", sa.String(64), nullable=True),
     sa.Index("query_history_submitted_idx", "submitted_at"),
     sa.Index("query_history_user_idx", "user_name"),
     sa.Index("query_history_backend_idx", "backend_name"),

@@ -52,6 +52,7 @@ class QueryRecord:
     error_name: str | None = None
     finished_at: int | None = None
     elapsed_ms: int | None = None
+    trace_parent: str | None = None
 
 
 @dataclass
@@ -202,17 +203,18 @@ class Store:
                 ],
             )
 
-    async def backend_for_query(self, query_id: str) -> tuple[str, str] | None:
-        """The (name, URL) of the backend that runs ``query_id``, if the gateway routed it."""
+    async def backend_for_query(self, query_id: str) -> tuple[str, str, str | None] | None:
+        """The (name, URL) of the backend that runs ``query_id``, if the gateway routed it, and the
+        query's trace context (``traceparent``, None when it was not traced)."""
         async with self.engine.connect() as connection:
             row = (
                 await connection.execute(
-                    sa.select(query_history.c.backend_name, query_history.c.backend_url).where(
-                        query_history.c.query_id == query_id
-                    )
+                    sa.select(
+                        query_history.c.backend_name, query_history.c.backend_url, query_history.c.trace_parent
+                    ).where(query_history.c.query_id == query_id)
                 )
             ).first()
-            return (row[0], row[1]) if row else None
+            return (row[0], row[1], row[2]) if row else None
 
     async def find_queries(
         self, where: QueryFilter, limit: int = 100, offset: int = 0

@@ -1,0 +1,63 @@
+"""Routing rules: which routing group a new query goes to, by the header, a rules file or a service.
+
+``selector`` holds the strategies; ``file_rules`` the rules file and its reloading; ``language``
+the safe MVEL subset rules are written in; ``query_properties`` what the SQL says; ``external``
+the routing service client.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from gateway.config import ConfigError, RoutingRulesConfig
+from gateway.rules.external import ExternalRoutingService
+from gateway.rules.file_rules import RuleSet, RulesFile, RulesLoadError, load_rules, parse_rules
+from gateway.rules.selector import (
+    ExternalSelector,
+    FileRulesSelector,
+    GroupSelector,
+    HeaderSelector,
+    Selection,
+)
+
+__all__ = [
+    "ExternalSelector",
+    "FileRulesSelector",
+    "GroupSelector",
+    "HeaderSelector",
+    "RuleSet",
+    "RulesFile",
+    "RulesLoadError",
+    "Selection",
+    "check_rules",
+    "create_selector",
+    "load_rules",
+    "parse_rules",
+]
+
+
+def check_rules(config: RoutingRulesConfig) -> None:
+    """Start-up validation: a rules file that does not load stops the gateway with the reason."""
+    if config.enabled and config.type == "FILE" and config.rules_file:
+        try:
+            load_rules(Path(config.rules_file))
+        except RulesLoadError as error:
+            raise ConfigError(f"routing_rules.rules_file: {error}") from None
+
+
+def create_selector(config: RoutingRulesConfig, session: aiohttp.ClientSession) -> GroupSelector:
+    if not config.enabled:
+        return HeaderSelector()
+    if config.type == "EXTERNAL":
+        assert config.external is not None  # the config validates this
+        service = ExternalRoutingService(
+            session, config.external.url, config.external.exclude_headers, config.external.timeout
+        )
+        propagate = config.external.propagate_errors
+        return ExternalSelector(service, propagate, config.max_body_size, config.token_user_field)
+    assert config.rules_file is not None
+    return FileRulesSelector(
+        RulesFile(config.rules_file, config.refresh_seconds), config.max_body_size, config.token_user_field
+    )

@@ -1,0 +1,105 @@
+"""An external routing service picks the group (trino-gateway's ``rulesType: EXTERNAL``).
+
+The gateway POSTs the request's headers (as HTTP headers and as a map in the JSON body, minus the
+excluded ones), the user and the query properties; the service answers
+``{"routingGroup": ..., "errors": [...], "externalHeaders": {...}}``. A service that fails, times
+out or answers something else is logged and the query is routed by its header; it is never failed
+for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.rules.query_properties import TrinoQueryProperties
+from gateway.rules.request import RuleRequest
+
+log = logging.getLogger("gateway.rules")
+
+# Never sent on: they describe the gateway's own request, not the client's.
+_NOT_SENT = frozenset({"content-length", "host", "connection", "transfer-encoding", "expect", "keep-alive"})
+
+
+class ExternalRoutingError(Exception):
+    """The routing service could not be asked or gave an answer the gateway cannot use."""
+
+
+@dataclass(frozen=True)
+class ExternalAnswer:
+    routing_group: str | None
+    errors: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...]
+
+
+def request_document(
+    request: RuleRequest, user: str | None, properties: TrinoQueryProperties, headers: dict[str, str]
+) -> dict[str, Any]:
+    """The JSON body: trino-gateway's fields, plus the headers as a map."""
+    return {
+        "headers": headers,
+        "trinoRequestUser": {"user": user},
+        "trinoQueryProperties": properties.as_json(),
+        "contentType": request.getContentType() or "application/json",
+        "remoteUser": user,
+        "method": request.method,
+        "requestURI": request.path,
+        "queryString": request.query_string or None,
+        "session": None,
+        "remoteAddr": request.remote_addr,
+        "remoteHost": request.remote_addr,
+        "parameters": {},
+    }
+
+
+def _answer(status: int, body: bytes) -> ExternalAnswer:
+    if status != 200:
+        raise ExternalRoutingError(f"answered HTTP {status}")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ExternalRoutingError("answered something that is not JSON") from None
+    if not isinstance(document, dict):
+        raise ExternalRoutingError("answered JSON that is not an object")
+    group = document.get("routingGroup")
+    errors = document.get("errors") or []
+    headers = document.get("externalHeaders") or {}
+    if group is not None and not isinstance(group, str):
+        raise ExternalRoutingError("routingGroup is not a string")
+    if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+        raise ExternalRoutingError("errors is not a list of strings")
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ExternalRoutingError("externalHeaders is not an object of strings")
+    return ExternalAnswer(group or None, tuple(errors), tuple(headers.items()))
+
+
+class ExternalRoutingService:
+    def __init__(self, session: aiohttp.ClientSession, url: str, exclude_headers: list[str], timeout: float) -> None:
+        self.session = session
+        self.url = url
+        self.exclude = frozenset(h.lower() for h in exclude_headers) | _NOT_SENT
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def ask(self, request: RuleRequest, user: str | None, properties: TrinoQueryProperties) -> ExternalAnswer:
+        headers = [(name, value) for name, value in request.headers if name.lower() not in self.exclude]
+        # The analysis parses SQL: off the event loop, so a long statement does not stall other requests.
+        document = await asyncio.to_thread(request_document, request, user, properties, dict(headers))
+        try:
+            async with self.session.post(
+                self.url,
+                data=orjson.dumps(document),
+                headers=[*headers, ("Content-Type", "application/json")],
+                timeout=self.timeout,
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except TimeoutError:
+            raise ExternalRoutingError(f"did not answer within {self.timeout.total} s") from None
+        except (aiohttp.ClientError, OSError) as error:
+            raise ExternalRoutingError(f"cannot be reached: {type(error).__name__}: {error}") from None
+        return _answer(status, body)

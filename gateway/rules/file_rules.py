@@ -1,0 +1,358 @@
+"""Routing rules from a YAML file, in trino-gateway's format, reloaded when the file changes.
+
+A file holds one rule per YAML document::
+
+    ---
+    name: "airflow"
+    description: "if query from airflow, route to etl group"
+    priority: 0
+    condition: 'request.getHeader("X-Trino-Source") == "airflow"'
+    actions:
+      - 'result.put("routingGroup", "etl")'
+
+Rules run in ascending ``priority`` (rules without one run last, in file order, as trino-gateway's
+documentation says); every rule whose condition holds fires, so the last ``routingGroup`` written
+wins. Composite rules (``compositeRuleType`` ``ActivationRuleGroup``, ``ConditionalRuleGroup``,
+``UnitRuleGroup`` with ``composingRules``) behave as easy-rules' groups. A rule that fails while
+running is skipped and logged, and what it wrote to ``result`` is undone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.rules.language import Compiled, RuleSyntaxError, compile_program, header_guard
+from gateway.rules.request import RuleRequest
+from gateway.rules.values import RESULTS_ROUTING_GROUP_KEY, RuleRuntimeError
+
+log = logging.getLogger("gateway.rules")
+
+LAST = 2**31 - 1  # Java's Integer.MAX_VALUE: the documented priority of a rule that names none
+
+
+class RulesLoadError(ValueError):
+    """A rules file that cannot be used, with the file, the rule and the reason."""
+
+
+class _RuleDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    priority: int = LAST
+    condition: str = "true"
+    actions: list[str] = Field(default_factory=list)
+    composite_rule_type: Literal["ActivationRuleGroup", "ConditionalRuleGroup", "UnitRuleGroup"] | None = Field(
+        None, alias="compositeRuleType"
+    )
+    composing_rules: list[_RuleDocument] = Field(default_factory=list, alias="composingRules")
+
+    @field_validator("condition", mode="before")
+    @classmethod
+    def _condition(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # ``condition: true`` written without quotes
+            return "true" if value else "false"
+        return value
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _actions(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return value
+
+
+@dataclass
+class Outcome:
+    """What one evaluation of the rules decided."""
+
+    result: dict[str, Any]
+    fired: list[str] = field(default_factory=list)
+    decided_by: str | None = None
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def routing_group(self) -> str | None:
+        group = self.result.get(RESULTS_ROUTING_GROUP_KEY)
+        return str(group) if group not in (None, "") else None
+
+
+class Rule:
+    """A rule with a condition and actions."""
+
+    def __init__(self, name: str, description: str, priority: int, condition: str, actions: list[str]) -> None:
+        self.name = name
+        self.description = description
+        self.priority = priority
+        self.condition_source = condition
+        self.action_sources = actions
+        self._condition = _compile(name, "condition", condition)
+        self.guard = header_guard(condition)
+        self._actions = [_compile(name, f"action {n}", action) for n, action in enumerate(actions, 1)]
+
+    def matches(self, scope: dict[str, Any]) -> bool:
+        value = self._condition(scope)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise RuleRuntimeError(f"the condition gave {value!r}, not true or false")
+        return value
+
+    def fire(self, scope: dict[str, Any]) -> list[str]:
+        for action in self._actions:
+            action(scope)
+        return [self.name]
+
+    def apply(self, scope: dict[str, Any]) -> list[str]:
+        return self.fire(scope) if self.matches(scope) else []
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "priority": self.priority,
+            "condition": self.condition_source,
+            "actions": self.action_sources,
+        }
+
+
+class RuleGroup:
+    """easy-rules' composite rules, over rules that may themselves be groups."""
+
+    def __init__(self, kind: str, name: str, description: str, priority: int, rules: list[Rule | RuleGroup]) -> None:
+        if not rules:
+            raise RulesLoadError(f"rule {name!r}: {kind} needs composingRules")
+        self.kind = kind
+        self.name = name
+        self.description = description
+        self.priority = priority
+        self.rules = sorted(rules, key=lambda rule: rule.priority)
+
+    def matches(self, scope: dict[str, Any]) -> bool:
+        if self.kind == "UnitRuleGroup":
+            return all(rule.matches(scope) for rule in self.rules)
+        return any(rule.matches(scope) for rule in self.rules)
+
+    def fire(self, scope: dict[str, Any]) -> list[str]:
+        return [name for rule in self.rules for name in rule.fire(scope)]
+
+    def apply(self, scope: dict[str, Any]) -> list[str]:
+        if self.kind == "ActivationRuleGroup":
+            # The first composing rule (by priority) that applies fires; the others are skipped.
+            for rule in self.rules:
+                fired = rule.apply(scope)
+                if fired:
+                    return fired
+            return []
+        if self.kind == "ConditionalRuleGroup":
+            # The highest-priority rule is the gate; if it fires, every other applicable rule fires.
+            primary, *others = self.rules
+            fired = primary.apply(scope)
+            if not fired:
+                return []
+            for rule in others:
+                fired.extend(rule.apply(scope))
+            return fired
+        return self.fire(scope) if self.matches(scope) else []
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "priority": self.priority,
+            "compositeRuleType": self.kind,
+            "composingRules": [rule.describe() for rule in self.rules],
+        }
+
+
+def _compile(rule: str, part: str, source: str) -> Compiled:
+    try:
+        return compile_program(source)
+    except RuleSyntaxError as error:
+        raise RulesLoadError(f"rule {rule!r}, {part}: {error}") from None
+
+
+def _build(document: _RuleDocument) -> Rule | RuleGroup:
+    if document.composite_rule_type is not None:
+        return RuleGroup(
+            document.composite_rule_type,
+            document.name,
+            document.description,
+            document.priority,
+            [_build(child) for child in document.composing_rules],
+        )
+    if document.composing_rules:
+        raise RulesLoadError(f"rule {document.name!r}: composingRules needs a compositeRuleType")
+    return Rule(document.name, document.description, document.priority, document.condition, document.actions)
+
+
+class RuleSet:
+    """Rules in the order they fire.
+
+    Most rules start with a header test (``request.getHeader("X-Trino-Source") == "airflow" && ...``);
+    those are indexed by that header's value, so a request runs only the rules it can match and a
+    thousand such rules cost a dictionary lookup, not a thousand conditions.
+    """
+
+    def __init__(self, rules: Iterable[Rule | RuleGroup]) -> None:
+        # sorted() is stable: rules of equal priority keep their order in the file.
+        self.rules = sorted(rules, key=lambda rule: rule.priority)
+        self._unguarded: list[int] = []
+        self._by_header: dict[str, dict[str, list[int]]] = {}
+        for position, rule in enumerate(self.rules):
+            guard = rule.guard if isinstance(rule, Rule) else None
+            if guard is None:
+                self._unguarded.append(position)
+            else:
+                header, value = guard
+                self._by_header.setdefault(header, {}).setdefault(value, []).append(position)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def _candidates(self, variables: dict[str, Any]) -> list[int]:
+        request = variables.get("request")
+        if not self._by_header or not isinstance(request, RuleRequest):
+            return list(range(len(self.rules)))
+        matched: list[int] = []
+        for header, by_value in self._by_header.items():
+            value = request.header(header)
+            if value is not None and value in by_value:
+                matched.extend(by_value[value])
+        return sorted(self._unguarded + matched) if matched else self._unguarded
+
+    def evaluate(self, variables: dict[str, Any]) -> Outcome:
+        """Run every rule against ``variables`` (request, state, result, ...)."""
+        result: dict[str, Any] = variables["result"]
+        outcome = Outcome(result)
+        for position in self._candidates(variables):
+            rule = self.rules[position]
+            before: dict[str, Any] | None = None
+            try:
+                if isinstance(rule, Rule):
+                    if not rule.matches(variables):
+                        continue
+                    before = dict(result)
+                    fired = rule.fire(variables)
+                else:
+                    before = dict(result)
+                    fired = rule.apply(variables)
+            except (RuleRuntimeError, RecursionError) as error:
+                if before is not None:
+                    result.clear()
+                    result.update(before)
+                outcome.failed.append((rule.name, str(error)))
+                log.warning("routing rule %r failed and was skipped: %s", rule.name, error)
+                continue
+            if fired:
+                outcome.fired.extend(fired)
+                if result.get(RESULTS_ROUTING_GROUP_KEY) != (before or {}).get(RESULTS_ROUTING_GROUP_KEY):
+                    outcome.decided_by = fired[-1]
+        return outcome
+
+
+def parse_rules(text: str, source: str = "rules") -> RuleSet:
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        raise RulesLoadError(f"{source}: not valid YAML: {error}") from None
+    rules: list[Rule | RuleGroup] = []
+    names: set[str] = set()
+    for number, document in enumerate(documents, 1):
+        if not isinstance(document, dict):
+            raise RulesLoadError(f"{source}: document {number}: a rule must be a mapping (name, condition, actions)")
+        try:
+            parsed = _RuleDocument.model_validate(document)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in problem['loc']) or 'rule'}: "
+                + ("unknown key" if problem["type"] == "extra_forbidden" else problem["msg"])
+                for problem in error.errors()
+            )
+            raise RulesLoadError(f"{source}: document {number}: {problems}") from None
+        if parsed.name in names:
+            raise RulesLoadError(f"{source}: document {number}: rule name {parsed.name!r} appears twice")
+        names.add(parsed.name)
+        try:
+            rules.append(_build(parsed))
+        except RulesLoadError as error:
+            raise RulesLoadError(f"{source}: document {number}: {error}") from None
+    return RuleSet(rules)
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise RulesLoadError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise RulesLoadError(f"{path}: not UTF-8 text") from None
+    return parse_rules(text, str(path))
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+class RulesFile:
+    """The rules of one file; ``check()`` reloads them when the file changed.
+
+    A change that does not load (bad YAML, a syntax error, a missing file) keeps the rules in
+    use and is logged once per change, with the reason; ``last_error`` tells the admin API.
+    """
+
+    def __init__(self, path: str | Path, refresh_seconds: float = 1.0) -> None:
+        self.path = Path(path)
+        self.refresh_seconds = refresh_seconds
+        self.rules = load_rules(self.path)
+        self._signature = _signature(self.path)
+        self.last_error: str | None = None
+        self.reloads = 0
+
+    def check(self) -> bool:
+        """Reload if the file changed; True when new rules are in use."""
+        signature = _signature(self.path)
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        try:
+            rules = load_rules(self.path)
+        except RulesLoadError as error:
+            self.last_error = str(error)
+            log.error("routing rules not reloaded, the previous %d rules stay in use: %s", len(self.rules), error)
+            return False
+        self.rules = rules
+        self.last_error = None
+        self.reloads += 1
+        log.info("routing rules reloaded from %s: %d rules", self.path, len(rules))
+        return True
+
+    async def watch_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            # stat() is quick, but a hung network file system must not stall the event loop.
+            await asyncio.to_thread(self.check)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "file": os.fspath(self.path),
+            "rules": [rule.describe() for rule in self.rules.rules],
+            "lastError": self.last_error,
+            "reloads": self.reloads,
+        }

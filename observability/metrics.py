@@ -1,0 +1,207 @@
+"""The gateway's Prometheus metrics (the contract in README's Observability section).
+
+Label values are bounded: backend and routing group names and fixed enums, never query ids or users.
+
+Several worker processes: ``trino-gateway serve --workers N`` (N > 1) points every worker at one
+fresh directory (``PROMETHEUS_MULTIPROC_DIR``, prometheus-client's multiprocess mode), so
+``/metrics`` answered by any worker is the sum over all of them. Counters and histograms add up;
+the in-flight gauge is summed over live workers; a backend's health, score and monitored counts are
+each worker's own observation of the same cluster, so the most recent one is reported.
+
+On the hot path a request costs a dictionary lookup for its label child (bound once, then cached)
+and one increment or observation. Gauges are not touched per request: each worker copies its state
+into them once a second and before it answers a scrape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.metrics_core import Metric
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+HEALTH_STATES = ("PENDING", "HEALTHY", "UNHEALTHY")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+QUERIES_ROUTED = Counter(
+    "trino_gateway_queries_routed",
+    "New queries handed to a backend (the backend accepted the statement)",
+    ["routing_group", "backend"],
+    registry=REGISTRY,
+)
+REQUESTS = Counter(
+    "trino_gateway_requests",
+    "Proxied requests by kind (submit, poll, cancel, other) and HTTP status answered",
+    ["kind", "status"],
+    registry=REGISTRY,
+)
+UPSTREAM_LATENCY = Histogram(
+    "trino_gateway_upstream_latency_seconds",
+    "Time from sending a request to a backend to its answer (headers and, for statements, the body)",
+    ["backend", "kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "trino_gateway_in_flight_queries",
+    "Queries routed by the gateway and not yet seen to finish",
+    ["backend"],
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+ROUTING_DECISIONS = Counter(
+    "trino_gateway_routing_decisions",
+    "Routing decisions by chosen routing group and outcome (routed, fallback, no_backend)",
+    ["routing_group", "outcome"],
+    registry=REGISTRY,
+)
+ROUTING_DECISION_SECONDS = Histogram(
+    "trino_gateway_routing_decision_seconds",
+    "Time to choose the backends for a new query",
+    buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1),
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "trino_gateway_retries",
+    "New queries retried on the next backend after this one refused the connection",
+    ["backend"],
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "trino_gateway_errors",
+    "Failed proxied requests by cause (connect, timeout, upstream_5xx, no_backend, internal)",
+    ["cause"],
+    registry=REGISTRY,
+)
+BACKEND_UP = Gauge(
+    "trino_gateway_backend_up",
+    "1 when the backend is HEALTHY",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+BACKEND_STATE = Gauge(
+    "trino_gateway_backend_state",
+    "1 for the backend's current health state, 0 for the others",
+    ["backend", "state"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+BACKEND_ACTIVE = Gauge(
+    "trino_gateway_backend_active",
+    "1 when the backend is active (takes new queries if healthy)",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+BACKEND_SCORE = Gauge(
+    "trino_gateway_backend_score",
+    "The score router's cost of the backend (lower is better)",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+BACKEND_RUNNING = Gauge(
+    "trino_gateway_backend_running_queries",
+    "Running queries the backend's monitor reported",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+BACKEND_QUEUED = Gauge(
+    "trino_gateway_backend_queued_queries",
+    "Queued queries the backend's monitor reported",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+BACKEND_WORKERS = Gauge(
+    "trino_gateway_backend_workers",
+    "Active workers the backend's monitor reported",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+
+ERROR_CAUSES = ("connect", "timeout", "upstream_5xx", "no_backend", "internal")
+KINDS = ("submit", "poll", "cancel", "other")
+OUTCOMES = ("routed", "fallback", "no_backend")
+
+
+class HotPathMetrics:
+    """Label children of the per-request metrics, bound once and kept (``labels()`` is slow)."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, int], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._routed: dict[tuple[str, str], Any] = {}
+        self._decisions: dict[tuple[str, str], Any] = {}
+        self._retries: dict[str, Any] = {}
+        self.errors = {cause: ERRORS.labels(cause) for cause in ERROR_CAUSES}
+        self.decision_seconds = ROUTING_DECISION_SECONDS
+
+    def request(self, kind: str, status: int) -> None:
+        child = self._requests.get((kind, status))
+        if child is None:
+            child = self._requests[(kind, status)] = REQUESTS.labels(kind, str(status))
+        child.inc()
+
+    def upstream(self, backend: str, kind: str, seconds: float) -> None:
+        child = self._latency.get((backend, kind))
+        if child is None:
+            child = self._latency[(backend, kind)] = UPSTREAM_LATENCY.labels(backend, kind)
+        child.observe(seconds)
+
+    def routed(self, group: str, backend: str) -> None:
+        child = self._routed.get((group, backend))
+        if child is None:
+            child = self._routed[(group, backend)] = QUERIES_ROUTED.labels(group, backend)
+        child.inc()
+
+    def decision(self, group: str, outcome: str, seconds: float) -> None:
+        child = self._decisions.get((group, outcome))
+        if child is None:
+            child = self._decisions[(group, outcome)] = ROUTING_DECISIONS.labels(group, outcome)
+        child.inc()
+        self.decision_seconds.observe(seconds)
+
+    def retry(self, backend: str) -> None:
+        child = self._retries.get(backend)
+        if child is None:
+            child = self._retries[backend] = RETRIES.labels(backend)
+        child.inc()
+
+    def error(self, cause: str) -> None:
+        self.errors[cause].inc()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def collect() -> Iterable[Metric]:
+    """Every metric family, summed over the workers when there are several."""
+    if multiprocess_dir() is None:
+        return REGISTRY.collect()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry.collect()
+
+
+def exposition() -> bytes:
+    """``/metrics`` in Prometheus' text format."""
+    if multiprocess_dir() is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+def worker_exited() -> None:
+    """This worker stops: its in-flight queries no longer count (live gauges)."""
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(os.getpid())

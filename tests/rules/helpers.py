@@ -1,0 +1,42 @@
+"""Evaluating rules against a request built in the test, without a server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.rules.file_rules import Outcome, RuleSet, parse_rules
+from gateway.rules.selector import FileRulesSelector, Selection
+
+
+def scope(headers: dict[str, str] | None = None, method: str = "POST", path: str = "/v1/statement") -> dict[str, Any]:
+    """An ASGI scope as the proxy receives it."""
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+        "scheme": "http",
+    }
+
+
+class _LoadedRules:
+    """Stands in for a RulesFile: rules parsed from a string."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+
+
+def selector(rules_yaml: str) -> FileRulesSelector:
+    return FileRulesSelector(_LoadedRules(parse_rules(rules_yaml)), 1_000_000, "email")  # type: ignore[arg-type]
+
+
+def select(rules_yaml: str, headers: dict[str, str] | None = None, sql: str = "SELECT 1") -> Selection:
+    """The routing group the rules pick for a query with these headers and SQL."""
+    return selector(rules_yaml).evaluate(scope(headers), sql.encode())
+
+
+def outcome(rules_yaml: str, headers: dict[str, str] | None = None, sql: str = "SELECT 1") -> Outcome:
+    return selector(rules_yaml).outcome(scope(headers), sql.encode())
