@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-tracing lint format clean system-deps bench-deps docker-engine
+.PHONY: install demo test chaos bench bench-tracing lint format clean system-deps bench-deps docker-engine
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ demo: install
 
 test: install system-deps
 	$(BIN)/python -m pytest -q tests chaos
+
+# The chaos suite: clusters killed, paused, slowed and deactivated under load (README, "Chaos suite").
+chaos: install system-deps
+	$(BIN)/python -m pytest -q chaos
 
 # The benchmark compares the gateway with nginx, loaded by wrk (both Debian packages).
 bench-deps:

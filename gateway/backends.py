@@ -1,7 +1,8 @@
 """The backend registry: the store's backends, read at most every ``refresh_seconds``.
 
 Changes made through this worker's admin API count at once; changes made through another worker
-count within ``refresh_seconds``. If the store cannot be read, routing goes on with the last list.
+count within ``refresh_seconds``. If the store cannot be read, routing goes on with the last list
+and the store is tried again every ``refresh_seconds``.
 """
 
 from __future__ import annotations
@@ -20,15 +21,31 @@ class BackendRegistry:
         self.refresh_seconds = refresh_seconds
         self._last: list[BackendRecord] = []
         self._read_at = float("-inf")
+        self._failing_since: float | None = None
 
     async def all(self) -> list[BackendRecord]:
         if time.monotonic() - self._read_at < self.refresh_seconds:
             return self._last
         try:
             self._last = await self.store.list_backends()
-            self._read_at = time.monotonic()
         except Exception as error:
-            log.error("cannot read backends from the store, routing with the last known list: %s", error)
+            # Tried again after refresh_seconds, not on every request: a store that is down is not
+            # hammered, and the log says so once per try, not once per query.
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+            log.error(
+                "cannot read backends from the store, routing with the last known list of %d backends: %s",
+                len(self._last),
+                error,
+            )
+        else:
+            if self._failing_since is not None:
+                log.warning(
+                    "the store can be read again after %.1fs; routing with its backend list",
+                    time.monotonic() - self._failing_since,
+                )
+                self._failing_since = None
+        self._read_at = time.monotonic()
         return self._last
 
     def invalidate(self) -> None:

@@ -213,6 +213,12 @@ class Proxy:
             observed.upstream_end(status)
             if status >= 500:
                 services.health.request_failed(backend.name, f"HTTP {status} to a new query")
+            elif status == 200 and not _is_document(content):
+                # The statement reached the backend: it is not sent elsewhere.
+                services.health.request_failed(backend.name, NOT_A_DOCUMENT)
+                message = f"trino-gateway: backend {backend.name} {NOT_A_DOCUMENT} to a new query"
+                await _respond_json(send, 200, errors.failed_query(base, message))
+                return
             else:
                 services.health.request_succeeded(backend.name, loop_time() - began)
             await self._submitted(
@@ -306,13 +312,16 @@ class Proxy:
         except FAILURES as error:
             observed.upstream_failed(error, isinstance(error, TIMEOUTS))
             services.health.request_failed(name, describe(error))
-            # Trino clients read the error of a statement answer only with status 200: a FAILED
-            # query document ends the query at once with the reason, where a 502 is retried in vain.
-            await self._upstream_failed(send, base, name, query_id, error, 200 if method != "DELETE" else None)
+            await self._query_failed(services, send, base, query_id, _failure_message(name, query_id, error))
             return
         observed.upstream_end(status)
         if status >= 500:
             services.health.request_failed(name, f"HTTP {status}")
+        elif status == 200 and method == "GET" and not _is_document(content):
+            services.health.request_failed(name, NOT_A_DOCUMENT)
+            message = f"trino-gateway: backend {name} {NOT_A_DOCUMENT} for query {query_id or '?'}"
+            await self._query_failed(services, send, base, query_id, message)
+            return
         if query_id is not None:
             if method == "DELETE" and status == 204:
                 services.in_flight.finished(query_id)
@@ -352,21 +361,24 @@ class Proxy:
         finally:
             upstream.release()
 
-    async def _upstream_failed(
-        self,
-        send: Send,
-        base: str,
-        name: str,
-        query_id: str | None,
-        error: BaseException,
-        status: int | None = None,
+    async def _query_failed(
+        self, services: Services, send: Send, base: str, query_id: str | None, message: str
     ) -> None:
-        if isinstance(error, TIMEOUTS):
-            message = f"trino-gateway: backend {name} did not answer in time: {describe(error)}"
-            await _respond_json(send, status or 504, errors.failed_query(base, message, query_id=query_id))
-        else:
-            message = f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {describe(error)}"
-            await _respond_json(send, status or 502, errors.failed_query(base, message, query_id=query_id))
+        """A statement request whose backend is gone, hung or talking nonsense: the query is FAILED,
+        said the way every Trino client reads it (HTTP 200 and the error in the document). A 502/504
+        made clients retry in vain and then report only the status: the Python client raised
+        "error 502: bad gateway"; garbage passed on made it raise a JSON decoding error."""
+        document = errors.failed_query(base, message, query_id=query_id)
+        if query_id is not None:
+            services.in_flight.finished(query_id)
+            services.history.finished(query_id, "FAILED", document["error"]["errorName"])
+        await _respond_json(send, 200, document)
+
+    async def _upstream_failed(
+        self, send: Send, base: str, name: str, query_id: str | None, error: BaseException
+    ) -> None:
+        status = 504 if isinstance(error, TIMEOUTS) else 502
+        await _respond_json(send, status, errors.failed_query(base, _failure_message(name, query_id, error), query_id))
 
     def _finished(self, services: Services, query_id: str, content: bytes) -> None:
         services.in_flight.finished(query_id)
@@ -420,6 +432,21 @@ def upstream_headers(scope: Scope, base: str, statement: bool, forwarded: bool) 
         # Statement answers are rewritten, so they must arrive uncompressed.
         headers.append(("Accept-Encoding", "identity"))
     return headers
+
+
+NOT_A_DOCUMENT = "answered something that is not a Trino query result"
+
+
+def _is_document(content: bytes) -> bool:
+    """A statement answer is one JSON object. Two byte comparisons on the hot path catch the cut-off
+    and non-JSON answers a broken backend (or something in front of it) sends."""
+    return content[:1] == b"{" and content.endswith((b"}", b"}\n", b"}\r\n"))
+
+
+def _failure_message(name: str, query_id: str | None, error: BaseException) -> str:
+    if isinstance(error, TIMEOUTS):
+        return f"trino-gateway: backend {name} did not answer in time for query {query_id or '?'}: {describe(error)}"
+    return f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {describe(error)}"
 
 
 def _query_string(scope: Scope) -> str:

@@ -66,6 +66,8 @@ class TrinoSimProcess:
         return args
 
     def start(self, timeout: float = 60.0) -> TrinoSimProcess:
+        # The log is appended to across restarts: only what this start writes counts.
+        offset = self.log_path.stat().st_size
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -73,7 +75,7 @@ class TrinoSimProcess:
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            match = _LISTENING.search(self.log_path.read_text(errors="replace"))
+            match = _LISTENING.search(self.log_path.read_bytes()[offset:].decode(errors="replace"))
             if match:
                 self.url = match.group(1)
                 self.port = int(self.url.rsplit(":", 1)[1])

@@ -1,0 +1,121 @@
+"""Fixtures of the chaos suite: clusters of every registered kind, a gateway tuned to notice
+faults within a second or two, and the summary table printed at the end of the session.
+
+Every test that takes a ``kind`` argument runs once per kind in ``CLUSTER_KINDS``: trinosim as a
+process, and trinosim in a container (skipped, with the reason, when no Docker engine answers).
+The real ``trinodb/trino`` kind is exercised by ``test_containers.py`` only: the scenarios' workload
+and faults need trinosim (slow queries by session property, 5xx/garbage/hang knobs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from chaos.clusters import Cluster, ProcessCluster
+from chaos.containers import ContainerCluster, unavailable_reasons
+from chaos.report import RESULTS, SUMMARY
+from gateway.testing import GatewayProcess
+
+# kind name -> class constructed with the cluster's name.
+CLUSTER_KINDS: dict[str, Callable[[str], Cluster]] = {"process": ProcessCluster, "container": ContainerCluster}
+
+# Health checked every 0.5 s, two failures in a row make a backend UNHEALTHY, two successes
+# HEALTHY again; a backend that does not answer a request within 3 s has timed out (trinosim holds
+# an idle poll up to 1 s, so 3 s is a hang, not a slow page).
+CHAOS_GATEWAY_CONFIG: dict[str, Any] = {
+    "health": {"interval": 0.5, "timeout": 1.0, "failure_threshold": 2, "success_threshold": 2},
+    "proxy": {"connect_timeout": 1.0, "read_timeout": 3.0},
+    "routing": {"backend_refresh_seconds": 0.5},
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "kind" in metafunc.fixturenames:
+        reasons = unavailable_reasons()
+        metafunc.parametrize(
+            "kind",
+            [
+                pytest.param(kind, marks=pytest.mark.skip(reason=f"{kind} clusters: {reasons[kind]}"))
+                if kind in reasons
+                else kind
+                for kind in CLUSTER_KINDS
+            ],
+        )
+
+
+ClusterFactory = Callable[[str, str], Cluster]
+
+
+@pytest.fixture
+def cluster_factory() -> Iterator[ClusterFactory]:
+    """``cluster_factory(kind, name)``: a started cluster, stopped after the test."""
+    started: list[Cluster] = []
+
+    def make(kind: str, name: str) -> Cluster:
+        cluster = CLUSTER_KINDS[kind](name)
+        started.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield make
+    for cluster in started:
+        cluster.stop()
+
+
+@pytest.fixture
+def three_clusters(kind: str, cluster_factory: ClusterFactory) -> list[Cluster]:
+    """trino-1, trino-2 and trino-3 of ``kind``, started side by side."""
+    with ThreadPoolExecutor(3) as pool:
+        return list(pool.map(lambda name: cluster_factory(kind, name), ["trino-1", "trino-2", "trino-3"]))
+
+
+def gateway_config(backends: list[tuple[str, str, str]], **sections: dict[str, Any]) -> dict[str, Any]:
+    """The chaos gateway's config for ``(name, url, routing group)`` backends; ``sections`` are
+    merged over the chaos defaults."""
+    config: dict[str, Any] = {key: dict(value) for key, value in CHAOS_GATEWAY_CONFIG.items()}
+    for key, value in sections.items():
+        config.setdefault(key, {}).update(value)
+    config["backends"] = [{"name": n, "proxy_to": url, "routing_group": g} for n, url, g in backends]
+    return config
+
+
+GatewayFactory = Callable[..., GatewayProcess]
+
+
+@pytest.fixture
+def gateway_factory(tmp_path) -> Iterator[GatewayFactory]:
+    """``gateway_factory(backends, store=None, **sections)``: a started gateway, stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    def make(backends: list[tuple[str, str, str]], store: str | None = None, **sections: Any) -> GatewayProcess:
+        gateway = GatewayProcess(store=store, config=gateway_config(backends, **sections))
+        started.append(gateway)
+        return gateway.start()
+
+    yield make
+    for gateway in started:
+        gateway.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not SUMMARY.rows:
+        return
+    path = SUMMARY.write(RESULTS)
+    terminalreporter.section("chaos summary")
+    terminalreporter.write_line(SUMMARY.table())
+    terminalreporter.write_line(f"written to {path}")
+
+
+# trino-1 and trino-2 serve the BI analysts and the data scientist (group adhoc, the default);
+# trino-3 serves the data engineers (group etl).
+GROUPS = {"trino-1": "adhoc", "trino-2": "adhoc", "trino-3": "etl"}
+
+
+@pytest.fixture
+def gateway(three_clusters: list[Cluster], gateway_factory: GatewayFactory) -> GatewayProcess:
+    """The chaos gateway in front of ``three_clusters`` (SQLite store)."""
+    return gateway_factory([(c.name, c.url, GROUPS[c.name]) for c in three_clusters])

@@ -1,0 +1,69 @@
+"""History rows wait in a bounded buffer while the store cannot be written, and are written when it is back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.history import QueryHistory
+from gateway.store import QueryRecord
+
+
+class FlakyStore:
+    """Fails every write while ``down``; remembers what it took."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.rows: dict[str, str | None] = {}
+
+    async def record_queries(self, records: list[QueryRecord]) -> None:
+        if self.down:
+            raise ConnectionRefusedError("store down")
+        self.rows.update({r.query_id: None for r in records})
+
+    async def finish_queries(self, outcomes: list[tuple[str, str, str | None, int]]) -> None:
+        if self.down:
+            raise ConnectionRefusedError("store down")
+        for query_id, state, _, _ in outcomes:
+            if query_id in self.rows:
+                self.rows[query_id] = state
+
+
+def _record(query_id: str) -> QueryRecord:
+    return QueryRecord(query_id, "b", "http://b", "adhoc", "u", None, None, "SELECT 1", 0)
+
+
+def test_rows_written_while_the_store_is_down_are_written_when_it_is_back():
+    async def scenario() -> tuple[dict[str, str | None], int]:
+        store = FlakyStore()
+        history = QueryHistory(store, 100, 1, flush_interval=0.01, retry_interval=0.01)  # type: ignore[arg-type]
+        task = asyncio.create_task(history.flush_forever())
+        history.submitted(_record("q1"))
+        history.finished("q1", "FINISHED", None)
+        history.submitted(_record("q2"))
+        await asyncio.sleep(0.1)
+        assert store.rows == {} and history.pending == 3
+        store.down = False
+        for _ in range(100):
+            if history.pending == 0:
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        return store.rows, history.pending
+
+    rows, pending = asyncio.run(scenario())
+    assert rows == {"q1": "FINISHED", "q2": None}
+    assert pending == 0
+
+
+def test_the_buffer_keeps_the_newest_rows_up_to_its_bound():
+    async def scenario() -> list[str]:
+        store = FlakyStore()
+        history = QueryHistory(store, 100, 1, max_pending=2)  # type: ignore[arg-type]
+        for i in range(5):
+            history.submitted(_record(f"q{i}"))
+        await history.flush()
+        store.down = False
+        await history.flush()
+        return sorted(store.rows)
+
+    assert asyncio.run(scenario()) == ["q3", "q4"]
