@@ -240,6 +240,7 @@ async def health() -> Response:
                 "lastCheck": state.last_check_ms,
                 "lastError": state.last_error,
                 "consecutiveFailures": state.consecutive_failures,
+                "requestFailures": state.request_failures,
                 "runningQueries": state.stats.running,
                 "queuedQueries": state.stats.queued,
                 "workers": state.stats.workers,

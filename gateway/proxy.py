@@ -326,8 +326,10 @@ class Proxy:
             if method == "DELETE" and status == 204:
                 services.in_flight.finished(query_id)
                 services.history.finished(query_id, "FAILED", "USER_CANCELED")
-            elif status == 200 and method == "GET" and b'"nextUri"' not in content:
-                self._finished(services, query_id, content)
+            elif status == 200 and method == "GET":
+                services.health.poll_answered(name)
+                if b'"nextUri"' not in content:
+                    self._finished(services, query_id, content)
         await _respond(send, status, _client_headers(raw_headers), rewrite_uris(content, base, url, name))
 
     async def _stream(

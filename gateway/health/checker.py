@@ -112,7 +112,7 @@ class HealthChecker:
         """A real request could not reach the backend, or got a 5xx: it counts at once."""
         health = self.of(name)
         health.observe_request(None, ok=False)
-        health.failed(f"proxied request: {error}")
+        health.request_failed(f"proxied request: {error}")
         if health.state == Health.UNHEALTHY:
             log.warning("backend %s is UNHEALTHY after failed requests: %s", name, error)
 
@@ -120,3 +120,12 @@ class HealthChecker:
         health = self.health.get(name)
         if health is not None:
             health.observe_request(seconds, ok=True)
+
+    def poll_answered(self, name: str) -> None:
+        """A poll got a query result: the backend runs queries (cheap: called on every poll).
+
+        Only polls clear the failed-request count: a cluster may accept submissions and still hang
+        every query it accepted."""
+        health = self.health.get(name)
+        if health is not None and health.request_failures:
+            health.request_failures = 0

@@ -7,6 +7,12 @@
 One slow or failed check does not flip a cluster: it takes ``failure_threshold`` failures in a row
 to leave HEALTHY and ``success_threshold`` successes in a row to come back. A cluster that answers
 ``starting: true`` stays where it is if it never was healthy, and counts as failing otherwise.
+
+Failed proxied requests count as failures too, and they are also counted on their own: a passing
+check does not erase them, only an answered poll does. So a cluster whose health
+endpoint answers while its queries hang still leaves rotation after ``failure_threshold`` failed
+requests, and, once checks bring it back, leaves again at the first failed request until one of
+its requests is answered.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class BackendHealth:
     state: Health = Health.PENDING
     consecutive_failures: int = 0
     consecutive_successes: int = 0
+    # Failed proxied requests since the last answered poll; checks do not reset it.
+    request_failures: int = 0
     last_check_ms: int | None = None
     last_error: str | None = None
     stats: ClusterStats = field(default_factory=ClusterStats)
@@ -74,6 +82,15 @@ class BackendHealth:
         self.consecutive_failures += 1
         if self.consecutive_failures >= self.failure_threshold:
             self.state = Health.UNHEALTHY
+
+    def request_failed(self, error: str) -> None:
+        self.request_failures += 1
+        self.failed(error)
+        if self.request_failures >= self.failure_threshold:
+            self.state = Health.UNHEALTHY
+
+    def request_answered(self) -> None:
+        self.request_failures = 0
 
     def starting(self) -> None:
         if self.state == Health.PENDING:

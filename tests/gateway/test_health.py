@@ -121,6 +121,57 @@ def test_5xx_answers_count_against_a_backend_at_once(sim_factory, store_url):
         assert _route(gateway, 4) == {"fine": 4}
 
 
+def test_hanging_queries_take_a_backend_out_even_while_its_health_checks_pass(sim_factory, store_url):
+    import requests
+
+    hung = sim_factory(name="hung")
+    fine = sim_factory(name="fine")
+    # INFO_API checks keep passing (every 0.5 s) while every poll of a query on 'hung' times out.
+    # success_threshold 100: once out, 'hung' stays out for the rest of the test.
+    config = {
+        "health": {**FAST, "monitor": "INFO_API", "success_threshold": 100},
+        "proxy": {"read_timeout": 1.5},
+        "routing": {"router": "round-robin"},
+        "backends": [{"name": "hung", "proxy_to": hung.url}, {"name": "fine", "proxy_to": fine.url}],
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        hung.set_faults(hang_polls=True)
+        outcomes = Counter()
+        for _ in range(8):
+            page = requests.post(
+                f"{gateway.url}/v1/statement", data=b"SELECT 1", headers={"X-Trino-User": "u"}, timeout=30
+            ).json()
+            while "nextUri" in page:
+                page = requests.get(page["nextUri"], timeout=30).json()
+            outcomes[_last_backend(gateway), page["stats"]["state"]] += 1
+        state = _states(gateway)["hung"]
+        assert state["state"] == "UNHEALTHY" and "timed out" in state["lastError"]
+        assert outcomes[("hung", "FAILED")] == 2  # failure_threshold failed requests, then no more
+        assert outcomes[("fine", "FINISHED")] == 6
+
+
+def test_request_failures_survive_passing_checks_until_a_request_is_answered():
+    from gateway.health.state import BackendHealth, Health
+
+    health = BackendHealth("b", failure_threshold=2, success_threshold=2)
+    health.succeeded(None)
+    health.request_failed("timed out")
+    health.succeeded(None)  # a passing check between the two failed requests
+    assert health.state == Health.HEALTHY
+    health.request_failed("timed out")
+    assert health.state == Health.UNHEALTHY
+    health.succeeded(None)
+    health.succeeded(None)
+    assert health.state == Health.HEALTHY
+    health.request_failed("timed out")  # still no request answered since: out again at once
+    assert health.state == Health.UNHEALTHY
+    health.succeeded(None)
+    health.succeeded(None)
+    health.request_answered()
+    health.request_failed("timed out")  # one failure after an answered request: stays in
+    assert health.state == Health.HEALTHY
+
+
 @pytest.mark.parametrize("monitor", ["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"])
 def test_every_monitor_checks_a_real_cluster(sim_factory, store_url, monitor):
     cluster = sim_factory(name=f"m-{monitor.lower()}", workers=2)
