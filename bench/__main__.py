@@ -79,7 +79,9 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=2))
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    if only >= {"poll", "e2e", "state", "routing", "large"}:
+        # latest.json is the last complete run; partial runs (--only) keep their dated file only.
+        (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(f"\nwritten to {path}")
 
 
