@@ -28,6 +28,7 @@ import docker.errors
 
 from chaos.images import LABEL, docker_client, docker_unavailable_reason, host_mounts, python_command, trinosim_image
 from gateway.testing import free_port
+from trinosim.harness import SimAdmin
 
 # Must be set before testcontainers reads its configuration, and set again in case it already has.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -168,7 +169,7 @@ class _DockerCluster:
         self.stop()
 
 
-class ContainerCluster(_DockerCluster):
+class ContainerCluster(SimAdmin, _DockerCluster):
     """trinosim in a container of the locally built image (`chaos.images`).
 
     ``ContainerCluster("trino-1", max_running=2)`` takes ``python -m trinosim`` options as keywords,
@@ -197,22 +198,6 @@ class ContainerCluster(_DockerCluster):
         for host, inside in host_mounts().items():
             container.with_volume_mapping(host, inside, "ro")
         return container
-
-    # -- trinosim's admin endpoints ----------------------------------------------------------
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-    def set_faults(self, **faults: Any) -> dict[str, Any]:
-        """Change trinosim's fault knobs (``PUT /_sim/faults``), e.g. ``error_rate=1.0``."""
-        return self._call("PUT", "/_sim/faults", faults)
-
-    def queries(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/_sim/queries")
 
 
 _TRINO_CONFIG = """\

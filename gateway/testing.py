@@ -10,14 +10,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from trinosim.harness import kill_process, stop_process
+from trinosim.harness import kill_process, stop_process, wait_until_ready
 
 
 def free_port() -> int:
@@ -77,19 +76,8 @@ class GatewayProcess:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"trino-gateway exited at start-up:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/gateway/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"trino-gateway did not become ready within {timeout}s:\n{self.log()}")
+        wait_until_ready(self.process, f"{self.url}/gateway/readyz", "trino-gateway", self.log, timeout)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""

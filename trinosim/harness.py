@@ -13,7 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,7 +41,62 @@ def kill_process(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(10)
 
 
-class TrinoSimProcess:
+class SimAdmin:
+    """trinosim's admin endpoints (``/_sim/...``) for anything that knows a trinosim's ``url``:
+    the process harness here, the chaos suite's container clusters."""
+
+    url: str
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        return self._call("PUT", "/_sim/faults", faults)
+
+    def clear_faults(self) -> dict[str, Any]:
+        return self.set_faults(
+            starting_seconds=0,
+            latency_ms=0,
+            error_rate=0,
+            hang_polls=False,
+            garbage_rate=0,
+            drop_rate=0,
+            workers=1,
+            scope="statement",
+        )
+
+    def queries(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/_sim/queries")
+
+    def query(self, query_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/_sim/queries/{query_id}")
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes], url: str, what: str, log: Callable[[], str], timeout: float
+) -> None:
+    """Wait until ``url`` answers 200; a child that exits or never gets ready is stopped, with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited at start-up:\n{log()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    stop_process(process)
+    raise TimeoutError(f"{what} was not ready within {timeout}s:\n{log()}")
+
+
+class TrinoSimProcess(SimAdmin):
     """One trinosim server in a child process.
 
     ``TrinoSimProcess(name="trino-1", max_running=2)`` takes any ``python -m trinosim`` option
@@ -105,36 +162,6 @@ class TrinoSimProcess:
 
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
-
-    # -- admin endpoints -------------------------------------------------------------------
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-    def set_faults(self, **faults: Any) -> dict[str, Any]:
-        return self._call("PUT", "/_sim/faults", faults)
-
-    def clear_faults(self) -> dict[str, Any]:
-        return self.set_faults(
-            starting_seconds=0,
-            latency_ms=0,
-            error_rate=0,
-            hang_polls=False,
-            garbage_rate=0,
-            drop_rate=0,
-            workers=1,
-            scope="statement",
-        )
-
-    def queries(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/_sim/queries")
-
-    def query(self, query_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/_sim/queries/{query_id}")
 
     def __enter__(self) -> TrinoSimProcess:
         return self.start()

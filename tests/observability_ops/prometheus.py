@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 
 from gateway.testing import free_port
-from trinosim.harness import stop_process
+from trinosim.harness import stop_process, wait_until_ready
 
 BINARY_CANDIDATES = ("prometheus", "/usr/bin/prometheus")
 
@@ -65,19 +64,8 @@ class PrometheusServer:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited at start-up:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"prometheus was not ready within {timeout}s:\n{self.log()}")
+        wait_until_ready(self.process, f"{self.url}/-/ready", "prometheus", self.log, timeout)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
