@@ -28,7 +28,7 @@ import docker.errors
 
 from chaos.images import LABEL, docker_client, docker_unavailable_reason, host_mounts, python_command, trinosim_image
 from gateway.testing import free_port
-from trinosim.harness import SimAdmin
+from trinosim.harness import SimAdmin, option_flags
 
 # Must be set before testcontainers reads its configuration, and set again in case it already has.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -184,14 +184,7 @@ class ContainerCluster(SimAdmin, _DockerCluster):
         self.options = options
 
     def command(self) -> list[str]:
-        args = [*python_command(), "--name", self.name, "--host", "127.0.0.1", "--port", str(self.port)]
-        for key, value in self.options.items():
-            flag = "--" + key.replace("_", "-")
-            if value is True:
-                args.append(flag)
-            elif value is not False and value is not None:
-                args += [flag, str(value)]
-        return args
+        return [*python_command(), *option_flags(name=self.name, host="127.0.0.1", port=self.port, **self.options)]
 
     def _container(self) -> DockerContainer:
         container = DockerContainer(trinosim_image()).with_command(self.command())

@@ -77,6 +77,19 @@ class SimAdmin:
         return self._call("GET", f"/_sim/queries/{query_id}")
 
 
+def option_flags(**options: Any) -> list[str]:
+    """``python -m trinosim`` flags from keywords: ``max_running=2`` is ``--max-running 2``,
+    ``True`` a bare flag, ``False``/``None`` left out."""
+    args: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is not False and value is not None:
+            args += [flag, str(value)]
+    return args
+
+
 def wait_until_ready(
     process: subprocess.Popen[bytes], url: str, what: str, log: Callable[[], str], timeout: float
 ) -> None:
@@ -113,14 +126,12 @@ class TrinoSimProcess(SimAdmin):
         self.log_path = Path(tempfile.mkstemp(prefix=f"trinosim-{name}-", suffix=".log")[1])
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "trinosim", "--name", self.name, "--host", self.host, "--port", str(self.port)]
-        for key, value in self.options.items():
-            flag = "--" + key.replace("_", "-")
-            if value is True:
-                args.append(flag)
-            elif value is not False and value is not None:
-                args += [flag, str(value)]
-        return args
+        return [
+            sys.executable,
+            "-m",
+            "trinosim",
+            *option_flags(name=self.name, host=self.host, port=self.port, **self.options),
+        ]
 
     def start(self, timeout: float = 60.0) -> TrinoSimProcess:
         # The log is appended to across restarts: only what this start writes counts.
