@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.health import BackendHealth
-from gateway.scoring import ScoreWeights, cost
+from gateway.scoring import ScoreWeights, costs
 from gateway.store import BackendRecord
 
 
@@ -41,11 +41,9 @@ class ScoreRouter:
     """Best health score first (see ``gateway.scoring``); near-equal scores are chosen at random."""
 
     def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
-        health, in_flight, weights, draw = context.health, context.in_flight, context.weights, random.random
-        keyed = [
-            (int(cost(health(b.name), in_flight(b.name), weights) / COST_RESOLUTION), draw(), i)
-            for i, b in enumerate(candidates)
-        ]
+        health, in_flight, draw = context.health, context.in_flight, random.random
+        values = costs([(health(b.name), in_flight(b.name)) for b in candidates], context.weights)
+        keyed = [(int(value / COST_RESOLUTION), draw(), i) for i, value in enumerate(values)]
         keyed.sort()
         return [candidates[i] for _, _, i in keyed]
 
