@@ -55,6 +55,8 @@ _FORWARDED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded
 # Which gateway process answered: lets operators (and tests) see workers share queries.
 _WORKER = (b"x-trino-gateway-worker", f"{socket.gethostname()}:{os.getpid()}".encode())
 _VIA = ("Via", "1.1 trino-gateway")
+# Answers to a submission that mean no query was created: it may go to the next backend.
+_NOT_TAKEN = frozenset({502, 503, 504})
 # Where a request's ObservedRequest (metrics and spans) travels with it.
 OBSERVED = "trino_gateway.observed"
 
@@ -211,6 +213,13 @@ class Proxy:
                 await _respond_json(send, 200, errors.failed_query(base, message))
                 return
             observed.upstream_end(status)
+            if status in _NOT_TAKEN and backend is not decision.ranked[-1]:
+                # The backend (or a proxy in front of it) did not take the query: the next one may.
+                observed.not_taken()
+                services.health.request_failed(backend.name, f"HTTP {status} to a new query")
+                refused.append(f"{backend.name} (HTTP {status})")
+                log.warning("backend %s answered HTTP %d to a new query, trying the next one", backend.name, status)
+                continue
             if status >= 500:
                 services.health.request_failed(backend.name, f"HTTP {status} to a new query")
             elif status == 200 and not _is_document(content):

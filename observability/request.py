@@ -255,6 +255,11 @@ class ObservedRequest:
             span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__name__))
             span.end()
 
+    def not_taken(self) -> None:
+        """The backend answered a new query with a status that means it did not take it; the next
+        call is its retry."""
+        self.refused = self.up_backend
+
     def crashed(self, error: BaseException) -> None:
         """A bug: the application answers 500 (unless the answer had started)."""
         self.metrics.error("internal")

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from gateway.testing import GatewayProcess
-from tests.conftest import connect
+from tests.conftest import connect, run_query
 from tests.trinosim.helpers import wait_until
 from trinosim import TrinoSimProcess
 
@@ -171,3 +171,26 @@ def test_a_backend_dropping_connections_on_submit_is_skipped(clusters, store_url
             assert "dropper failed while taking the query" in response.json()["error"]["message"]
     finally:
         dropper.stop()
+
+
+def test_a_submission_answered_503_goes_to_the_next_backend(sim_factory, store_url):
+    busy = sim_factory(name="busy")
+    fine = sim_factory(name="fine")
+    config = {
+        "health": {"interval": 60},  # only the answers to real submissions tell the gateway
+        "routing": {"router": "round-robin"},
+        "backends": [{"name": "busy", "proxy_to": busy.url}, {"name": "fine", "proxy_to": fine.url}],
+    }
+    with GatewayProcess(store=store_url, config=config) as gateway:
+        busy.set_faults(error_rate=1.0, error_status=503)
+        for _ in range(4):
+            # One attempt only: the client never sees the 503, the gateway re-sent the submission.
+            assert run_query(gateway.url, "SELECT 1", max_attempts=1) == [[1]]
+        assert {q["backend"] for q in gateway.queries()["queries"]} == {"fine"}
+        assert not any(q["queryId"] for q in busy.queries())
+        # Every backend says 503: the client gets the 503 (and retries, as Trino clients do).
+        fine.set_faults(error_rate=1.0, error_status=503)
+        response = requests.post(
+            f"{gateway.url}/v1/statement", data=b"SELECT 1", headers={"X-Trino-User": "u"}, timeout=30
+        )
+        assert response.status_code == 503
