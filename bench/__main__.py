@@ -47,13 +47,15 @@ def main() -> None:
         "nginx_workers": 1,
     }
     backend = TrinoSimProcess(name="bench-backend", max_running=100000, client_timeout="1h").start()
-    gateway = GatewayProcess(
-        config={"backends": [{"name": "b1", "proxy_to": backend.url}]},
-        workers=args.gateway_workers,
-        extra_args=["--log-level", "WARNING"],
-    ).start()
-    nginx = NginxProcess(backend.url).start()
+    gateway: GatewayProcess | None = None
+    nginx: NginxProcess | None = None
     try:
+        gateway = GatewayProcess(
+            config={"backends": [{"name": "b1", "proxy_to": backend.url}]},
+            workers=args.gateway_workers,
+            extra_args=["--log-level", "WARNING"],
+        ).start()
+        nginx = NginxProcess(backend.url).start()
         if "routing" in only:
             report["routing_decision_us"] = scenarios.routing_decision([1, 10, 100], [0, 100, 1000])
         if "poll" in only:
@@ -72,8 +74,11 @@ def main() -> None:
                 gateway.url, gateway.process.pid, 1000 if args.quick else 10000, args.seconds
             )
     finally:
-        nginx.stop()
-        gateway.stop()
+        # Whatever started is stopped, also when a later start failed (e.g. nginx not installed).
+        if nginx is not None:
+            nginx.stop()
+        if gateway is not None:
+            gateway.stop()
         backend.stop()
     print_table(report)
     RESULTS.mkdir(exist_ok=True)
