@@ -24,6 +24,7 @@ from gateway import errors
 from gateway.query_ids import STATEMENT_PREFIX, killed_query_id, query_id_of
 from gateway.rewrite import BACKEND_PARAM, rewrite_uris
 from gateway.routing import NoBackendAvailable
+from gateway.scope import header
 from gateway.services import Services
 from gateway.store import BackendRecord, QueryRecord, now_ms
 from gateway.upstream import FAILURES, NOT_SENT, TIMEOUTS, describe
@@ -59,13 +60,6 @@ _VIA = ("Via", "1.1 trino-gateway")
 _NOT_TAKEN = frozenset({502, 503, 504})
 # Where a request's ObservedRequest (metrics and spans) travels with it.
 OBSERVED = "trino_gateway.observed"
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 def gateway_base(scope: Scope) -> str:
@@ -170,7 +164,7 @@ class Proxy:
             return
         try:
             decision = services.router.decide(
-                await services.registry.all(), selection.group, user=_header(scope, b"x-trino-user")
+                await services.registry.all(), selection.group, user=header(scope, b"x-trino-user")
             )
         except NoBackendAvailable as error:
             observed.no_backend(error.group, routing_began, str(error))
@@ -266,9 +260,9 @@ class Proxy:
                         backend_name=backend.name,
                         backend_url=backend.proxy_to,
                         routing_group=group,
-                        user_name=_header(scope, b"x-trino-user"),
-                        source=_header(scope, b"x-trino-source"),
-                        client_tags=_header(scope, b"x-trino-client-tags"),
+                        user_name=header(scope, b"x-trino-user"),
+                        source=header(scope, b"x-trino-source"),
+                        client_tags=header(scope, b"x-trino-client-tags"),
                         query_text=sql,
                         submitted_at=now_ms(),
                         trace_parent=trace_parent,

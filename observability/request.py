@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
+from gateway.scope import header
 from observability.propagation import format_traceparent, parent_from_traceparent
 
 if TYPE_CHECKING:
@@ -78,13 +79,6 @@ def _route(kind: str, path: str) -> str:
     return "/" + "/".join(path.split("/", 3)[1:3])
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 class ObservedRequest:
     """One proxied request. ``send`` replaces the ASGI send to learn the status answered."""
 
@@ -133,7 +127,7 @@ class ObservedRequest:
         if tracer is not None:
             self.start_ns = time.time_ns()
             # A client's trace is continued; a query's own trace (see ``located``) wins over it.
-            self.parent = parent_from_traceparent(_header(scope, b"traceparent"))
+            self.parent = parent_from_traceparent(header(scope, b"traceparent"))
 
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -284,8 +278,8 @@ class ObservedRequest:
                 attributes[ROUTING_GROUP] = self.group
             if self.rule is not None:
                 attributes[ROUTING_RULE] = str(self.rule)
-            for name, header in ((USER, b"x-trino-user"), (SOURCE, b"x-trino-source")):
-                value = _header(scope, header)
+            for name, header_name in ((USER, b"x-trino-user"), (SOURCE, b"x-trino-source")):
+                value = header(scope, header_name)
                 if value is not None:
                     attributes[name] = value
             span.set_attributes(attributes)

@@ -18,6 +18,7 @@ from gateway.rules.file_rules import Outcome, RulesFile
 from gateway.rules.query_properties import TrinoQueryProperties, prepared_statements
 from gateway.rules.request import RuleRequest, TrinoRequestUser, extract_user
 from gateway.rules.values import GLOBALS
+from gateway.scope import header
 
 log = logging.getLogger("gateway.rules")
 
@@ -38,15 +39,8 @@ class Selection:
     """Errors of an external service that rejects the query (propagate_errors)."""
 
 
-def header_group(scope: dict[str, Any]) -> str | None:
-    for key, value in scope["headers"]:
-        if key == ROUTING_GROUP_HEADER:
-            return value.decode("latin-1").strip() or None
-    return None
-
-
 def _by_header(scope: dict[str, Any]) -> Selection:
-    group = header_group(scope)
+    group = (header(scope, ROUTING_GROUP_HEADER) or "").strip() or None
     return Selection(group, "header" if group else "default")
 
 
