@@ -115,7 +115,7 @@ class ObservedRequest:
         self.query_id: str | None = None
         self.backend: str | None = None
         self.group: str | None = None
-        self.rule: Any = None
+        self.rule: str | None = None
         self.retries = 0
         self.refused: str | None = None
         self.up_backend = ""
@@ -146,7 +146,7 @@ class ObservedRequest:
         outcome = "fallback" if decision.fell_back else "routed"
         self.metrics.decision(group, outcome, seconds)
         self.group = group
-        self.rule = rule if rule is not None else getattr(decision, "rule", None)
+        self.rule = rule
         if self.tracer is not None:
             self._routing_span(
                 began,

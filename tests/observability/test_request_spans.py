@@ -21,13 +21,12 @@ class Backend:
 
 
 @dataclass
-class RuleDecision:
-    """A routing decision as the rules engine will make it: it names the rule that matched."""
+class Decision:
+    """A routing decision, as the router makes it."""
 
     requested_group: str
     group: str
     ranked: list[Backend] = field(default_factory=list)
-    rule: str | None = None
 
     @property
     def fell_back(self) -> bool:
@@ -75,7 +74,7 @@ def test_a_submission_retried_after_a_refusal_names_the_rule_and_counts_the_retr
     )
     retries_before = _counter("trino_gateway_retries_total", backend="r-down")
     began = observed.clock()
-    observed.decided(RuleDecision("etl", "etl", [Backend("r-down"), Backend("r-up")], rule="etl-by-source"), began)
+    observed.decided(Decision("etl", "etl", [Backend("r-down"), Backend("r-up")]), began, rule="etl-by-source")
     observed.upstream_begin("r-down", "POST", "http://127.0.0.1:1/v1/statement", [])
     observed.upstream_failed(ConnectionRefusedError(111, "Connection refused"), timeout=False, refused=True)
     headers = observed.upstream_begin(
