@@ -204,7 +204,7 @@ class Proxy:
                 observed.upstream_failed(error, isinstance(error, TIMEOUTS))
                 services.health.request_failed(backend.name, describe(error))
                 message = f"trino-gateway: backend {backend.name} failed while taking the query: {describe(error)}"
-                await _respond_json(send, 200, errors.failed_query(base, message))
+                await self._query_failed(services, send, base, None, message)
                 return
             observed.upstream_end(status)
             if status in _NOT_TAKEN and backend is not decision.ranked[-1]:
@@ -220,7 +220,7 @@ class Proxy:
                 # The statement reached the backend: it is not sent elsewhere.
                 services.health.request_failed(backend.name, NOT_A_DOCUMENT)
                 message = f"trino-gateway: backend {backend.name} {NOT_A_DOCUMENT} to a new query"
-                await _respond_json(send, 200, errors.failed_query(base, message))
+                await self._query_failed(services, send, base, None, message)
                 return
             else:
                 services.health.request_succeeded(backend.name, loop_time() - began)
