@@ -18,7 +18,7 @@ import trino
 from chaos import containers
 from chaos.containers import ContainerCluster, TrinoContainerCluster
 from chaos.images import host_mounts, python_command, trinosim_image
-from gateway.testing import GatewayProcess
+from gateway.testing import GatewayProcess, running
 
 reason = containers.unavailable_reasons().get("container")
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
@@ -77,13 +77,8 @@ def no_container_left_behind() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def clusters() -> Iterator[list[ContainerCluster]]:
     started = [ContainerCluster("box-1"), ContainerCluster("box-2")]
-    try:
-        for cluster in started:
-            cluster.start()
+    with running(started):
         yield started
-    finally:
-        for cluster in started:
-            cluster.stop()
 
 
 @pytest.fixture

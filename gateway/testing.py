@@ -5,6 +5,7 @@ The port is chosen once, so a restarted gateway comes back at the same address.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -12,11 +13,33 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from trinosim.harness import kill_process, stop_process, wait_until_ready
+
+
+class _Server(Protocol):
+    def start(self) -> Any: ...
+    def stop(self) -> Any: ...
+
+
+ServerT = TypeVar("ServerT", bound=_Server)
+
+
+@contextlib.contextmanager
+def running(servers: Iterable[ServerT]) -> Iterator[None]:
+    """Start each server in turn; on leaving, stop every one, also when a start failed."""
+    servers = list(servers)
+    try:
+        for server in servers:
+            server.start()
+        yield
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.testing import GatewayProcess
+from gateway.testing import GatewayProcess, running
 from trinosim import TrinoSimProcess
 
 STORES = ["sqlite", "postgres"]
@@ -24,13 +24,8 @@ def clusters() -> Iterator[list[TrinoSimProcess]]:
         TrinoSimProcess(name="trino-2"),
         TrinoSimProcess(name="trino-3", forwarded="ignore"),
     ]
-    try:
-        for server in servers:
-            server.start()
+    with running(servers):
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 @pytest.fixture(scope="session", params=STORES)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 
+from gateway.testing import running
 from observability.otlp_receiver import OtlpReceiver
 from trinosim import TrinoSimProcess
 
@@ -18,13 +19,8 @@ SLOW = {"X-Trino-Session": "sim_run_time=1h"}
 @pytest.fixture(scope="module")
 def clusters() -> Iterator[list[TrinoSimProcess]]:
     servers = [TrinoSimProcess(name="trino-1"), TrinoSimProcess(name="trino-2")]
-    try:
-        for server in servers:
-            server.start()
+    with running(servers):
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 @pytest.fixture

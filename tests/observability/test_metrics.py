@@ -10,7 +10,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.testing import GatewayProcess
+from gateway.testing import GatewayProcess, running
 from tests.observability.conftest import ManualQuery
 from trinosim import TrinoSimProcess
 
@@ -61,13 +61,8 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 @pytest.fixture
 def sims():
     servers = {name: TrinoSimProcess(name=name) for name in ("trino-1", "trino-2", "dead")}
-    try:
-        for server in servers.values():
-            server.start()
+    with running(servers.values()):
         yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
 
 
 def _no_backend_query(url: str) -> dict[str, Any]:
