@@ -68,6 +68,11 @@ Admin API:
   curl {url}/gateway/backend/all
   curl -X POST {url}/gateway/backend/deactivate/trino-1
   curl '{url}/gateway/queries?limit=5'
+  curl {url}/gateway/health
+
+Metrics (Prometheus) and the same numbers as JMX-style MBeans:
+  curl {url}/metrics
+  curl {url}/v1/jmx/mbean
 
 Ctrl-C stops everything.""",
             flush=True,
