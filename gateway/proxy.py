@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -55,7 +55,8 @@ _NOT_FORWARDED = frozenset(
 _FORWARDED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-for"})
 # Which gateway process answered: lets operators (and tests) see workers share queries.
 _WORKER = (b"x-trino-gateway-worker", f"{socket.gethostname()}:{os.getpid()}".encode())
-_VIA = ("Via", "1.1 trino-gateway")
+_VIA = (b"via", b"1.1 trino-gateway")
+_IDENTITY = (b"accept-encoding", b"identity")
 # Answers to a submission that mean no query was created: it may go to the next backend.
 _NOT_TAKEN = frozenset({502, 503, 504})
 # Where a request's ObservedRequest (metrics and spans) travels with it.
@@ -102,7 +103,7 @@ async def _respond_text(send: Send, status: int, text: str) -> None:
     await _respond(send, status, [(b"content-type", b"text/plain; charset=utf-8")], text.encode())
 
 
-def _client_headers(raw: tuple[tuple[bytes, bytes], ...], keep_length: bool = False) -> list[tuple[bytes, bytes]]:
+def _client_headers(raw: Iterable[tuple[bytes, bytes]], keep_length: bool = False) -> list[tuple[bytes, bytes]]:
     # Every line kept as it came: repeated X-Trino-Set-Session lines must stay separate lines.
     return [
         (k, v) for k, v in raw if k.lower() not in _NOT_FORWARDED or (keep_length and k.lower() == b"content-length")
@@ -180,8 +181,9 @@ class Proxy:
             )
         headers = self._upstream_headers(services, scope, base, statement=True)
         if selection.headers:
-            added = {name.lower() for name, _ in selection.headers}
-            headers = [(k, v) for k, v in headers if k.lower() not in added] + list(selection.headers)
+            extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in selection.headers]
+            added = {name for name, _ in extra}
+            headers = [(k, v) for k, v in headers if k not in added] + extra
         refused: list[str] = []
         loop_time = asyncio.get_running_loop().time
         for backend in decision.ranked:
@@ -189,9 +191,8 @@ class Proxy:
             url = backend.proxy_to + "/v1/statement"
             sent = observed.upstream_begin(backend.name, "POST", url, headers)
             try:
-                async with services.session.post(url, data=body, headers=sent) as upstream:
-                    content = await upstream.read()
-                    status, raw_headers = upstream.status, upstream.raw_headers
+                answer = await services.pool.request(backend.proxy_to, "POST", "/v1/statement", sent, body)
+                status, raw_headers, content = answer.status, answer.headers, answer.body
             except NOT_SENT as error:
                 # Nothing reached this backend: the next-best one may take the query.
                 observed.upstream_failed(error, isinstance(error, TIMEOUTS), refused=True)
@@ -244,7 +245,7 @@ class Proxy:
         sql: str,
         base: str,
         status: int,
-        raw_headers: tuple[tuple[bytes, bytes], ...],
+        raw_headers: list[tuple[bytes, bytes]],
         content: bytes,
     ) -> None:
         if status == 200:
@@ -300,18 +301,18 @@ class Proxy:
     ) -> None:
         base = gateway_base(scope)
         method = scope["method"]
-        target = url + scope["path"] + _query_string(scope)
+        path = scope["path"] + _query_string(scope)
+        target = url + path
         observed: ObservedRequest = scope[OBSERVED]
         headers = observed.upstream_begin(
             name, method, target, self._upstream_headers(services, scope, base, statement)
         )
-        if not statement:
+        if not statement or method == "HEAD":
             await self._stream(services, send, method, target, headers, body, name, base, query_id, observed)
             return
         try:
-            async with services.session.request(method, target, data=body or None, headers=headers) as upstream:
-                content = await upstream.read()
-                status, raw_headers = upstream.status, upstream.raw_headers
+            answer = await services.pool.request(url, method, path, headers, body)
+            status, raw_headers, content = answer.status, answer.headers, answer.body
         except FAILURES as error:
             observed.upstream_failed(error, isinstance(error, TIMEOUTS))
             services.health.request_failed(name, describe(error))
@@ -341,7 +342,7 @@ class Proxy:
         send: Send,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         body: bytes,
         name: str,
         base: str,
@@ -349,7 +350,8 @@ class Proxy:
         observed: ObservedRequest,
     ) -> None:
         try:
-            upstream = await services.session.request(method, target, data=body or None, headers=headers)
+            text_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+            upstream = await services.session.request(method, target, data=body or None, headers=text_headers)
         except FAILURES as error:
             observed.upstream_failed(error, isinstance(error, TIMEOUTS))
             services.health.request_failed(name, describe(error))
@@ -407,12 +409,15 @@ class Proxy:
         await self._forward(services, scope, send, backend.name, backend.proxy_to, body, False, None)
 
     # -- headers to the backend -------------------------------------------------------------
-    def _upstream_headers(self, services: Services, scope: Scope, base: str, statement: bool) -> list[tuple[str, str]]:
+    def _upstream_headers(
+        self, services: Services, scope: Scope, base: str, statement: bool
+    ) -> list[tuple[bytes, bytes]]:
         return upstream_headers(scope, base, statement, services.config.proxy.forwarded_headers)
 
 
-def upstream_headers(scope: Scope, base: str, statement: bool, forwarded: bool) -> list[tuple[str, str]]:
-    """The client's headers as the backend gets them: hop-by-hop ones dropped, forwarding added."""
+def upstream_headers(scope: Scope, base: str, statement: bool, forwarded: bool) -> list[tuple[bytes, bytes]]:
+    """The client's headers as the backend gets them: hop-by-hop ones dropped, forwarding added.
+    Names are lower case (as ASGI servers give them) and kept as bytes all the way through."""
     headers = []
     client_forwarded_for = None
     for key, value in scope["headers"]:
@@ -420,22 +425,22 @@ def upstream_headers(scope: Scope, base: str, statement: bool, forwarded: bool) 
             continue
         if forwarded and key in _FORWARDED:
             if key == b"x-forwarded-for":
-                client_forwarded_for = value.decode("latin-1")
+                client_forwarded_for = value
             continue
-        headers.append((key.decode("latin-1"), value.decode("latin-1")))
+        headers.append((key, value))
     if forwarded:
         client = scope.get("client")
-        remote = client[0] if client else "unknown"
-        headers.append(("X-Forwarded-For", f"{client_forwarded_for}, {remote}" if client_forwarded_for else remote))
+        remote = client[0].encode() if client else b"unknown"
+        headers.append((b"x-forwarded-for", client_forwarded_for + b", " + remote if client_forwarded_for else remote))
         scheme, authority = base.split("://", 1)
-        headers.append(("X-Forwarded-Proto", scheme))
-        headers.append(("X-Forwarded-Host", authority))
+        headers.append((b"x-forwarded-proto", scheme.encode("latin-1")))
+        headers.append((b"x-forwarded-host", authority.encode("latin-1")))
         if ":" in authority.rsplit("]", 1)[-1]:
-            headers.append(("X-Forwarded-Port", authority.rsplit(":", 1)[1]))
+            headers.append((b"x-forwarded-port", authority.rsplit(":", 1)[1].encode("latin-1")))
     headers.append(_VIA)
     if statement:
         # Statement answers are rewritten, so they must arrive uncompressed.
-        headers.append(("Accept-Encoding", "identity"))
+        headers.append(_IDENTITY)
     return headers
 
 

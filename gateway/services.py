@@ -17,7 +17,7 @@ from gateway.routing import InFlight, Router
 from gateway.rules import FileRulesSelector, GroupSelector, create_selector
 from gateway.scoring import ScoreWeights
 from gateway.store import Store
-from gateway.upstream import create_session
+from gateway.upstream import UpstreamPool, create_session
 from observability.observer import Observer
 
 
@@ -26,6 +26,7 @@ class Services:
     config: GatewayConfig
     store: Store
     session: aiohttp.ClientSession
+    pool: UpstreamPool
     registry: BackendRegistry
     in_flight: InFlight
     router: Router
@@ -61,6 +62,7 @@ class Services:
             config=config,
             store=store,
             session=session,
+            pool=UpstreamPool(config.proxy.connect_timeout, config.proxy.read_timeout, config.proxy.max_connections),
             registry=registry,
             in_flight=in_flight,
             router=router,
@@ -91,6 +93,7 @@ class Services:
         self.locator.close()
         await self.history.drain()
         await self.observer.stop()
+        self.pool.close()
         await self.session.close()
         await self.store.close()
 

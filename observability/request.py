@@ -192,8 +192,8 @@ class ObservedRequest:
         return format_traceparent(self._server().get_span_context())
 
     def upstream_begin(
-        self, backend: str, method: str, url: str, headers: list[tuple[str, str]]
-    ) -> list[tuple[str, str]]:
+        self, backend: str, method: str, url: str, headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
         """A call to ``backend`` starts; returns the headers to send (with ``traceparent``)."""
         if self.refused is not None:
             # The previous backend refused this new query: this call is its retry.
@@ -219,8 +219,8 @@ class ObservedRequest:
             },
         )
         # The client's own traceparent is replaced by the gateway's call span (same trace).
-        sent = [h for h in headers if h[0].lower() != "traceparent"]
-        sent.append(("traceparent", format_traceparent(span.get_span_context())))
+        sent = [h for h in headers if h[0].lower() != b"traceparent"]
+        sent.append((b"traceparent", format_traceparent(span.get_span_context()).encode()))
         return sent
 
     def upstream_end(self, status: int) -> None:

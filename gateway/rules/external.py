@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,11 @@ def request_document(
     }
 
 
+# RFC 9110 5.1 (field names are tokens) and 5.5 (values: visible Latin-1, spaces and tabs).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
 def _answer(status: int, body: bytes) -> ExternalAnswer:
     if status != 200:
         raise ExternalRoutingError(f"answered HTTP {status}")
@@ -75,6 +81,10 @@ def _answer(status: int, body: bytes) -> ExternalAnswer:
         raise ExternalRoutingError("errors is not a list of strings")
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ExternalRoutingError("externalHeaders is not an object of strings")
+    for name, value in headers.items():
+        # They go into the backend request as written: a line break would inject headers.
+        if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+            raise ExternalRoutingError(f"externalHeaders has an invalid HTTP header: {name!r}")
     return ExternalAnswer(group or None, tuple(errors), tuple(headers.items()))
 
 

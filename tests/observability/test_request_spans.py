@@ -77,9 +77,8 @@ def test_a_submission_retried_after_a_refusal_names_the_rule_and_counts_the_retr
     observed.decided(Decision("etl", "etl", [Backend("r-down"), Backend("r-up")]), began, rule="etl-by-source")
     observed.upstream_begin("r-down", "POST", "http://127.0.0.1:1/v1/statement", [])
     observed.upstream_failed(ConnectionRefusedError(111, "Connection refused"), timeout=False, refused=True)
-    headers = observed.upstream_begin(
-        "r-up", "POST", "http://127.0.0.1:2/v1/statement", [("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01")]
-    )
+    client_traceparent = (b"traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")
+    headers = observed.upstream_begin("r-up", "POST", "http://127.0.0.1:2/v1/statement", [client_traceparent])
     observed.upstream_end(200)
     traceparent = observed.accepted("20261123_000000_00001_abcde", "r-up", "etl")
     asyncio.run(observed.send({"type": "http.response.start", "status": 200, "headers": []}))
@@ -101,8 +100,8 @@ def test_a_submission_retried_after_a_refusal_names_the_rule_and_counts_the_retr
     assert answered.attributes["http.response.status_code"] == 200
     # A traceparent among the headers is replaced by the call span's; the query's trace is the server span's.
     flags = int(server.context.trace_flags)
-    assert [h for h in headers if h[0] == "traceparent"] == [
-        ("traceparent", f"00-{answered.context.trace_id:032x}-{answered.context.span_id:016x}-{flags:02x}")
+    assert [h for h in headers if h[0] == b"traceparent"] == [
+        (b"traceparent", f"00-{answered.context.trace_id:032x}-{answered.context.span_id:016x}-{flags:02x}".encode())
     ]
     assert traceparent == f"00-{server.context.trace_id:032x}-{server.context.span_id:016x}-{flags:02x}"
 
@@ -128,7 +127,7 @@ def test_no_backend_marks_the_routing_span_failed_and_counts_the_error():
 def test_without_a_tracer_a_request_only_counts():
     observed = ObservedRequest(metrics.HotPathMetrics(), None, _scope("GET", "/v1/info"), _sent)
     before = _counter("trino_gateway_requests_total", kind="other", status="200")
-    headers = [("Via", "1.1 trino-gateway")]
+    headers = [(b"via", b"1.1 trino-gateway")]
     assert observed.upstream_begin("b", "GET", "http://127.0.0.1:1/v1/info", headers) is headers
     observed.upstream_end(200)
     assert observed.accepted("q", "b", "adhoc") is None
