@@ -19,7 +19,7 @@ from gateway import errors
 from gateway.api import admin
 from gateway.config import GatewayConfig
 from gateway.errors import api_error
-from gateway.proxy import Proxy, Receive, Scope, Send, gateway_base
+from gateway.proxy import OBSERVED, Proxy, Receive, Scope, Send, gateway_base
 from gateway.services import Services
 from observability.endpoints import endpoints as observability_endpoints
 
@@ -80,19 +80,13 @@ class GatewayApp:
             await self.admin(scope, receive, send)
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.proxy(scope, receive, tracking_send)
+            await self.proxy(scope, receive, send)
         except Exception as error:
             # A bug must still reach the client as an error it can read, never a bare 500 page.
             log.exception("unexpected error proxying %s %s", scope["method"], scope["path"])
-            if started:
+            observed = scope.get(OBSERVED)
+            if observed is not None and observed.responded:
                 raise
             body = orjson.dumps(
                 errors.failed_query(

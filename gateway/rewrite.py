@@ -18,7 +18,12 @@ BACKEND_PARAM = "trino_gateway_backend"
 
 def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name: str) -> bytes:
     """``body`` with the protocol URIs on ``gateway_base`` (``scheme://host:port``)."""
-    replacement = b"\\g<1>" + gateway_base.encode()
+    base = gateway_base.encode()
+
+    def replacement(match: re.Match[bytes]) -> bytes:
+        # A function, not a b"\\g<1>..." template: half the cost per match (on every poll).
+        return match.group(1) + base
+
     data_at = body.find(b'"data"')
     if data_at == -1:
         body = _PROTOCOL_URI.sub(replacement, body)

@@ -91,6 +91,7 @@ class ObservedRequest:
         "parent",
         "query_id",
         "refused",
+        "responded",
         "retries",
         "rule",
         "scope",
@@ -112,6 +113,7 @@ class ObservedRequest:
         self.kind = request_kind(scope["method"], scope["path"])
         self.started = time.perf_counter()
         self.status = 0
+        self.responded = False  # the answer has started: an error can no longer replace it
         self.query_id: str | None = None
         self.backend: str | None = None
         self.group: str | None = None
@@ -132,6 +134,7 @@ class ObservedRequest:
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            self.responded = True
         await self._send(message)
 
     # -- hooks the proxy calls ----------------------------------------------------------------
