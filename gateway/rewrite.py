@@ -30,9 +30,12 @@ def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name
     else:
         head, tail = body[:data_at], body[data_at:]
         body = _PROTOCOL_URI.sub(replacement, head)
-        if b'"segments"' in tail:
+        if tail[6:16].lstrip(b" \t\r\n:")[:1] == b"{":
+            # "data" is an object, not rows: the spooling protocol's segments.
             tail = _rewrite_segments(tail, gateway_base, backend_base, backend_name)
-        if b'"nextUri"' in tail or b'"infoUri"' in tail:
+        # The tail of a result page is megabytes of rows: one scan for what the three URI keys
+        # (nextUri, infoUri, partialCancelUri) end with, not one per key.
+        if b'Uri"' in tail:
             tail = _PROTOCOL_URI.sub(replacement, tail)
         body += tail
     return body

@@ -33,11 +33,21 @@ def test_protocol_uris_point_at_the_gateway_and_data_is_untouched():
 def test_uris_after_the_data_and_with_spaces_are_rewritten_too():
     body = (
         b'{"id": "q", "data": [[1]], "nextUri" : "http://backend:1/v1/statement/executing/q/y/2", '
-        b'"infoUri": "http://backend:1/ui/query.html?q"}'
+        b'"infoUri": "http://backend:1/ui/query.html?q", '
+        b'"partialCancelUri":"http://backend:1/v1/statement/executing/partialCancel/q/0/y/2"}'
     )
     out = json.loads(rewrite_uris(body, GATEWAY, "http://backend:1", "b1"))
     assert out["nextUri"] == f"{GATEWAY}/v1/statement/executing/q/y/2"
     assert out["infoUri"] == f"{GATEWAY}/ui/query.html?q"
+    assert out["partialCancelUri"] == f"{GATEWAY}/v1/statement/executing/partialCancel/q/0/y/2"
+
+
+def test_rows_that_mention_segments_are_not_read_as_spooled_segments():
+    rows = [["segments", f"{BACKEND}/v1/spooled/download/SEG1"], [{"uri": f"{BACKEND}/v1/spooled/download/X"}]]
+    body = json.dumps({"id": "q", "nextUri": f"{BACKEND}/v1/statement/executing/q/y/1", "data": rows}).encode()
+    out = json.loads(rewrite_uris(body, GATEWAY, BACKEND, "b1"))
+    assert out["data"] == rows
+    assert out["nextUri"] == f"{GATEWAY}/v1/statement/executing/q/y/1"
 
 
 def test_spooled_segments_served_by_the_coordinator_are_marked_storage_urls_are_not():
