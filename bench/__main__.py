@@ -96,13 +96,13 @@ def print_table(report: dict[str, Any]) -> None:
     if poll:
         print("\n1. poll path (wrk, GET of in-flight queries' nextUri; median of the runs, rps range in JSON)")
         print(
-            f"{'conns':>6} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'nginx rps':>10} {'p50':>7} {'p99':>7} | "
+            f"{'conns':>11} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'nginx rps':>10} {'p50':>7} {'p99':>7} | "
             f"{'gateway rps':>11} {'p50':>7} {'p99':>7} | {'gw/nginx':>8} {'gw/direct':>9} {'+p50 ms':>8}"
         )
         for conns in poll["direct"]:
             d, n, g = poll["direct"][conns], poll["nginx"][conns], poll["gateway"][conns]
             print(
-                f"{conns:>6} | {d['requests_per_second']:>10.0f} {d['p50_ms']:>7.2f} {d['p99_ms']:>7.2f} | "
+                f"{conns:>11} | {d['requests_per_second']:>10.0f} {d['p50_ms']:>7.2f} {d['p99_ms']:>7.2f} | "
                 f"{n['requests_per_second']:>10.0f} {n['p50_ms']:>7.2f} {n['p99_ms']:>7.2f} | "
                 f"{g['requests_per_second']:>11.0f} {g['p50_ms']:>7.2f} {g['p99_ms']:>7.2f} | "
                 f"{g['requests_per_second'] / n['requests_per_second']:>8.2f} "
@@ -126,6 +126,12 @@ def print_table(report: dict[str, Any]) -> None:
             f"(x{state['p50_ratio_loaded_idle']}); rps idle {state['idle_poll']['requests_per_second']:.0f}, "
             f"loaded {state['loaded_poll']['requests_per_second']:.0f}"
         )
+        if "paced_p50_ratio_loaded_idle" in state:
+            idle, loaded = state["idle_poll"], state["loaded_poll"]
+            print(
+                f"   at {idle['paced_rate']:.0f} polls/s: p50 idle {idle['paced_p50_ms']:.2f} ms, loaded "
+                f"{loaded['paced_p50_ms']:.2f} ms (x{state['paced_p50_ratio_loaded_idle']})"
+            )
     routing = report.get("routing_decision_us")
     if routing:
         print("\n4. routing decision: " + ", ".join(f"{n}: {v['microseconds']} us" for n, v in routing.items()))

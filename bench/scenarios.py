@@ -60,19 +60,29 @@ def cancel_polls(entry_url: str, paths: list[str]) -> None:
 
 
 def poll_path(
-    targets: dict[str, str], connections: list[int], seconds: float, queries: int, repeat: int = 3
+    targets: dict[str, str],
+    connections: list[int],
+    seconds: float,
+    queries: int,
+    repeat: int = 3,
+    paced: tuple[int, float] | None = (32, 2000.0),
 ) -> dict[str, Any]:
     """Requests/s and latency of nextUri polls, for each target (direct, nginx, gateway).
 
     Each cell is the median of ``repeat`` runs, taken round-robin over the targets so that a
     noisy moment of the machine does not land on one target only; min and max rps are kept.
+    ``paced`` (connections, requests/s) adds a row at a fixed rate every target sustains: there
+    latency is the time one request takes, not the queue behind the target's throughput.
     """
     paths = {name: prepare_polls(url, queries) for name, url in targets.items()}
-    runs: dict[str, dict[int, list[Any]]] = {name: {count: [] for count in connections} for name in targets}
+    cells: list[tuple[Any, int, float | None]] = [(count, count, None) for count in connections]
+    if paced is not None:
+        cells.append((f"{paced[0]}@{paced[1]:.0f}/s", paced[0], paced[1]))
+    runs: dict[str, dict[Any, list[Any]]] = {name: {cell: [] for cell, _, _ in cells} for name in targets}
     for _ in range(repeat):
-        for count in connections:
+        for cell, count, rate in cells:
             for name, url in targets.items():
-                runs[name][count].append(run_wrk(url, paths[name], count, seconds))
+                runs[name][cell].append(run_wrk(url, paths[name], count, seconds, rate))
     for name, url in targets.items():
         cancel_polls(url, paths[name])
     results: dict[str, Any] = {}
@@ -81,7 +91,7 @@ def poll_path(
         for count, samples in runs[name].items():
             rps = [r.requests_per_second for r in samples]
             results[name][count] = {
-                "connections": count,
+                "connections": samples[0].connections,
                 "requests_per_second": statistics.median(rps),
                 "rps_min": min(rps),
                 "rps_max": max(rps),
@@ -122,10 +132,28 @@ def end_to_end(direct_url: str, gateway_url: str, small: int, large: int, concur
     return out
 
 
-def scale_of_state(gateway_url: str, gateway_pid: int, in_flight: int, seconds: float) -> dict[str, Any]:
-    """Gateway memory and poll latency with ``in_flight`` queries routed and unfinished."""
+def scale_of_state(
+    gateway_url: str, gateway_pid: int, in_flight: int, seconds: float, repeat: int = 3, rate: float = 2000.0
+) -> dict[str, Any]:
+    """Gateway memory and poll latency with ``in_flight`` queries routed and unfinished.
+
+    Latency is measured before and after the load, as fast as the gateway answers and at ``rate``
+    requests/s (the time one poll takes), each the median of ``repeat`` runs."""
     probe = prepare_polls(gateway_url, 64)
-    idle = run_wrk(gateway_url, probe, 32, seconds)
+
+    def measure() -> dict[str, Any]:
+        flat_out = [run_wrk(gateway_url, probe, 32, seconds) for _ in range(repeat)]
+        paced = [run_wrk(gateway_url, probe, 32, seconds, rate) for _ in range(repeat)]
+        return {
+            "requests_per_second": statistics.median(r.requests_per_second for r in flat_out),
+            "p50_ms": statistics.median(r.p50_ms for r in flat_out),
+            "p99_ms": statistics.median(r.p99_ms for r in flat_out),
+            "paced_rate": rate,
+            "paced_p50_ms": statistics.median(r.p50_ms for r in paced),
+            "paced_p99_ms": statistics.median(r.p99_ms for r in paced),
+        }
+
+    idle = measure()
     before = rss_bytes(gateway_pid)
     session_local = threading.local()
 
@@ -145,7 +173,7 @@ def scale_of_state(gateway_url: str, gateway_pid: int, in_flight: int, seconds: 
         list(pool.map(submit, range(in_flight)))
     submit_seconds = time.perf_counter() - started
     after = rss_bytes(gateway_pid)
-    loaded = run_wrk(gateway_url, probe, 32, seconds)
+    loaded = measure()
     cancel_polls(gateway_url, probe)
     return {
         "queries_in_flight": in_flight,
@@ -154,9 +182,10 @@ def scale_of_state(gateway_url: str, gateway_pid: int, in_flight: int, seconds: 
         "rss_after_mb": round(after / 2**20, 1),
         "rss_added_mb": round((after - before) / 2**20, 1),
         "bytes_per_query": round((after - before) / in_flight),
-        "idle_poll": idle.__dict__,
-        "loaded_poll": loaded.__dict__,
-        "p50_ratio_loaded_idle": round(loaded.p50_ms / idle.p50_ms, 3),
+        "idle_poll": idle,
+        "loaded_poll": loaded,
+        "p50_ratio_loaded_idle": round(loaded["p50_ms"] / idle["p50_ms"], 3),
+        "paced_p50_ratio_loaded_idle": round(loaded["paced_p50_ms"] / idle["paced_p50_ms"], 3),
     }
 
 

@@ -28,7 +28,12 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_wrk(base_url: str, paths: list[str], connections: int, seconds: float = 5.0) -> WrkResult:
+def run_wrk(
+    base_url: str, paths: list[str], connections: int, seconds: float = 5.0, rate: float | None = None
+) -> WrkResult:
+    """wrk GETting ``paths`` round-robin. Without ``rate``, as fast as the target answers (closed
+    loop: latency is then mostly queueing behind throughput); with ``rate`` (requests/s in all),
+    each connection waits ``connections / rate`` seconds between an answer and its next request."""
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed: `make bench` installs the Debian package wrk")
@@ -37,6 +42,7 @@ def run_wrk(base_url: str, paths: list[str], connections: int, seconds: float = 
     script.write_text(
         "local paths = {\n" + lines + "\n}\nlocal i = 0\n"
         'request = function()\n  i = i % #paths + 1\n  return wrk.format("GET", paths[i])\nend\n'
+        + (f"delay = function()\n  return {connections * 1000.0 / rate:.3f}\nend\n" if rate else "")
     )
     try:
         finished = subprocess.run(

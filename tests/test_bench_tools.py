@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench import wrk
@@ -38,6 +40,29 @@ def test_wrk_output_is_read_with_units_and_errors(monkeypatch):
     assert result.errors == 7
 
 
+@pytest.mark.parametrize(("rate", "delay"), [(None, None), (2000.0, "16.000")])
+def test_a_paced_run_waits_between_requests_on_each_connection(monkeypatch, rate, delay):
+    scripts = []
+
+    class Finished:
+        returncode = 0
+        stdout = WRK_OUTPUT
+        stderr = ""
+
+    def run(command, **_):
+        scripts.append(Path(command[command.index("-s") + 1]).read_text())
+        return Finished()
+
+    monkeypatch.setattr(wrk.shutil, "which", lambda _: "/usr/bin/wrk")
+    monkeypatch.setattr(wrk.subprocess, "run", run)
+    wrk.run_wrk("http://127.0.0.1:1", ["/a"], 32, 1, rate=rate)
+    if delay is None:
+        assert "delay" not in scripts[0]
+    else:
+        # 32 connections sharing 2,000 requests/s: each waits 16 ms after an answer.
+        assert f"delay = function()\n  return {delay}\nend" in scripts[0]
+
+
 def test_routing_decision_is_measured_per_backend_and_rule_count():
     figures = routing_decision([1, 10], [0, 100], iterations=200)
     cells = {(f["backends"], f["rules"], f["rule_kind"]) for f in figures.values()}
@@ -47,10 +72,11 @@ def test_routing_decision_is_measured_per_backend_and_rule_count():
 
 def test_the_table_prints_every_section(capsys):
     row = {"requests_per_second": 1000.0, "p50_ms": 1.0, "p99_ms": 2.0}
+    paced = {**row, "paced_rate": 2000.0, "paced_p50_ms": 0.5, "paced_p99_ms": 0.9}
     report = {
         "machine": {"cpus": 2},
         "gateway_workers": 1,
-        "poll_path": {name: {32: row} for name in ("direct", "nginx", "gateway")},
+        "poll_path": {name: {32: row, "32@2000/s": row} for name in ("direct", "nginx", "gateway")},
         "end_to_end": {
             "small": {
                 "queries": 1,
@@ -65,9 +91,10 @@ def test_the_table_prints_every_section(capsys):
             "rss_after_mb": 2,
             "rss_added_mb": 1,
             "bytes_per_query": 100,
-            "idle_poll": row,
-            "loaded_poll": row,
+            "idle_poll": paced,
+            "loaded_poll": paced,
             "p50_ratio_loaded_idle": 1.0,
+            "paced_p50_ratio_loaded_idle": 1.0,
         },
         "routing_decision_us": {1: {"microseconds": 1.0}},
         "large_result": {
@@ -85,3 +112,5 @@ def test_the_table_prints_every_section(capsys):
     out = capsys.readouterr().out
     for heading in ("1. poll path", "2. end to end", "3. scale of state", "4. routing decision", "5. large result"):
         assert heading in out
+    assert "  32@2000/s |" in out
+    assert "at 2000 polls/s: p50 idle 0.50 ms, loaded 0.50 ms (x1.0)" in out
