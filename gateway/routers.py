@@ -42,10 +42,11 @@ class ScoreRouter:
 
     def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
         health, in_flight, draw = context.health, context.in_flight, random.random
-        values = costs([(health(b.name), in_flight(b.name)) for b in candidates], context.weights)
-        keyed = [(int(value / COST_RESOLUTION), draw(), i) for i, value in enumerate(values)]
-        keyed.sort()
-        return [candidates[i] for _, _, i in keyed]
+        values = costs([health(b.name) for b in candidates], in_flight, context.weights)
+        # One float per candidate: the cost bucket's number, plus a random fraction that orders
+        # candidates within a bucket (cheaper to sort than tuples; this runs for every new query).
+        keys = [int(value / COST_RESOLUTION) + draw() for value in values]
+        return [candidates[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
 
 
 class LeastQueuedRouter:

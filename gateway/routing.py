@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from gateway.health import HealthChecker
+from gateway.health import Health, HealthChecker
 from gateway.routers import ROUTERS, RankContext, Strategy
 from gateway.scoring import ScoreWeights
 from gateway.store import BackendRecord
@@ -96,13 +96,24 @@ class Router:
         }
         self.weights = weights or ScoreWeights()
         self.backend_weights = backend_weights or {}
+        self._indexed: list[BackendRecord] | None = None
+        self._indexed_size = 0
+        self._active_members: dict[str, list[BackendRecord]] = {}
 
     def _routable(self, backends: list[BackendRecord], group: str) -> list[BackendRecord]:
-        known = self.health.health
+        if backends is not self._indexed or len(backends) != self._indexed_size:
+            # The registry hands out the same list until it re-reads the store: index it once.
+            members: dict[str, list[BackendRecord]] = {}
+            for backend in backends:
+                if backend.active:
+                    members.setdefault(backend.routing_group, []).append(backend)
+            self._indexed, self._indexed_size, self._active_members = backends, len(backends), members
+        # BackendHealth.routable, inlined: this runs for every new query.
+        known, healthy = self.health.health, Health.HEALTHY
         return [
             b
-            for b in backends
-            if b.routing_group == group and b.active and (h := known.get(b.name)) is not None and h.routable
+            for b in self._active_members.get(group, ())
+            if (h := known.get(b.name)) is not None and h.state is healthy
         ]
 
     def decide(self, backends: list[BackendRecord], requested_group: str | None, user: str | None = None) -> Decision:

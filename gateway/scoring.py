@@ -13,7 +13,7 @@ QUERY, NOOP) leave the gateway's own in-flight count as ``running``. ``latency``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,21 +29,21 @@ class ScoreWeights(BaseModel):
     errors: float = Field(5.0, ge=0, description="at a 100% error rate")
 
 
-def costs(backends: Iterable[tuple[BackendHealth, int]], weights: ScoreWeights) -> list[float]:
-    """The cost of each (health, in-flight count): one loop, because the score router ranks every
-    candidate of a group for every new query."""
+def costs(healths: Iterable[BackendHealth], in_flight: Callable[[str], int], weights: ScoreWeights) -> list[float]:
+    """The cost of each backend (``in_flight``: the gateway's own count, used when the monitor
+    reports no running figure). One loop: the score router ranks a group for every new query."""
     w_queued, w_running, w_latency, w_errors = weights.queued, weights.running, weights.latency, weights.errors
     out = []
-    for health, in_flight in backends:
+    for health in healths:
         stats = health.stats
-        running = (stats.running + health.routed_since_check) if stats.running is not None else in_flight
+        running = (stats.running + health.routed_since_check) if stats.running is not None else in_flight(health.name)
         load = ((stats.queued or 0) * w_queued + running * w_running) / (stats.workers or 1)
         out.append(load + health.latency * w_latency + health.error_rate * w_errors)
     return out
 
 
 def cost(health: BackendHealth, in_flight: int, weights: ScoreWeights) -> float:
-    return costs(((health, in_flight),), weights)[0]
+    return costs((health,), lambda _: in_flight, weights)[0]
 
 
 def score(health: BackendHealth, in_flight: int, weights: ScoreWeights) -> float:

@@ -25,7 +25,7 @@ def test_cost_follows_the_documented_formula():
     assert score(health, 99, weights) == pytest.approx(1 / 5.4)
     # A monitor without counts: the gateway's own in-flight count is the running figure.
     assert cost(_health("b"), in_flight=8, weights=weights) == pytest.approx(8 * 0.25)
-    assert costs([(health, 99), (_health("b"), 8)], weights) == pytest.approx([4.4, 2.0])
+    assert costs([health, _health("b")], {"a": 99, "b": 8}.__getitem__, weights) == pytest.approx([4.4, 2.0])
 
 
 def test_the_score_router_ranks_by_cost_and_breaks_near_ties_at_random():
