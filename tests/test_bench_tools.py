@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench import wrk
 from bench.__main__ import print_table
-from bench.scenarios import routing_decision
+from bench.scenarios import pinned, routing_decision
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:1
   1 threads and 32 connections
@@ -85,6 +88,14 @@ def test_the_table_prints_every_section(capsys):
                 "ratio_gateway_direct": 1.1,
             }
         },
+        "end_to_end_gateway_own_core": {
+            "small": {
+                "queries": 1,
+                "direct": {"seconds": 1.0, "queries_per_second": 1.0},
+                "gateway": {"seconds": 1.0, "queries_per_second": 1.0},
+                "ratio_gateway_direct": 1.0,
+            }
+        },
         "scale_of_state": {
             "queries_in_flight": 10,
             "rss_before_mb": 1,
@@ -113,4 +124,17 @@ def test_the_table_prints_every_section(capsys):
     for heading in ("1. poll path", "2. end to end", "3. scale of state", "4. routing decision", "5. large result"):
         assert heading in out
     assert "  32@2000/s |" in out
+    assert "median of the rounds; gateway on core 1)" in out
     assert "at 2000 polls/s: p50 idle 0.50 ms, loaded 0.50 ms (x1.0)" in out
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_pinned_puts_processes_on_their_cores_and_gives_all_back():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pinned(set(), {child.pid}):
+            assert os.sched_getaffinity(child.pid) == {1}
+        assert os.sched_getaffinity(child.pid) == set(range(os.cpu_count() or 1))
+    finally:
+        child.kill()
+        child.wait(10)
