@@ -42,6 +42,15 @@ def test_uris_after_the_data_and_with_spaces_are_rewritten_too():
     assert out["partialCancelUri"] == f"{GATEWAY}/v1/statement/executing/partialCancel/q/0/y/2"
 
 
+def test_a_map_in_the_rows_with_a_uri_key_is_left_alone():
+    # A MAP(VARCHAR, VARCHAR) column is a JSON object in the rows: its keys are real JSON keys.
+    rows = [[{"nextUri": f"{BACKEND}/v1/statement/executing/x/y/1", "infoUri": f"{BACKEND}/ui"}]]
+    page = {"id": "q", "nextUri": f"{BACKEND}/v1/statement/executing/q/y/1", "columns": [], "data": rows}
+    out = json.loads(rewrite_uris(json.dumps(page).encode(), GATEWAY, BACKEND, "b1"))
+    assert out["data"] == rows
+    assert out["nextUri"] == f"{GATEWAY}/v1/statement/executing/q/y/1"
+
+
 def test_rows_that_mention_segments_are_not_read_as_spooled_segments():
     rows = [["segments", f"{BACKEND}/v1/spooled/download/SEG1"], [{"uri": f"{BACKEND}/v1/spooled/download/X"}]]
     body = json.dumps({"id": "q", "nextUri": f"{BACKEND}/v1/statement/executing/q/y/1", "data": rows}).encode()
