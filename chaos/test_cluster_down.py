@@ -56,7 +56,9 @@ def test_killed_cluster_fails_its_queries_clearly_and_new_ones_go_elsewhere(kind
     start_again = lambda cluster: cluster.start()  # noqa: E731
     load, detected_at, why = _break_under_load("1 kill a cluster", kind, gateway, victim, faults.kill, start_again)
     _assert_failover_guarantees(load, gateway, victim.name, detected_at)
-    assert "connection refused" in why
+    # What a kill looks like from the gateway: new connections refused, or (a submission in flight
+    # at the kill, which is not sent twice) its connection closed without an answer.
+    assert "connection refused" in why or "closed the connection without answering" in why, why
 
 
 def test_paused_cluster_is_detected_by_timeouts_and_new_queries_go_elsewhere(kind, three_clusters, gateway):

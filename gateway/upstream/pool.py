@@ -190,15 +190,14 @@ class UpstreamPool:
         origin = self._origins.get(origin_url) or self._origin(origin_url)
         request = self._encode(origin, method, target, headers, body)
         async with self._slots:
-            connection, reused = self._take(origin)
-            if connection is None:
-                connection = await self._connect(origin)
+            connection = self._take(origin) or await self._connect(origin)
             try:
                 return await self._exchange(origin, connection, request)
             except Disconnected as error:
-                # A pooled connection the backend had just closed: nothing was read, and a method
-                # that may be repeated is sent once more on a new connection.
-                if not (reused and connection.received == 0 and method in _IDEMPOTENT):
+                # Closed before a byte of the answer came: a pooled connection the backend had just
+                # closed, or a backend that went away. A method that may be repeated is sent once
+                # more on a new connection (which, if the backend is gone, says "connection refused").
+                if not (connection.received == 0 and method in _IDEMPOTENT):
                     raise error from None
             return await self._exchange(origin, await self._connect(origin), request)
 
@@ -231,17 +230,17 @@ class UpstreamPool:
             connection.abort()
         return answer
 
-    def _take(self, origin: _Origin) -> tuple[_Connection | None, bool]:
+    def _take(self, origin: _Origin) -> _Connection | None:
         idle = self._idle.get(origin.key)
         if not idle:
-            return None, False
+            return None
         oldest_usable = asyncio.get_running_loop().time() - self.idle_seconds
         while idle:
             connection = idle.pop()
             if not connection.closed and connection.idle_since >= oldest_usable:
-                return connection, True
+                return connection
             connection.abort()
-        return None, False
+        return None
 
     async def _connect(self, origin: _Origin) -> _Connection:
         loop = asyncio.get_running_loop()

@@ -218,6 +218,30 @@ def test_a_slow_answer_that_keeps_coming_is_not_cut_off() -> None:
     run(scenario())
 
 
+def test_a_backend_gone_mid_request_is_retried_once_and_then_reads_connection_refused() -> None:
+    async def scenario() -> None:
+        gone = asyncio.Event()
+
+        async def reply(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, number: int
+        ) -> bool:
+            gone.set()
+            return False  # the request arrived; the process died before answering
+
+        server = ScriptedServer(reply)
+        async with server:
+            client = pool()
+            polling = asyncio.create_task(client.request(server.url, "GET", "/v1/statement/executing/q/y/1", []))
+            await asyncio.wait_for(gone.wait(), 5)
+            server.server.close()  # and nothing listens on its port any more
+        with pytest.raises(NotSent) as raised:
+            await polling
+        assert describe(raised.value) == "connection refused"
+        assert server.connections == 1
+
+    run(scenario())
+
+
 def test_a_pooled_connection_closed_by_the_backend_is_retried_only_for_idempotent_methods() -> None:
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, number: int) -> bool:
         if number == 1:
