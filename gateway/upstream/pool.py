@@ -77,6 +77,7 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
         self.complete = False
+        self.result: Answer | None = None
         self.keep_alive = False
         self.received = 0  # data_received calls, for the read-timeout watchdog
 
@@ -101,8 +102,7 @@ class _Connection(asyncio.Protocol):
             return
         if self.status and not self._delimited():
             # No Content-Length and not chunked: the answer ends where the connection does.
-            self.complete = True
-            self.waiter.set_result(None)
+            self._complete()
         elif self.received == 0:
             self._fail(Disconnected("the backend closed the connection without answering"))
         else:
@@ -110,6 +110,10 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.complete:
+            # Bytes after the answer, with no request asked: nothing more on this connection can be
+            # trusted. (Raised through httptools, then handled in data_received.)
+            raise BadResponse("sent more than one answer to one request")
         self.headers = []
         self.chunks = []
 
@@ -127,22 +131,24 @@ class _Connection(asyncio.Protocol):
         if self.status < 200:
             self.status = 0  # an interim answer (100 Continue): the real one follows
             return
-        self.complete = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self._complete()
 
     # -- used by the pool --------------------------------------------------------------------
     def begin(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         self.status = 0
         self.complete = False
+        self.result = None
         self.received = 0
         self.waiter = loop.create_future()
         return self.waiter
 
-    def answer(self) -> Answer:
+    def _complete(self) -> None:
+        # The answer is kept now: whatever the parser reads next cannot change it.
         chunks = self.chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return Answer(self.status, self.headers, body)
+        self.result = Answer(self.status, self.headers, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        self.complete = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     def abort(self) -> None:
         self.closed = True
@@ -222,7 +228,8 @@ class UpstreamPool:
                 # Failed, timed out or cancelled (the client went away): the connection may still
                 # carry the rest of this answer, so it cannot be reused.
                 connection.abort()
-        answer = connection.answer()
+        answer = connection.result
+        assert answer is not None
         if connection.keep_alive and not connection.closed:
             connection.idle_since = loop.time()
             self._idle.setdefault(origin.key, []).append(connection)

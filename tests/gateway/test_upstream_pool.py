@@ -294,6 +294,29 @@ def test_junk_and_cut_off_answers_fail_clearly(answer: bytes, error: type[Except
     run(scenario())
 
 
+def test_bytes_after_an_answer_do_not_change_it_and_end_the_connection() -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, number: int) -> bool:
+        if request.startswith(b"GET /1 "):
+            # One request, two answers in one write: the second must not replace the first.
+            writer.write(ok(b'{"first":1}') + ok(b'{"second":2}'))
+        else:
+            writer.write(ok())
+        await writer.drain()
+        return True
+
+    async def scenario() -> None:
+        async with ScriptedServer(reply) as server:
+            client = pool()
+            first = await client.request(server.url, "GET", "/1", [])
+            second = await client.request(server.url, "GET", "/2", [])
+            client.close()
+        assert first.body == b'{"first":1}'
+        assert second.body == b'{"id":"q"}'
+        assert server.connections == 2  # the connection that spoke out of turn was not reused
+
+    run(scenario())
+
+
 def test_a_cancelled_request_closes_its_connection() -> None:
     eof: asyncio.Future[bool]
 
