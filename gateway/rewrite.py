@@ -30,22 +30,20 @@ def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name
 
     data_at = body.find(b'"data"')
     if data_at == -1:
-        body = _PROTOCOL_URI.sub(replacement, body)
-    else:
-        head, tail = body[:data_at], body[data_at:]
-        original = body
-        body, rewritten_in_head = _PROTOCOL_URI.subn(replacement, head)
-        if tail[6:16].lstrip(b" \t\r\n:")[:1] == b"{":
-            # "data" is an object, not rows: the spooling protocol's segments.
-            tail = _rewrite_segments(tail, gateway_base, backend_base, backend_name)
-        # The tail of a result page is megabytes of rows: one scan for what the three URI keys
-        # (nextUri, infoUri, partialCancelUri) end with, not one per key. Rows may hold maps with
-        # such keys, so the tail is rewritten only when the page's own URIs are not all before
-        # "data" (never so from a Trino server, which writes them first).
-        if b'Uri"' in tail and _uri_fields(original) > rewritten_in_head:
-            tail = _PROTOCOL_URI.sub(replacement, tail)
-        body += tail
-    return body
+        return _PROTOCOL_URI.sub(replacement, body)
+    head, rewritten_in_head = _PROTOCOL_URI.subn(replacement, body[:data_at])
+    # The rows stay a view until the one copy into the answer: a page is up to megabytes.
+    tail: bytes | memoryview = memoryview(body)[data_at:]
+    if body[data_at + 6 : data_at + 16].lstrip(b" \t\r\n:")[:1] == b"{":
+        # "data" is an object, not rows: the spooling protocol's segments.
+        tail = _rewrite_segments(body[data_at:], gateway_base, backend_base, backend_name)
+    # The rows may hold maps with the same keys as the protocol's URIs. A server that writes any
+    # of the page's URIs before "data" writes them all there (Trino does): then the rows are not
+    # even scanned. Otherwise (another key order) the page is parsed to see whether it has URI
+    # fields at all, and what follows "data" is rewritten if so.
+    if rewritten_in_head == 0 and body.find(b'Uri"', data_at) != -1 and _uri_fields(body) > 0:
+        tail = _PROTOCOL_URI.sub(replacement, bytes(tail))
+    return b"".join((head, tail))
 
 
 def _uri_fields(body: bytes) -> int:

@@ -51,6 +51,12 @@ def test_a_map_in_the_rows_with_a_uri_key_is_left_alone():
     assert out["nextUri"] == f"{GATEWAY}/v1/statement/executing/q/y/1"
 
 
+def test_with_the_uris_after_the_data_a_page_without_uri_fields_keeps_its_rows():
+    rows = [[{"nextUri": f"{BACKEND}/v1/statement/executing/x/y/1"}]]
+    body = json.dumps({"columns": [], "data": rows, "id": "q", "stats": {"state": "FINISHED"}}).encode()
+    assert json.loads(rewrite_uris(body, GATEWAY, BACKEND, "b1"))["data"] == rows
+
+
 def test_rows_that_mention_segments_are_not_read_as_spooled_segments():
     rows = [["segments", f"{BACKEND}/v1/spooled/download/SEG1"], [{"uri": f"{BACKEND}/v1/spooled/download/X"}]]
     body = json.dumps({"id": "q", "nextUri": f"{BACKEND}/v1/statement/executing/q/y/1", "data": rows}).encode()
