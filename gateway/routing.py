@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from gateway.health import Health, HealthChecker
+from gateway.health import HealthChecker
 from gateway.routers import ROUTERS, RankContext, Strategy
 from gateway.scoring import ScoreWeights
 from gateway.store import BackendRecord
@@ -108,13 +108,8 @@ class Router:
                 if backend.active:
                     members.setdefault(backend.routing_group, []).append(backend)
             self._indexed, self._indexed_size, self._active_members = backends, len(backends), members
-        # BackendHealth.routable, inlined: this runs for every new query.
-        known, healthy = self.health.health, Health.HEALTHY
-        return [
-            b
-            for b in self._active_members.get(group, ())
-            if (h := known.get(b.name)) is not None and h.state is healthy
-        ]
+        known = self.health.health
+        return [b for b in self._active_members.get(group, ()) if (h := known.get(b.name)) is not None and h.routable]
 
     def decide(self, backends: list[BackendRecord], requested_group: str | None, user: str | None = None) -> Decision:
         """The group and the backends to try, best first, for a new query."""
