@@ -41,20 +41,18 @@ def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name
     # of the page's URIs before "data" writes them all there (Trino does): then the rows are not
     # even scanned. Otherwise (another key order) the page is parsed to see whether it has URI
     # fields at all, and what follows "data" is rewritten if so.
-    if rewritten_in_head == 0 and body.find(b'Uri"', data_at) != -1 and _uri_fields(body) > 0:
+    if rewritten_in_head == 0 and body.find(b'Uri"', data_at) != -1 and _has_uri_fields(body):
         tail = _PROTOCOL_URI.sub(replacement, bytes(tail))
     return b"".join((head, tail))
 
 
-def _uri_fields(body: bytes) -> int:
-    """How many protocol URI fields the page itself has (parsed only on the rare pages that need it)."""
+def _has_uri_fields(body: bytes) -> bool:
+    """Whether the page itself has protocol URI fields (parsed only on the rare pages that need it)."""
     try:
         page = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return len(_URI_FIELDS)  # unreadable: rewrite wherever the pattern matches, as before
-    if not isinstance(page, dict):
-        return 0
-    return sum(isinstance(page.get(field), str) for field in _URI_FIELDS)
+        return True  # unreadable: rewrite wherever the pattern matches, as before
+    return isinstance(page, dict) and any(isinstance(page.get(field), str) for field in _URI_FIELDS)
 
 
 def _rewrite_segments(body: bytes, gateway_base: str, backend_base: str, backend_name: str) -> bytes:

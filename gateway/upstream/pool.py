@@ -60,7 +60,7 @@ class _Origin:
     host_header: bytes
 
 
-# Methods that are safe to send again on a fresh connection when a pooled one turns out closed.
+# Methods that are safe to send again on a new connection when one closes before any answer.
 _IDEMPOTENT = frozenset({"GET", "DELETE", "PUT", "OPTIONS"})
 
 
