@@ -20,14 +20,16 @@ from bench.wrk import run_wrk
 SLOW = {"X-Trino-Session": "sim_run_time=1h"}
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and its children (hypercorn workers), from /proc."""
-    total = 0
-    pids = [pid]
+def with_children(pid: int) -> list[int]:
+    """``pid`` and its child processes (a server's workers), from /proc."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for one in pids:
+    return [pid, *(int(p) for p in children.read_text().split())] if children.exists() else [pid]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its children (the server's workers), from /proc."""
+    total = 0
+    for one in with_children(pid):
         with contextlib.suppress(FileNotFoundError):
             for line in Path(f"/proc/{one}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -109,7 +111,7 @@ def poll_path(
 def pinned(on_first: set[int], on_second: set[int]) -> Iterator[None]:
     """Processes (and their children and threads) on CPU 0 and CPU 1 for the block, then on all."""
     everything = set(range(os.cpu_count() or 1))
-    groups = [(pids, {0}) for pids in on_first] + [(pids, {1}) for pids in on_second]
+    groups = [(pid, {0}) for pid in on_first] + [(pid, {1}) for pid in on_second]
     try:
         for pid, cpus in groups:
             _set_affinity(pid, cpus)
@@ -120,11 +122,7 @@ def pinned(on_first: set[int], on_second: set[int]) -> Iterator[None]:
 
 
 def _set_affinity(pid: int, cpus: set[int]) -> None:
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for one in pids:
+    for one in with_children(pid):
         for thread in Path(f"/proc/{one}/task").iterdir():
             with contextlib.suppress(ProcessLookupError):
                 os.sched_setaffinity(int(thread.name), cpus)
