@@ -35,6 +35,11 @@ class UpstreamTimeout(UpstreamError):
     """The backend stopped sending for longer than the read timeout."""
 
 
+class ConnectTimeout(NotSent, UpstreamTimeout):
+    """No connection within the connect timeout: nothing was sent, and it counts as a timeout (as
+    aiohttp's ConnectionTimeoutError did before this pool)."""
+
+
 class Disconnected(UpstreamError):
     """The connection closed before a whole answer arrived."""
 
@@ -255,7 +260,7 @@ class UpstreamPool:
             async with asyncio.timeout(self.connect_timeout):
                 _, connection = await loop.create_connection(_Connection, origin.host, origin.port, ssl=origin.ssl)
         except TimeoutError:
-            raise NotSent(f"connect timed out after {self.connect_timeout:g} s") from None
+            raise ConnectTimeout(f"connect timed out after {self.connect_timeout:g} s") from None
         except OSError as error:
             raise NotSent(str(error), error) from None
         return connection

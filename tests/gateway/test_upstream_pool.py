@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from gateway.testing import free_port
-from gateway.upstream import describe
+from gateway.upstream import NOT_SENT, TIMEOUTS, describe
 from gateway.upstream.pool import BadResponse, Disconnected, NotSent, UpstreamPool, UpstreamTimeout
 
 Reply = Callable[
@@ -171,6 +171,23 @@ def test_a_refused_connection_is_not_sent() -> None:
             await pool().request(f"http://127.0.0.1:{free_port()}", "POST", "/v1/statement", [], b"SELECT 1")
         assert isinstance(raised.value.os_error, ConnectionRefusedError)
         assert describe(raised.value) == "connection refused"
+
+    run(scenario())
+
+
+def test_a_connect_timeout_is_both_not_sent_and_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def never_connects(*_: object, **__: object) -> None:
+            await asyncio.sleep(5)
+
+        monkeypatch.setattr(loop, "create_connection", never_connects)
+        with pytest.raises(NotSent) as raised:
+            await pool(connect_timeout=0.1).request("http://127.0.0.1:1", "POST", "/v1/statement", [], b"SELECT 1")
+        # A new query may go elsewhere, and the client reads (and metrics count) a timeout.
+        assert isinstance(raised.value, NOT_SENT) and isinstance(raised.value, TIMEOUTS)
+        assert describe(raised.value) == "connect timed out after 0.1 s"
 
     run(scenario())
 
