@@ -16,8 +16,8 @@ from typing import Any
 
 from bench import scenarios
 from bench.nginx import NginxProcess
-from gateway.testing import GatewayProcess
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import GatewayProcess
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from gateway.testing import free_port
+from trinosim.gateway_process import free_port
 from trinosim.harness import stop_process
 
 _CONFIG = """

@@ -250,11 +250,11 @@ def _generated_rules(count: int, operator: str) -> str:
 
 def routing_decision(backend_counts: list[int], rule_counts: list[int], iterations: int = 20000) -> dict[str, Any]:
     """Time of one routing decision, in process: group selection by the rules, then the router."""
+    from gateway.backends.record import Backend
+    from gateway.config import HealthConfig, RoutingConfig
     from gateway.health import HealthChecker
-    from gateway.health.monitors import NoopMonitor
-    from gateway.routing import InFlight, Router
+    from gateway.routing import RouteDecider
     from gateway.rules import FileRulesSelector, parse_rules
-    from gateway.store import BackendRecord
 
     scope = {
         "type": "http",
@@ -267,14 +267,15 @@ def routing_decision(backend_counts: list[int], rule_counts: list[int], iteratio
     out: dict[str, Any] = {}
     for count in backend_counts:
         backends = [
-            BackendRecord(f"b{i}", f"http://127.0.0.1:{9000 + i}", "adhoc" if i % 2 == 0 else "etl")
+            Backend(
+                name=f"b{i}", proxy_to=f"http://127.0.0.1:{9000 + i}", routing_group="adhoc" if i % 2 == 0 else "etl"
+            )
             for i in range(count)
         ]
-        in_flight = InFlight()
-        health = HealthChecker(None, None, {}, NoopMonitor(), 1.0, 1.0, 1, 1)  # type: ignore[arg-type]
+        health = HealthChecker(None, None, HealthConfig(monitor="NOOP"))  # type: ignore[arg-type]
         for backend in backends:
             health.of(backend.name).succeeded(None)  # every backend HEALTHY, as in steady state
-        router = Router("adhoc", in_flight, health)
+        router = RouteDecider(RoutingConfig(), health, lambda name: 0)
         for rules in rule_counts:
             for operator in ("==", "contains") if rules else ("",):
                 loaded = type("LoadedRules", (), {"rules": parse_rules(_generated_rules(rules, operator))})()

@@ -18,9 +18,9 @@ from typing import Any
 
 from bench import scenarios
 from bench.__main__ import machine
-from gateway.testing import GatewayProcess, free_port
-from observability.otlp_receiver import OtlpReceiver
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import GatewayProcess, free_port
+from trinosim.otlp_receiver import OtlpReceiver
 
 RESULTS = Path(__file__).parent / "results"
 

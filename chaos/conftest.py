@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from chaos.clusters import Cluster, ProcessCluster
 from chaos.containers import ContainerCluster, unavailable_reasons
 from chaos.report import RESULTS, SUMMARY
-from gateway.testing import GatewayProcess
+from trinosim.gateway_process import GatewayProcess
 
 # kind name -> class constructed with the cluster's name.
 CLUSTER_KINDS: dict[str, Callable[[str], Cluster]] = {"process": ProcessCluster, "container": ContainerCluster}
@@ -31,6 +32,14 @@ CHAOS_GATEWAY_CONFIG: dict[str, Any] = {
     "proxy": {"connect_timeout": 1.0, "read_timeout": 3.0},
     "routing": {"backend_refresh_seconds": 0.5},
 }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every chaos scenario starts processes and waits on real time: none is in ``make check``."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

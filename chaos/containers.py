@@ -27,7 +27,7 @@ from typing import Any
 import docker.errors
 
 from chaos.images import LABEL, docker_client, docker_unavailable_reason, host_mounts, python_command, trinosim_image
-from gateway.testing import free_port
+from trinosim.gateway_process import free_port
 from trinosim.harness import SimAdmin, option_flags
 
 # Must be set before testcontainers reads its configuration, and set again in case it already has.

@@ -12,8 +12,8 @@ import threading
 import time
 
 from chaos.clusters import Cluster
-from gateway.testing import GatewayProcess
 from tests.postgres import PostgresServer
+from trinosim.gateway_process import GatewayProcess
 
 # -- clusters ------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from gateway.testing import GatewayProcess
+from trinosim.gateway_process import GatewayProcess
 
 
 def backend_health(gateway: GatewayProcess) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,7 @@ from chaos.conftest import GROUPS
 from chaos.observe import backend_health, routed_backends, wait_state
 from chaos.report import SUMMARY, summarise
 from chaos.workload import FAILED, LOST, SUCCEEDED, Workload, seed_users
-from gateway.testing import GatewayProcess
+from trinosim.gateway_process import GatewayProcess
 
 # The Python client's errors for a query the server answered FAILED (the gateway's clear message).
 TRINO_QUERY_ERRORS = {"TrinoQueryError", "TrinoExternalError", "TrinoUserError"}

@@ -18,7 +18,7 @@ import trino
 from chaos import containers
 from chaos.containers import ContainerCluster, TrinoContainerCluster
 from chaos.images import host_mounts, python_command, trinosim_image
-from gateway.testing import GatewayProcess, running
+from trinosim.gateway_process import GatewayProcess, running
 
 reason = containers.unavailable_reasons().get("container")
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")

@@ -1,114 +1,97 @@
 """The gateway application: the proxy for Trino's paths, the admin API (Quart) for the rest.
 
-One ASGI callable. Proxied paths go straight to ``proxy.Proxy`` (plain ASGI: the hot path);
-``/gateway/...`` goes to the Quart app. Start-up and shut-down of the shared services
-(store, upstream client, routing state) happen in the ASGI lifespan.
+One ASGI callable. Each request is classified once (``gateway.classify``); proxied ones go straight
+to ``gateway.proxy.Proxy`` (plain ASGI: the hot path), the gateway's own to the Quart app. Both are
+built in the ASGI lifespan, around the worker's ``Services``.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-from typing import Any
 
 import orjson
-from quart import Quart, Response, request
-from werkzeug.exceptions import HTTPException
+from quart import Quart
 
 from gateway import errors
-from gateway.api import admin
+from gateway.api import create_admin_app
+from gateway.classify import Route, classify
 from gateway.config import GatewayConfig
-from gateway.errors import api_error
-from gateway.proxy import OBSERVED, Proxy, Receive, Scope, Send, gateway_base
+from gateway.proxy import OBSERVED, Proxy, Receive, ResponseAborted, Scope, Send, gateway_base
 from gateway.services import Services
-from observability.endpoints import endpoints as observability_endpoints
+from gateway.store import Store
 
 log = logging.getLogger("gateway")
-# Trino paths the proxy serves (trinodb/trino-gateway's list, plus /v1/status).
-PROXIED_PREFIXES = ("/v1/statement", "/v1/query", "/v1/info", "/v1/node", "/v1/status", "/v1/spooled", "/ui", "/oauth2")
-
-_PROXIED_EXACT = frozenset(PROXIED_PREFIXES)
-_PROXIED_BELOW = tuple(prefix + "/" for prefix in PROXIED_PREFIXES)
-
-
-def _admin_app(services: Any) -> Quart:
-    app = Quart("trino-gateway")
-    app.config["SERVICES"] = services
-    app.register_blueprint(admin)
-    # /metrics and /v1/jmx/...: not in PROXIED_PREFIXES, so they are the gateway's own.
-    app.register_blueprint(observability_endpoints)
-
-    @app.errorhandler(404)
-    async def not_found(_: Exception) -> Response:
-        return api_error(404, f"trino-gateway has nothing at {request.path}")
-
-    @app.errorhandler(Exception)
-    async def unexpected(error: Exception) -> Response:
-        if isinstance(error, HTTPException):
-            return api_error(error.code or 500, f"{error.name}: {request.method} {request.path}")
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return api_error(500, f"trino-gateway internal error: {type(error).__name__}: {error}")
-
-    return app
 
 
 class GatewayApp:
-    def __init__(self, config: GatewayConfig, migrate: bool = True) -> None:
+    def __init__(self, config: GatewayConfig, migrate: bool = True, store: Store | None = None) -> None:
         self.config = config
         self.migrate = migrate
+        # A store opened by the caller (tests hand in an in-memory one); else opened at start-up.
+        self._store = store
         self.services: Services | None = None
-        self.admin = _admin_app(self)
-        self.proxy = Proxy(self._services)
-
-    def _services(self) -> Services:
-        if self.services is None:
-            raise RuntimeError("the gateway has not started")
-        return self.services
+        self.proxy: Proxy | None = None
+        self.admin: Quart | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path = scope["path"]
-            # The prefixes themselves and paths below them (``/ui`` and ``/ui/...``, not ``/uix``).
-            if path.startswith(_PROXIED_BELOW) or path in _PROXIED_EXACT:
-                await self._proxy(scope, receive, send)
+            classified = classify(scope["method"], scope["path"], scope["query_string"])
+            if classified.route is not Route.ADMIN and self.proxy is not None:
+                try:
+                    await self.proxy(scope, receive, send, classified)
+                except ResponseAborted:
+                    raise
+                except Exception as error:
+                    await self._internal_error(scope, send, error)
                 return
-            await self.admin(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
-        else:
-            await self.admin(scope, receive, send)
+            return
+        if self.admin is None:
+            raise RuntimeError("the gateway has not started")
+        await self.admin(scope, receive, send)
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _internal_error(self, scope: Scope, send: Send, error: Exception) -> None:
+        # A bug must still reach the client as an error it can read, never a bare 500 page.
+        log.exception("unexpected error proxying %s %s", scope["method"], scope["path"])
+        observed = scope.get(OBSERVED)
+        if observed is not None and observed.responded:
+            raise error
+        body = orjson.dumps(
+            errors.failed_query(gateway_base(scope), f"trino-gateway internal error: {type(error).__name__}: {error}")
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def start(self) -> None:
+        """What the lifespan's start-up does (tests running the app in process call it directly)."""
+        services = self.services = await Services.start(self.config, self.migrate, self._store)
+        self.proxy = services.proxy
+        self.admin = create_admin_app(services)
+        await self.admin.startup()
+
+    async def stop(self) -> None:
         try:
-            await self.proxy(scope, receive, send)
-        except Exception as error:
-            # A bug must still reach the client as an error it can read, never a bare 500 page.
-            log.exception("unexpected error proxying %s %s", scope["method"], scope["path"])
-            observed = scope.get(OBSERVED)
-            if observed is not None and observed.responded:
-                raise
-            body = orjson.dumps(
-                errors.failed_query(
-                    gateway_base(scope), f"trino-gateway internal error: {type(error).__name__}: {error}"
-                )
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            if self.admin is not None:
+                await self.admin.shutdown()
+        finally:
+            if self.services is not None:
+                await self.services.stop()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self.services = await Services.start(self.config, self.migrate)
-                    await self.admin.startup()
+                    await self.start()
                     # Everything built so far lives as long as the worker: keep it out of the
                     # garbage collector's full passes, which otherwise stall polls for tens of ms.
                     gc.collect()
@@ -120,9 +103,7 @@ class GatewayApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
-                    await self.admin.shutdown()
-                    if self.services is not None:
-                        await self.services.stop()
+                    await self.stop()
                 finally:
                     await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -11,9 +11,12 @@ import shutil
 import sys
 import tempfile
 
-from gateway.config import BackendConfig, ConfigError, GatewayConfig, load_config, parse_config
+from gateway.backends.record import Backend
+from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 from gateway.rules import check_rules
-from gateway.store import BackendRecord, Store, StoreError
+from gateway.store import StoreError, open_store, seed_backends
+from observability.tracing import TracingError
+from observability.tracing import resolve as resolve_tracing
 
 log = logging.getLogger("gateway.cli")
 
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _backend_flag(text: str) -> BackendConfig:
+def _backend_flag(text: str) -> Backend:
     name, sep, rest = text.partition("=")
     if not sep:
         raise ConfigError(f"--backend {text!r}: expected NAME=URL[@GROUP]")
@@ -76,20 +79,22 @@ def resolve(args: argparse.Namespace) -> GatewayConfig:
 async def prepare_store(config: GatewayConfig) -> None:
     """Bring the store's schema up to date and make the configured backends exist, once, before
     any worker starts."""
-    store = await Store.open(config.store.url, migrate=True)
+    store = await open_store(config.store.url, migrate=True)
     try:
-        await store.seed_backends(
-            [BackendRecord(b.name, b.proxy_to, b.routing_group, b.active, b.external_url) for b in config.backends]
-        )
+        await seed_backends(store, config.backends)
     finally:
         await store.close()
 
 
 def serve(config: GatewayConfig, log_level: str) -> int:
-    from observability.tracing import resolve as resolve_tracing
-
-    resolve_tracing(config.observability.tracing)  # a bad OTEL_* variable is an error here, not in a worker
-    asyncio.run(prepare_store(config))
+    try:
+        resolve_tracing(config.observability.tracing)  # a bad OTEL_* variable is an error here, not in a worker
+    except TracingError as error:
+        raise ConfigError(str(error)) from None
+    if config.store.url.startswith("memory:"):
+        log.warning("store.url is memory://: API changes and the query history end with the process")
+    else:
+        asyncio.run(prepare_store(config))
     os.environ["TRINO_GATEWAY_CONFIG_JSON"] = json.dumps(config.model_dump())
     os.environ["TRINO_GATEWAY_MIGRATED"] = "1"
     metrics_dir = _metrics_dir(config.server.workers)
@@ -122,6 +127,15 @@ def _serve(config: GatewayConfig, log_level: str) -> int:
     return _serve_hypercorn(config, log_level)
 
 
+def _uvloop_available() -> bool:
+    """uvloop (a faster event loop, where it builds: not on Windows) when it is installed."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _serve_granian(config: GatewayConfig, log_level: str) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
@@ -133,7 +147,7 @@ def _serve_granian(config: GatewayConfig, log_level: str) -> int:
         port=config.server.port,
         interface=Interfaces.ASGI,
         workers=config.server.workers,
-        loop=Loops.uvloop,
+        loop=Loops.uvloop if _uvloop_available() else Loops.asyncio,
         websockets=False,
         backlog=2048,
         log_level=LogLevels(log_level.lower()),
@@ -152,7 +166,7 @@ def _serve_hypercorn(config: GatewayConfig, log_level: str) -> int:
     hyper.bind = [f"{config.server.host}:{config.server.port}"]
     # workers=0 serves in this process; more start that many processes sharing the socket.
     hyper.workers = config.server.workers if config.server.workers > 1 else 0
-    hyper.worker_class = "uvloop"
+    hyper.worker_class = "uvloop" if _uvloop_available() else "asyncio"
     hyper.accesslog = None
     hyper.errorlog = "-"
     hyper.loglevel = log_level
@@ -166,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request it makes at INFO: every health check, every few seconds.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "check-config":
             config = load_config(args.config)

@@ -8,6 +8,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.backends.record import Backend, BackendTls, MonitorKind, normalise_url
+from observability.tracing import TracingConfig
+
 
 class ConfigError(ValueError):
     """A configuration problem, phrased for the operator who wrote the file."""
@@ -17,33 +20,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def normalise_url(value: str) -> str:
-    """A backend URL as stored: ``http(s)://host[:port][/path]`` without a trailing slash."""
-    value = value.strip().rstrip("/")
-    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
-        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-    return value
-
-
-MonitorKind = Literal["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"]
 RouterKind = Literal["score", "least-queued", "round-robin", "random", "weighted", "user-hash"]
-
-
-class BackendConfig(_Strict):
-    """A Trino cluster behind the gateway."""
-
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.\-]+$")
-    proxy_to: str = Field(description="URL the gateway sends requests to, e.g. http://trino-1:8080")
-    external_url: str | None = Field(None, description="URL users see for this cluster (default: proxy_to)")
-    routing_group: str = Field("adhoc", min_length=1, max_length=256)
-    active: bool = True
-    monitor: MonitorKind | None = Field(None, description="health check for this backend (default: health.monitor)")
-    weight: float = Field(1.0, ge=0, description="share of queries under the weighted router")
-
-    @field_validator("proxy_to", "external_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None else normalise_url(value)
 
 
 class ServerConfig(_Strict):
@@ -56,25 +33,30 @@ class ServerConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    url: str = Field("sqlite:///gateway.db", description="sqlite:///path.db or postgresql://user:pw@host/db")
+    url: str = Field(
+        "sqlite:///gateway.db",
+        description="sqlite:///path.db, postgresql://user:pw@host/db, or memory:// (one worker, nothing kept)",
+    )
 
 
 class GroupConfig(_Strict):
     router: RouterKind = "score"
 
 
-class ScoreWeightsConfig(_Strict):
-    queued: float = Field(1.0, ge=0)
-    running: float = Field(0.25, ge=0)
-    latency: float = Field(4.0, ge=0)
-    errors: float = Field(5.0, ge=0)
+class ScoreWeights(_Strict):
+    """Weights of the health score's cost terms (``gateway.scoring``)."""
+
+    queued: float = Field(1.0, ge=0, description="per queued query, per worker")
+    running: float = Field(0.25, ge=0, description="per running query, per worker")
+    latency: float = Field(4.0, ge=0, description="per second of average submission latency")
+    errors: float = Field(5.0, ge=0, description="at a 100% error rate")
 
 
 class RoutingConfig(_Strict):
     default_group: str = Field("adhoc", min_length=1)
     router: RouterKind = Field("score", description="router of groups not listed under groups")
     groups: dict[str, GroupConfig] = Field(default_factory=dict, description="per-group settings, e.g. the router")
-    score_weights: ScoreWeightsConfig = Field(default_factory=ScoreWeightsConfig)
+    score_weights: ScoreWeights = Field(default_factory=ScoreWeights)
     backend_refresh_seconds: float = Field(
         1.0, ge=0, description="how stale the backend list may be; admin changes on another worker count within it"
     )
@@ -84,7 +66,15 @@ class ProxyConfig(_Strict):
     connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection to a backend")
     read_timeout: float = Field(25.0, gt=0, description="seconds to wait for a backend's answer")
     forwarded_headers: bool = Field(True, description="send X-Forwarded-For/-Proto/-Host/-Port to backends")
-    max_connections: int = Field(512, ge=1, description="open connections to all backends, per worker")
+    max_connections: int = Field(
+        512, ge=1, description="requests in flight to all backends together, per worker (statements and streams)"
+    )
+    max_connections_per_backend: int = Field(
+        128,
+        ge=1,
+        description="requests in flight to one backend, per worker: a backend that hangs holds at most these, and "
+        "a request that finds none free within connect_timeout fails as not sent (a new query tries the next backend)",
+    )
 
 
 class ExternalRoutingConfig(_Strict):
@@ -139,35 +129,6 @@ class HistoryConfig(_Strict):
     sql_chars: int = Field(2000, ge=0, description="how much of each statement is kept")
 
 
-class TracingConfig(_Strict):
-    """OpenTelemetry traces. A key left unset falls back to the standard ``OTEL_*`` variable."""
-
-    endpoint: str | None = Field(
-        None,
-        description="OTLP collector, e.g. http://collector:4318 (http/protobuf) or http://collector:4317 (grpc); "
-        "default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; none set: no tracing",
-    )
-    protocol: Literal["http/protobuf", "grpc"] | None = Field(
-        None,
-        description="default OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
-    )
-    sampling_ratio: float | None = Field(
-        None, ge=0, le=1, description="share of new traces kept (a client's sampled flag is followed); default 1"
-    )
-    service_name: str | None = Field(None, min_length=1, description="default OTEL_SERVICE_NAME, else trino-gateway")
-    export_timeout: float | None = Field(
-        None, gt=0, le=60, description="seconds one export may take; default OTEL_EXPORTER_OTLP_TIMEOUT, else 2"
-    )
-    max_queue_size: int | None = Field(
-        None, ge=1, le=1_000_000, description="spans waiting for export; more are dropped (default 2048)"
-    )
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        return None if value is None or value.strip() == "" else normalise_url(value)
-
-
 class ObservabilityConfig(_Strict):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
 
@@ -181,11 +142,17 @@ class GatewayConfig(_Strict):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
-    backends: list[BackendConfig] = Field(default_factory=list)
+    backends: list[Backend] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _memory_store_has_one_worker(self) -> GatewayConfig:
+        if self.store.url.startswith("memory:") and self.server.workers > 1:
+            raise ValueError("store.url memory:// keeps state in one process: it needs server.workers 1")
+        return self
 
     @field_validator("backends")
     @classmethod
-    def _unique_names(cls, backends: list[BackendConfig]) -> list[BackendConfig]:
+    def _unique_names(cls, backends: list[Backend]) -> list[Backend]:
         seen: set[str] = set()
         for backend in backends:
             if backend.name in seen:
@@ -194,10 +161,22 @@ class GatewayConfig(_Strict):
         return backends
 
 
-def describe_errors(error: ValidationError, source: str) -> str:
+# The backend record's camel-case aliases (the admin API's spelling) and the config file's names.
+_FIELD_OF_ALIAS = {
+    field.alias: name
+    for model in (Backend, BackendTls)
+    for name, field in model.model_fields.items()
+    if field.alias is not None
+}
+
+
+def describe_errors(error: ValidationError, source: str, snake_case: bool = False) -> str:
+    """One line per problem, naming where it is. ``snake_case``: keys as the config file writes them
+    (a backend's fields have camel-case aliases, which the admin API speaks)."""
     lines = []
     for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        parts = [_FIELD_OF_ALIAS.get(p, p) if snake_case and isinstance(p, str) else str(p) for p in problem["loc"]]
+        where = ".".join(parts) or "(top level)"
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
@@ -213,7 +192,7 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(describe_errors(error, source)) from None
+        raise ConfigError(describe_errors(error, source, snake_case=True)) from None
 
 
 def load_config(path: str | Path | None) -> GatewayConfig:

@@ -1,4 +1,5 @@
-"""Query history: what the gateway routed, where, for whom, and how it ended.
+"""Query history: what the gateway routed, where, for whom, and how it ended. The query book
+(``gateway.query_book``) writes it; the admin API reads it from the store.
 
 Writes are buffered and flushed together every ``flush_interval`` (one transaction for many
 queries), so the store stays off the path of each submission. A poll reaching another worker
@@ -14,12 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
-import orjson
-from sqlalchemy.exc import IntegrityError
-
-from gateway.store import QueryRecord, Store, now_ms
+from gateway.store import DuplicateQuery, QueryOutcome, QueryRecord, Store, now_ms
 
 log = logging.getLogger("gateway.history")
 
@@ -43,7 +40,7 @@ class QueryHistory:
         self.retry_interval = retry_interval
         self.max_retry_interval = max_retry_interval
         self._submitted: list[QueryRecord] = []
-        self._finished: list[tuple[str, str, str | None, int]] = []
+        self._finished: list[QueryOutcome] = []
         self._wake = asyncio.Event()
         # One flush at a time: a query's outcome must never be written before its row.
         self._flushing = asyncio.Lock()
@@ -57,17 +54,8 @@ class QueryHistory:
         self._wake.set()
 
     def finished(self, query_id: str, state: str, error_name: str | None) -> None:
-        self._finished.append((query_id, state, error_name, now_ms()))
+        self._finished.append(QueryOutcome(query_id, state, error_name, now_ms()))
         self._wake.set()
-
-    def finished_from_page(self, query_id: str, body: bytes) -> None:
-        try:
-            page: dict[str, Any] = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        state = (page.get("stats") or {}).get("state") or ("FAILED" if page.get("error") else "FINISHED")
-        error = page.get("error") or {}
-        self.finished(query_id, state, error.get("errorName"))
 
     async def flush(self) -> None:
         """Write what is buffered: new queries first, so that their outcomes find their rows."""
@@ -102,18 +90,16 @@ class QueryHistory:
     async def _record(self, records: list[QueryRecord]) -> None:
         try:
             await self.store.record_queries(records)
-        except IntegrityError:
+        except DuplicateQuery:
             # A row exists already (a retried batch whose commit did succeed): write the others
             # one by one, so that one row cannot hold every later one back.
             for record in records:
                 try:
                     await self.store.record_queries([record])
-                except IntegrityError:
+                except DuplicateQuery:
                     log.warning("query history: query %s is recorded already", record.query_id)
 
-    def _keep(
-        self, submitted: list[QueryRecord], finished: list[tuple[str, str, str | None, int]], error: Exception
-    ) -> None:
+    def _keep(self, submitted: list[QueryRecord], finished: list[QueryOutcome], error: Exception) -> None:
         self._submitted[:0] = submitted
         self._finished[:0] = finished
         dropped = 0

@@ -1,7 +1,9 @@
-"""How a backend is chosen inside a routing group, one strategy per router name.
+"""The routers: how a backend is chosen inside a routing group, one class per ``router`` name of the
+config (``routing.router``, ``routing.groups.<group>.router``).
 
 Each router ranks the group's routable backends best first; the proxy sends the query to the
-first and, if that one refuses the connection, to the next.
+first and, if that one refuses it, to the next. ``gateway.routing`` decides which backends are
+routable and asks the group's router to rank them.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.backends.record import Backend
+from gateway.config import ScoreWeights
 from gateway.health import BackendHealth
-from gateway.scoring import ScoreWeights, costs
-from gateway.store import BackendRecord
+from gateway.scoring import costs
 
 
 @dataclass
@@ -24,12 +27,11 @@ class RankContext:
     user: str | None
     health: Callable[[str], BackendHealth]
     in_flight: Callable[[str], int]
-    weight: Callable[[str], float]
     weights: ScoreWeights
 
 
-class Strategy(Protocol):
-    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]: ...
+class Router(Protocol):
+    def rank(self, candidates: list[Backend], context: RankContext) -> list[Backend]: ...
 
 
 # Costs closer than this count as equal (at the default weights, ~12 ms of latency or a twentieth of a
@@ -40,7 +42,7 @@ COST_RESOLUTION = 0.05
 class ScoreRouter:
     """Best health score first (see ``gateway.scoring``); near-equal scores are chosen at random."""
 
-    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+    def rank(self, candidates: list[Backend], context: RankContext) -> list[Backend]:
         health, in_flight, draw = context.health, context.in_flight, random.random
         values = costs([health(b.name) for b in candidates], in_flight, context.weights)
         # One float per candidate: the cost bucket's number, plus a random fraction that orders
@@ -52,8 +54,8 @@ class ScoreRouter:
 class LeastQueuedRouter:
     """Fewest queued queries first, then fewest running (trinodb/trino-gateway's query-count router)."""
 
-    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
-        def load(backend: BackendRecord) -> tuple[int, int, float]:
+    def rank(self, candidates: list[Backend], context: RankContext) -> list[Backend]:
+        def load(backend: Backend) -> tuple[int, int, float]:
             health = context.health(backend.name)
             stats = health.stats
             running = (
@@ -70,23 +72,23 @@ class RoundRobinRouter:
     def __init__(self) -> None:
         self._turns: dict[str, itertools.count[int]] = {}
 
-    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+    def rank(self, candidates: list[Backend], context: RankContext) -> list[Backend]:
         ordered = sorted(candidates, key=lambda b: b.name)
         turn = next(self._turns.setdefault(context.group, itertools.count())) % len(ordered)
         return ordered[turn:] + ordered[:turn]
 
 
 class RandomRouter:
-    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+    def rank(self, candidates: list[Backend], context: RankContext) -> list[Backend]:
         return random.sample(candidates, len(candidates))
 
 
 class WeightedRouter:
     """Random, in proportion to each backend's ``weight`` (weighted sampling without replacement)."""
 
-    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
-        def key(backend: BackendRecord) -> float:
-            weight = context.weight(backend.name)
+    def rank(self, candidates: list[Backend], context: RankContext) -> list[Backend]:
+        def key(backend: Backend) -> float:
+            weight = backend.weight
             return random.random() ** (1.0 / weight) if weight > 0 else -1.0
 
         return sorted(candidates, key=key, reverse=True)
@@ -96,16 +98,16 @@ class UserHashRouter:
     """A user keeps going to the same backend while it stays routable (rendezvous hashing: when a
     backend leaves, only its users move)."""
 
-    def rank(self, candidates: list[BackendRecord], context: RankContext) -> list[BackendRecord]:
+    def rank(self, candidates: list[Backend], context: RankContext) -> list[Backend]:
         user = context.user or ""
 
-        def key(backend: BackendRecord) -> bytes:
+        def key(backend: Backend) -> bytes:
             return hashlib.blake2b(f"{user}\0{backend.name}".encode(), digest_size=8).digest()
 
         return sorted(candidates, key=key, reverse=True)
 
 
-ROUTERS: dict[str, Callable[[], Strategy]] = {
+ROUTERS: dict[str, Callable[[], Router]] = {
     "score": ScoreRouter,
     "least-queued": LeastQueuedRouter,
     "round-robin": RoundRobinRouter,

@@ -1,19 +1,20 @@
-"""Choosing a backend for a new query: the routing group, then the group's router.
+"""Choosing a backend for a new query: the routing group's backends that may take queries, ranked
+by the group's router (``gateway.routers``).
 
 Admin intent (the ``active`` flag) and observed health (HEALTHY) together decide who may take new
 queries; the group's router decides who takes the next one. Queries already running are never
-routed here: they follow their query id (``query_locator``).
+routed here: they follow their query id (``gateway.query_book``).
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.backends.record import Backend
+from gateway.config import RoutingConfig, ScoreWeights
 from gateway.health import HealthChecker
-from gateway.routers import ROUTERS, RankContext, Strategy
-from gateway.scoring import ScoreWeights
-from gateway.store import BackendRecord
+from gateway.routers import ROUTERS, RankContext, Router
 
 
 class NoBackendAvailable(Exception):
@@ -35,75 +36,33 @@ class NoBackendAvailable(Exception):
 class Decision:
     requested_group: str
     group: str
-    ranked: list[BackendRecord]
+    ranked: list[Backend]
 
     @property
     def fell_back(self) -> bool:
         return self.group != self.requested_group
 
 
-class InFlight:
-    """Queries this gateway process routed and has not yet seen finish, per backend."""
+class RouteDecider:
+    """Decides where a new query goes: its group (or the default group) and the backends to try."""
 
-    def __init__(self, idle_expiry: float = 600.0) -> None:
-        self.idle_expiry = idle_expiry
-        self._queries: dict[str, tuple[str, float]] = {}
-        self._counts: dict[str, int] = {}
-
-    def started(self, query_id: str, backend: str) -> None:
-        if query_id not in self._queries:
-            self._counts[backend] = self._counts.get(backend, 0) + 1
-        self._queries[query_id] = (backend, time.monotonic())
-
-    def seen(self, query_id: str) -> None:
-        entry = self._queries.get(query_id)
-        if entry is not None:
-            self._queries[query_id] = (entry[0], time.monotonic())
-
-    def finished(self, query_id: str) -> None:
-        entry = self._queries.pop(query_id, None)
-        if entry is not None:
-            self._counts[entry[0]] -= 1
-
-    def count(self, backend: str) -> int:
-        return self._counts.get(backend, 0)
-
-    def sweep(self) -> None:
-        """Forget queries whose client went away without finishing them."""
-        cutoff = time.monotonic() - self.idle_expiry
-        for query_id, (_, last_seen) in list(self._queries.items()):
-            if last_seen < cutoff:
-                self.finished(query_id)
-
-
-class Router:
-    def __init__(
-        self,
-        default_group: str,
-        in_flight: InFlight,
-        health: HealthChecker,
-        default_router: str = "score",
-        group_routers: dict[str, str] | None = None,
-        weights: ScoreWeights | None = None,
-        backend_weights: dict[str, float] | None = None,
-    ) -> None:
-        self.default_group = default_group
-        self.in_flight = in_flight
+    def __init__(self, settings: RoutingConfig, health: HealthChecker, in_flight: Callable[[str], int]) -> None:
+        self.default_group = settings.default_group
         self.health = health
-        self.default_strategy: Strategy = ROUTERS[default_router]()
-        self.group_strategies: dict[str, Strategy] = {
-            group: ROUTERS[name]() for group, name in (group_routers or {}).items()
+        self.in_flight = in_flight
+        self.default_router: Router = ROUTERS[settings.router]()
+        self.group_routers: dict[str, Router] = {
+            group: ROUTERS[group_settings.router]() for group, group_settings in settings.groups.items()
         }
-        self.weights = weights or ScoreWeights()
-        self.backend_weights = backend_weights or {}
-        self._indexed: list[BackendRecord] | None = None
+        self.weights: ScoreWeights = settings.score_weights
+        self._indexed: list[Backend] | None = None
         self._indexed_size = 0
-        self._active_members: dict[str, list[BackendRecord]] = {}
+        self._active_members: dict[str, list[Backend]] = {}
 
-    def _routable(self, backends: list[BackendRecord], group: str) -> list[BackendRecord]:
+    def _routable(self, backends: list[Backend], group: str) -> list[Backend]:
         if backends is not self._indexed or len(backends) != self._indexed_size:
             # The registry hands out the same list until it re-reads the store: index it once.
-            members: dict[str, list[BackendRecord]] = {}
+            members: dict[str, list[Backend]] = {}
             for backend in backends:
                 if backend.active:
                     members.setdefault(backend.routing_group, []).append(backend)
@@ -111,7 +70,7 @@ class Router:
         known = self.health.health
         return [b for b in self._active_members.get(group, ()) if (h := known.get(b.name)) is not None and h.routable]
 
-    def decide(self, backends: list[BackendRecord], requested_group: str | None, user: str | None = None) -> Decision:
+    def decide(self, backends: list[Backend], requested_group: str | None, user: str | None = None) -> Decision:
         """The group and the backends to try, best first, for a new query."""
         group = requested_group or self.default_group
         candidates = self._routable(backends, group)
@@ -123,18 +82,11 @@ class Router:
             chosen_group = self.default_group
         if not candidates:
             raise NoBackendAvailable(group, self.default_group, self._why(backends, group))
-        strategy = self.group_strategies.get(chosen_group, self.default_strategy)
-        context = RankContext(
-            chosen_group,
-            user,
-            self.health.of,
-            self.in_flight.count,
-            lambda name: self.backend_weights.get(name, 1.0),
-            self.weights,
-        )
-        return Decision(group, chosen_group, strategy.rank(candidates, context))
+        router = self.group_routers.get(chosen_group, self.default_router)
+        context = RankContext(chosen_group, user, self.health.of, self.in_flight, self.weights)
+        return Decision(group, chosen_group, router.rank(candidates, context))
 
-    def _why(self, backends: list[BackendRecord], group: str) -> str:
+    def _why(self, backends: list[Backend], group: str) -> str:
         members = [b for b in backends if b.routing_group in (group, self.default_group)]
         if not members:
             return ""

@@ -15,18 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from gateway.config import ScoreWeights
 from gateway.health.state import BackendHealth
 
 
-class ScoreWeights(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    queued: float = Field(1.0, ge=0, description="per queued query, per worker")
-    running: float = Field(0.25, ge=0, description="per running query, per worker")
-    latency: float = Field(4.0, ge=0, description="per second of average submission latency")
-    errors: float = Field(5.0, ge=0, description="at a 100% error rate")
+def score_of(cost: float) -> float:
+    """The score (higher is better) of a cost (lower is better)."""
+    return 1.0 / (1.0 + cost)
 
 
 def costs(healths: Iterable[BackendHealth], in_flight: Callable[[str], int], weights: ScoreWeights) -> list[float]:
@@ -47,4 +42,4 @@ def cost(health: BackendHealth, in_flight: int, weights: ScoreWeights) -> float:
 
 
 def score(health: BackendHealth, in_flight: int, weights: ScoreWeights) -> float:
-    return 1.0 / (1.0 + cost(health, in_flight, weights))
+    return score_of(cost(health, in_flight, weights))

@@ -1,88 +1,93 @@
-"""Everything a gateway worker holds while it serves: store, upstream client, routing state."""
+"""Everything one gateway worker holds while it serves, built at start-up and handed to the proxy
+and the admin API (no service locator): who owns which state is written here once.
+
+    store ─── backends (records, admin intent), query history
+    registry ─ this worker's copy of the backend list          (from the store)
+    health ─── observed health of each backend                 (this worker's checks and traffic)
+    book ───── each query's life: location, in-flight counts    (writes the history)
+    upstream ─ connections to backends and their limits
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 
-import aiohttp
-
-from gateway.backends import BackendRegistry
+from gateway.backend_status import BackendStatus, backend_statuses
+from gateway.backends.record import Backend
+from gateway.backends.registry import BackendRegistry
 from gateway.config import GatewayConfig
-from gateway.health import HealthChecker, MonitorSettings, create_monitor
+from gateway.health import HealthChecker
 from gateway.history import QueryHistory
-from gateway.query_locator import QueryLocator
-from gateway.routing import InFlight, Router
+from gateway.proxy import Proxy
+from gateway.query_book import QueryBook
+from gateway.routing import RouteDecider
 from gateway.rules import FileRulesSelector, GroupSelector, create_selector
-from gateway.scoring import ScoreWeights
-from gateway.store import Store
-from gateway.upstream import UpstreamPool, create_session
+from gateway.store import MemoryStore, Store, open_store, seed_backends
+from gateway.upstream import Upstream
 from observability.observer import Observer
+
+log = logging.getLogger("gateway")
+
+GAUGE_REFRESH_SECONDS = 1.0
 
 
 @dataclass
 class Services:
     config: GatewayConfig
     store: Store
-    session: aiohttp.ClientSession
-    pool: UpstreamPool
+    upstream: Upstream
     registry: BackendRegistry
-    in_flight: InFlight
-    router: Router
-    locator: QueryLocator
-    history: QueryHistory
     health: HealthChecker
+    history: QueryHistory
+    book: QueryBook
+    decider: RouteDecider
     selector: GroupSelector
     observer: Observer
+    proxy: Proxy
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, config: GatewayConfig, migrate: bool) -> Services:
-        store = await Store.open(config.store.url, migrate=migrate)
-        session = create_session(config.proxy)
-        registry = BackendRegistry(store, config.routing.backend_refresh_seconds)
-        in_flight = InFlight()
-        history = QueryHistory(store, config.history.sql_chars, config.history.retention_hours)
-        health = _health_checker(config, registry, session)
-        router = Router(
-            config.routing.default_group,
-            in_flight,
-            health,
-            default_router=config.routing.router,
-            group_routers={group: settings.router for group, settings in config.routing.groups.items()},
-            weights=ScoreWeights(**config.routing.score_weights.model_dump()),
-            backend_weights={b.name: b.weight for b in config.backends},
-        )
+    async def start(cls, config: GatewayConfig, migrate: bool = True, store: Store | None = None) -> Services:
+        """Build and start a worker's services (``store``: one opened already, e.g. in tests)."""
+        store = store or await open_store(config.store.url, migrate=migrate)
+        if migrate or isinstance(store, MemoryStore):
+            # Started on its own (not by ``trino-gateway serve``, which seeds once for all workers),
+            # or with a store of its own: the configured backends are made to exist here.
+            await seed_backends(store, config.backends)
         observer = Observer.start(config.observability.tracing)
-        observer.watch(registry, health, in_flight, router.weights)
+        proxy_settings = config.proxy
+        upstream = Upstream(
+            proxy_settings.connect_timeout,
+            proxy_settings.read_timeout,
+            proxy_settings.max_connections,
+            proxy_settings.max_connections_per_backend,
+            tracer_provider=observer.tracing.provider,
+        )
+        registry = BackendRegistry(store, config.routing.backend_refresh_seconds)
+        health = HealthChecker(registry, upstream, config.health)
+        history = QueryHistory(store, config.history.sql_chars, config.history.retention_hours)
         # A traced query's first poll may reach another worker before the query's row is written.
         settle = history.flush_interval * 1.5 if observer.tracer is not None else 0.0
-        services = cls(
-            config=config,
-            store=store,
-            session=session,
-            pool=UpstreamPool(config.proxy.connect_timeout, config.proxy.read_timeout, config.proxy.max_connections),
-            registry=registry,
-            in_flight=in_flight,
-            router=router,
-            locator=QueryLocator(store, registry, session, settle_seconds=settle),
-            history=history,
-            health=health,
-            selector=create_selector(config.routing_rules, session),
-            observer=observer,
-        )
+        book = QueryBook(store, registry, upstream, history, on_routed=health.routed, settle_seconds=settle)
+        decider = RouteDecider(config.routing, health, book.count)
+        selector = create_selector(config.routing_rules, upstream)
+        proxy = Proxy(proxy_settings, registry, selector, decider, book, health, upstream, observer)
+        services = cls(config, store, upstream, registry, health, history, book, decider, selector, observer, proxy)
+        await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
         await health.check_all()
         services.tasks = [
             asyncio.create_task(history.purge_forever()),
             asyncio.create_task(history.flush_forever()),
             asyncio.create_task(health.run_forever()),
-            asyncio.create_task(_sweep_forever(in_flight)),
-            asyncio.create_task(observer.refresh_forever()),
+            asyncio.create_task(book.sweep_forever()),
+            asyncio.create_task(services.refresh_gauges_forever()),
         ]
-        if isinstance(services.selector, FileRulesSelector):
-            services.tasks.append(asyncio.create_task(services.selector.rules.watch_forever()))
+        if isinstance(selector, FileRulesSelector):
+            services.tasks.append(asyncio.create_task(selector.rules.watch_forever()))
         return services
 
     async def stop(self) -> None:
@@ -90,37 +95,24 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.locator.close()
+        self.book.close()
         await self.history.drain()
         await self.observer.stop()
-        self.pool.close()
-        await self.session.close()
+        await self.upstream.close()
         await self.store.close()
 
+    def backend_statuses(self, backends: list[Backend]) -> list[BackendStatus]:
+        return backend_statuses(backends, self.health, self.book, self.upstream, self.decider.weights)
 
-def _health_checker(config: GatewayConfig, registry: BackendRegistry, session: aiohttp.ClientSession) -> HealthChecker:
-    settings = config.health
-    monitor_settings = MonitorSettings(
-        user=settings.user,
-        ui_user=settings.ui_user,
-        ui_password=settings.ui_password,
-        probe_sql=settings.probe_sql,
-        metric_minimums=tuple(settings.metric_minimums.items()),
-        metric_maximums=tuple(settings.metric_maximums.items()),
-    )
-    return HealthChecker(
-        registry,
-        session,
-        monitor_for={b.name: create_monitor(b.monitor, monitor_settings) for b in config.backends if b.monitor},
-        default_monitor=create_monitor(settings.monitor, monitor_settings),
-        interval=settings.interval,
-        timeout=settings.timeout,
-        failure_threshold=settings.failure_threshold,
-        success_threshold=settings.success_threshold,
-    )
+    async def refresh_gauges(self) -> None:
+        """Copy this worker's view of the backends into the gauges."""
+        statuses = self.backend_statuses(await self.registry.all())
+        self.observer.publish_backends(status.gauges() for status in statuses)
 
-
-async def _sweep_forever(in_flight: InFlight) -> None:
-    while True:
-        await asyncio.sleep(60)
-        in_flight.sweep()
+    async def refresh_gauges_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh_gauges()
+            except Exception as error:
+                log.error("cannot update the backend gauges: %s", error)
+            await asyncio.sleep(GAUGE_REFRESH_SECONDS)

@@ -7,7 +7,7 @@ way), so tools that read Trino's JMX REST API read the gateway's numbers without
                                                      cause, retries, in-flight queries
     trino.gateway:name=RoutingManager                routed queries, decisions by outcome, decision time
     trino.gateway:name=RoutingGroup,group=<group>    routed queries and decisions of one routing group
-    trino.gateway:name=Backend,backend=<backend>     health, activity, score, monitored counts,
+    trino.gateway:name=Backend,backend=<backend>     health, activity, score and cost, monitored counts,
                                                      routed and in-flight queries, upstream requests
     trino.gateway:name=Tracing                       this worker's span export queue
 """
@@ -44,6 +44,7 @@ _BACKEND_GAUGES = {
     "trino_gateway_backend_up": "Up",
     "trino_gateway_backend_active": "Active",
     "trino_gateway_backend_score": "Score",
+    "trino_gateway_backend_cost": "Cost",
     "trino_gateway_backend_running_queries": "RunningQueries",
     "trino_gateway_backend_queued_queries": "QueuedQueries",
     "trino_gateway_backend_workers": "Workers",
@@ -160,7 +161,7 @@ def _type(value: Any, attribute: str) -> tuple[str, Any]:
 
 def _integral(attribute: str) -> bool:
     # Counters and counts are whole numbers; seconds and scores are not, whatever their value.
-    return not (attribute.endswith("Seconds") or attribute == "Score")
+    return not (attribute.endswith("Seconds") or attribute in ("Score", "Cost"))
 
 
 def mbean_json(object_name: str, attributes: dict[str, Any]) -> dict[str, Any]:

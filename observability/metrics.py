@@ -15,8 +15,10 @@ into them once a second and before it answers a scrape.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -100,6 +102,13 @@ BACKEND_ACTIVE = Gauge(
 )
 BACKEND_SCORE = Gauge(
     "trino_gateway_backend_score",
+    "The backend's health score, 1/(1+cost): 1 is idle and fast, toward 0 busy or failing (as /gateway/health)",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+BACKEND_COST = Gauge(
+    "trino_gateway_backend_cost",
     "The score router's cost of the backend (lower is better)",
     ["backend"],
     multiprocess_mode="mostrecent",
@@ -177,6 +186,57 @@ class HotPathMetrics:
 
     def error(self, cause: str) -> None:
         self.errors[cause].inc()
+
+
+@dataclass(frozen=True, slots=True)
+class BackendGauges:
+    """One backend's gauges as a worker sees it (copied into the gauges once a second)."""
+
+    name: str
+    state: str
+    active: bool
+    score: float
+    cost: float
+    running: int
+    queued: int
+    workers: int
+    in_flight: int
+
+
+_PER_BACKEND = (
+    IN_FLIGHT,
+    BACKEND_UP,
+    BACKEND_ACTIVE,
+    BACKEND_SCORE,
+    BACKEND_COST,
+    BACKEND_RUNNING,
+    BACKEND_QUEUED,
+    BACKEND_WORKERS,
+)
+
+
+def publish_backend(values: BackendGauges) -> None:
+    name = values.name
+    IN_FLIGHT.labels(name).set(values.in_flight)
+    BACKEND_UP.labels(name).set(1 if values.state == "HEALTHY" else 0)
+    for state in HEALTH_STATES:
+        BACKEND_STATE.labels(name, state).set(1 if values.state == state else 0)
+    BACKEND_ACTIVE.labels(name).set(1 if values.active else 0)
+    BACKEND_SCORE.labels(name).set(values.score)
+    BACKEND_COST.labels(name).set(values.cost)
+    BACKEND_RUNNING.labels(name).set(values.running)
+    BACKEND_QUEUED.labels(name).set(values.queued)
+    BACKEND_WORKERS.labels(name).set(values.workers)
+
+
+def forget_backend(name: str) -> None:
+    """A backend was deleted: its series end."""
+    for gauge in _PER_BACKEND:
+        with contextlib.suppress(KeyError):
+            gauge.remove(name)
+    for state in HEALTH_STATES:
+        with contextlib.suppress(KeyError):
+            BACKEND_STATE.remove(name, state)
 
 
 def multiprocess_dir() -> str | None:

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
-from gateway.scope import header
 from observability.propagation import format_traceparent, parent_from_traceparent
 
 if TYPE_CHECKING:
@@ -58,17 +57,11 @@ _ROUTES = {
 }
 
 
-def request_kind(method: str, path: str) -> str:
-    """submit, poll, cancel or other: the ``kind`` label of ``trino_gateway_requests_total``."""
-    if path.startswith("/v1/statement/"):
-        if method == "GET" or method == "HEAD":
-            return "poll"
-        return "cancel" if method == "DELETE" else "other"
-    if path == "/v1/statement":
-        return "submit" if method == "POST" else "other"
-    if method == "DELETE" and path.startswith("/v1/query/"):
-        return "cancel"
-    return "other"
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _route(kind: str, path: str) -> str:
@@ -80,7 +73,8 @@ def _route(kind: str, path: str) -> str:
 
 
 class ObservedRequest:
-    """One proxied request. ``send`` replaces the ASGI send to learn the status answered."""
+    """One proxied request. ``send`` replaces the ASGI send to learn the status answered; ``kind``
+    (submit, poll, cancel, other) is the ``kind`` label of ``trino_gateway_requests_total``."""
 
     __slots__ = (
         "_send",
@@ -105,12 +99,14 @@ class ObservedRequest:
         "up_span",
     )
 
-    def __init__(self, metrics: HotPathMetrics, tracer: Tracer | None, scope: dict[str, Any], send: Send) -> None:
+    def __init__(
+        self, metrics: HotPathMetrics, tracer: Tracer | None, scope: dict[str, Any], send: Send, kind: str
+    ) -> None:
         self.metrics = metrics
         self.tracer = tracer
         self.scope = scope
         self._send = send
-        self.kind = request_kind(scope["method"], scope["path"])
+        self.kind = kind
         self.started = time.perf_counter()
         self.status = 0
         self.responded = False  # the answer has started: an error can no longer replace it
@@ -129,7 +125,7 @@ class ObservedRequest:
         if tracer is not None:
             self.start_ns = time.time_ns()
             # A client's trace is continued; a query's own trace (see ``located``) wins over it.
-            self.parent = parent_from_traceparent(header(scope, b"traceparent"))
+            self.parent = parent_from_traceparent(_header(scope, b"traceparent"))
 
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -141,12 +137,15 @@ class ObservedRequest:
     def clock(self) -> float:
         return time.perf_counter()
 
-    def decided(self, decision: Any, began: float, rule: str | None = None) -> None:
-        """A new query's routing decision was made (``began`` from ``clock()``); ``rule`` is the
-        routing rule (or ``external`` for the routing service) that picked the group."""
+    def decided(
+        self, requested_group: str, group: str, candidates: list[str], began: float, rule: str | None = None
+    ) -> None:
+        """A new query's routing decision was made (``began`` from ``clock()``): ``group`` (which is not
+        ``requested_group`` when the request fell back to the default group) and its ``candidates``,
+        best first; ``rule`` is the routing rule (or ``external`` for the routing service) that
+        picked the group."""
         seconds = time.perf_counter() - began
-        group = decision.group
-        outcome = "fallback" if decision.fell_back else "routed"
+        outcome = "fallback" if group != requested_group else "routed"
         self.metrics.decision(group, outcome, seconds)
         self.group = group
         self.rule = rule
@@ -156,9 +155,9 @@ class ObservedRequest:
                 seconds,
                 {
                     ROUTING_GROUP: group,
-                    REQUESTED_GROUP: decision.requested_group,
+                    REQUESTED_GROUP: requested_group,
                     ROUTING_OUTCOME: outcome,
-                    CANDIDATES: [b.name for b in decision.ranked],
+                    CANDIDATES: candidates,
                     **({ROUTING_RULE: str(self.rule)} if self.rule is not None else {}),
                 },
             )
@@ -282,7 +281,7 @@ class ObservedRequest:
             if self.rule is not None:
                 attributes[ROUTING_RULE] = str(self.rule)
             for name, header_name in ((USER, b"x-trino-user"), (SOURCE, b"x-trino-source")):
-                value = header(scope, header_name)
+                value = _header(scope, header_name)
                 if value is not None:
                     attributes[name] = value
             span.set_attributes(attributes)

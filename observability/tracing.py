@@ -15,14 +15,14 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Tracer
-
-from gateway.config import ConfigError, TracingConfig
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 log = logging.getLogger("gateway.tracing")
 
@@ -32,6 +32,46 @@ DEFAULT_SERVICE_NAME = "trino-gateway"
 # that answers at all needs.
 DEFAULT_EXPORT_TIMEOUT = 2.0
 _TRACES_PATH = "/v1/traces"
+
+
+class TracingError(ValueError):
+    """The tracing settings (config or ``OTEL_*`` variables) cannot be used; the message names the setting."""
+
+
+class TracingConfig(BaseModel):
+    """OpenTelemetry traces. A key left unset falls back to the standard ``OTEL_*`` variable."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    endpoint: str | None = Field(
+        None,
+        description="OTLP collector, e.g. http://collector:4318 (http/protobuf) or http://collector:4317 (grpc); "
+        "default OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; none set: no tracing",
+    )
+    protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        None,
+        description="default OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
+    )
+    sampling_ratio: float | None = Field(
+        None, ge=0, le=1, description="share of new traces kept (a client's sampled flag is followed); default 1"
+    )
+    service_name: str | None = Field(None, min_length=1, description="default OTEL_SERVICE_NAME, else trino-gateway")
+    export_timeout: float | None = Field(
+        None, gt=0, le=60, description="seconds one export may take; default OTEL_EXPORTER_OTLP_TIMEOUT, else 2"
+    )
+    max_queue_size: int | None = Field(
+        None, ge=1, le=1_000_000, description="spans waiting for export; more are dropped (default 2048)"
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -55,7 +95,7 @@ def _env(*names: str) -> str | None:
 
 
 def resolve(config: TracingConfig) -> TracingSettings:
-    """The effective settings; an unusable ``OTEL_*`` value is a ConfigError naming it."""
+    """The effective settings; an unusable ``OTEL_*`` value is a TracingError naming it."""
     disabled = (_env("OTEL_SDK_DISABLED") or "").lower() == "true" or (_env("OTEL_TRACES_EXPORTER") or "") == "none"
     endpoint = None
     if not disabled:
@@ -68,7 +108,7 @@ def resolve(config: TracingConfig) -> TracingSettings:
     protocol = config.protocol or _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
     protocol = protocol or "http/protobuf"
     if protocol not in PROTOCOLS:
-        raise ConfigError(f"OTLP protocol {protocol!r} is not supported: use one of {', '.join(PROTOCOLS)}")
+        raise TracingError(f"OTLP protocol {protocol!r} is not supported: use one of {', '.join(PROTOCOLS)}")
     timeout = config.export_timeout
     if timeout is None:
         raw = _env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
@@ -76,7 +116,7 @@ def resolve(config: TracingConfig) -> TracingSettings:
             # The specification gives these in milliseconds.
             timeout = float(raw) / 1000 if raw is not None else DEFAULT_EXPORT_TIMEOUT
         except ValueError:
-            raise ConfigError(f"OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds, got {raw!r}") from None
+            raise TracingError(f"OTEL_EXPORTER_OTLP_TIMEOUT must be a number of milliseconds, got {raw!r}") from None
     return TracingSettings(
         endpoint=endpoint,
         protocol=protocol,

@@ -104,9 +104,17 @@ def config_from_args(argv: list[str] | None = None) -> SimConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trinosim.server import run
-
-    run(config_from_args(argv))
+    config = config_from_args(argv)
+    try:
+        from trinosim.server import run
+    except ImportError as error:
+        print(
+            f"trinosim: {error.name or error} is missing: trinosim comes with the [sim] extra "
+            "(pip install 'trino-ha-gateway[sim]')",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    run(config)
 
 
 if __name__ == "__main__":

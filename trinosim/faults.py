@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from trinosim.config import Faults
-from trinosim.state import SimState
+from trinosim.state import STATE, SimState
 
 ADMIN_PREFIX = "/_sim"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,7 +32,7 @@ def _is_poll(request: web.Request) -> bool:
 
 @web.middleware
 async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     faults = state.faults
     if not _in_scope(request, faults):
         return await handler(request)
@@ -55,13 +55,13 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def get_faults(request: web.Request) -> web.Response:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     return web.json_response(state.faults.model_dump())
 
 
 async def set_faults(request: web.Request) -> web.Response:
     """Change some faults: the body is a JSON object of the fields to change."""
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     try:
         changes = orjson.loads(await request.read())
     except orjson.JSONDecodeError as error:
@@ -80,14 +80,14 @@ async def set_faults(request: web.Request) -> web.Response:
 
 
 async def list_queries(request: web.Request) -> web.Response:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     return web.Response(
         body=orjson.dumps([q.to_json() for q in state.manager.queries.values()]), content_type="application/json"
     )
 
 
 async def get_query(request: web.Request) -> web.Response:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     query = state.manager.get(request.match_info["query_id"])
     if query is None:
         return web.json_response({"error": "unknown query"}, status=404)
@@ -95,7 +95,7 @@ async def get_query(request: web.Request) -> web.Response:
 
 
 async def get_config(request: web.Request) -> web.Response:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     return web.json_response(state.config.model_dump())
 
 

@@ -13,7 +13,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST, genera
 
 from trinosim.durations import format_duration
 from trinosim.queries import Query
-from trinosim.state import SimState
+from trinosim.state import STATE, SimState
 
 UI_COOKIE = "Trino-UI-Token"
 
@@ -23,7 +23,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _state(request: web.Request) -> SimState:
-    return request.app["state"]
+    return request.app[STATE]
 
 
 async def info(request: web.Request) -> web.Response:

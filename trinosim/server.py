@@ -14,7 +14,7 @@ from trinosim import faults, monitoring_api, statement_api
 from trinosim.catalog import create_database
 from trinosim.config import SimConfig
 from trinosim.faults import Handler
-from trinosim.state import SimState
+from trinosim.state import STATE, SimState
 
 log = logging.getLogger("trinosim")
 _FORWARDED = (
@@ -30,7 +30,7 @@ _FORWARDED = (
 @web.middleware
 async def forwarded_policy(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Trino without ``http-server.process-forwarded`` refuses requests that carry forwarded headers."""
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     if state.config.forwarded == "reject" and not request.path.startswith(faults.ADMIN_PREFIX):
         for name in _FORWARDED:
             if name in request.headers:
@@ -45,7 +45,7 @@ async def forwarded_policy(request: web.Request, handler: Handler) -> web.Stream
 def create_app(config: SimConfig) -> web.Application:
     app = web.Application(middlewares=[forwarded_policy, faults.inject_faults], client_max_size=64 << 20)
     state = SimState(config, create_database())
-    app["state"] = state
+    app[STATE] = state
     statement_api.add_routes(app)
     monitoring_api.add_routes(app)
     faults.add_routes(app)

@@ -7,6 +7,7 @@ import time
 import uuid
 
 import duckdb
+from aiohttp import web
 
 from trinosim.config import SimConfig
 from trinosim.queries import QueryManager
@@ -34,3 +35,7 @@ class SimState:
         token = secrets.token_urlsafe(24)
         self.ui_tokens.add(token)
         return token
+
+
+# Where a server's state is kept on its aiohttp application.
+STATE: web.AppKey[SimState] = web.AppKey("state", SimState)

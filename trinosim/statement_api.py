@@ -11,7 +11,7 @@ from trinosim import protocol
 from trinosim.protocol import EXECUTING, QUEUED
 from trinosim.queries import CachedResponse, Query, QueryManager, recorded_headers
 from trinosim.session import SessionError, parse_session
-from trinosim.state import SimState
+from trinosim.state import STATE, SimState
 
 JSON = "application/json"
 # The longest a poll is held when nothing changes; Trino's default and cap for maxWait.
@@ -58,7 +58,7 @@ def _base(request: web.Request, state: SimState) -> str:
 
 
 async def submit(request: web.Request) -> web.Response:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     sql = (await request.read()).decode("utf-8", errors="replace")
     if not sql.strip():
         return _text(400, "SQL statement is empty")
@@ -74,7 +74,7 @@ async def submit(request: web.Request) -> web.Response:
 
 
 async def poll_queued(request: web.Request) -> web.Response:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     found = _lookup(request, state.manager, QUEUED)
     if isinstance(found, web.Response):
         return found
@@ -103,7 +103,7 @@ async def poll_queued(request: web.Request) -> web.Response:
 
 
 async def poll_executing(request: web.Request) -> web.Response:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     found = _lookup(request, state.manager, EXECUTING)
     if isinstance(found, web.Response):
         return found
@@ -153,7 +153,7 @@ async def _next_page(
 
 
 async def cancel(request: web.Request) -> web.Response:
-    state: SimState = request.app["state"]
+    state: SimState = request.app[STATE]
     context = QUEUED if request.match_info["phase"] == "queued" else EXECUTING
     query = state.manager.get(request.match_info["query_id"])
     # Any token is accepted for a DELETE, but the slug must match that token.

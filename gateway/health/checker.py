@@ -5,39 +5,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from gateway.backends import BackendRegistry
-from gateway.health.monitors import CheckFailed, Monitor, StillStarting
+from gateway.backends.record import Backend
+from gateway.backends.registry import BackendRegistry
+from gateway.health.monitors import CheckFailed, Monitor, StillStarting, create_monitor
 from gateway.health.state import BackendHealth, Health
-from gateway.upstream import FAILURES, describe
+from gateway.upstream import Upstream, UpstreamError, describe
+
+if TYPE_CHECKING:
+    from gateway.config import HealthConfig
 
 log = logging.getLogger("gateway.health")
 
 
 class HealthChecker:
-    def __init__(
-        self,
-        registry: BackendRegistry,
-        session: aiohttp.ClientSession,
-        monitor_for: dict[str, Monitor],
-        default_monitor: Monitor,
-        interval: float,
-        timeout: float,
-        failure_threshold: int,
-        success_threshold: int,
-    ) -> None:
+    """Owns each backend's observed health in this worker (``health``), kept apart from the
+    operator's intent (the backend record's ``active``)."""
+
+    def __init__(self, registry: BackendRegistry, upstream: Upstream, settings: HealthConfig) -> None:
         self.registry = registry
-        self.session = session
-        self.monitor_for = monitor_for
-        self.default_monitor = default_monitor
-        self.interval = interval
-        self.timeout = timeout
-        self.failure_threshold = failure_threshold
-        self.success_threshold = success_threshold
+        self.upstream = upstream
+        self.settings = settings
+        self.interval = settings.interval
+        self.timeout = settings.timeout
+        self.failure_threshold = settings.failure_threshold
+        self.success_threshold = settings.success_threshold
         self.health: dict[str, BackendHealth] = {}
+        # One monitor per kind: the backend's record names its kind, or health.monitor does.
+        self._monitors: dict[str, Monitor] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
+
+    def monitor(self, backend: Backend) -> Monitor:
+        kind = backend.monitor or self.settings.monitor
+        monitor = self._monitors.get(kind)
+        if monitor is None:
+            monitor = self._monitors[kind] = create_monitor(kind, self.settings)
+        return monitor
 
     def of(self, name: str) -> BackendHealth:
         health = self.health.get(name)
@@ -45,21 +49,22 @@ class HealthChecker:
             health = self.health[name] = BackendHealth(name, self.failure_threshold, self.success_threshold)
         return health
 
-    async def check(self, name: str, url: str) -> BackendHealth:
+    async def check(self, backend: Backend) -> BackendHealth:
         """Check one backend now and record the outcome."""
+        name = backend.name
         health = self.of(name)
-        monitor = self.monitor_for.get(name, self.default_monitor)
+        monitor = self.monitor(backend)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            stats = await asyncio.wait_for(monitor.check(self.session, url), self.timeout)
+            stats = await asyncio.wait_for(monitor.check(self.upstream, backend), self.timeout)
         except StillStarting:
             health.starting()
         except (CheckFailed, ValueError) as error:
             health.failed(str(error))
         except TimeoutError:
             health.failed(f"no answer within {self.timeout:g}s")
-        except FAILURES as error:
+        except UpstreamError as error:
             health.failed(describe(error))
         else:
             health.succeeded(stats)
@@ -70,14 +75,14 @@ class HealthChecker:
 
     async def check_all(self) -> None:
         backends = await self.registry.all()
-        await asyncio.gather(*(self.check(b.name, b.proxy_to) for b in backends))
+        await asyncio.gather(*(self.check(b) for b in backends))
 
     async def check_now(self, name: str) -> None:
         """A backend was just added or changed: know its health before routing to it."""
         self.registry.invalidate()
         backend = await self.registry.get(name)
         if backend is not None:
-            await self.check(backend.name, backend.proxy_to)
+            await self.check(backend)
 
     async def run_forever(self) -> None:
         """One loop per backend, each on its own schedule; backends come and go with the registry."""
@@ -104,7 +109,7 @@ class HealthChecker:
             backend = await self.registry.get(name)
             if backend is None:
                 return
-            await self.check(name, backend.proxy_to)
+            await self.check(backend)
             await asyncio.sleep(self.interval)
 
     # -- passive signals --------------------------------------------------------------------
@@ -115,6 +120,13 @@ class HealthChecker:
         health.request_failed(f"proxied request: {error}")
         if health.state == Health.UNHEALTHY:
             log.warning("backend %s is UNHEALTHY after failed requests: %s", name, error)
+
+    def routed(self, name: str) -> None:
+        """A query was routed to the backend (the query book says so): it counts as running there
+        until the next check reports the backend's own figures."""
+        health = self.health.get(name)
+        if health is not None:
+            health.routed_since_check += 1
 
     def request_succeeded(self, name: str, seconds: float | None) -> None:
         health = self.health.get(name)

@@ -1,16 +1,25 @@
 """Health checks against the endpoints Trino serves, one class per kind (trinodb/trino-gateway's set,
-with QUERY in place of its JDBC check: a probe statement run through the client protocol)."""
+with QUERY in place of its JDBC check: a probe statement run through the client protocol).
+
+Every check goes through the upstream facade's ``fetch`` (httpx, with the backend's TLS settings),
+so a failed call is one of ``gateway.upstream``'s errors.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Protocol
+import contextlib
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
+from gateway.backends.record import Backend
 from gateway.health.state import ClusterStats
+from gateway.upstream import Answer, Upstream, UpstreamError
+
+if TYPE_CHECKING:
+    from gateway.config import HealthConfig
 
 
 class CheckFailed(Exception):
@@ -21,27 +30,15 @@ class StillStarting(Exception):
     """The cluster answered, and says it is still starting."""
 
 
-@dataclass(frozen=True)
-class MonitorSettings:
-    user: str = "trino-gateway"
-    ui_user: str = "trino-gateway"
-    ui_password: str = ""
-    probe_sql: str = "SELECT 1"
-    metric_minimums: tuple[tuple[str, float], ...] = (
-        ("trino_metadata_name_DiscoveryNodeManager_ActiveNodeCount", 1.0),
-    )
-    metric_maximums: tuple[tuple[str, float], ...] = ()
-
-
 class Monitor(Protocol):
-    async def check(self, session: aiohttp.ClientSession, url: str) -> ClusterStats | None: ...
+    async def check(self, upstream: Upstream, backend: Backend) -> ClusterStats | None: ...
 
 
-async def _json(response: aiohttp.ClientResponse, what: str) -> object:
-    if response.status != 200:
-        raise CheckFailed(f"{what} answered HTTP {response.status}")
+def _json(answer: Answer, what: str) -> object:
+    if answer.status != 200:
+        raise CheckFailed(f"{what} answered HTTP {answer.status}")
     try:
-        return orjson.loads(await response.read())
+        return orjson.loads(answer.body)
     except orjson.JSONDecodeError:
         raise CheckFailed(f"{what} did not answer JSON") from None
 
@@ -49,16 +46,15 @@ async def _json(response: aiohttp.ClientResponse, what: str) -> object:
 class NoopMonitor:
     """Always healthy: for clusters another system watches."""
 
-    async def check(self, session: aiohttp.ClientSession, url: str) -> ClusterStats | None:
+    async def check(self, upstream: Upstream, backend: Backend) -> ClusterStats | None:
         return None
 
 
 class InfoApiMonitor:
     """``GET /v1/info``: up, and not ``starting``."""
 
-    async def check(self, session: aiohttp.ClientSession, url: str) -> ClusterStats | None:
-        async with session.get(f"{url}/v1/info") as response:
-            info = await _json(response, "/v1/info")
+    async def check(self, upstream: Upstream, backend: Backend) -> ClusterStats | None:
+        info = _json(await upstream.fetch(f"{backend.proxy_to}/v1/info", backend=backend), "/v1/info")
         if not isinstance(info, dict):
             raise CheckFailed("/v1/info did not answer an object")
         if info.get("starting"):
@@ -69,34 +65,37 @@ class InfoApiMonitor:
 class UiApiMonitor:
     """``POST /ui/login`` then ``GET /ui/api/stats``: queued, running and active workers."""
 
-    def __init__(self, settings: MonitorSettings) -> None:
+    def __init__(self, settings: HealthConfig) -> None:
         self.settings = settings
         self._cookies: dict[str, str] = {}
 
-    async def check(self, session: aiohttp.ClientSession, url: str) -> ClusterStats | None:
-        stats = await self._stats(session, url, login=url not in self._cookies)
-        workers = int(stats.get("activeWorkers", 0))
+    async def check(self, upstream: Upstream, backend: Backend) -> ClusterStats | None:
+        stats = await self._stats(upstream, backend, login=backend.proxy_to not in self._cookies)
+        try:
+            workers = int(stats.get("activeWorkers", 0))
+            running, queued = int(stats.get("runningQueries", 0)), int(stats.get("queuedQueries", 0))
+        except (TypeError, ValueError):
+            raise CheckFailed("/ui/api/stats has counts that are not numbers") from None
         if workers < 1:
             raise CheckFailed("no active workers")
-        return ClusterStats(
-            running=int(stats.get("runningQueries", 0)), queued=int(stats.get("queuedQueries", 0)), workers=workers
-        )
+        return ClusterStats(running=running, queued=queued, workers=workers)
 
-    async def _stats(self, session: aiohttp.ClientSession, url: str, login: bool) -> dict:
+    async def _stats(self, upstream: Upstream, backend: Backend, login: bool) -> dict:
+        url = backend.proxy_to
         if login:
             form = {"username": self.settings.ui_user, "password": self.settings.ui_password}
-            async with session.post(f"{url}/ui/login", data=form, allow_redirects=False) as response:
-                if response.status >= 400:
-                    raise CheckFailed(f"/ui/login answered HTTP {response.status}")
-                cookie = response.headers.get("Set-Cookie")
-                if not cookie:
-                    raise CheckFailed("/ui/login refused the monitor's credentials")
-                self._cookies[url] = cookie.split(";", 1)[0]
-        async with session.get(f"{url}/ui/api/stats", headers={"Cookie": self._cookies[url]}) as response:
-            if response.status == 401 and not login:
-                self._cookies.pop(url, None)
-                return await self._stats(session, url, login=True)
-            stats = await _json(response, "/ui/api/stats")
+            answer = await upstream.fetch(f"{url}/ui/login", "POST", backend=backend, data=form)
+            if answer.status >= 400:
+                raise CheckFailed(f"/ui/login answered HTTP {answer.status}")
+            cookie = answer.header(b"set-cookie")
+            if not cookie:
+                raise CheckFailed("/ui/login refused the monitor's credentials")
+            self._cookies[url] = cookie.split(";", 1)[0]
+        answer = await upstream.fetch(f"{url}/ui/api/stats", backend=backend, headers={"Cookie": self._cookies[url]})
+        if answer.status == 401 and not login:
+            self._cookies.pop(url, None)
+            return await self._stats(upstream, backend, login=True)
+        stats = _json(answer, "/ui/api/stats")
         if not isinstance(stats, dict):
             raise CheckFailed("/ui/api/stats did not answer an object")
         return stats
@@ -105,28 +104,30 @@ class UiApiMonitor:
 class JmxMonitor:
     """``/v1/jmx/mbean/...``: QueryManager's running and queued queries, active node count."""
 
-    def __init__(self, settings: MonitorSettings) -> None:
+    def __init__(self, settings: HealthConfig) -> None:
         self.headers = {"X-Trino-User": settings.user}
 
-    async def _bean(self, session: aiohttp.ClientSession, url: str, name: str) -> dict[str, float]:
-        async with session.get(f"{url}/v1/jmx/mbean/{name}", headers=self.headers) as response:
-            bean = await _json(response, name)
+    async def _bean(self, upstream: Upstream, backend: Backend, name: str) -> dict[str, float]:
+        answer = await upstream.fetch(f"{backend.proxy_to}/v1/jmx/mbean/{name}", backend=backend, headers=self.headers)
+        bean = _json(answer, name)
         try:
             return {a["name"]: a["value"] for a in bean["attributes"]}  # type: ignore[index]
         except (KeyError, TypeError):
             raise CheckFailed(f"{name} has an attribute without a value") from None
 
-    async def check(self, session: aiohttp.ClientSession, url: str) -> ClusterStats | None:
+    async def check(self, upstream: Upstream, backend: Backend) -> ClusterStats | None:
         queries, nodes = await asyncio.gather(
-            self._bean(session, url, "trino.execution:name=QueryManager"),
-            self._bean(session, url, "trino.metadata:name=DiscoveryNodeManager"),
+            self._bean(upstream, backend, "trino.execution:name=QueryManager"),
+            self._bean(upstream, backend, "trino.metadata:name=DiscoveryNodeManager"),
         )
-        active = int(nodes.get("ActiveNodeCount", 0))
+        try:
+            active = int(nodes.get("ActiveNodeCount", 0))
+            running, queued = int(queries.get("RunningQueries", 0)), int(queries.get("QueuedQueries", 0))
+        except (TypeError, ValueError):
+            raise CheckFailed("the JMX beans have counts that are not numbers") from None
         if active < 1:
             raise CheckFailed("no active nodes")
-        return ClusterStats(
-            running=int(queries.get("RunningQueries", 0)), queued=int(queries.get("QueuedQueries", 0)), workers=active
-        )
+        return ClusterStats(running=running, queued=queued, workers=active)
 
 
 _RUNNING = "trino_execution_name_QueryManager_RunningQueries"
@@ -137,20 +138,22 @@ _NODES = "trino_metadata_name_DiscoveryNodeManager_ActiveNodeCount"
 class MetricsMonitor:
     """``GET /metrics`` (OpenMetrics): thresholds on any metric mark the cluster unhealthy."""
 
-    def __init__(self, settings: MonitorSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: HealthConfig) -> None:
+        self.minimums = tuple(settings.metric_minimums.items())
+        self.maximums = tuple(settings.metric_maximums.items())
         self.headers = {"X-Trino-User": settings.user}
-        names = {_RUNNING, _QUEUED, _NODES} | {n for n, _ in settings.metric_minimums + settings.metric_maximums}
+        names = {_RUNNING, _QUEUED, _NODES} | {n for n, _ in self.minimums + self.maximums}
         self.names = sorted(names)
 
-    async def check(self, session: aiohttp.ClientSession, url: str) -> ClusterStats | None:
+    async def check(self, upstream: Upstream, backend: Backend) -> ClusterStats | None:
         params = [("name[]", name) for name in self.names]
-        async with session.get(f"{url}/metrics", params=params, headers=self.headers) as response:
-            if response.status != 200:
-                raise CheckFailed(f"/metrics answered HTTP {response.status}")
-            text = (await response.read()).decode("utf-8", errors="replace")
+        answer = await upstream.fetch(
+            f"{backend.proxy_to}/metrics", backend=backend, params=params, headers=self.headers
+        )
+        if answer.status != 200:
+            raise CheckFailed(f"/metrics answered HTTP {answer.status}")
         values: dict[str, float] = {}
-        for line in text.splitlines():
+        for line in answer.body.decode("utf-8", errors="replace").splitlines():
             if line and not line.startswith("#"):
                 parts = line.split(" ")
                 if len(parts) >= 2:
@@ -158,12 +161,12 @@ class MetricsMonitor:
                         values[parts[0]] = float(parts[1])
                     except ValueError:
                         continue
-        for name, minimum in self.settings.metric_minimums:
+        for name, minimum in self.minimums:
             if name not in values:
                 raise CheckFailed(f"metric {name} is missing")
             if values[name] < minimum:
                 raise CheckFailed(f"metric {name} is {values[name]:g}, below {minimum:g}")
-        for name, maximum in self.settings.metric_maximums:
+        for name, maximum in self.maximums:
             if name in values and values[name] > maximum:
                 raise CheckFailed(f"metric {name} is {values[name]:g}, above {maximum:g}")
         nodes = values.get(_NODES)
@@ -177,25 +180,30 @@ class MetricsMonitor:
 class QueryMonitor:
     """Runs a probe statement through the client protocol, as a client would."""
 
-    def __init__(self, settings: MonitorSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: HealthConfig) -> None:
+        self.probe_sql = settings.probe_sql
+        self.headers = {"X-Trino-User": settings.user, "X-Trino-Source": "trino-gateway-health"}
 
-    async def check(self, session: aiohttp.ClientSession, url: str) -> ClusterStats | None:
-        headers = {"X-Trino-User": self.settings.user, "X-Trino-Source": "trino-gateway-health"}
-        async with session.post(
-            f"{url}/v1/statement", data=self.settings.probe_sql.encode(), headers=headers
-        ) as response:
-            page = await _json(response, "POST /v1/statement")
+    async def check(self, upstream: Upstream, backend: Backend) -> ClusterStats | None:
+        answer = await upstream.fetch(
+            f"{backend.proxy_to}/v1/statement",
+            "POST",
+            backend=backend,
+            content=self.probe_sql.encode(),
+            headers=self.headers,
+        )
+        page = _json(answer, "POST /v1/statement")
         next_uri = None
         try:
             while isinstance(page, dict) and page.get("nextUri"):
-                next_uri = page["nextUri"]
-                async with session.get(next_uri, headers=headers) as response:
-                    page = await _json(response, "the probe's nextUri")
+                next_uri = _same_origin(backend, page["nextUri"])
+                page = _json(
+                    await upstream.fetch(next_uri, backend=backend, headers=self.headers), "the probe's nextUri"
+                )
             next_uri = None
         finally:
             if next_uri is not None:  # stopped early (time-out): do not leave the probe running
-                await _cancel(session, next_uri, headers)
+                await _cancel(upstream, backend, next_uri, self.headers)
         if not isinstance(page, dict):
             raise CheckFailed("the probe statement got an answer that is not a query result")
         error = page.get("error")
@@ -207,15 +215,24 @@ class QueryMonitor:
         return None
 
 
-async def _cancel(session: aiohttp.ClientSession, uri: str, headers: dict[str, str]) -> None:
-    try:
-        async with session.delete(uri, headers=headers, timeout=aiohttp.ClientTimeout(total=2)):
-            pass
-    except (TimeoutError, aiohttp.ClientError):
-        pass
+def _same_origin(backend: Backend, uri: object) -> str:
+    """A nextUri the probe may follow: on the backend it asked (a cluster must not send the
+    gateway's health checker, with its headers, somewhere else)."""
+    if not isinstance(uri, str):
+        raise CheckFailed("the probe's nextUri is not a string")
+    asked, told = urlsplit(backend.proxy_to), urlsplit(uri)
+    if (told.scheme, told.netloc) != (asked.scheme, asked.netloc):
+        # Behind a proxy the cluster may name another address for itself: keep the path only.
+        return f"{asked.scheme}://{asked.netloc}{told.path}" + (f"?{told.query}" if told.query else "")
+    return uri
 
 
-def create_monitor(kind: str, settings: MonitorSettings) -> Monitor:
+async def _cancel(upstream: Upstream, backend: Backend, uri: str, headers: dict[str, str]) -> None:
+    with contextlib.suppress(UpstreamError):
+        await upstream.fetch(uri, "DELETE", backend=backend, headers=headers, timeout=2)
+
+
+def create_monitor(kind: str, settings: HealthConfig) -> Monitor:
     if kind == "NOOP":
         return NoopMonitor()
     if kind == "INFO_API":

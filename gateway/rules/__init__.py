@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiohttp
-
 from gateway.config import ConfigError, RoutingRulesConfig
 from gateway.rules.external import ExternalRoutingService
 from gateway.rules.file_rules import RuleSet, RulesFile, RulesLoadError, load_rules, parse_rules
@@ -21,6 +19,7 @@ from gateway.rules.selector import (
     HeaderSelector,
     Selection,
 )
+from gateway.upstream import Upstream
 
 __all__ = [
     "ExternalSelector",
@@ -47,13 +46,13 @@ def check_rules(config: RoutingRulesConfig) -> None:
             raise ConfigError(f"routing_rules.rules_file: {error}") from None
 
 
-def create_selector(config: RoutingRulesConfig, session: aiohttp.ClientSession) -> GroupSelector:
+def create_selector(config: RoutingRulesConfig, upstream: Upstream) -> GroupSelector:
     if not config.enabled:
         return HeaderSelector()
     if config.type == "EXTERNAL":
         assert config.external is not None  # the config validates this
         service = ExternalRoutingService(
-            session, config.external.url, config.external.exclude_headers, config.external.timeout
+            upstream, config.external.url, config.external.exclude_headers, config.external.timeout
         )
         propagate = config.external.propagate_errors
         return ExternalSelector(service, propagate, config.max_body_size, config.token_user_field)

@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gateway.rules.query_properties import TrinoQueryProperties
 from gateway.rules.request import RuleRequest
+from gateway.upstream import Upstream, UpstreamError, UpstreamTimeout, describe
 
 log = logging.getLogger("gateway.rules")
 
@@ -89,27 +89,28 @@ def _answer(status: int, body: bytes) -> ExternalAnswer:
 
 
 class ExternalRoutingService:
-    def __init__(self, session: aiohttp.ClientSession, url: str, exclude_headers: list[str], timeout: float) -> None:
-        self.session = session
+    def __init__(self, upstream: Upstream, url: str, exclude_headers: list[str], timeout: float) -> None:
+        self.upstream = upstream
         self.url = url
         self.exclude = frozenset(h.lower() for h in exclude_headers) | _NOT_SENT
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.timeout = timeout
 
     async def ask(self, request: RuleRequest, user: str | None, properties: TrinoQueryProperties) -> ExternalAnswer:
         headers = [(name, value) for name, value in request.headers if name.lower() not in self.exclude]
         # The analysis parses SQL: off the event loop, so a long statement does not stall other requests.
         document = await asyncio.to_thread(request_document, request, user, properties, dict(headers))
         try:
-            async with self.session.post(
-                self.url,
-                data=orjson.dumps(document),
-                headers=[*headers, ("Content-Type", "application/json")],
-                timeout=self.timeout,
-            ) as response:
-                body = await response.read()
-                status = response.status
-        except TimeoutError:
-            raise ExternalRoutingError(f"did not answer within {self.timeout.total} s") from None
-        except (aiohttp.ClientError, OSError) as error:
-            raise ExternalRoutingError(f"cannot be reached: {type(error).__name__}: {error}") from None
-        return _answer(status, body)
+            # One deadline for the whole call (httpx's timeouts are per phase).
+            async with asyncio.timeout(self.timeout):
+                answer = await self.upstream.fetch(
+                    self.url,
+                    "POST",
+                    content=orjson.dumps(document),
+                    headers=[*headers, ("Content-Type", "application/json")],
+                    timeout=self.timeout,
+                )
+        except (TimeoutError, UpstreamTimeout):
+            raise ExternalRoutingError(f"did not answer within {self.timeout} s") from None
+        except UpstreamError as error:
+            raise ExternalRoutingError(f"cannot be reached: {describe(error)}") from None
+        return _answer(answer.status, answer.body)

@@ -1,13 +1,41 @@
-"""Where the gateway keeps backends and query history."""
+"""Where the gateway keeps backends and the query history: ``Store`` is the interface, ``SqlStore``
+(SQLite, PostgreSQL) and ``MemoryStore`` (one process, nothing kept) implement it."""
 
-from gateway.store.store import (
-    BackendRecord,
+from gateway.store.base import Store, seed_backends
+from gateway.store.memory import MemoryStore
+from gateway.store.records import (
     DuplicateBackend,
+    DuplicateQuery,
     QueryFilter,
+    QueryOutcome,
     QueryRecord,
-    Store,
     StoreError,
     now_ms,
 )
+from gateway.store.sql import SqlStore, redacted
 
-__all__ = ["BackendRecord", "DuplicateBackend", "QueryFilter", "QueryRecord", "Store", "StoreError", "now_ms"]
+MEMORY_PREFIX = "memory:"
+
+
+async def open_store(url: str, migrate: bool = True) -> Store:
+    """The store at ``url``: ``memory://``, ``sqlite:///path.db`` or ``postgresql://...``."""
+    if url.startswith(MEMORY_PREFIX):
+        return MemoryStore(url)
+    return await SqlStore.open(url, migrate=migrate)
+
+
+__all__ = [
+    "DuplicateBackend",
+    "DuplicateQuery",
+    "MemoryStore",
+    "QueryFilter",
+    "QueryOutcome",
+    "QueryRecord",
+    "SqlStore",
+    "Store",
+    "StoreError",
+    "now_ms",
+    "open_store",
+    "redacted",
+    "seed_backends",
+]

@@ -15,6 +15,10 @@ backends = sa.Table(
     sa.Column("routing_group", sa.String(256), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Migration 0003: the rest of the backend's record, so a backend added through the API has it all.
+    sa.Column("weight", sa.Float, nullable=False, server_default="1.0"),
+    sa.Column("monitor", sa.String(32), nullable=True),
+    sa.Column("tls", sa.Text, nullable=True),  # JSON of BackendTls
 )
 
 query_history = sa.Table(

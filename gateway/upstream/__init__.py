@@ -1,8 +1,29 @@
-"""How the gateway talks to backends: a lean keep-alive pool for the statement protocol (the hot
-path) and an aiohttp session for everything that streams or is not a query's request."""
+"""How the gateway talks to backends: ``Upstream`` (``client.py``) is the one facade, with one
+family of errors (``errors.py``) and one set of connection limits (``limits.py``)."""
 
-from gateway.upstream.failures import FAILURES, NOT_SENT, TIMEOUTS, describe
-from gateway.upstream.pool import Answer, UpstreamPool
-from gateway.upstream.session import create_session
+from gateway.upstream.client import Streamed, Upstream
+from gateway.upstream.errors import (
+    BackendBusy,
+    BadResponse,
+    ConnectTimeout,
+    Disconnected,
+    NotSent,
+    UpstreamError,
+    UpstreamTimeout,
+    describe,
+)
+from gateway.upstream.pool import Answer
 
-__all__ = ["FAILURES", "NOT_SENT", "TIMEOUTS", "Answer", "UpstreamPool", "create_session", "describe"]
+__all__ = [
+    "Answer",
+    "BackendBusy",
+    "BadResponse",
+    "ConnectTimeout",
+    "Disconnected",
+    "NotSent",
+    "Streamed",
+    "Upstream",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "describe",
+]

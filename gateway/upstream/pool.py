@@ -6,7 +6,8 @@ idle connections per backend and enforces the timeouts. Measured on this machine
 connections, the same minimal proxy): aiohttp's client 8,457 polls/s, this 14,283 (docs/performance.md).
 
 Statement answers are JSON documents of bounded size that the proxy rewrites, so they are read whole.
-Streams (UI assets, spooled segments) and HEAD go through the aiohttp session instead.
+Streams (UI assets, spooled segments) and HEAD go through the httpx client instead. How many requests
+may be in flight, in all and per backend, is the facade's business (``gateway.upstream.Upstream``).
 """
 
 from __future__ import annotations
@@ -18,34 +19,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-
-class UpstreamError(Exception):
-    """A backend call that produced no usable answer."""
-
-
-class NotSent(UpstreamError):
-    """No connection could be opened: nothing reached the backend."""
-
-    def __init__(self, message: str, os_error: OSError | None = None) -> None:
-        super().__init__(message)
-        self.os_error = os_error
-
-
-class UpstreamTimeout(UpstreamError):
-    """The backend stopped sending for longer than the read timeout."""
-
-
-class ConnectTimeout(NotSent, UpstreamTimeout):
-    """No connection within the connect timeout: nothing was sent, and it counts as a timeout (as
-    aiohttp's ConnectionTimeoutError did before this pool)."""
-
-
-class Disconnected(UpstreamError):
-    """The connection closed before a whole answer arrived."""
-
-
-class BadResponse(UpstreamError):
-    """The backend's bytes are not HTTP."""
+from gateway.upstream.errors import BadResponse, ConnectTimeout, Disconnected, NotSent, UpstreamError, UpstreamTimeout
 
 
 @dataclass(slots=True)
@@ -54,10 +28,17 @@ class Answer:
     headers: list[tuple[bytes, bytes]]
     body: bytes
 
+    def header(self, name: bytes) -> str | None:
+        """The first value of header ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class _Origin:
-    key: tuple[str, int, bool]
+    key: tuple[str, int, int]  # host, port, and the TLS context's identity (0: plain HTTP)
     host: str
     port: int
     ssl: ssl.SSLContext | None
@@ -169,48 +150,47 @@ class _Connection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Requests to backends over reused connections (a bounded number in all, idle ones per origin)."""
+    """Requests to backends over reused connections (idle ones kept per origin)."""
 
-    def __init__(
-        self,
-        connect_timeout: float,
-        read_timeout: float,
-        max_connections: int,
-        idle_seconds: float = 15.0,
-    ) -> None:
+    def __init__(self, connect_timeout: float, read_timeout: float, idle_seconds: float = 15.0) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         # Idle connections older than this are closed rather than reused: a backend closes idle
         # connections on its own schedule, and a request sent into one being closed is lost.
         self.idle_seconds = idle_seconds
-        self._slots = asyncio.Semaphore(max_connections)
-        self._origins: dict[str, _Origin] = {}
-        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._origins: dict[tuple[str, int], _Origin] = {}
+        self._idle: dict[tuple[str, int, int], list[_Connection]] = {}
+        self._default_tls: ssl.SSLContext | None = None
 
     async def request(
-        self, origin_url: str, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
+        self,
+        origin_url: str,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes = b"",
+        tls: ssl.SSLContext | None = None,
     ) -> Answer:
         """Send ``method target`` to the backend at ``origin_url`` (``http(s)://host[:port][/prefix]``).
 
-        ``target`` is the path and query string. Raises ``NotSent`` when no connection could be
-        opened, ``UpstreamTimeout``, ``Disconnected`` or ``BadResponse`` otherwise.
+        ``target`` is the path and query string; ``tls`` the context for an ``https`` origin (default:
+        the system's trust store). Raises ``NotSent`` when no connection could be opened,
+        ``UpstreamTimeout``, ``Disconnected`` or ``BadResponse`` otherwise.
         """
         if method == "HEAD":
             raise ValueError("HEAD answers have no body to read: stream them instead")
-        origin = self._origins.get(origin_url) or self._origin(origin_url)
+        origin = self._origins.get((origin_url, id(tls))) or self._origin(origin_url, tls)
         request = self._encode(origin, method, target, headers, body)
-        async with self._slots:
-            connection = self._take(origin) or await self._connect(origin)
-            try:
-                return await self._exchange(origin, connection, request)
-            except Disconnected as error:
-                # Closed before a byte of the answer came: a pooled connection the backend had just
-                # closed, or a backend that went away. A method that may be repeated is sent once
-                # more on a new connection (which, if the backend is gone, says "connection refused").
-                if not (connection.received == 0 and method in _IDEMPOTENT):
-                    raise error from None
-            return await self._exchange(origin, await self._connect(origin), request)
+        connection = self._take(origin) or await self._connect(origin)
+        try:
+            return await self._exchange(origin, connection, request)
+        except Disconnected as error:
+            # Closed before a byte of the answer came: a pooled connection the backend had just
+            # closed, or a backend that went away. A method that may be repeated is sent once
+            # more on a new connection (which, if the backend is gone, says "connection refused").
+            if not (connection.received == 0 and method in _IDEMPOTENT):
+                raise error from None
+        return await self._exchange(origin, await self._connect(origin), request)
 
     def close(self) -> None:
         for connections in self._idle.values():
@@ -265,23 +245,26 @@ class UpstreamPool:
             raise NotSent(str(error), error) from None
         return connection
 
-    def _origin(self, url: str) -> _Origin:
+    def _origin(self, url: str, tls: ssl.SSLContext | None) -> _Origin:
         parts = urlsplit(url)
         secure = parts.scheme == "https"
         host = parts.hostname or "localhost"
         port = parts.port or (443 if secure else 80)
-        if secure and self._ssl is None:
-            self._ssl = ssl.create_default_context()
+        context = None
+        if secure:
+            if tls is None and self._default_tls is None:
+                self._default_tls = ssl.create_default_context()
+            context = tls or self._default_tls
         host_header = parts.netloc.rsplit("@", 1)[-1].encode()
         origin = _Origin(
-            key=(host, port, secure),
+            key=(host, port, id(context) if context is not None else 0),
             host=host,
             port=port,
-            ssl=self._ssl if secure else None,
+            ssl=context,
             prefix=parts.path.rstrip("/").encode(),
             host_header=host_header,
         )
-        self._origins[url] = origin
+        self._origins[(url, id(tls))] = origin
         return origin
 
     @staticmethod

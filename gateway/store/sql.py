@@ -1,68 +1,36 @@
-"""Persistence of backends and query history: embedded SQLite or PostgreSQL, one schema."""
+"""The store on SQL: embedded SQLite or PostgreSQL, one schema, Alembic migrations."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+import json
+import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from pydantic import ValidationError
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.backends.record import Backend
+from gateway.store.records import (
+    DuplicateBackend,
+    DuplicateQuery,
+    QueryFilter,
+    QueryOutcome,
+    QueryRecord,
+    StoreError,
+    now_ms,
+)
 from gateway.store.schema import backends, query_history
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-class StoreError(RuntimeError):
-    """The store cannot be reached or used; the message says which and why."""
-
-
-class DuplicateBackend(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class BackendRecord:
-    name: str
-    proxy_to: str
-    routing_group: str = "adhoc"
-    active: bool = True
-    external_url: str | None = None
-
-
-@dataclass
-class QueryRecord:
-    query_id: str
-    backend_name: str
-    backend_url: str
-    routing_group: str
-    user_name: str | None
-    source: str | None
-    client_tags: str | None
-    query_text: str | None
-    submitted_at: int
-    state: str | None = None
-    error_name: str | None = None
-    finished_at: int | None = None
-    elapsed_ms: int | None = None
-    trace_parent: str | None = None
-
-
-@dataclass
-class QueryFilter:
-    user: str | None = None
-    backend: str | None = None
-    routing_group: str | None = None
-    state: str | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
+log = logging.getLogger("gateway.store")
 
 
 def async_url(url: str) -> str:
@@ -74,11 +42,9 @@ def async_url(url: str) -> str:
             return "postgresql+asyncpg://" + url.removeprefix(prefix)
     if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         return url
-    raise StoreError(f"unsupported store URL {url!r}: use sqlite:///path/to/gateway.db or postgresql://user@host/db")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+    raise StoreError(
+        f"unsupported store URL {url!r}: use sqlite:///path/to/gateway.db, postgresql://user@host/db or memory://"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -90,13 +56,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
-class Store:
+class SqlStore:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
 
     @classmethod
-    async def open(cls, url: str, migrate: bool = True) -> Store:
+    async def open(cls, url: str, migrate: bool = True) -> SqlStore:
         """Connect to the store at ``url``, bringing its schema up to date when ``migrate``."""
         target = async_url(url)
         if target.startswith("sqlite"):
@@ -114,37 +80,45 @@ class Store:
                     await connection.run_sync(_upgrade)
             except Exception as error:
                 await engine.dispose()
-                raise StoreError(f"cannot prepare the store at {_redacted(url)}: {error}") from error
+                raise StoreError(f"cannot prepare the store at {redacted(url)}: {error}") from error
         return store
 
     async def close(self) -> None:
         await self.engine.dispose()
 
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(sa.select(sa.func.count()).select_from(backends))
+
     # -- backends ---------------------------------------------------------------------------
-    async def list_backends(self) -> list[BackendRecord]:
+    async def list_backends(self) -> list[Backend]:
         async with self.engine.connect() as connection:
             rows = await connection.execute(sa.select(backends).order_by(backends.c.name))
-            return [_backend(row) for row in rows]
+            found = []
+            for row in rows:
+                try:
+                    found.append(_backend(row))
+                except ValidationError as error:
+                    # A row written by hand (or by a newer gateway) must not take every backend down.
+                    log.error("backend %r in the store is not valid and is left out: %s", row.name, error)
+            return found
 
-    async def get_backend(self, name: str) -> BackendRecord | None:
+    async def get_backend(self, name: str) -> Backend | None:
         async with self.engine.connect() as connection:
             row = (await connection.execute(sa.select(backends).where(backends.c.name == name))).first()
             return _backend(row) if row else None
 
-    async def add_backend(self, backend: BackendRecord) -> None:
+    async def add_backend(self, backend: Backend) -> None:
         try:
             async with self.engine.begin() as connection:
-                await connection.execute(sa.insert(backends).values(**asdict(backend), updated_at=now_ms()))
+                await connection.execute(sa.insert(backends).values(**_backend_row(backend)))
         except IntegrityError:
             raise DuplicateBackend(f"a backend named {backend.name!r} exists already") from None
 
-    async def update_backend(self, backend: BackendRecord) -> bool:
-        """Replace ``backend``'s settings; False when there is no backend of that name."""
+    async def update_backend(self, backend: Backend) -> bool:
         async with self.engine.begin() as connection:
             result = await connection.execute(
-                sa.update(backends)
-                .where(backends.c.name == backend.name)
-                .values(**asdict(backend), updated_at=now_ms())
+                sa.update(backends).where(backends.c.name == backend.name).values(**_backend_row(backend))
             )
             return result.rowcount > 0
 
@@ -160,25 +134,15 @@ class Store:
             )
             return result.rowcount > 0
 
-    async def seed_backends(self, seeds: list[BackendRecord]) -> None:
-        """Make the configured backends exist, keeping the active flag operators set through the API."""
-        existing = {b.name: b for b in await self.list_backends()}
-        for seed in seeds:
-            current = existing.get(seed.name)
-            if current is None:
-                await self.add_backend(seed)
-            else:
-                await self.update_backend(
-                    BackendRecord(seed.name, seed.proxy_to, seed.routing_group, current.active, seed.external_url)
-                )
-
     # -- query history ----------------------------------------------------------------------
     async def record_queries(self, records: list[QueryRecord]) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(sa.insert(query_history), [asdict(r) for r in records])
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(sa.insert(query_history), [asdict(r) for r in records])
+        except IntegrityError as error:
+            raise DuplicateQuery(str(error.orig)) from None
 
-    async def finish_queries(self, outcomes: list[tuple[str, str, str | None, int]]) -> None:
-        """Record (query id, state, error name, finished at) for queries that have no outcome yet."""
+    async def finish_queries(self, outcomes: list[QueryOutcome]) -> None:
         submitted = (
             sa.select(query_history.c.submitted_at)
             .where(query_history.c.query_id == sa.bindparam("qid"))
@@ -198,23 +162,17 @@ class Store:
             await connection.execute(
                 statement,
                 [
-                    {"qid": query_id, "new_state": state, "new_error": error, "at": at}
-                    for query_id, state, error, at in outcomes
+                    {"qid": o.query_id, "new_state": o.state, "new_error": o.error_name, "at": o.finished_at}
+                    for o in outcomes
                 ],
             )
 
-    async def backend_for_query(self, query_id: str) -> tuple[str, str, str | None] | None:
-        """The (name, URL) of the backend that runs ``query_id``, if the gateway routed it, and the
-        query's trace context (``traceparent``, None when it was not traced)."""
+    async def get_query(self, query_id: str) -> QueryRecord | None:
         async with self.engine.connect() as connection:
             row = (
-                await connection.execute(
-                    sa.select(
-                        query_history.c.backend_name, query_history.c.backend_url, query_history.c.trace_parent
-                    ).where(query_history.c.query_id == query_id)
-                )
+                await connection.execute(sa.select(query_history).where(query_history.c.query_id == query_id))
             ).first()
-            return (row[0], row[1], row[2]) if row else None
+            return QueryRecord(**row._mapping) if row else None
 
     async def find_queries(
         self, where: QueryFilter, limit: int = 100, offset: int = 0
@@ -256,14 +214,21 @@ class Store:
             return result.rowcount
 
 
-def _backend(row: sa.Row[Any]) -> BackendRecord:
-    return BackendRecord(
-        name=row.name,
-        proxy_to=row.proxy_to,
-        routing_group=row.routing_group,
-        active=bool(row.active),
-        external_url=row.external_url,
-    )
+# A backend's row and its record: the one place they are converted.
+def _backend_row(backend: Backend) -> dict[str, Any]:
+    row = backend.model_dump(exclude={"tls"})
+    row["tls"] = None if backend.tls is None else json.dumps(backend.tls.model_dump())
+    row["updated_at"] = now_ms()
+    return row
+
+
+def _backend(row: sa.Row[Any]) -> Backend:
+    values = dict(row._mapping)
+    values.pop("updated_at", None)
+    values["active"] = bool(values["active"])
+    tls = values.get("tls")
+    values["tls"] = json.loads(tls) if tls else None
+    return Backend.model_validate(values)
 
 
 def _upgrade(connection: Connection) -> None:
@@ -273,7 +238,8 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         credentials, host = rest.rsplit("@", 1)

@@ -1,6 +1,7 @@
-"""Run the gateway in a child process, for tests, benchmarks and the chaos suite.
+"""Run the gateway in a child process, for tests, the demo, benchmarks and the chaos suite.
 
-The port is chosen once, so a restarted gateway comes back at the same address.
+Part of the test kit, not of the product: the gateway never imports it. The port is chosen once,
+so a restarted gateway comes back at the same address.
 """
 
 from __future__ import annotations
@@ -48,7 +49,49 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class GatewayProcess:
+class GatewayAdmin:
+    """The gateway's admin API over HTTP, for anything that knows a gateway's ``url`` (this
+    process harness, the tests' in-process gateway)."""
+
+    url: str
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                payload = response.read()
+                status = response.status
+        except urllib.error.HTTPError as error:
+            payload, status = error.read(), error.code
+        try:
+            return status, json.loads(payload)
+        except ValueError:
+            return status, payload.decode(errors="replace")
+
+    def add_backend(self, name: str, url: str, group: str = "adhoc", active: bool = True) -> None:
+        status, body = self.call(
+            "POST",
+            "/gateway/backend/modify/add",
+            {"name": name, "proxyTo": url, "routingGroup": group, "active": active},
+        )
+        if status != 200:
+            raise RuntimeError(f"adding backend {name} failed: {status} {body}")
+
+    def deactivate(self, name: str) -> None:
+        assert self.call("POST", f"/gateway/backend/deactivate/{name}")[0] == 200
+
+    def activate(self, name: str) -> None:
+        assert self.call("POST", f"/gateway/backend/activate/{name}")[0] == 200
+
+    def queries(self, **filters: Any) -> dict[str, Any]:
+        query = "&".join(f"{k}={v}" for k, v in filters.items())
+        return self.call("GET", f"/gateway/queries?{query}")[1]
+
+
+class GatewayProcess(GatewayAdmin):
     """``trino-gateway serve`` in a child process on 127.0.0.1."""
 
     def __init__(
@@ -115,42 +158,6 @@ class GatewayProcess:
     def restart(self) -> GatewayProcess:
         self.stop()
         return self.start()
-
-    # -- admin API ----------------------------------------------------------------------------
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                payload = response.read()
-                status = response.status
-        except urllib.error.HTTPError as error:
-            payload, status = error.read(), error.code
-        try:
-            return status, json.loads(payload)
-        except ValueError:
-            return status, payload.decode(errors="replace")
-
-    def add_backend(self, name: str, url: str, group: str = "adhoc", active: bool = True) -> None:
-        status, body = self.call(
-            "POST",
-            "/gateway/backend/modify/add",
-            {"name": name, "proxyTo": url, "routingGroup": group, "active": active},
-        )
-        if status != 200:
-            raise RuntimeError(f"adding backend {name} failed: {status} {body}")
-
-    def deactivate(self, name: str) -> None:
-        assert self.call("POST", f"/gateway/backend/deactivate/{name}")[0] == 200
-
-    def activate(self, name: str) -> None:
-        assert self.call("POST", f"/gateway/backend/activate/{name}")[0] == 200
-
-    def queries(self, **filters: Any) -> dict[str, Any]:
-        query = "&".join(f"{k}={v}" for k, v in filters.items())
-        return self.call("GET", f"/gateway/queries?{query}")[1]
 
     def __enter__(self) -> GatewayProcess:
         return self.start()

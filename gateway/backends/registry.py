@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway.store import BackendRecord, Store
+from gateway.backends.record import Backend
+from gateway.store import Store
 
 log = logging.getLogger("gateway.backends")
 
@@ -19,11 +20,11 @@ class BackendRegistry:
     def __init__(self, store: Store, refresh_seconds: float = 1.0) -> None:
         self.store = store
         self.refresh_seconds = refresh_seconds
-        self._last: list[BackendRecord] = []
+        self._last: list[Backend] = []
         self._read_at = float("-inf")
         self._failing_since: float | None = None
 
-    async def all(self) -> list[BackendRecord]:
+    async def all(self) -> list[Backend]:
         if time.monotonic() - self._read_at < self.refresh_seconds:
             return self._last
         try:
@@ -52,7 +53,7 @@ class BackendRegistry:
         """Read the store again before the next routing decision."""
         self._read_at = float("-inf")
 
-    async def get(self, name: str) -> BackendRecord | None:
+    async def get(self, name: str) -> Backend | None:
         for backend in await self.all():
             if backend.name == name:
                 return backend

@@ -1,0 +1,75 @@
+"""The query history API: ``GET /gateway/queries``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, Response, request
+
+from gateway.errors import api_error, json_response
+from gateway.store import QueryFilter, QueryRecord
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+
+def query_json(record: QueryRecord) -> dict[str, Any]:
+    return {
+        "queryId": record.query_id,
+        "user": record.user_name,
+        "source": record.source,
+        "clientTags": record.client_tags.split(",") if record.client_tags else [],
+        "routingGroup": record.routing_group,
+        "backend": record.backend_name,
+        "backendUrl": record.backend_url,
+        "query": record.query_text,
+        "submittedAt": record.submitted_at,
+        "state": record.state or "RUNNING",
+        "errorName": record.error_name,
+        "finishedAt": record.finished_at,
+        "elapsedMs": record.elapsed_ms,
+    }
+
+
+def _int_arg(name: str, default: int | None, low: int = 0, high: int | None = None) -> int | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"{name} must be between {low} and {high if high is not None else 'any'}")
+    return number
+
+
+def queries_api(services: Services) -> Blueprint:
+    api = Blueprint("queries", __name__)
+
+    @api.get("/gateway/queries")
+    async def queries() -> Response:
+        """Routed queries, newest first. Filters: user, backend, group, state (RUNNING for
+        unfinished), since/until (epoch milliseconds); pagination: limit (max 1000), offset."""
+        args = request.args
+        try:
+            where = QueryFilter(
+                user=args.get("user"),
+                backend=args.get("backend"),
+                routing_group=args.get("group"),
+                state=args.get("state", "").upper() or None,
+                since_ms=_int_arg("since", None),
+                until_ms=_int_arg("until", None),
+            )
+            limit = _int_arg("limit", 100, 1, 1000) or 100
+            offset = _int_arg("offset", 0) or 0
+        except ValueError as error:
+            return api_error(400, f"bad query parameter: {error}")
+        # What this worker has buffered is written first, so a client reads its own queries.
+        await services.history.flush()
+        total, records = await services.store.find_queries(where, limit, offset)
+        return json_response(
+            {"total": total, "limit": limit, "offset": offset, "queries": [query_json(r) for r in records]}
+        )
+
+    return api

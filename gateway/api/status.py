@@ -1,0 +1,53 @@
+"""The gateway's own status: liveness, readiness, the health of every backend, the routing rules."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from quart import Blueprint, Response
+
+from gateway.errors import api_error, json_response
+from gateway.rules import FileRulesSelector
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+
+def status_api(services: Services) -> Blueprint:
+    api = Blueprint("status", __name__)
+
+    @api.get("/gateway")
+    async def ok() -> Response:
+        return Response("ok", content_type="text/plain")
+
+    @api.get("/gateway/health")
+    async def health() -> Response:
+        """Observed health of every backend, beside its admin state: state, last check, last error,
+        the monitor's figures, this worker's load on it, and the routing score."""
+        statuses = services.backend_statuses(await services.store.list_backends())
+        return json_response([status.api_json() for status in statuses])
+
+    @api.get("/gateway/livez")
+    async def livez() -> Response:
+        return Response("ok", content_type="text/plain")
+
+    @api.get("/gateway/readyz")
+    async def readyz() -> Response:
+        try:
+            await services.store.ping()
+        except Exception as error:
+            return api_error(503, f"the store cannot be read: {error}")
+        return Response("ok", content_type="text/plain")
+
+    @api.get("/gateway/routing-rules")
+    async def routing_rules() -> Response:
+        """The routing rules in use (this worker's copy), and why the last change did not load, if it did not."""
+        settings = services.config.routing_rules
+        if not settings.enabled:
+            return json_response({"enabled": False, "type": None})
+        if isinstance(services.selector, FileRulesSelector):
+            return json_response({"enabled": True, "type": "FILE", **services.selector.rules.describe()})
+        assert settings.external is not None
+        return json_response({"enabled": True, "type": "EXTERNAL", "url": settings.external.url})
+
+    return api

@@ -1,0 +1,78 @@
+"""A backend (one Trino cluster behind the gateway) as one record: the same model in the config file,
+the store and the admin API.
+
+The config file writes keys in snake case (``proxy_to``), trinodb/trino-gateway's admin API in camel
+case (``proxyTo``); both spellings are accepted everywhere and each surface writes its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+MonitorKind = Literal["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"]
+MONITOR_KINDS: tuple[str, ...] = MonitorKind.__args__  # type: ignore[attr-defined]
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
+
+def normalise_url(value: str) -> str:
+    """A URL as stored: ``http(s)://host[:port][/path]`` without a trailing slash."""
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True, serialize_by_alias=False
+    )
+
+
+class BackendTls(_Record):
+    """How the gateway verifies (and proves itself to) an ``https://`` backend."""
+
+    ca_file: str | None = Field(None, description="PEM file of the CAs to trust (default: the system's)")
+    cert_file: str | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    key_file: str | None = Field(None, description="the client certificate's key (PEM)")
+    verify: bool = Field(True, description="false turns certificate checks off: only by explicit choice")
+
+    @field_validator("key_file")
+    @classmethod
+    def _pair(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("cert_file") is None:
+            raise ValueError("key_file needs cert_file")
+        return value
+
+
+class Backend(_Record):
+    """A Trino cluster behind the gateway: where it is, which routing group it serves, the operator's
+    intent (``active``), how it is weighed and checked."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=NAME_PATTERN)
+    proxy_to: str = Field(description="URL the gateway sends requests to, e.g. http://trino-1:8080")
+    external_url: str | None = Field(None, description="URL users see for this cluster (default: proxy_to)")
+    routing_group: str = Field("adhoc", min_length=1, max_length=256)
+    active: bool = Field(True, description="takes new queries (when healthy); inactive: running work finishes")
+    weight: float = Field(1.0, ge=0, le=1_000_000, description="share of queries under the weighted router")
+    monitor: MonitorKind | None = Field(None, description="health check for this backend (default: health.monitor)")
+    tls: BackendTls | None = Field(None, description="TLS settings for an https:// proxy_to")
+
+    @field_validator("proxy_to")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return normalise_url(value)
+
+    @field_validator("external_url", mode="before")
+    @classmethod
+    def _external_url(cls, value: str | None) -> str | None:
+        # trinodb/trino-gateway's clients send "" for "none".
+        return None if value is None or value == "" else normalise_url(value)
+
+    def api_json(self) -> dict[str, Any]:
+        """The backend as the admin API writes it (trinodb/trino-gateway's fields first)."""
+        document = self.model_dump(by_alias=True, mode="json")
+        document["externalUrl"] = self.external_url or self.proxy_to
+        return document

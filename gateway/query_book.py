@@ -1,0 +1,267 @@
+"""The query book: one owner for each query's life in this gateway worker.
+
+    accepted ──poll/cancel──▶ (running) ──last page, cancel, FAILED──▶ finished
+        │                                                                ▲
+        └──────────── no client request for ``idle_expiry`` ─────────▶ abandoned
+
+One call per event (``accepted``, ``polled``, ``finished``, ``abandoned`` by the sweep), and everything
+that follows from an event happens here: the query history (the store, where every worker and a
+restarted gateway find the query), the per-backend in-flight counts the routers and gauges read, the
+health checker's routed-since-check count. The proxy never updates any of these itself.
+
+Live queries stay in the book until they end; finished ones move to a bounded list of recent
+queries (late requests of a query, such as its ``infoUri`` page, still find it) and leave the book
+when that list is full. A query the book does not know is looked up in the store, and as a last
+resort by asking every backend (``find``); a query found there is *adopted*: routed by this worker
+from then on, but counted in the in-flight figures of the worker that accepted it only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.backends.record import Backend
+from gateway.backends.registry import BackendRegistry
+from gateway.history import QueryHistory
+from gateway.store import QueryRecord, Store, now_ms
+from gateway.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("gateway.query_book")
+
+FINISHED, FAILED, ABANDONED = "FINISHED", "FAILED", "ABANDONED"
+
+
+@dataclass(slots=True, eq=False)
+class Query:
+    """A query the gateway routed (or adopted): where it runs and whose it is."""
+
+    id: str
+    backend: Backend
+    group: str
+    user: str | None = None
+    trace_parent: str | None = None
+    """W3C traceparent of the query's trace: every request of the query joins it."""
+    transaction: str | None = None
+    """The X-Trino-Transaction-Id it was submitted in, if any."""
+    counted: bool = False
+    """Accepted by this worker: it counts in this worker's in-flight figures while it runs."""
+    last_seen: float = 0.0
+    state: str | None = None
+    """None while it runs; FINISHED, FAILED or ABANDONED once it ended."""
+    error_name: str | None = None
+
+
+def outcome_of_page(body: bytes) -> tuple[str, str | None]:
+    """(state, Trino error name) of a query's last page."""
+    try:
+        page: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return FAILED, None
+    if not isinstance(page, dict):
+        return FAILED, None
+    error = page.get("error")
+    state = (page.get("stats") or {}).get("state") or (FAILED if error else FINISHED)
+    return str(state), (error.get("errorName") if isinstance(error, dict) else None)
+
+
+class QueryBook:
+    def __init__(
+        self,
+        store: Store,
+        registry: BackendRegistry,
+        upstream: Upstream,
+        history: QueryHistory,
+        on_routed: Callable[[str], None] = lambda backend: None,
+        idle_expiry: float = 600.0,
+        recent_capacity: int = 10_000,
+        settle_seconds: float = 0.0,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.upstream = upstream
+        self.history = history
+        self.on_routed = on_routed
+        self.idle_expiry = idle_expiry
+        self.recent_capacity = recent_capacity
+        # With tracing on: how long a query unknown to the store may still be on its way there (the
+        # history's flush interval), worth one more look before asking the backends, which cannot
+        # tell its trace context.
+        self.settle_seconds = settle_seconds
+        self._live: dict[str, Query] = {}
+        self._recent: dict[str, Query] = {}
+        self._counts: dict[str, int] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # -- events ------------------------------------------------------------------------------
+    def accepted(self, query: Query, sql: str, source: str | None, client_tags: str | None) -> None:
+        """A backend took a new query this worker routed."""
+        query.counted = True
+        query.last_seen = time.monotonic()
+        self._live[query.id] = query
+        name = query.backend.name
+        self._counts[name] = self._counts.get(name, 0) + 1
+        self.on_routed(name)
+        self.history.submitted(
+            QueryRecord(
+                query_id=query.id,
+                backend_name=name,
+                backend_url=query.backend.proxy_to,
+                routing_group=query.group,
+                user_name=query.user,
+                source=source,
+                client_tags=client_tags,
+                query_text=sql,
+                submitted_at=now_ms(),
+                trace_parent=query.trace_parent,
+            )
+        )
+
+    @staticmethod
+    def polled(query: Query) -> None:
+        """A client asked about the query (a poll, a cancel, its UI page): it is not abandoned."""
+        query.last_seen = time.monotonic()
+
+    def finished(self, query: Query, state: str, error_name: str | None) -> None:
+        """The query ended: its last page came, it was cancelled, or the gateway failed it."""
+        if query.state is not None:
+            return
+        query.state, query.error_name = state, error_name
+        self._leave(query)
+        self.history.finished(query.id, state, error_name)
+
+    def finished_with_page(self, query: Query, page: bytes) -> None:
+        state, error_name = outcome_of_page(page)
+        self.finished(query, state, error_name)
+
+    def sweep(self) -> int:
+        """Queries no client asked about for ``idle_expiry`` are abandoned; how many."""
+        cutoff = time.monotonic() - self.idle_expiry
+        idle = [query for query in self._live.values() if query.last_seen < cutoff]
+        for query in idle:
+            query.state = ABANDONED
+            self._leave(query)
+        return len(idle)
+
+    def _leave(self, query: Query) -> None:
+        if self._live.pop(query.id, None) is not None and query.counted:
+            self._counts[query.backend.name] -= 1
+        recent = self._recent
+        recent[query.id] = query
+        if len(recent) > self.recent_capacity:
+            del recent[next(iter(recent))]
+
+    # -- views -------------------------------------------------------------------------------
+    def get(self, query_id: str) -> Query | None:
+        """The query, if this worker knows it (the hot path: one or two dict lookups)."""
+        return self._live.get(query_id) or self._recent.get(query_id)
+
+    def count(self, backend: str) -> int:
+        """Queries this worker accepted for ``backend`` that have not ended."""
+        return self._counts.get(backend, 0)
+
+    @property
+    def live(self) -> int:
+        return len(self._live)
+
+    # -- finding a query another worker routed ---------------------------------------------
+    async def find(self, query_id: str) -> Query | None:
+        """The query with this id: from the book, else the store, else whichever backend knows it."""
+        found = self.get(query_id)
+        if found is not None:
+            return found
+        record = await self._from_store(query_id)
+        if record is None and self.settle_seconds > 0:
+            await asyncio.sleep(self.settle_seconds)
+            record = await self._from_store(query_id)
+        if record is not None:
+            backend = await self._backend(record.backend_name, record.backend_url)
+            query = Query(query_id, backend, record.routing_group, record.user_name, record.trace_parent)
+            if record.state is not None:
+                query.state, query.error_name = record.state, record.error_name
+        else:
+            backend = await self._ask_backends(query_id)
+            if backend is None:
+                return None
+            query = Query(query_id, backend, backend.routing_group)
+            if self.settle_seconds > 0:
+                # Its trace context is still on its way to the store: pick it up for later polls.
+                task = asyncio.create_task(self._trace_later(query))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+        return self._adopt(query)
+
+    def _adopt(self, query: Query) -> Query:
+        # Another worker may have been quicker: one Query per id in this book.
+        known = self.get(query.id)
+        if known is not None:
+            return known
+        query.last_seen = time.monotonic()
+        if query.state is None:
+            self._live[query.id] = query
+        else:
+            self._recent[query.id] = query
+        return query
+
+    async def _backend(self, name: str, url: str) -> Backend:
+        """The record of the backend a query runs on, at the URL it was sent to."""
+        backend = await self.registry.get(name)
+        if backend is not None and backend.proxy_to == url:
+            return backend
+        return Backend(name=name, proxy_to=url) if backend is None else backend.model_copy(update={"proxy_to": url})
+
+    async def _trace_later(self, query: Query) -> None:
+        for _ in range(3):
+            await asyncio.sleep(self.settle_seconds * 2)
+            record = await self._from_store(query.id)
+            if record is not None:
+                query.trace_parent = record.trace_parent
+                return
+
+    async def _from_store(self, query_id: str) -> QueryRecord | None:
+        try:
+            return await self.store.get_query(query_id)
+        except Exception as error:
+            log.error("cannot look up query %s in the store: %s", query_id, error)
+            return None
+
+    async def _ask_backends(self, query_id: str) -> Backend | None:
+        """Every backend is asked whether it knows the query; the first that does owns it."""
+        backends = await self.registry.all()
+
+        async def knows(backend: Backend) -> bool:
+            try:
+                answer = await self.upstream.fetch(
+                    f"{backend.proxy_to}/v1/query/{query_id}",
+                    backend=backend,
+                    headers={"X-Trino-User": "trino-gateway"},
+                    timeout=3,
+                )
+            except UpstreamError:
+                return False
+            return answer.status == 200
+
+        answers = await asyncio.gather(*(knows(b) for b in backends))
+        for backend, known in zip(backends, answers, strict=True):
+            if known:
+                log.info("query %s found on backend %s by asking every backend", query_id, backend.name)
+                return backend
+        return None
+
+    # -- housekeeping ------------------------------------------------------------------------
+    async def sweep_forever(self, every: float = 60.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            abandoned = self.sweep()
+            if abandoned:
+                log.info("%d queries no client asked about for %.0f s are forgotten", abandoned, self.idle_expiry)
+
+    def close(self) -> None:
+        for task in self._pending:
+            task.cancel()

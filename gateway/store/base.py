@@ -1,0 +1,74 @@
+"""The store's interface: every implementation (SQL, in-memory) keeps these promises."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gateway.backends.record import Backend
+from gateway.store.records import QueryFilter, QueryOutcome, QueryRecord
+
+
+class Store(Protocol):
+    """Where backends and the query history live, shared by every worker that opens the same URL."""
+
+    url: str
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raises when the store cannot be read."""
+        ...
+
+    # -- backends ---------------------------------------------------------------------------
+    async def list_backends(self) -> list[Backend]:
+        """Every backend, by name."""
+        ...
+
+    async def get_backend(self, name: str) -> Backend | None: ...
+
+    async def add_backend(self, backend: Backend) -> None:
+        """Raises ``DuplicateBackend`` when the name is taken."""
+        ...
+
+    async def update_backend(self, backend: Backend) -> bool:
+        """Replace the backend of that name; False when there is none."""
+        ...
+
+    async def delete_backend(self, name: str) -> bool: ...
+
+    async def set_active(self, name: str, active: bool) -> bool:
+        """The operator's intent; False when there is no backend of that name."""
+        ...
+
+    # -- query history ----------------------------------------------------------------------
+    async def record_queries(self, records: list[QueryRecord]) -> None:
+        """Insert new queries, all or none; raises ``DuplicateQuery`` when one is recorded already."""
+        ...
+
+    async def finish_queries(self, outcomes: list[QueryOutcome]) -> None:
+        """Record how queries ended; a query that has an outcome already keeps it."""
+        ...
+
+    async def get_query(self, query_id: str) -> QueryRecord | None: ...
+
+    async def find_queries(
+        self, where: QueryFilter, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[QueryRecord]]:
+        """(how many match, one page of them newest first)."""
+        ...
+
+    async def purge_queries(self, older_than_ms: int) -> int:
+        """Delete queries submitted before ``older_than_ms``; how many went."""
+        ...
+
+
+async def seed_backends(store: Store, seeds: list[Backend]) -> None:
+    """Make the configured backends exist as the file says, keeping the active flag operators set
+    through the API."""
+    existing = {b.name: b for b in await store.list_backends()}
+    for seed in seeds:
+        current = existing.get(seed.name)
+        if current is None:
+            await store.add_backend(seed)
+        else:
+            await store.update_backend(seed.model_copy(update={"active": current.active}))

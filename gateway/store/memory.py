@@ -1,0 +1,111 @@
+"""The store in this process's memory: ``store.url: memory://``.
+
+For one worker that needs nothing kept (a quick trial, the in-process tests): it keeps the same
+promises as the SQL store (``gateway.store.base.Store``), and loses everything when the process ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gateway.backends.record import Backend
+from gateway.store.records import (
+    DuplicateBackend,
+    DuplicateQuery,
+    QueryFilter,
+    QueryOutcome,
+    QueryRecord,
+    StoreError,
+)
+
+
+class MemoryStore:
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._backends: dict[str, Backend] = {}
+        self._queries: dict[str, QueryRecord] = {}
+        # Tests set this to make every call fail, as a store that is down does.
+        self.failing: str | None = None
+
+    def _check(self) -> None:
+        if self.failing is not None:
+            raise StoreError(self.failing)
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        self._check()
+
+    # -- backends ---------------------------------------------------------------------------
+    async def list_backends(self) -> list[Backend]:
+        self._check()
+        return [self._backends[name] for name in sorted(self._backends)]
+
+    async def get_backend(self, name: str) -> Backend | None:
+        self._check()
+        return self._backends.get(name)
+
+    async def add_backend(self, backend: Backend) -> None:
+        self._check()
+        if backend.name in self._backends:
+            raise DuplicateBackend(f"a backend named {backend.name!r} exists already")
+        self._backends[backend.name] = backend
+
+    async def update_backend(self, backend: Backend) -> bool:
+        self._check()
+        if backend.name not in self._backends:
+            return False
+        self._backends[backend.name] = backend
+        return True
+
+    async def delete_backend(self, name: str) -> bool:
+        self._check()
+        return self._backends.pop(name, None) is not None
+
+    async def set_active(self, name: str, active: bool) -> bool:
+        self._check()
+        backend = self._backends.get(name)
+        if backend is None:
+            return False
+        self._backends[name] = backend.model_copy(update={"active": active})
+        return True
+
+    # -- query history ----------------------------------------------------------------------
+    async def record_queries(self, records: list[QueryRecord]) -> None:
+        self._check()
+        known = [r.query_id for r in records if r.query_id in self._queries]
+        if known or len({r.query_id for r in records}) != len(records):
+            raise DuplicateQuery(f"queries recorded already: {', '.join(known) or 'twice in one batch'}")
+        for record in records:
+            self._queries[record.query_id] = dataclasses.replace(record)
+
+    async def finish_queries(self, outcomes: list[QueryOutcome]) -> None:
+        self._check()
+        for outcome in outcomes:
+            record = self._queries.get(outcome.query_id)
+            if record is not None and record.state is None:
+                record.state = outcome.state
+                record.error_name = outcome.error_name
+                record.finished_at = outcome.finished_at
+                record.elapsed_ms = outcome.finished_at - record.submitted_at
+
+    async def get_query(self, query_id: str) -> QueryRecord | None:
+        self._check()
+        record = self._queries.get(query_id)
+        return None if record is None else dataclasses.replace(record)
+
+    async def find_queries(
+        self, where: QueryFilter, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[QueryRecord]]:
+        self._check()
+        matching = [r for r in self._queries.values() if where.matches(r)]
+        matching.sort(key=lambda r: (-r.submitted_at, r.query_id))
+        return len(matching), [dataclasses.replace(r) for r in matching[offset : offset + limit]]
+
+    async def purge_queries(self, older_than_ms: int) -> int:
+        self._check()
+        old = [query_id for query_id, r in self._queries.items() if r.submitted_at < older_than_ms]
+        for query_id in old:
+            del self._queries[query_id]
+        return len(old)

@@ -1,0 +1,79 @@
+"""What the store holds, as the rest of the gateway sees it, and the errors it raises."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+class StoreError(RuntimeError):
+    """The store cannot be reached or used; the message says which and why."""
+
+
+class DuplicateBackend(ValueError):
+    """A backend of that name exists already."""
+
+
+class DuplicateQuery(ValueError):
+    """A query of that id is recorded already."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class QueryRecord:
+    """One routed query in the query history: where it ran, for whom, and how it ended."""
+
+    query_id: str
+    backend_name: str
+    backend_url: str
+    routing_group: str
+    user_name: str | None
+    source: str | None
+    client_tags: str | None
+    query_text: str | None
+    submitted_at: int
+    state: str | None = None
+    error_name: str | None = None
+    finished_at: int | None = None
+    elapsed_ms: int | None = None
+    trace_parent: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    """How a query ended (state, Trino's error name if it failed), when the gateway saw it end."""
+
+    query_id: str
+    state: str
+    error_name: str | None
+    finished_at: int
+
+
+@dataclass
+class QueryFilter:
+    user: str | None = None
+    backend: str | None = None
+    routing_group: str | None = None
+    state: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def matches(self, record: QueryRecord) -> bool:
+        """The same test the SQL store runs as a WHERE clause (the in-memory store uses this)."""
+        if self.user is not None and record.user_name != self.user:
+            return False
+        if self.backend is not None and record.backend_name != self.backend:
+            return False
+        if self.routing_group is not None and record.routing_group != self.routing_group:
+            return False
+        if self.state is not None:
+            if self.state == "RUNNING" and record.state is not None:
+                return False
+            if self.state != "RUNNING" and record.state != self.state:
+                return False
+        if self.since_ms is not None and record.submitted_at < self.since_ms:
+            return False
+        return not (self.until_ms is not None and record.submitted_at >= self.until_ms)
