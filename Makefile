@@ -5,14 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test chaos bench bench-tracing lint format clean system-deps bench-deps docker-engine
+.PHONY: install demo test check chaos bench bench-tracing lint format clean system-deps bench-deps docker-engine
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[sim,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,10 +36,17 @@ docker-engine:
 	@bash chaos/docker_engine.sh
 
 demo: install
-	$(BIN)/python -m gateway.demo
+	$(BIN)/python -m trinosim.demo
 
 test: install system-deps
 	$(BIN)/python -m pytest -q tests chaos
+
+# The inner loop (about a minute): lint, and every test that needs no child process and no SQL
+# store (in-process trinosim servers, the gateway in process on the in-memory store).
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -m "not slow" tests chaos
 
 # The chaos suite: clusters killed, paused, slowed and deactivated under load (README, "Chaos suite").
 chaos: install system-deps

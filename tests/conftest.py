@@ -14,6 +14,28 @@ from trinosim import TrinoSimProcess
 
 SimFactory = Callable[..., TrinoSimProcess]
 
+# Fixtures that start child processes or use a SQL store: their tests are left out of ``make check``.
+_SLOW_FIXTURES = frozenset({"sim", "sim_factory", "clusters", "trino_cli", "receiver", "collector"})
+_SLOW_STORES = ("[sqlite", "[postgres", "-sqlite", "-postgres")
+_SLOW_DIRECTORIES = ("observability_ops",)
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``slow``: starts child processes (trinosim, the gateway, PostgreSQL, Prometheus, the Trino
+    CLI) or runs on a SQL store. ``make check`` runs the rest: the in-memory store and in-process
+    servers."""
+    for item in items:
+        path = Path(str(item.path))
+        if _HERE not in path.parents:
+            continue
+        if (
+            _SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or any(marker in item.nodeid for marker in _SLOW_STORES)
+            or any(part in path.parts for part in _SLOW_DIRECTORIES)
+        ):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def sim() -> Iterator[TrinoSimProcess]:

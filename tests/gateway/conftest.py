@@ -1,18 +1,28 @@
-"""Fixtures for gateway tests: three trinosim clusters and a gateway in front of them.
+"""Fixtures for gateway tests.
 
-Every test that uses ``gateway`` runs twice: with the embedded SQLite store and with PostgreSQL.
+In process (the fast loop, ``make check``): ``sims`` (three trinosim servers), ``make_sim``,
+``make_gateway`` and ``gateway`` (the gateway in front of ``sims``), all on one event loop in a
+background thread of the test process, with real sockets and real clients.
+
+Child processes (what needs them: killing, pausing, restarting, several workers): ``clusters``
+(three trinosim processes) and ``GatewayProcess``.
+
+Every test that uses a store runs with each kind: in memory, the embedded SQLite, and PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from gateway.testing import GatewayProcess, running
+from tests.inprocess import InProcessGateway
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import running
+from trinosim.inprocess import InProcessSim, LoopThread
 
-STORES = ["sqlite", "postgres"]
+STORES = ["memory", "sqlite", "postgres"]
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +36,40 @@ def clusters() -> Iterator[list[TrinoSimProcess]]:
     ]
     with running(servers):
         yield servers
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    loop = LoopThread()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="session")
+def sims(loop_thread: LoopThread) -> Iterator[list[InProcessSim]]:
+    """``clusters`` in this process: trino-3 ignores X-Forwarded-* too."""
+    servers = [
+        InProcessSim(loop_thread, name="trino-1"),
+        InProcessSim(loop_thread, name="trino-2"),
+        InProcessSim(loop_thread, name="trino-3", forwarded="ignore"),
+    ]
+    with running(servers):
+        yield servers
+
+
+@pytest.fixture
+def make_sim(loop_thread: LoopThread) -> Iterator[Callable[..., InProcessSim]]:
+    """Start in-process trinosim servers with custom options; all are stopped after the test."""
+    started: list[InProcessSim] = []
+
+    def start(**options: Any) -> InProcessSim:
+        server = InProcessSim(loop_thread, **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session", params=STORES)
@@ -50,23 +94,50 @@ def store_url(store_kind: str, postgres, tmp_path) -> str:
     if store_kind == "postgres":
         postgres.reset()
         return postgres.url(driver="postgresql")
+    if store_kind == "memory":
+        return "memory://"
     return f"sqlite:///{tmp_path / 'gateway.db'}"
 
 
 @pytest.fixture
-def gateway(clusters: list[TrinoSimProcess], store_url: str) -> Iterator[GatewayProcess]:
-    """A gateway with trino-1 and trino-2 in group adhoc and trino-3 in group etl."""
-    config = {
+def lasting_store_url(store_url: str) -> str:
+    """A store that outlives a gateway: the SQL ones."""
+    if store_url.startswith("memory:"):
+        pytest.skip("the in-memory store ends with its gateway")
+    return store_url
+
+
+@pytest.fixture
+def make_gateway(loop_thread: LoopThread, store_url: str) -> Iterator[Callable[..., InProcessGateway]]:
+    """Start in-process gateways (on the test's store unless told otherwise); all stop after the test."""
+    started: list[InProcessGateway] = []
+
+    def start(config: dict[str, Any] | None = None, store: str | None = None) -> InProcessGateway:
+        gateway = InProcessGateway(loop_thread, config, store or store_url).start()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+def three_backends(servers: list[Any]) -> dict[str, Any]:
+    return {
         "backends": [
-            {"name": "trino-1", "proxy_to": clusters[0].url, "routing_group": "adhoc"},
-            {"name": "trino-2", "proxy_to": clusters[1].url, "routing_group": "adhoc"},
-            {"name": "trino-3", "proxy_to": clusters[2].url, "routing_group": "etl"},
+            {"name": "trino-1", "proxy_to": servers[0].url, "routing_group": "adhoc"},
+            {"name": "trino-2", "proxy_to": servers[1].url, "routing_group": "adhoc"},
+            {"name": "trino-3", "proxy_to": servers[2].url, "routing_group": "etl"},
         ]
     }
-    with GatewayProcess(store=store_url, config=config) as process:
-        yield process
 
 
-def owner(clusters: list[TrinoSimProcess], query_id: str) -> list[str]:
+@pytest.fixture
+def gateway(make_gateway: Callable[..., InProcessGateway], sims: list[InProcessSim]) -> InProcessGateway:
+    """A gateway with trino-1 and trino-2 in group adhoc and trino-3 in group etl."""
+    return make_gateway(three_backends(sims))
+
+
+def owner(clusters: list[Any], query_id: str) -> list[str]:
     """Names of the clusters that have a record of ``query_id``."""
     return [c.name for c in clusters if any(q["queryId"] == query_id for q in c.queries())]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gateway.testing import GatewayProcess
 from tests.conftest import run_query
 
 
@@ -12,23 +11,26 @@ def _names(gateway, path: str = "/gateway/backend/all") -> list[str]:
     return [b["name"] for b in body]
 
 
-def test_add_update_delete_activate_deactivate_and_list(clusters, store_url):
-    with GatewayProcess(store=store_url) as gateway:
+def test_add_update_delete_activate_deactivate_and_list(sims, make_gateway):
+    with make_gateway() as gateway:
         assert _names(gateway) == []
         status, body = gateway.call(
             "POST",
             "/gateway/backend/modify/add",
-            {"name": "c1", "proxyTo": clusters[0].url + "/", "routingGroup": "etl"},
+            {"name": "c1", "proxyTo": sims[0].url + "/", "routingGroup": "etl"},
         )
         assert status == 200
         assert body == {
             "name": "c1",
-            "proxyTo": clusters[0].url,
+            "proxyTo": sims[0].url,
             "active": True,
             "routingGroup": "etl",
-            "externalUrl": clusters[0].url,
+            "externalUrl": sims[0].url,
+            "weight": 1.0,
+            "monitor": None,
+            "tls": None,
         }
-        gateway.add_backend("c2", clusters[1].url)
+        gateway.add_backend("c2", sims[1].url)
         assert _names(gateway) == ["c1", "c2"]
 
         status, body = gateway.call(
@@ -36,7 +38,7 @@ def test_add_update_delete_activate_deactivate_and_list(clusters, store_url):
             "/gateway/backend/modify/update",
             {
                 "name": "c1",
-                "proxyTo": clusters[0].url,
+                "proxyTo": sims[0].url,
                 "routingGroup": "adhoc",
                 "externalUrl": "https://trino-1.example.com",
             },
@@ -56,9 +58,9 @@ def test_add_update_delete_activate_deactivate_and_list(clusters, store_url):
         assert run_query(gateway.url, "SELECT 3") == [[3]]
 
 
-def test_bad_input_gets_clear_4xx_errors(clusters, store_url):
-    with GatewayProcess(store=store_url) as gateway:
-        gateway.add_backend("c1", clusters[0].url)
+def test_bad_input_gets_clear_4xx_errors(sims, make_gateway):
+    with make_gateway() as gateway:
+        gateway.add_backend("c1", sims[0].url)
         cases = [
             ("/gateway/backend/modify/add", b"{not json", 400, "not valid JSON"),
             ("/gateway/backend/modify/add", b"[1, 2]", 400, "JSON object"),
@@ -72,9 +74,22 @@ def test_bad_input_gets_clear_4xx_errors(clusters, store_url):
                 "backend: colour: unknown key",
             ),
             ("/gateway/backend/modify/add", b'{"name": "x y", "proxyTo": "http://h:1"}', 400, "backend: name"),
+            ("/gateway/backend/modify/add", b'{"name": "x", "proxyTo": "http://h:1", "weight": -1}', 400, "weight"),
             (
                 "/gateway/backend/modify/add",
-                f'{{"name": "c1", "proxyTo": "{clusters[1].url}"}}'.encode(),
+                b'{"name": "x", "proxyTo": "http://h:1", "monitor": "PING"}',
+                400,
+                "monitor",
+            ),
+            (
+                "/gateway/backend/modify/add",
+                b'{"name": "x", "proxyTo": "http://h:1", "tls": {"keyFile": "/k.pem"}}',
+                400,
+                "key_file needs cert_file",
+            ),
+            (
+                "/gateway/backend/modify/add",
+                f'{{"name": "c1", "proxyTo": "{sims[1].url}"}}'.encode(),
                 409,
                 "exists already",
             ),
@@ -93,16 +108,51 @@ def test_bad_input_gets_clear_4xx_errors(clusters, store_url):
         assert _names(gateway) == ["c1"]
 
 
-def test_every_change_persists_across_a_restart(clusters, store_url):
-    gateway = GatewayProcess(store=store_url).start()
+def test_a_backend_added_through_the_api_has_the_whole_record_and_it_is_used(sims, make_gateway, lasting_store_url):
+    config = {"routing": {"groups": {"weighted": {"router": "weighted"}}}}
+    with make_gateway(config, store=lasting_store_url) as gateway:
+        for name, cluster, weight, monitor in (("heavy", sims[0], 1, "JMX"), ("never", sims[1], 0, None)):
+            status, body = gateway.call(
+                "POST",
+                "/gateway/backend/modify/add",
+                {
+                    "name": name,
+                    "proxyTo": cluster.url,
+                    "routingGroup": "weighted",
+                    "weight": weight,
+                    "monitor": monitor,
+                    "tls": {"caFile": "/etc/ssl/certs/ca-certificates.crt", "verify": True},
+                },
+            )
+            assert status == 200, body
+        gateway.restart()
+        stored = {b["name"]: b for b in gateway.call("GET", "/gateway/backend/all")[1]}
+        assert (stored["heavy"]["weight"], stored["heavy"]["monitor"]) == (1.0, "JMX")
+        assert stored["never"]["tls"] == {
+            "caFile": "/etc/ssl/certs/ca-certificates.crt",
+            "certFile": None,
+            "keyFile": None,
+            "verify": True,
+        }
+        health = {b["name"]: b for b in gateway.call("GET", "/gateway/health")[1]}
+        # The JMX monitor reports workers; the default one (INFO_API) cannot.
+        assert health["heavy"]["workers"] is not None and health["never"]["workers"] is None
+        for _ in range(10):
+            run_query(gateway.url, "SELECT 1", http_headers={"X-Trino-Routing-Group": "weighted"})
+        # Weight 0: never chosen while another backend of the group can take the query.
+        assert {q["backend"] for q in gateway.queries()["queries"]} == {"heavy"}
+
+
+def test_every_change_persists_across_a_restart(sims, make_gateway, lasting_store_url):
+    gateway = make_gateway(store=lasting_store_url)
     try:
-        gateway.add_backend("keep", clusters[0].url, group="etl")
-        gateway.add_backend("drop", clusters[1].url)
-        gateway.add_backend("off", clusters[2].url)
+        gateway.add_backend("keep", sims[0].url, group="etl")
+        gateway.add_backend("drop", sims[1].url)
+        gateway.add_backend("off", sims[2].url)
         gateway.call(
             "POST",
             "/gateway/backend/modify/update",
-            {"name": "keep", "proxyTo": clusters[0].url, "routingGroup": "reports"},
+            {"name": "keep", "proxyTo": sims[0].url, "routingGroup": "reports"},
         )
         gateway.deactivate("off")
         gateway.call("POST", "/gateway/backend/modify/delete", raw=b'{"name": "drop"}')
@@ -119,9 +169,9 @@ def test_every_change_persists_across_a_restart(clusters, store_url):
         gateway.stop()
 
 
-def test_configured_backends_keep_the_active_flag_set_through_the_api(clusters, store_url):
-    config = {"backends": [{"name": "c1", "proxy_to": clusters[0].url}, {"name": "c2", "proxy_to": clusters[1].url}]}
-    gateway = GatewayProcess(store=store_url, config=config).start()
+def test_configured_backends_keep_the_active_flag_set_through_the_api(sims, make_gateway, lasting_store_url):
+    config = {"backends": [{"name": "c1", "proxy_to": sims[0].url}, {"name": "c2", "proxy_to": sims[1].url}]}
+    gateway = make_gateway(config, store=lasting_store_url)
     try:
         gateway.deactivate("c2")
         gateway.restart()

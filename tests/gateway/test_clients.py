@@ -20,14 +20,14 @@ QUERIES = [
 
 
 @pytest.mark.parametrize("sql", QUERIES)
-def test_python_client_results_match_direct(gateway, clusters, sql):
-    assert run_query(gateway.url, sql) == run_query(clusters[0].url, sql)
+def test_python_client_results_match_direct(gateway, sims, sql):
+    assert run_query(gateway.url, sql) == run_query(sims[0].url, sql)
 
 
-def test_every_group_gives_the_same_answers_including_the_rewritten_one(gateway, clusters):
+def test_every_group_gives_the_same_answers_including_the_rewritten_one(gateway, sims):
     # trino-3 (group etl) ignores X-Forwarded-*: only the gateway's rewriting keeps the client on it.
     sql = QUERIES[3]
-    assert run_query(gateway.url, sql, http_headers={"X-Trino-Routing-Group": "etl"}) == run_query(clusters[2].url, sql)
+    assert run_query(gateway.url, sql, http_headers={"X-Trino-Routing-Group": "etl"}) == run_query(sims[2].url, sql)
 
 
 def test_next_uri_points_at_the_gateway_for_every_backend(gateway):
@@ -71,11 +71,11 @@ def test_prepared_statements_work_through_the_gateway(gateway):
         assert cursor.fetchall() == [["MIDDLE EAST"]]
 
 
-def test_errors_reach_the_client_unchanged(gateway, clusters):
+def test_errors_reach_the_client_unchanged(gateway, sims):
     for sql, name in (("SELECT * FROM tpch.tiny.nope", "TABLE_NOT_FOUND"), ("SELEC 1", "SYNTAX_ERROR")):
         with pytest.raises(TrinoUserError) as through, connect(gateway.url) as conn:
             conn.cursor().execute(sql)
-        with pytest.raises(TrinoUserError) as direct, connect(clusters[0].url) as conn:
+        with pytest.raises(TrinoUserError) as direct, connect(sims[0].url) as conn:
             conn.cursor().execute(sql)
         assert through.value.error_name == direct.value.error_name == name
         assert through.value.message == direct.value.message
@@ -104,7 +104,7 @@ def test_trino_cli_sees_errors_through_the_gateway(gateway, trino_cli):
     assert "Table 'tpch.tiny.nope' does not exist" in result.stderr
 
 
-def test_client_headers_reach_the_backend_with_forwarded_headers(gateway, clusters):
+def test_client_headers_reach_the_backend_with_forwarded_headers(gateway, sims):
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     first = requests.post(
         f"{gateway.url}/v1/statement",
@@ -113,7 +113,7 @@ def test_client_headers_reach_the_backend_with_forwarded_headers(gateway, cluste
         headers={"X-Trino-User": "u", "traceparent": traceparent, "X-Forwarded-For": "10.9.8.7"},
     )
     query_id = first.json()["id"]
-    record = next(c.query(query_id) for c in clusters if any(q["queryId"] == query_id for q in c.queries()))
+    record = next(c.query(query_id) for c in sims if any(q["queryId"] == query_id for q in c.queries()))
     received = record["receivedHeaders"]
     assert received["traceparent"] == traceparent
     assert received["X-Forwarded-For"] == "10.9.8.7, 127.0.0.1"

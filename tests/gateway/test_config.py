@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
-from gateway.testing import GatewayProcess, free_port
 from tests.conftest import run_query
+from trinosim.gateway_process import GatewayProcess, free_port
 
 
 def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -8,10 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from gateway.testing import GatewayProcess
 from tests.conftest import connect, run_query
 from tests.trinosim.helpers import wait_until
-from trinosim import TrinoSimProcess
+from trinosim.gateway_process import GatewayProcess
 
 
 def _submit(url: str, sql: str = "SELECT 1", **headers: str) -> dict:
@@ -56,10 +55,10 @@ def test_a_client_whose_backend_died_reads_why(sim_factory, store_url):
     assert "backend doomed running query" in error.value.message and "unreachable" in error.value.message
 
 
-def test_hanging_backend_gives_a_gateway_timeout_not_a_hang(sim_factory, store_url):
-    backend = sim_factory(name="stuck")
+def test_hanging_backend_gives_a_gateway_timeout_not_a_hang(make_sim, make_gateway):
+    backend = make_sim(name="stuck")
     config = {"proxy": {"read_timeout": 2}, "backends": [{"name": "stuck", "proxy_to": backend.url}]}
-    with GatewayProcess(store=store_url, config=config) as gw:
+    with make_gateway(config) as gw:
         first = _submit(gw.url)
         backend.set_faults(hang_polls=True)
         response = requests.get(first["nextUri"], timeout=30)
@@ -68,9 +67,9 @@ def test_hanging_backend_gives_a_gateway_timeout_not_a_hang(sim_factory, store_u
         assert "backend stuck did not answer in time" in response.json()["error"]["message"]
 
 
-def test_garbage_from_a_backend_becomes_a_clear_failed_query_without_breaking_the_gateway(sim_factory, store_url):
-    backend = sim_factory(name="junk")
-    with GatewayProcess(store=store_url, config={"backends": [{"name": "junk", "proxy_to": backend.url}]}) as gw:
+def test_garbage_from_a_backend_becomes_a_clear_failed_query_without_breaking_the_gateway(make_sim, make_gateway):
+    backend = make_sim(name="junk")
+    with make_gateway({"backends": [{"name": "junk", "proxy_to": backend.url}]}) as gw:
         backend.set_faults(garbage_rate=1.0)
         response = requests.post(f"{gw.url}/v1/statement", data=b"SELECT 1", headers={"X-Trino-User": "u"}, timeout=10)
         assert response.status_code == 200 and response.json()["stats"]["state"] == "FAILED"
@@ -119,9 +118,9 @@ def test_queries_survive_a_gateway_kill_and_restart(clusters, store_url):
 
 
 @pytest.mark.parametrize("engine", ["granian", "hypercorn"])
-def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, store_url, engine):
+def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, lasting_store_url, engine):
     config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters[:2]]}
-    with GatewayProcess(store=store_url, config=config, workers=2, extra_args=["--engine", engine]) as gateway:
+    with GatewayProcess(store=lasting_store_url, config=config, workers=2, extra_args=["--engine", engine]) as gateway:
 
         def one(i: int) -> tuple[set[str], list]:
             # A new connection per request, so the kernel spreads them over both workers.
@@ -158,30 +157,26 @@ def test_polls_for_an_unknown_query_answer_not_found(gateway):
     assert response.status_code == 404
 
 
-def test_a_backend_dropping_connections_on_submit_is_skipped(clusters, store_url):
-    dropper = TrinoSimProcess(name="dropper", drop_rate=1.0).start()
-    try:
-        config = {"backends": [{"name": "dropper", "proxy_to": dropper.url}]}
-        with GatewayProcess(store=store_url, config=config) as gateway:
-            response = requests.post(
-                f"{gateway.url}/v1/statement", data=b"SELECT 1", headers={"X-Trino-User": "u"}, timeout=30
-            )
-            # The request may have reached the backend, so it is not re-sent anywhere: a FAILED query.
-            assert response.status_code == 200 and response.json()["stats"]["state"] == "FAILED"
-            assert "dropper failed while taking the query" in response.json()["error"]["message"]
-    finally:
-        dropper.stop()
+def test_a_submission_whose_connection_drops_is_not_sent_again(make_sim, make_gateway):
+    dropper = make_sim(name="dropper", drop_rate=1.0)
+    with make_gateway({"backends": [{"name": "dropper", "proxy_to": dropper.url}]}) as gateway:
+        response = requests.post(
+            f"{gateway.url}/v1/statement", data=b"SELECT 1", headers={"X-Trino-User": "u"}, timeout=30
+        )
+        # The request may have reached the backend, so it is not re-sent anywhere: a FAILED query.
+        assert response.status_code == 200 and response.json()["stats"]["state"] == "FAILED"
+        assert "dropper failed while taking the query" in response.json()["error"]["message"]
 
 
-def test_a_submission_answered_503_goes_to_the_next_backend(sim_factory, store_url):
-    busy = sim_factory(name="busy")
-    fine = sim_factory(name="fine")
+def test_a_submission_answered_503_goes_to_the_next_backend(make_sim, make_gateway):
+    busy = make_sim(name="busy")
+    fine = make_sim(name="fine")
     config = {
         "health": {"interval": 60},  # only the answers to real submissions tell the gateway
         "routing": {"router": "round-robin"},
         "backends": [{"name": "busy", "proxy_to": busy.url}, {"name": "fine", "proxy_to": fine.url}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         busy.set_faults(error_rate=1.0, error_status=503)
         for _ in range(4):
             # One attempt only: the client never sees the 503, the gateway re-sent the submission.

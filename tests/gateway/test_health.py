@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from gateway.testing import GatewayProcess
 from tests.conftest import connect, run_query
 from tests.trinosim.helpers import run_ignoring_cancel, wait_until
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import GatewayProcess
 
 FAST = {"interval": 0.5, "timeout": 1.0, "failure_threshold": 2, "success_threshold": 2}
 
@@ -73,13 +73,13 @@ def test_killed_paused_and_restarted_backends(sim_factory, store_url):
             revived.stop()
 
 
-def test_one_failed_check_does_not_flip_a_backend(sim_factory, store_url):
-    b1 = sim_factory(name="flaky")
+def test_one_failed_check_does_not_flip_a_backend(make_sim, make_gateway):
+    b1 = make_sim(name="flaky")
     config = {
         "health": {**FAST, "failure_threshold": 3, "monitor": "INFO_API"},
         "backends": [{"name": "flaky", "proxy_to": b1.url}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         b1.set_faults(error_rate=1.0, scope="all")
         wait_until(lambda: _states(gateway)["flaky"]["consecutiveFailures"] >= 1, timeout=10, what="a failed check")
         b1.set_faults(error_rate=0.0)
@@ -87,14 +87,14 @@ def test_one_failed_check_does_not_flip_a_backend(sim_factory, store_url):
         assert _states(gateway)["flaky"]["state"] == "HEALTHY"
 
 
-def test_a_starting_backend_stays_pending_and_gets_no_queries(sim_factory, store_url):
-    booting = sim_factory(name="booting", starting="60s")
-    ready = sim_factory(name="ready")
+def test_a_starting_backend_stays_pending_and_gets_no_queries(make_sim, make_gateway):
+    booting = make_sim(name="booting", starting="60s")
+    ready = make_sim(name="ready")
     config = {
         "health": FAST,
         "backends": [{"name": "booting", "proxy_to": booting.url}, {"name": "ready", "proxy_to": ready.url}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         assert _states(gateway)["booting"]["state"] == "PENDING"
         assert _route(gateway, 5) == {"ready": 5}
         assert _states(gateway)["booting"]["state"] == "PENDING"
@@ -102,16 +102,16 @@ def test_a_starting_backend_stays_pending_and_gets_no_queries(sim_factory, store
         wait_until(lambda: _states(gateway)["booting"]["state"] == "HEALTHY", timeout=10, what="start-up to end")
 
 
-def test_5xx_answers_count_against_a_backend_at_once(sim_factory, store_url):
-    broken = sim_factory(name="broken")
-    fine = sim_factory(name="fine")
+def test_5xx_answers_count_against_a_backend_at_once(make_sim, make_gateway):
+    broken = make_sim(name="broken")
+    fine = make_sim(name="fine")
     # Checks every 60 s: only the passive signal can catch this within the test.
     config = {
         "health": {**FAST, "interval": 60},
         "routing": {"router": "round-robin"},
         "backends": [{"name": "broken", "proxy_to": broken.url}, {"name": "fine", "proxy_to": fine.url}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         broken.set_faults(error_rate=1.0, error_status=503)
         for _ in range(6):
             # The Python client retries a 503 POST; the retry is routed again.
@@ -121,11 +121,11 @@ def test_5xx_answers_count_against_a_backend_at_once(sim_factory, store_url):
         assert _route(gateway, 4) == {"fine": 4}
 
 
-def test_hanging_queries_take_a_backend_out_even_while_its_health_checks_pass(sim_factory, store_url):
+def test_hanging_queries_take_a_backend_out_even_while_its_health_checks_pass(make_sim, make_gateway):
     import requests
 
-    hung = sim_factory(name="hung")
-    fine = sim_factory(name="fine")
+    hung = make_sim(name="hung")
+    fine = make_sim(name="fine")
     # INFO_API checks keep passing (every 0.5 s) while every poll of a query on 'hung' times out.
     # success_threshold 100: once out, 'hung' stays out for the rest of the test.
     config = {
@@ -134,7 +134,7 @@ def test_hanging_queries_take_a_backend_out_even_while_its_health_checks_pass(si
         "routing": {"router": "round-robin"},
         "backends": [{"name": "hung", "proxy_to": hung.url}, {"name": "fine", "proxy_to": fine.url}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         hung.set_faults(hang_polls=True)
         outcomes = Counter()
         for _ in range(8):
@@ -173,13 +173,13 @@ def test_request_failures_survive_passing_checks_until_a_request_is_answered():
 
 
 @pytest.mark.parametrize("monitor", ["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"])
-def test_every_monitor_checks_a_real_cluster(sim_factory, store_url, monitor):
-    cluster = sim_factory(name=f"m-{monitor.lower()}", workers=2)
+def test_every_monitor_checks_a_real_cluster(make_sim, make_gateway, monitor):
+    cluster = make_sim(name=f"m-{monitor.lower()}", workers=2)
     config = {
         "health": {**FAST, "ui_user": "monitor"},
         "backends": [{"name": "c", "proxy_to": cluster.url, "monitor": monitor}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         state = _states(gateway)["c"]
         assert state["state"] == "HEALTHY", state
         if monitor in ("UI_API", "JMX", "METRICS"):
@@ -191,8 +191,8 @@ def test_every_monitor_checks_a_real_cluster(sim_factory, store_url, monitor):
             wait_until(lambda: _states(gateway)["c"]["state"] == "UNHEALTHY", timeout=10, what="no workers noticed")
 
 
-def test_metric_thresholds_mark_a_cluster_unhealthy(sim_factory, store_url):
-    cluster = sim_factory(name="small", workers=1)
+def test_metric_thresholds_mark_a_cluster_unhealthy(make_sim, make_gateway):
+    cluster = make_sim(name="small", workers=1)
     config = {
         "health": {
             **FAST,
@@ -201,16 +201,16 @@ def test_metric_thresholds_mark_a_cluster_unhealthy(sim_factory, store_url):
         },
         "backends": [{"name": "small", "proxy_to": cluster.url}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         wait_until(lambda: _states(gateway)["small"]["state"] == "UNHEALTHY", timeout=10, what="the threshold")
         assert "ActiveNodeCount is 2, below 3" in _states(gateway)["small"]["lastError"]
         cluster.set_faults(workers=2)
         wait_until(lambda: _states(gateway)["small"]["state"] == "HEALTHY", timeout=10, what="enough nodes")
 
 
-def test_a_saturated_backend_gets_no_new_queries(sim_factory, store_url):
-    busy = sim_factory(name="busy", max_running=1)
-    idle = sim_factory(name="idle")
+def test_a_saturated_backend_gets_no_new_queries(make_sim, make_gateway):
+    busy = make_sim(name="busy", max_running=1)
+    idle = make_sim(name="idle")
     for router in ("score", "least-queued"):
         config = {
             "health": {**FAST, "monitor": "JMX"},
@@ -225,7 +225,7 @@ def test_a_saturated_backend_gets_no_new_queries(sim_factory, store_url):
             blockers.append((cursor, thread))
         try:
             wait_until(lambda: len([q for q in busy.queries() if q["state"] == "QUEUED"]) == 2, what="queued")
-            with GatewayProcess(store=store_url, config=config) as gateway:
+            with make_gateway(config) as gateway:
                 wait_until(lambda: _states(gateway)["busy"]["queuedQueries"] == 2, timeout=10, what="stats")
                 assert _route(gateway, 8) == {"idle": 8}, router
         finally:
@@ -234,14 +234,14 @@ def test_a_saturated_backend_gets_no_new_queries(sim_factory, store_url):
                 thread.join(20)
 
 
-def test_injected_latency_lowers_a_backends_share(sim_factory, store_url):
-    slow = sim_factory(name="slow")
-    quick = sim_factory(name="quick")
+def test_injected_latency_lowers_a_backends_share(make_sim, make_gateway):
+    slow = make_sim(name="slow")
+    quick = make_sim(name="quick")
     config = {
         "health": FAST,
         "backends": [{"name": "slow", "proxy_to": slow.url}, {"name": "quick", "proxy_to": quick.url}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         before = _route(gateway, 20)
         slow.set_faults(latency_ms=400)
         after = _route(gateway, 20)
@@ -249,8 +249,8 @@ def test_injected_latency_lowers_a_backends_share(sim_factory, store_url):
     assert after["slow"] <= 3 and after["slow"] < before["slow"], (before, after)
 
 
-def test_routers_round_robin_random_weighted_and_user_hash(clusters, store_url):
-    a, b = clusters[0].url, clusters[1].url
+def test_routers_round_robin_random_weighted_and_user_hash(sims, make_gateway):
+    a, b = sims[0].url, sims[1].url
     backends = []
     for group in ("rr", "rnd", "w", "uh"):
         backends += [
@@ -269,7 +269,7 @@ def test_routers_round_robin_random_weighted_and_user_hash(clusters, store_url):
             }
         },
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
 
         def in_group(group: str, count: int, user: str = "test") -> list[str]:
             chosen = []

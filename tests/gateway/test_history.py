@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from trino.exceptions import TrinoUserError
 
-from gateway.testing import GatewayProcess
 from tests.conftest import connect, run_query
 from tests.trinosim.helpers import wait_until
 
@@ -47,17 +46,17 @@ def test_history_is_paged_and_filtered_by_time(gateway):
     assert status == 400 and "limit" in body["error"]
 
 
-def test_long_statements_are_cut_to_the_configured_length(clusters, store_url):
-    config = {"history": {"sql_chars": 20}, "backends": [{"name": "c1", "proxy_to": clusters[0].url}]}
-    with GatewayProcess(store=store_url, config=config) as gateway:
+def test_long_statements_are_cut_to_the_configured_length(sims, make_gateway):
+    config = {"history": {"sql_chars": 20}, "backends": [{"name": "c1", "proxy_to": sims[0].url}]}
+    with make_gateway(config) as gateway:
         sql = "SELECT 1 /* " + "x" * 3000 + " */"
         run_query(gateway.url, sql)
         assert gateway.queries()["queries"][0]["query"] == sql[:20]
 
 
-def test_history_older_than_the_retention_is_removed(clusters, store_url):
-    config = {"history": {"retention_hours": 0.0005}, "backends": [{"name": "c1", "proxy_to": clusters[0].url}]}
-    with GatewayProcess(store=store_url, config=config) as gateway:
+def test_history_older_than_the_retention_is_removed(sims, make_gateway):
+    config = {"history": {"retention_hours": 0.0005}, "backends": [{"name": "c1", "proxy_to": sims[0].url}]}
+    with make_gateway(config) as gateway:
         run_query(gateway.url, "SELECT 1")
         assert gateway.queries()["total"] == 1
         wait_until(lambda: gateway.queries()["total"] == 0, timeout=30, what="the old query to be purged")

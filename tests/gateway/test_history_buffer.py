@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.history import QueryHistory
-from gateway.store import QueryRecord
+from gateway.store import QueryOutcome, QueryRecord
 
 
 class FlakyStore:
@@ -20,12 +20,12 @@ class FlakyStore:
             raise ConnectionRefusedError("store down")
         self.rows.update({r.query_id: None for r in records})
 
-    async def finish_queries(self, outcomes: list[tuple[str, str, str | None, int]]) -> None:
+    async def finish_queries(self, outcomes: list[QueryOutcome]) -> None:
         if self.down:
             raise ConnectionRefusedError("store down")
-        for query_id, state, _, _ in outcomes:
-            if query_id in self.rows:
-                self.rows[query_id] = state
+        for outcome in outcomes:
+            if outcome.query_id in self.rows:
+                self.rows[outcome.query_id] = outcome.state
 
 
 def _record(query_id: str) -> QueryRecord:

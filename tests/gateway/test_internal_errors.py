@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,6 +10,7 @@ import pytest
 
 from gateway.app import GatewayApp
 from gateway.config import parse_config
+from gateway.query_book import Query
 from gateway.services import Services
 from gateway.upstream import Answer
 from observability import metrics
@@ -45,50 +45,54 @@ async def _call(app: GatewayApp, path: str) -> list[dict[str, Any]]:
     return sent
 
 
-def _run_with_app(tmp_path: Path, scenario: Any) -> None:
+def _run_with_app(scenario: Any) -> None:
     async def main() -> None:
         config = parse_config(
             {
                 "backends": [{"name": "b1", "proxy_to": "http://127.0.0.1:9"}],
-                "store": {"url": f"sqlite+aiosqlite:///{tmp_path}/store.db"},
+                "store": {"url": "memory://"},
                 "health": {"monitor": "NOOP"},
             },
             "test",
         )
         app = GatewayApp(config)
-        app.services = services = await Services.start(config, migrate=True)
-        services.locator.remember(QUERY_ID, "b1", "http://127.0.0.1:9", None)
+        await app.start()
+        services = app.services
+        assert services is not None
+        backend = await services.registry.get("b1")
+        assert backend is not None
+        services.book.accepted(Query(QUERY_ID, backend, "adhoc"), "SELECT 1", None, None)
         try:
             await scenario(app, services)
         finally:
-            await services.stop()
+            await app.stop()
 
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
-def test_a_bug_before_the_answer_starts_becomes_a_readable_failed_query(tmp_path: Path) -> None:
+def test_a_bug_before_the_answer_starts_becomes_a_readable_failed_query() -> None:
     async def scenario(app: GatewayApp, services: Services) -> None:
         def broken(query_id: str) -> None:
-            raise RuntimeError("a bug in the locator")
+            raise RuntimeError("a bug in the query book")
 
-        services.locator.cached = broken  # type: ignore[method-assign]
+        services.book.get = broken  # type: ignore[method-assign]
         before = _requests(services, "500")
         start, body = await _call(app, POLL)
         assert start["status"] == 500
         document = orjson.loads(body["body"])
         assert document["stats"]["state"] == "FAILED"
-        assert "trino-gateway internal error: RuntimeError: a bug in the locator" in document["error"]["message"]
+        assert "trino-gateway internal error: RuntimeError: a bug in the query book" in document["error"]["message"]
         assert _requests(services, "500") == before + 1
 
-    _run_with_app(tmp_path, scenario)
+    _run_with_app(scenario)
 
 
-def test_a_bug_after_the_answer_started_is_raised_to_the_server(tmp_path: Path) -> None:
+def test_a_bug_after_the_answer_started_is_raised_to_the_server() -> None:
     async def scenario(app: GatewayApp, services: Services) -> None:
         async def answered(*_: Any) -> Answer:
             return Answer(200, [(b"content-type", b"application/json")], b'{"id":"%s"}' % QUERY_ID.encode())
 
-        services.pool.request = answered  # type: ignore[method-assign]
+        services.upstream.pool.request = answered  # type: ignore[method-assign]
         sends = 0
 
         async def send(message: dict[str, Any]) -> None:
@@ -104,7 +108,7 @@ def test_a_bug_after_the_answer_started_is_raised_to_the_server(tmp_path: Path) 
             await app(_scope(POLL), receive, send)
         assert sends == 2  # no second response start after the first one went out
 
-    _run_with_app(tmp_path, scenario)
+    _run_with_app(scenario)
 
 
 def _requests(services: Services, status: str) -> float:

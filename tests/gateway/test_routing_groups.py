@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from trino.exceptions import TrinoQueryError
 
-from gateway.testing import GatewayProcess
 from tests.conftest import connect, run_query
 
 
@@ -39,15 +38,15 @@ def test_a_group_without_active_backends_falls_back_to_the_default_group(gateway
     assert _backend_of_last(gateway)[1] == "adhoc"
 
 
-def test_configured_default_group_is_used(clusters, store_url):
+def test_configured_default_group_is_used(sims, make_gateway):
     config = {
         "routing": {"default_group": "etl"},
         "backends": [
-            {"name": "a", "proxy_to": clusters[0].url, "routing_group": "adhoc"},
-            {"name": "e", "proxy_to": clusters[2].url, "routing_group": "etl"},
+            {"name": "a", "proxy_to": sims[0].url, "routing_group": "adhoc"},
+            {"name": "e", "proxy_to": sims[2].url, "routing_group": "etl"},
         ],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         run_query(gateway.url, "SELECT 1")
         assert _backend_of_last(gateway) == ("e", "etl")
 
@@ -67,33 +66,33 @@ def test_no_active_backend_anywhere_fails_at_once_with_a_clear_error(gateway):
     assert "routing group 'etl' nor in the default group 'adhoc'" in error.value.message
 
 
-def test_a_refused_connection_moves_a_new_query_to_the_next_backend(clusters, store_url):
-    from gateway.testing import free_port
+def test_a_refused_connection_moves_a_new_query_to_the_next_backend(sims, make_gateway):
+    from trinosim.gateway_process import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     # NOOP: the dead backend looks healthy, so only the refused connection can steer queries away.
     config = {
         "health": {"monitor": "NOOP"},
-        "backends": [{"name": "dead", "proxy_to": dead}, {"name": "alive", "proxy_to": clusters[0].url}],
+        "backends": [{"name": "dead", "proxy_to": dead}, {"name": "alive", "proxy_to": sims[0].url}],
     }
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         for _ in range(6):
             assert run_query(gateway.url, "SELECT 42") == [[42]]
         assert {q["backend"] for q in gateway.queries()["queries"]} == {"alive"}
 
 
-def test_every_backend_refusing_gives_a_clear_error(store_url):
-    from gateway.testing import free_port
+def test_every_backend_refusing_gives_a_clear_error(make_gateway):
+    from trinosim.gateway_process import free_port
 
     gone = f"http://127.0.0.1:{free_port()}"
     # With health checks, a dead backend is never tried: the error says what state it is in.
-    with GatewayProcess(store=store_url, config={"backends": [{"name": "gone", "proxy_to": gone}]}) as gateway:
+    with make_gateway({"backends": [{"name": "gone", "proxy_to": gone}]}) as gateway:
         with pytest.raises(TrinoQueryError) as error, connect(gateway.url) as conn:
             conn.cursor().execute("SELECT 1")
         assert "no active and healthy backend in routing group 'adhoc' (gone " in error.value.message
     # Without them (NOOP), the refused connection itself is reported.
     config = {"health": {"monitor": "NOOP"}, "backends": [{"name": "gone", "proxy_to": gone}]}
-    with GatewayProcess(store=store_url, config=config) as gateway:
+    with make_gateway(config) as gateway:
         with pytest.raises(TrinoQueryError) as error, connect(gateway.url) as conn:
             conn.cursor().execute("SELECT 1")
         assert "no backend of routing group 'adhoc' could be reached: gone (connection refused)" in error.value.message

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import trino
 
-from gateway.testing import GatewayProcess, free_port
 from tests.conftest import connect
+from tests.inprocess import InProcessGateway
+from trinosim.gateway_process import GatewayAdmin, GatewayProcess, free_port
 
 RULES = """
 ---
@@ -70,18 +71,18 @@ def _backends(clusters) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def rules_gateway(clusters, tmp_path) -> Iterator[tuple[GatewayProcess, Path]]:
+def rules_gateway(sims, loop_thread, tmp_path) -> Iterator[tuple[InProcessGateway, Path]]:
     rules = tmp_path / "rules.yaml"
     _write(rules, RULES)
     config = {
         "routing_rules": {"enabled": True, "type": "FILE", "rules_file": str(rules), "refresh_seconds": 0.2},
-        "backends": _backends(clusters),
+        "backends": _backends(sims),
     }
-    with GatewayProcess(config=config) as gateway:
+    with InProcessGateway(loop_thread, config) as gateway:
         yield gateway, rules
 
 
-def _routed(gateway: GatewayProcess, sql: str = "SELECT 1", **options: Any) -> tuple[str, str]:
+def _routed(gateway: GatewayAdmin, sql: str = "SELECT 1", **options: Any) -> tuple[str, str]:
     """Run ``sql`` through the gateway; the backend and group the gateway recorded for it."""
     with connect(gateway.url, **options) as conn:
         cursor = conn.cursor()
@@ -202,17 +203,21 @@ def service() -> Iterator[RoutingService]:
         yield routing_service
 
 
-def _external_gateway(clusters, url: str, **external: Any) -> GatewayProcess:
-    config = {
-        "routing_rules": {"enabled": True, "type": "EXTERNAL", "external": {"url": url, **external}},
-        "backends": _backends(clusters),
-    }
-    return GatewayProcess(config=config)
+@pytest.fixture
+def external_gateway(sims, loop_thread) -> Callable[..., InProcessGateway]:
+    def make(url: str, **external: Any) -> InProcessGateway:
+        config = {
+            "routing_rules": {"enabled": True, "type": "EXTERNAL", "external": {"url": url, **external}},
+            "backends": _backends(sims),
+        }
+        return InProcessGateway(loop_thread, config)
+
+    return make
 
 
-def test_the_service_picks_the_group_and_adds_headers(clusters, service):
+def test_the_service_picks_the_group_and_adds_headers(sims, service, external_gateway):
     service.answer = {"routingGroup": "bi", "errors": [], "externalHeaders": {"X-Trino-Client-Info": "routed"}}
-    with _external_gateway(clusters, service.url, exclude_headers=["Authorization"]) as gateway:
+    with external_gateway(service.url, exclude_headers=["Authorization"]) as gateway:
         http_headers = {"X-Secret-Header": "kept", "Authorization": "Basic YWxpY2U6eA=="}
         with connect(gateway.url, user="alice", source="dashboards", http_headers=http_headers) as conn:
             cursor = conn.cursor()
@@ -228,19 +233,19 @@ def test_the_service_picks_the_group_and_adds_headers(clusters, service):
     assert sent["body"]["trinoRequestUser"] == {"user": "alice"}
     properties = sent["body"]["trinoQueryProperties"]
     assert properties["queryType"] == "Query" and properties["tables"] == ["tpch.tiny.nation"]
-    record = next(q for q in clusters[2].queries() if q["queryId"] == query_id)
+    record = next(q for q in sims[2].queries() if q["queryId"] == query_id)
     assert record["session"]["clientInfo"] == "routed"  # the service's header reached the cluster
 
 
-def test_errors_reject_the_query_only_when_propagated(clusters, service):
+def test_errors_reject_the_query_only_when_propagated(service, external_gateway):
     service.answer = {"routingGroup": "bi", "errors": ["user alice may not run ETL"]}
     with (
-        _external_gateway(clusters, service.url, propagate_errors=True) as gateway,
+        external_gateway(service.url, propagate_errors=True) as gateway,
         pytest.raises(trino.exceptions.HttpError, match=r"400.*user alice may not run ETL"),
         connect(gateway.url, user="alice", max_attempts=1) as conn,
     ):
         conn.cursor().execute("SELECT 1")
-    with _external_gateway(clusters, service.url, propagate_errors=False) as gateway:
+    with external_gateway(service.url, propagate_errors=False) as gateway:
         assert _routed(gateway, user="alice") == ("trino-3", "bi")
         assert "reported errors: user alice may not run ETL" in gateway.log()
 
@@ -254,10 +259,10 @@ def test_errors_reject_the_query_only_when_propagated(clusters, service):
         ({"answer": {"routingGroup": 7}}, "routingGroup is not a string"),
     ],
 )
-def test_a_failing_service_leaves_the_query_to_the_header(clusters, service, fault, logged):
+def test_a_failing_service_leaves_the_query_to_the_header(service, external_gateway, fault, logged):
     for key, value in fault.items():
         setattr(service, key, value)
-    with _external_gateway(clusters, service.url, timeout=0.3) as gateway:
+    with external_gateway(service.url, timeout=0.3) as gateway:
         # Had the gateway waited for the slow answer, the query would have gone to group bi.
         assert _routed(gateway, http_headers={"X-Trino-Routing-Group": "etl"}) == ("trino-2", "etl")
         assert _routed(gateway) == ("trino-1", "adhoc")
@@ -265,7 +270,7 @@ def test_a_failing_service_leaves_the_query_to_the_header(clusters, service, fau
     assert service.requests
 
 
-def test_an_unreachable_service_leaves_the_query_to_the_header(clusters):
-    with _external_gateway(clusters, f"http://127.0.0.1:{free_port()}/route") as gateway:
+def test_an_unreachable_service_leaves_the_query_to_the_header(external_gateway):
+    with external_gateway(f"http://127.0.0.1:{free_port()}/route") as gateway:
         assert _routed(gateway, http_headers={"X-Trino-Routing-Group": "etl"}) == ("trino-2", "etl")
         assert "cannot be reached" in gateway.log()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.backends.record import Backend
+from gateway.config import ScoreWeights
 from gateway.health.state import BackendHealth, ClusterStats
 from gateway.routers import COST_RESOLUTION, RankContext, ScoreRouter
-from gateway.scoring import ScoreWeights, cost, costs, score
-from gateway.store import BackendRecord
+from gateway.scoring import cost, costs, score
 
 
 def _health(name: str, running=None, queued=None, workers=None, latency=0.0, error_rate=0.0, routed=0):
@@ -35,8 +36,8 @@ def test_the_score_router_ranks_by_cost_and_breaks_near_ties_at_random():
         "idle-2": _health("idle-2", running=0, queued=0, workers=1, latency=COST_RESOLUTION / 100),
         "slow": _health("slow", running=0, queued=0, workers=1, latency=0.5),
     }
-    candidates = [BackendRecord(name, f"http://{name}", "adhoc") for name in healths]
-    context = RankContext("adhoc", None, healths.__getitem__, lambda name: 0, lambda name: 1.0, ScoreWeights())
+    candidates = [Backend(name=name, proxy_to=f"http://{name}") for name in healths]
+    context = RankContext("adhoc", None, healths.__getitem__, lambda name: 0, ScoreWeights())
     firsts = set()
     for _ in range(200):
         ranked = [b.name for b in ScoreRouter().rank(candidates, context)]

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from trino.exceptions import TrinoUserError
 
-from gateway.testing import GatewayProcess
 from tests.conftest import connect, run_query
 from tests.gateway.conftest import owner
 from tests.trinosim.helpers import wait_until
+from trinosim.gateway_process import GatewayProcess
 
 
 def _by_backend(gateway, query_ids: list[str]) -> dict[str, str]:
@@ -19,12 +19,14 @@ def _by_backend(gateway, query_ids: list[str]) -> dict[str, str]:
 
 
 def test_100_concurrent_queries_are_correct_spread_over_three_backends_and_sticky(clusters, store_url):
+    # Child processes: the spread follows the backends' measured latency, which in-process servers
+    # sharing one event loop with the gateway would distort.
     config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters]}
     with GatewayProcess(store=store_url, config=config) as gateway:
         _hundred_queries(gateway, clusters)
 
 
-def _hundred_queries(gateway, clusters) -> None:
+def _hundred_queries(gateway, sims) -> None:
     def one(i: int) -> tuple[str, list[list[object]]]:
         with connect(gateway.url, session_properties={"sim_run_time": "1s"}) as conn:
             cursor = conn.cursor()
@@ -39,17 +41,17 @@ def _hundred_queries(gateway, clusters) -> None:
     routed = _by_backend(gateway, query_ids)
     assert len(routed) == 100
     # 100 at once, least-loaded first: the three clusters share them evenly.
-    counts = [list(routed.values()).count(c.name) for c in clusters]
+    counts = [list(routed.values()).count(c.name) for c in sims]
     assert all(20 <= count <= 47 for count in counts), counts
     for query_id in query_ids:
         # The cluster the gateway chose is the only one that ever saw the query, and it saw every poll.
-        assert owner(clusters, query_id) == [routed[query_id]]
-        record = next(c for c in clusters if c.name == routed[query_id]).query(query_id)
+        assert owner(sims, query_id) == [routed[query_id]]
+        record = next(c for c in sims if c.name == routed[query_id]).query(query_id)
         assert record["state"] == "FINISHED"
         assert [r["phase"] for r in record["requests"]][:2] == ["submit", "queued"]
 
 
-def test_all_three_clusters_serve_when_groups_are_used(gateway, clusters):
+def test_all_three_clusters_serve_when_groups_are_used(gateway, sims):
     def one(i: int) -> str:
         group = "etl" if i % 3 == 0 else "adhoc"
         with connect(
@@ -65,7 +67,7 @@ def test_all_three_clusters_serve_when_groups_are_used(gateway, clusters):
     assert set(_by_backend(gateway, query_ids).values()) == {"trino-1", "trino-2", "trino-3"}
 
 
-def test_cancel_through_the_gateway_cancels_on_the_right_backend(gateway, clusters):
+def test_cancel_through_the_gateway_cancels_on_the_right_backend(gateway, sims):
     conn = connect(gateway.url, session_properties={"sim_run_time": "60s"})
     cursor = conn.cursor()
     done = threading.Event()
@@ -80,8 +82,8 @@ def test_cancel_through_the_gateway_cancels_on_the_right_backend(gateway, cluste
 
     threading.Thread(target=run, daemon=True).start()
     query_id = wait_until(lambda: cursor.query_id, what="the query to start")
-    backend = wait_until(lambda: owner(clusters, query_id), what="a cluster to have the query")[0]
-    server = next(c for c in clusters if c.name == backend)
+    backend = wait_until(lambda: owner(sims, query_id), what="a cluster to have the query")[0]
+    server = next(c for c in sims if c.name == backend)
     wait_until(lambda: server.query(query_id)["state"] == "RUNNING", what="the query to run")
     cursor.cancel()
     assert done.wait(20)
@@ -95,7 +97,7 @@ def test_cancel_through_the_gateway_cancels_on_the_right_backend(gateway, cluste
     assert history[0]["state"] == "FAILED" and history[0]["errorName"] == "USER_CANCELED"
 
 
-def test_deactivate_drains_running_queries_and_activate_restores(gateway, clusters):
+def test_deactivate_drains_running_queries_and_activate_restores(gateway, sims):
     results: dict[int, object] = {}
 
     def slow(i: int) -> None:
@@ -113,7 +115,7 @@ def test_deactivate_drains_running_queries_and_activate_restores(gateway, cluste
     for thread in threads:
         thread.start()
     wait_until(
-        lambda: sum(q["state"] == "RUNNING" for q in clusters[0].queries()) >= 10, what="ten queries running on trino-1"
+        lambda: sum(q["state"] == "RUNNING" for q in sims[0].queries()) >= 10, what="ten queries running on trino-1"
     )
     gateway.activate("trino-2")
     gateway.deactivate("trino-1")
@@ -127,7 +129,7 @@ def test_deactivate_drains_running_queries_and_activate_restores(gateway, cluste
         thread.join(30)
     assert all(isinstance(r, tuple) for r in results.values()), results
     assert sorted(rows for _, rows in results.values()) == sorted([[i]] for i in range(10))
-    assert all(owner(clusters, query_id) == ["trino-1"] for query_id, _ in results.values())
+    assert all(owner(sims, query_id) == ["trino-1"] for query_id, _ in results.values())
 
     gateway.activate("trino-1")
     gateway.deactivate("trino-2")

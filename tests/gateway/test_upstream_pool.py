@@ -7,9 +7,18 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from gateway.testing import free_port
-from gateway.upstream import NOT_SENT, TIMEOUTS, describe
-from gateway.upstream.pool import BadResponse, Disconnected, NotSent, UpstreamPool, UpstreamTimeout
+from gateway.backends.record import Backend
+from gateway.upstream import (
+    BadResponse,
+    ConnectTimeout,
+    Disconnected,
+    NotSent,
+    Upstream,
+    UpstreamTimeout,
+    describe,
+)
+from gateway.upstream.pool import UpstreamPool
+from trinosim.gateway_process import free_port
 
 Reply = Callable[
     [asyncio.StreamReader, asyncio.StreamWriter, bytes, int], Awaitable[bool]
@@ -90,7 +99,6 @@ def pool(**settings: float) -> UpstreamPool:
     return UpstreamPool(
         connect_timeout=settings.get("connect_timeout", 2.0),
         read_timeout=settings.get("read_timeout", 2.0),
-        max_connections=int(settings.get("max_connections", 16)),
         idle_seconds=settings.get("idle_seconds", 15.0),
     )
 
@@ -186,7 +194,8 @@ def test_a_connect_timeout_is_both_not_sent_and_a_timeout(monkeypatch: pytest.Mo
         with pytest.raises(NotSent) as raised:
             await pool(connect_timeout=0.1).request("http://127.0.0.1:1", "POST", "/v1/statement", [], b"SELECT 1")
         # A new query may go elsewhere, and the client reads (and metrics count) a timeout.
-        assert isinstance(raised.value, NOT_SENT) and isinstance(raised.value, TIMEOUTS)
+        assert isinstance(raised.value, NotSent) and isinstance(raised.value, UpstreamTimeout)
+        assert isinstance(raised.value, ConnectTimeout)
         assert describe(raised.value) == "connect timed out after 0.1 s"
 
     run(scenario())
@@ -375,9 +384,11 @@ def test_connections_are_bounded_and_stale_idle_ones_are_not_reused() -> None:
 
     async def scenario() -> None:
         async with ScriptedServer(reply) as server:
-            bounded = pool(max_connections=2)
-            answers = await asyncio.gather(*(bounded.request(server.url, "GET", f"/{i}", []) for i in range(10)))
-            bounded.close()
+            # The bound is the facade's (proxy.max_connections): the pool reuses what it is allowed.
+            bounded = Upstream(2.0, 2.0, max_connections=2, max_connections_per_backend=2)
+            backend = Backend(name="scripted", proxy_to=server.url)
+            answers = await asyncio.gather(*(bounded.send(backend, "GET", f"/{i}", []) for i in range(10)))
+            await bounded.close()
             assert [a.status for a in answers] == [200] * 10
             assert (server.most_open, server.connections) == (2, 2)
 

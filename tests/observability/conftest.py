@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import requests
 
-from gateway.testing import running
-from observability.otlp_receiver import OtlpReceiver
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import running
+from trinosim.otlp_receiver import OtlpReceiver
 
 SLOW = {"X-Trino-Session": "sim_run_time=1h"}
 

@@ -10,9 +10,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.testing import GatewayProcess, running
 from tests.observability.conftest import ManualQuery
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import GatewayProcess, running
 
 CONTRACT = [
     "trino_gateway_queries_routed_total",

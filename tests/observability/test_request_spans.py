@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -12,25 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from observability import metrics
-from observability.request import ObservedRequest, request_kind
-
-
-@dataclass
-class Backend:
-    name: str
-
-
-@dataclass
-class Decision:
-    """A routing decision, as the router makes it."""
-
-    requested_group: str
-    group: str
-    ranked: list[Backend] = field(default_factory=list)
-
-    @property
-    def fell_back(self) -> bool:
-        return self.group != self.requested_group
+from observability.request import ObservedRequest
 
 
 def _scope(method: str, path: str, **headers: str) -> dict[str, Any]:
@@ -58,23 +39,14 @@ def _counter(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_request_kinds():
-    assert request_kind("POST", "/v1/statement") == "submit"
-    assert request_kind("GET", "/v1/statement/executing/20261123_000000_00001_abcde/y1/1") == "poll"
-    assert request_kind("DELETE", "/v1/statement/queued/20261123_000000_00001_abcde/y1/1") == "cancel"
-    assert request_kind("DELETE", "/v1/query/20261123_000000_00001_abcde") == "cancel"
-    assert request_kind("GET", "/v1/info") == "other"
-    assert request_kind("GET", "/v1/statement") == "other"
-
-
 def test_a_submission_retried_after_a_refusal_names_the_rule_and_counts_the_retry():
     tracer, exporter = _tracer()
     observed = ObservedRequest(
-        metrics.HotPathMetrics(), tracer, _scope("POST", "/v1/statement", **{"X-Trino-User": "carol"}), _sent
+        metrics.HotPathMetrics(), tracer, _scope("POST", "/v1/statement", **{"X-Trino-User": "carol"}), _sent, "submit"
     )
     retries_before = _counter("trino_gateway_retries_total", backend="r-down")
     began = observed.clock()
-    observed.decided(Decision("etl", "etl", [Backend("r-down"), Backend("r-up")]), began, rule="etl-by-source")
+    observed.decided("etl", "etl", ["r-down", "r-up"], began, rule="etl-by-source")
     observed.upstream_begin("r-down", "POST", "http://127.0.0.1:1/v1/statement", [])
     observed.upstream_failed(ConnectionRefusedError(111, "Connection refused"), timeout=False, refused=True)
     client_traceparent = (b"traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")
@@ -108,7 +80,7 @@ def test_a_submission_retried_after_a_refusal_names_the_rule_and_counts_the_retr
 
 def test_no_backend_marks_the_routing_span_failed_and_counts_the_error():
     tracer, exporter = _tracer()
-    observed = ObservedRequest(metrics.HotPathMetrics(), tracer, _scope("POST", "/v1/statement"), _sent)
+    observed = ObservedRequest(metrics.HotPathMetrics(), tracer, _scope("POST", "/v1/statement"), _sent, "submit")
     errors_before = _counter("trino_gateway_errors_total", cause="no_backend")
     decisions_before = _counter("trino_gateway_routing_decisions_total", routing_group="nowhere", outcome="no_backend")
     observed.no_backend("nowhere", observed.clock(), "no active and healthy backend")
@@ -125,7 +97,7 @@ def test_no_backend_marks_the_routing_span_failed_and_counts_the_error():
 
 
 def test_without_a_tracer_a_request_only_counts():
-    observed = ObservedRequest(metrics.HotPathMetrics(), None, _scope("GET", "/v1/info"), _sent)
+    observed = ObservedRequest(metrics.HotPathMetrics(), None, _scope("GET", "/v1/info"), _sent, "other")
     before = _counter("trino_gateway_requests_total", kind="other", status="200")
     headers = [(b"via", b"1.1 trino-gateway")]
     assert observed.upstream_begin("b", "GET", "http://127.0.0.1:1/v1/info", headers) is headers

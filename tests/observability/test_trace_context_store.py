@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-from gateway.store import QueryRecord, Store
-from gateway.store.store import MIGRATIONS
+from gateway.store import QueryRecord, SqlStore
+from gateway.store.sql import MIGRATIONS
 
 
 def _upgrade_to(connection: sa.Connection, revision: str) -> None:
@@ -20,7 +20,7 @@ def _upgrade_to(connection: sa.Connection, revision: str) -> None:
 
 
 async def _scenario(url: str) -> tuple[tuple[str, str, str | None] | None, tuple[str, str, str | None] | None]:
-    store = await Store.open(url, migrate=False)
+    store = await SqlStore.open(url, migrate=False)
     async with store.engine.begin() as connection:
         await connection.run_sync(_upgrade_to, "0001")
         await connection.execute(
@@ -30,7 +30,7 @@ async def _scenario(url: str) -> tuple[tuple[str, str, str | None] | None, tuple
             )
         )
     await store.close()
-    store = await Store.open(url, migrate=True)  # 0001 -> 0002 with a row in place
+    store = await SqlStore.open(url, migrate=True)  # 0001 -> 0002 with a row in place
     try:
         await store.record_queries(
             [
@@ -48,9 +48,15 @@ async def _scenario(url: str) -> tuple[tuple[str, str, str | None] | None, tuple
                 )
             ]
         )
-        return (
-            await store.backend_for_query("20261123_000000_00001_aaaaa"),
-            await store.backend_for_query("20261123_000000_00002_bbbbb"),
+        old, new = (
+            await store.get_query("20261123_000000_00001_aaaaa"),
+            await store.get_query("20261123_000000_00002_bbbbb"),
+        )
+        assert old is not None and new is not None
+        return (old.backend_name, old.backend_url, old.trace_parent), (
+            new.backend_name,
+            new.backend_url,
+            new.trace_parent,
         )
     finally:
         await store.close()

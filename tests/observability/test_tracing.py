@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import requests
 
-from gateway.testing import GatewayProcess, free_port
-from observability.otlp_receiver import ReceivedSpan
 from tests.observability.conftest import ManualQuery, backends_config, tracing_config
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import GatewayProcess, free_port
+from trinosim.otlp_receiver import ReceivedSpan
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_TRACEPARENT = f"00-{CLIENT_TRACE}-b7ad6b7169203331-01"

@@ -7,11 +7,11 @@ import asyncio
 
 import pytest
 
-from gateway.config import ConfigError, TracingConfig, parse_config
-from gateway.testing import free_port
-from observability.otlp_receiver import OtlpReceiver
+from gateway.config import ConfigError, parse_config
 from observability.propagation import format_traceparent, parse_traceparent
-from observability.tracing import Tracing, resolve
+from observability.tracing import Tracing, TracingConfig, TracingError, resolve
+from trinosim.gateway_process import free_port
+from trinosim.otlp_receiver import OtlpReceiver
 
 OTEL_VARIABLES = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -73,7 +73,7 @@ def test_the_standard_switches_turn_tracing_off(monkeypatch):
 
 def test_an_unsupported_protocol_in_the_environment_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-    with pytest.raises(ConfigError, match="'http/json' is not supported: use one of http/protobuf, grpc"):
+    with pytest.raises(TracingError, match="'http/json' is not supported: use one of http/protobuf, grpc"):
         resolve(TracingConfig(endpoint="http://collector:4318"))
 
 

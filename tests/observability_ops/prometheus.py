@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from gateway.testing import free_port
+from trinosim.gateway_process import free_port
 from trinosim.harness import stop_process, wait_until_ready
 
 BINARY_CANDIDATES = ("prometheus", "/usr/bin/prometheus")

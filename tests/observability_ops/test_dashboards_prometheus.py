@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.testing import GatewayProcess, free_port
 from tests.conftest import run_query
 from tests.observability_ops import dashboards
 from tests.observability_ops.prometheus import PrometheusServer, find_binary
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import GatewayProcess, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,103 @@
+"""The gateway in this process, served by hypercorn on a free loopback port, on a ``LoopThread``
+beside in-process trinosim backends: the same HTTP surface as ``GatewayProcess`` (real sockets, real
+clients) without a child process, and its services at hand for white-box checks."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from gateway.app import GatewayApp
+from gateway.config import parse_config
+from gateway.services import Services
+from trinosim.gateway_process import GatewayAdmin, free_port
+from trinosim.inprocess import LoopThread
+
+
+class InProcessGateway(GatewayAdmin):
+    def __init__(self, loop: LoopThread, config: dict[str, Any] | None = None, store: str = "memory://") -> None:
+        self.loop = loop
+        data = copy.deepcopy(config or {})
+        data.setdefault("store", {})["url"] = store
+        self.config = parse_config(data, "test config")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app: GatewayApp | None = None
+        self._stop: asyncio.Event | None = None
+        self._served: Any = None
+        self._log = _Recorder()
+
+    @property
+    def services(self) -> Services:
+        assert self.app is not None and self.app.services is not None
+        return self.app.services
+
+    def log(self) -> str:
+        """What the gateway logged while it ran (as ``GatewayProcess.log`` reads its log file)."""
+        return "\n".join(self._log.lines)
+
+    def start(self, timeout: float = 30.0) -> InProcessGateway:
+        logging.getLogger("gateway").addHandler(self._log)
+        self.app = GatewayApp(self.config)
+        settings = HypercornConfig()
+        settings.bind = [f"127.0.0.1:{self.port}"]
+        settings.accesslog = None
+        settings.graceful_timeout = 1.0
+        settings.keep_alive_timeout = 75
+
+        async def run() -> None:
+            self._stop = asyncio.Event()
+            await serve(self.app, settings, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
+
+        self._served = self.loop.submit(run())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._served.done():
+                self._served.result()  # raises what stopped it
+                raise RuntimeError("the in-process gateway stopped at start-up")
+            try:
+                with urllib.request.urlopen(f"{self.url}/gateway/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"the in-process gateway was not ready within {timeout}s")
+
+    def stop(self) -> None:
+        if self._served is None:
+            return
+        if self._stop is not None:
+            self.loop.loop.call_soon_threadsafe(self._stop.set)
+        self._served.result(30)
+        self._served = None
+        logging.getLogger("gateway").removeHandler(self._log)
+
+    def restart(self) -> InProcessGateway:
+        """A new gateway on the same port and store, as after a process restart."""
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> InProcessGateway:
+        return self if self._served is not None else self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")

@@ -1,0 +1,153 @@
+"""The package layers point one way, and the product declares exactly what it imports.
+
+gateway ──▶ observability ──▶ (third-party packages)
+trinosim (the test kit, [sim] extra) ──▶ runs gateway as a process, never imports it
+tests, chaos, bench ──▶ anything
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STDLIB = set(sys.stdlib_module_names)
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Module file -> every module it imports (absolute names, as written)."""
+    out: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        out[str(path.relative_to(ROOT))] = names
+    return out
+
+
+def _top(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("observability", {"gateway", "trinosim", "tests", "chaos", "bench"}),
+        ("gateway", {"trinosim", "tests", "chaos", "bench"}),
+        ("trinosim", {"gateway", "observability", "tests", "chaos", "bench"}),
+    ],
+)
+def test_packages_import_one_way(package, forbidden):
+    wrong = {
+        f"{module} imports {name}"
+        for module, names in _imports(package).items()
+        for name in names
+        if _top(name) in forbidden
+    }
+    assert not wrong, sorted(wrong)
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
+
+
+def _declared() -> tuple[set[str], dict[str, set[str]]]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = {
+        extra: {_requirement_name(r) for r in requirements}
+        for extra, requirements in project["optional-dependencies"].items()
+    }
+    return {_requirement_name(r) for r in project["dependencies"]}, extras
+
+
+# What each declared distribution is imported as.
+MODULES_OF: dict[str, tuple[str, ...]] = {
+    "opentelemetry-api": ("opentelemetry.trace", "opentelemetry.context"),
+}
+MODULE_OF = {
+    "granian": "granian",
+    "hypercorn": "hypercorn",
+    "uvloop": "uvloop",
+    "quart": "quart",
+    "werkzeug": "werkzeug",
+    "httptools": "httptools",
+    "httpx": "httpx",
+    "opentelemetry-instrumentation-httpx": "opentelemetry.instrumentation.httpx",
+    "orjson": "orjson",
+    "pydantic": "pydantic",
+    "sqlalchemy": "sqlalchemy",
+    "alembic": "alembic",
+    "pyyaml": "yaml",
+    "lark": "lark",
+    "regex": "regex",
+    "pyjwt": "jwt",
+    "sqlglot": "sqlglot",
+    "prometheus-client": "prometheus_client",
+    "opentelemetry-sdk": "opentelemetry.sdk",
+    "opentelemetry-exporter-otlp-proto-http": "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry-exporter-otlp-proto-grpc": "opentelemetry.exporter.otlp.proto.grpc",
+    "aiohttp": "aiohttp",
+    "duckdb": "duckdb",
+    "opentelemetry-proto": "opentelemetry.proto",
+}
+# Declared, and loaded by another package on the gateway's behalf rather than imported by name.
+LOADED_FOR_US = {
+    "aiosqlite": "SQLAlchemy's sqlite+aiosqlite dialect, for sqlite:/// store URLs",
+    "asyncpg": "SQLAlchemy's postgresql+asyncpg dialect, for postgresql:// store URLs",
+    "tpchgen-cli": "a program trinosim runs to generate the TPC-H data (trinosim/catalog.py)",
+}
+
+
+def _imported_by(*packages: str) -> set[str]:
+    return {name for package in packages for names in _imports(package).values() for name in names}
+
+
+def _modules(distribution: str) -> tuple[str, ...]:
+    return MODULES_OF.get(distribution) or (MODULE_OF[distribution],)
+
+
+def _uses(imported: set[str], distribution: str) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in _modules(distribution) for name in imported)
+
+
+def test_every_declared_dependency_is_imported_by_the_code_that_needs_it():
+    core, extras = _declared()
+    product = _imported_by("gateway", "observability")
+    kit = _imported_by("trinosim")
+    unused = [d for d in core if d not in LOADED_FOR_US and not _uses(product, d)]
+    assert not unused, f"declared by the product, imported by nothing in gateway/ or observability/: {unused}"
+    unused_sim = [d for d in extras["sim"] if d not in LOADED_FOR_US and not _uses(kit, d)]
+    assert not unused_sim, f"declared by [sim], imported by nothing in trinosim/: {unused_sim}"
+    # The gateway needs neither the simulator's database nor its data generator.
+    assert not core & {"duckdb", "tpchgen-cli"}
+
+
+def test_everything_the_product_imports_is_declared():
+    core, extras = _declared()
+    own = {"gateway", "observability", "trinosim", "tests", "chaos", "bench"}
+    declared_modules = {m for d in core if d not in LOADED_FOR_US for m in _modules(d)}
+    for label, packages, modules in (
+        ("gateway/, observability/", ("gateway", "observability"), declared_modules),
+        (
+            "trinosim/",
+            ("trinosim",),
+            declared_modules | {m for d in extras["sim"] if d not in LOADED_FOR_US for m in _modules(d)},
+        ),
+    ):
+        undeclared = sorted(
+            name
+            for name in _imported_by(*packages)
+            if _top(name) not in STDLIB | own
+            and not any(name == m or name.startswith(m + ".") or m.startswith(name + ".") for m in modules)
+            # multidict and yarl come with aiohttp and are its public types
+            and _top(name) not in {"multidict", "yarl"}
+        )
+        assert not undeclared, f"{label} imports what is not declared: {undeclared}"

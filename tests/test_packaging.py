@@ -1,0 +1,85 @@
+"""``pip install trino-ha-gateway`` installs the gateway alone, and it serves: the simulator and its
+DuckDB/TPC-H dependencies come only with the ``[sim]`` extra."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_query
+from trinosim.gateway_process import free_port
+from trinosim.harness import stop_process, wait_until_ready
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_package_without_extras_installs_only_the_gateway_and_serves(tmp_path, sim):
+    # Built from a copy: setuptools writes build/ and *.egg-info/ next to the sources.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".demo", "build", "*.egg-info", "__pycache__", ".*_cache"),
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.lower()
+    installed = {line.split("==", 1)[0] for line in listed.splitlines()}
+    assert "trino-ha-gateway" in installed
+    assert not installed & {"duckdb", "tpchgen-cli", "aiohttp"}, sorted(installed)
+
+    # The simulator says what it needs instead of failing with a traceback.
+    trinosim = subprocess.run(
+        [str(venv / "bin" / "trinosim")], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert trinosim.returncode == 2 and "[sim] extra" in trinosim.stderr
+
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        # From the temporary directory, so nothing of the source tree is importable.
+        process = subprocess.Popen(
+            [
+                str(venv / "bin" / "trino-gateway"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--store",
+                "memory://",
+                "--backend",
+                f"sim={sim.url}",
+            ],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(process, f"{url}/gateway/readyz", "the installed gateway", log.read_text, 60)
+        assert run_query(url, "SELECT count(*) FROM tpch.tiny.region") == [[5]]
+    finally:
+        stop_process(process)
