@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 
 import pytest
+import requests
 
 from tests.conftest import connect, run_query
 from tests.trinosim.helpers import run_ignoring_cancel, wait_until
@@ -298,3 +299,25 @@ def test_health_api_shows_state_checks_errors_and_score(gateway):
     gateway.deactivate("trino-3")
     assert _states(gateway)["trino-3"]["active"] is False
     assert _states(gateway)["trino-3"]["state"] == "HEALTHY"  # admin intent and health stay apart
+
+
+def test_score_and_cost_say_the_same_everywhere(gateway):
+    """Higher is better for the score, lower for the cost, in /gateway/health, /metrics and the JMX view alike."""
+    run_query(gateway.url, "SELECT 1")
+    health = _states(gateway)
+    exposition = requests.get(f"{gateway.url}/metrics", timeout=10).text
+    for name, state in health.items():
+        assert state["score"] == pytest.approx(1 / (1 + state["cost"]), abs=1e-3)
+        score = _sample(exposition, "trino_gateway_backend_score", name)
+        cost = _sample(exposition, "trino_gateway_backend_cost", name)
+        assert score == pytest.approx(1 / (1 + cost))
+        # Health is read a moment earlier than the gauges: latency averages may have moved a little.
+        assert score == pytest.approx(state["score"], abs=0.05) and cost == pytest.approx(state["cost"], abs=0.05)
+        bean = gateway.call("GET", f"/v1/jmx/mbean/trino.gateway:name=Backend,backend={name}")[1]
+        attributes = {a["name"]: a["value"] for a in bean["attributes"]}
+        assert attributes["Score"] == pytest.approx(1 / (1 + attributes["Cost"]))
+
+
+def _sample(exposition: str, metric: str, backend: str) -> float:
+    prefix = f'{metric}{{backend="{backend}"}} '
+    return float(next(line for line in exposition.splitlines() if line.startswith(prefix))[len(prefix) :])
