@@ -6,11 +6,14 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trino
 
 from trinosim import TrinoSimProcess
+from trinosim.gateway_process import running
+from trinosim.inprocess import InProcessSim, LoopThread
 
 SimFactory = Callable[..., TrinoSimProcess]
 
@@ -35,6 +38,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or any(part in path.parts for part in _SLOW_DIRECTORIES)
         ):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    loop = LoopThread()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="session")
+def sims(loop_thread: LoopThread) -> Iterator[list[InProcessSim]]:
+    """``clusters`` in this process: trino-3 ignores X-Forwarded-* too."""
+    servers = [
+        InProcessSim(loop_thread, name="trino-1"),
+        InProcessSim(loop_thread, name="trino-2"),
+        InProcessSim(loop_thread, name="trino-3", forwarded="ignore"),
+    ]
+    with running(servers):
+        yield servers
+
+
+@pytest.fixture
+def make_sim(loop_thread: LoopThread) -> Iterator[Callable[..., InProcessSim]]:
+    """Start in-process trinosim servers with custom options; all are stopped after the test."""
+    started: list[InProcessSim] = []
+
+    def start(**options: Any) -> InProcessSim:
+        server = InProcessSim(loop_thread, **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="time every query runs before its results appear (session property sim_run_time overrides it per query)",
     )
     parser.add_argument(
+        "--transaction-idle-timeout",
+        type=_duration,
+        default=300.0,
+        help="abort a transaction with no statement for this long (Trino's transaction.idle-timeout)",
+    )
+    parser.add_argument(
         "--client-timeout",
         type=_duration,
         default=300.0,
@@ -82,6 +88,7 @@ def config_from_args(argv: list[str] | None = None) -> SimConfig:
             page_rows=args.page_rows,
             default_run_time=args.query_time,
             client_timeout=args.client_timeout,
+            transaction_idle_timeout=args.transaction_idle_timeout,
             forwarded=args.forwarded,
             ui_user=args.ui_user,
             ui_password=args.ui_password,

@@ -41,6 +41,9 @@ class SimConfig(BaseModel):
     default_run_time: float = Field(0.0, ge=0, description="seconds every query runs unless sim_run_time is set")
     client_timeout: float = Field(300.0, gt=0, description="a query nobody polls for this long is abandoned")
     purge_after: float = Field(900.0, gt=0, description="a finished query is forgotten after this long")
+    transaction_idle_timeout: float = Field(
+        300.0, gt=0, description="a transaction with no statement for this long is aborted (transaction.idle-timeout)"
+    )
     forwarded: Literal["honour", "ignore", "reject"] = Field(
         "honour", description="X-Forwarded-* headers: build URIs from them, ignore them, or refuse the request"
     )

@@ -94,6 +94,11 @@ async def get_query(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(query.to_json()), content_type="application/json")
 
 
+async def list_transactions(request: web.Request) -> web.Response:
+    state: SimState = request.app[STATE]
+    return web.Response(body=orjson.dumps(state.manager.transactions.to_json()), content_type="application/json")
+
+
 async def get_config(request: web.Request) -> web.Response:
     state: SimState = request.app[STATE]
     return web.json_response(state.config.model_dump())
@@ -106,3 +111,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{ADMIN_PREFIX}/queries", list_queries)
     app.router.add_get(f"{ADMIN_PREFIX}/queries/{{query_id}}", get_query)
     app.router.add_get(f"{ADMIN_PREFIX}/config", get_config)
+    app.router.add_get(f"{ADMIN_PREFIX}/transactions", list_transactions)

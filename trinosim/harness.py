@@ -76,6 +76,10 @@ class SimAdmin:
     def query(self, query_id: str) -> dict[str, Any]:
         return self._call("GET", f"/_sim/queries/{query_id}")
 
+    def transactions(self) -> list[dict[str, Any]]:
+        """Open transactions: id, age, idle time, running statements, the query ids of its statements."""
+        return self._call("GET", "/_sim/transactions")
+
 
 def option_flags(**options: Any) -> list[str]:
     """``python -m trinosim`` flags from keywords: ``max_running=2`` is ``--max-running 2``,

@@ -22,6 +22,7 @@ from trinosim.errors import TrinoError, canceled
 from trinosim.protocol import new_slug_key
 from trinosim.session import Session
 from trinosim.statements import Planner
+from trinosim.transactions import TransactionManager
 
 _RECORDED_HEADERS = (
     "traceparent",
@@ -57,6 +58,7 @@ class Query:
         self.last_access = self.created
         self.state = "QUEUED"  # QUEUED -> RUNNING -> FINISHED | FAILED
         self.dispatched = False
+        self.in_transaction = False  # counted as a running statement of its transaction
         self.error: TrinoError | None = None
         self.outcome: Outcome | None = None
         self.rows_delivered = 0
@@ -127,6 +129,7 @@ class QueryManager:
         self._sequence = 0
         self._coordinator_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
         self.counters = {"submitted": 0, "started": 0, "completed": 0, "failed": 0, "canceled": 0, "abandoned": 0}
+        self.transactions = TransactionManager(config.transaction_idle_timeout)
 
     @property
     def starting(self) -> bool:
@@ -182,6 +185,7 @@ class QueryManager:
         query.notify()
 
     def _release(self, query: Query) -> None:
+        self._leave_transaction(query)
         self.running.discard(query.id)
         with contextlib.suppress(ValueError):
             self.queue.remove(query)
@@ -199,6 +203,10 @@ class QueryManager:
         try:
             if self.config.faults.workers == 0:
                 raise TrinoError("NO_NODES_AVAILABLE", "No nodes available to run query")
+            transaction_id = query.session.transaction_id
+            if transaction_id:
+                self.transactions.enter(transaction_id, query.id)
+                query.in_transaction = True
             run_time = query.session.run_time or self.config.default_run_time
             if run_time:
                 await asyncio.sleep(run_time)
@@ -219,7 +227,7 @@ class QueryManager:
             self._fail(query, TrinoError("GENERIC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
 
     def _plan_and_run(self, query: Query, cursor: duckdb.DuckDBPyConnection) -> Outcome:
-        plan = Planner(cursor, query.session).plan(query.sql)
+        plan = Planner(cursor, query.session, self.transactions).plan(query.sql)
         if plan.kill_query_id is not None:
             self._kill_from_sql(plan.kill_query_id, plan.kill_message)
         return engine.execute(plan, cursor, query.session)
@@ -256,6 +264,11 @@ class QueryManager:
         self._release(query)
         query.notify()
 
+    def _leave_transaction(self, query: Query) -> None:
+        if query.in_transaction and query.session.transaction_id:
+            query.in_transaction = False
+            self.transactions.leave(query.session.transaction_id)
+
     def _fail(self, query: Query, error: TrinoError) -> None:
         if query.done:
             return
@@ -281,6 +294,7 @@ class QueryManager:
             self.reap()
 
     def reap(self) -> None:
+        self.transactions.expire()
         now = time.monotonic()
         for query in list(self.queries.values()):
             if not query.done and now - query.last_access > self.config.client_timeout:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -22,6 +21,7 @@ from sqlglot.errors import ParseError, SqlglotError
 from trinosim import catalog
 from trinosim.errors import TrinoError
 from trinosim.session import SESSION_PROPERTIES, Session
+from trinosim.transactions import TransactionManager
 
 # sqlglot warns on every statement it keeps as a plain Command; those are handled here.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -86,9 +86,12 @@ def parse_trino(sql: str) -> exp.Expression:
 class Planner:
     """Plans statements against one DuckDB database for one session."""
 
-    def __init__(self, db: duckdb.DuckDBPyConnection, session: Session) -> None:
+    def __init__(
+        self, db: duckdb.DuckDBPyConnection, session: Session, transactions: TransactionManager | None = None
+    ) -> None:
         self.db = db
         self.session = session
+        self.transactions = transactions or TransactionManager(idle_timeout=300.0)
 
     # -- entry point -------------------------------------------------------------------------
     def plan(self, sql: str, nested: bool = False) -> Plan:
@@ -211,16 +214,19 @@ class Planner:
         )
 
     def _start_transaction(self, match: re.Match[str], _: str) -> Plan:
+        if self.session.transaction_id:
+            raise TrinoError("NOT_SUPPORTED", "Nested transactions not supported")
         return Plan(
             update_type="START TRANSACTION",
             static_columns=[],
-            headers=[("X-Trino-Started-Transaction-Id", str(uuid.uuid4()))],
+            headers=[("X-Trino-Started-Transaction-Id", self.transactions.begin())],
         )
 
     def _end_transaction(self, match: re.Match[str], _: str) -> Plan:
         if not self.session.transaction_id:
-            raise TrinoError("NOT_SUPPORTED", "No transaction in progress")
+            raise TrinoError("NOT_IN_TRANSACTION", "No transaction in progress")
         kind = match.group(1).upper()
+        self.transactions.end(self.session.transaction_id, committed=kind == "COMMIT")
         return Plan(update_type=kind, static_columns=[], headers=[("X-Trino-Clear-Transaction-Id", "true")])
 
     # -- prepared statements -----------------------------------------------------------------

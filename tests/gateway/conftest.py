@@ -38,40 +38,6 @@ def clusters() -> Iterator[list[TrinoSimProcess]]:
         yield servers
 
 
-@pytest.fixture(scope="session")
-def loop_thread() -> Iterator[LoopThread]:
-    loop = LoopThread()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="session")
-def sims(loop_thread: LoopThread) -> Iterator[list[InProcessSim]]:
-    """``clusters`` in this process: trino-3 ignores X-Forwarded-* too."""
-    servers = [
-        InProcessSim(loop_thread, name="trino-1"),
-        InProcessSim(loop_thread, name="trino-2"),
-        InProcessSim(loop_thread, name="trino-3", forwarded="ignore"),
-    ]
-    with running(servers):
-        yield servers
-
-
-@pytest.fixture
-def make_sim(loop_thread: LoopThread) -> Iterator[Callable[..., InProcessSim]]:
-    """Start in-process trinosim servers with custom options; all are stopped after the test."""
-    started: list[InProcessSim] = []
-
-    def start(**options: Any) -> InProcessSim:
-        server = InProcessSim(loop_thread, **options).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 @pytest.fixture(scope="session", params=STORES)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return request.param
