@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 
+from gateway import backend_command
 from gateway.backends.record import Backend
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 from gateway.rules import check_rules
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     check = commands.add_parser("check-config", help="validate a configuration file and print it resolved")
     check.add_argument("config")
+    backend_command.add_parser(commands)
     return parser
 
 
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     # httpx logs every request it makes at INFO: every health check, every few seconds.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.command == "backend":
+        sys.exit(backend_command.run(args))
     try:
         if args.command == "check-config":
             config = load_config(args.config)

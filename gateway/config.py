@@ -129,6 +129,15 @@ class HistoryConfig(_Strict):
     sql_chars: int = Field(2000, ge=0, description="how much of each statement is kept")
 
 
+class TransactionsConfig(_Strict):
+    idle_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="a transaction with no statement for this long is no longer bound to its backend (Trino "
+        "aborts idle ones after transaction.idle-timeout, 5 minutes by default)",
+    )
+
+
 class ObservabilityConfig(_Strict):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
 
@@ -141,6 +150,7 @@ class GatewayConfig(_Strict):
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    transactions: TransactionsConfig = Field(default_factory=TransactionsConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backends: list[Backend] = Field(default_factory=list)
 

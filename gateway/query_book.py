@@ -31,6 +31,7 @@ from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
 from gateway.history import QueryHistory
 from gateway.store import QueryRecord, Store, now_ms
+from gateway.transactions import COMMITTED, ROLLED_BACK, UNKNOWN, TransactionBindings, is_transaction_id
 from gateway.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("gateway.query_book")
@@ -50,6 +51,8 @@ class Query:
     """W3C traceparent of the query's trace: every request of the query joins it."""
     transaction: str | None = None
     """The X-Trino-Transaction-Id it was submitted in, if any."""
+    control: str | None = None
+    """START, COMMIT or ROLLBACK for the statements that start or end a transaction."""
     counted: bool = False
     """Accepted by this worker: it counts in this worker's in-flight figures while it runs."""
     last_seen: float = 0.0
@@ -78,6 +81,7 @@ class QueryBook:
         registry: BackendRegistry,
         upstream: Upstream,
         history: QueryHistory,
+        transactions: TransactionBindings,
         on_routed: Callable[[str], None] = lambda backend: None,
         idle_expiry: float = 600.0,
         recent_capacity: int = 10_000,
@@ -87,6 +91,7 @@ class QueryBook:
         self.registry = registry
         self.upstream = upstream
         self.history = history
+        self.transactions = transactions
         self.on_routed = on_routed
         self.idle_expiry = idle_expiry
         self.recent_capacity = recent_capacity
@@ -120,8 +125,11 @@ class QueryBook:
                 query_text=sql,
                 submitted_at=now_ms(),
                 trace_parent=query.trace_parent,
+                transaction_id=query.transaction,
             )
         )
+        if query.transaction is not None:
+            self.transactions.used(query.transaction)
 
     @staticmethod
     def polled(query: Query) -> None:
@@ -139,6 +147,28 @@ class QueryBook:
     def finished_with_page(self, query: Query, page: bytes) -> None:
         state, error_name = outcome_of_page(page)
         self.finished(query, state, error_name)
+
+    async def transaction_answer(self, query: Query, headers: list[tuple[bytes, bytes]]) -> None:
+        """An answer to a START TRANSACTION, COMMIT or ROLLBACK: the transaction it started is bound to
+        the backend that answered; the one it ended is released."""
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"x-trino-started-transaction-id":
+                transaction_id = value.decode("latin-1").strip()
+                if is_transaction_id(transaction_id):
+                    await self.transactions.started(
+                        transaction_id, query.backend.name, query.backend.proxy_to, query.id
+                    )
+            elif lower == b"x-trino-clear-transaction-id" and query.transaction is not None:
+                await self.transactions.ended(
+                    query.transaction, COMMITTED if query.control == "COMMIT" else ROLLED_BACK
+                )
+
+    async def transaction_outcome(self, query: Query) -> None:
+        """A statement of a transaction ended: when its backend did not know the transaction, no
+        statement of it can run anywhere, and its binding is released."""
+        if query.transaction is not None and query.error_name == "UNKNOWN_TRANSACTION":
+            await self.transactions.ended(query.transaction, UNKNOWN)
 
     def sweep(self) -> int:
         """Queries no client asked about for ``idle_expiry`` are abandoned; how many."""
@@ -181,7 +211,7 @@ class QueryBook:
             await asyncio.sleep(self.settle_seconds)
             record = await self._from_store(query_id)
         if record is not None:
-            backend = await self._backend(record.backend_name, record.backend_url)
+            backend = await self.backend_at(record.backend_name, record.backend_url)
             query = Query(query_id, backend, record.routing_group, record.user_name, record.trace_parent)
             if record.state is not None:
                 query.state, query.error_name = record.state, record.error_name
@@ -209,8 +239,9 @@ class QueryBook:
             self._recent[query.id] = query
         return query
 
-    async def _backend(self, name: str, url: str) -> Backend:
-        """The record of the backend a query runs on, at the URL it was sent to."""
+    async def backend_at(self, name: str, url: str) -> Backend:
+        """The record of the backend a query (or transaction) runs on, at the URL it was sent to (a
+        backend deleted or moved since is still reached where the query is)."""
         backend = await self.registry.get(name)
         if backend is not None and backend.proxy_to == url:
             return backend

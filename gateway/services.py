@@ -19,14 +19,17 @@ from gateway.backend_status import BackendStatus, backend_statuses
 from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
 from gateway.config import GatewayConfig
+from gateway.drain import DrainStatus, Reconciler
 from gateway.health import HealthChecker
 from gateway.history import QueryHistory
 from gateway.proxy import Proxy
 from gateway.query_book import QueryBook
 from gateway.routing import RouteDecider
 from gateway.rules import FileRulesSelector, GroupSelector, create_selector
-from gateway.store import MemoryStore, Store, open_store, seed_backends
+from gateway.store import BackendWork, MemoryStore, Store, open_store, seed_backends
+from gateway.transactions import TransactionBindings
 from gateway.upstream import Upstream
+from observability import metrics
 from observability.observer import Observer
 
 log = logging.getLogger("gateway")
@@ -44,6 +47,7 @@ class Services:
     history: QueryHistory
     book: QueryBook
     decider: RouteDecider
+    reconciler: Reconciler
     selector: GroupSelector
     observer: Observer
     proxy: Proxy
@@ -71,11 +75,18 @@ class Services:
         history = QueryHistory(store, config.history.sql_chars, config.history.retention_hours)
         # A traced query's first poll may reach another worker before the query's row is written.
         settle = history.flush_interval * 1.5 if observer.tracer is not None else 0.0
-        book = QueryBook(store, registry, upstream, history, on_routed=health.routed, settle_seconds=settle)
+        transactions = TransactionBindings(store, config.transactions.idle_timeout)
+        book = QueryBook(
+            store, registry, upstream, history, transactions, on_routed=health.routed, settle_seconds=settle
+        )
+        health.on_restart = transactions.backend_restarted
         decider = RouteDecider(config.routing, health, book.count)
         selector = create_selector(config.routing_rules, upstream)
         proxy = Proxy(proxy_settings, registry, selector, decider, book, health, upstream, observer)
-        services = cls(config, store, upstream, registry, health, history, book, decider, selector, observer, proxy)
+        reconciler = Reconciler(store, registry, upstream, book)
+        services = cls(
+            config, store, upstream, registry, health, history, book, decider, reconciler, selector, observer, proxy
+        )
         await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
         await health.check_all()
@@ -84,6 +95,8 @@ class Services:
             asyncio.create_task(history.flush_forever()),
             asyncio.create_task(health.run_forever()),
             asyncio.create_task(book.sweep_forever()),
+            asyncio.create_task(transactions.housekeeping_forever()),
+            asyncio.create_task(reconciler.reconcile_forever()),
             asyncio.create_task(services.refresh_gauges_forever()),
         ]
         if isinstance(selector, FileRulesSelector):
@@ -103,6 +116,27 @@ class Services:
 
     def backend_statuses(self, backends: list[Backend]) -> list[BackendStatus]:
         return backend_statuses(backends, self.health, self.book, self.upstream, self.decider.weights)
+
+    async def drain_status(self, name: str) -> DrainStatus | None:
+        """What backend ``name`` still has to finish, over every worker and node; None if unknown."""
+        backend = await self.store.get_backend(name)
+        if backend is None:
+            return None
+        # This worker's buffered history first; then the quiet queries of the backend looked up on it.
+        await self.history.flush()
+        await self.reconciler.reconcile(name, quiet=5.0, recheck=5.0)
+        work = (await self.store.backend_work()).get(name, BackendWork())
+        return DrainStatus(name, backend.active, work)
+
+    async def publish_backend_work(self) -> dict[str, BackendWork]:
+        """The store's count of what each backend still has to finish, into the gauges (for a scrape
+        or a status page: it costs a store query)."""
+        await self.history.flush()
+        work = await self.store.backend_work()
+        for backend in await self.registry.all():
+            done = work.get(backend.name, BackendWork())
+            metrics.publish_backend_work(backend.name, done.unfinished_queries, done.open_transactions)
+        return work
 
     async def refresh_gauges(self) -> None:
         """Copy this worker's view of the backends into the gauges."""

@@ -136,6 +136,28 @@ BACKEND_WORKERS = Gauge(
     registry=REGISTRY,
 )
 
+TRANSACTIONS = Counter(
+    "trino_gateway_transactions",
+    "Transactions by backend and event: started, committed, rolled_back, unknown_to_its_backend, "
+    "backend_restarted, idle",
+    ["backend", "event"],
+    registry=REGISTRY,
+)
+OPEN_TRANSACTIONS = Gauge(
+    "trino_gateway_open_transactions",
+    "Open transactions the gateway has bound to the backend (all workers and nodes: from the store)",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+UNFINISHED_QUERIES = Gauge(
+    "trino_gateway_unfinished_queries",
+    "Queries routed to the backend with no outcome recorded yet (all workers and nodes: from the store)",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+
 ERROR_CAUSES = ("connect", "timeout", "upstream_5xx", "no_backend", "internal")
 KINDS = ("submit", "poll", "cancel", "other")
 OUTCOMES = ("routed", "fallback", "no_backend")
@@ -205,6 +227,8 @@ class BackendGauges:
 
 _PER_BACKEND = (
     IN_FLIGHT,
+    OPEN_TRANSACTIONS,
+    UNFINISHED_QUERIES,
     BACKEND_UP,
     BACKEND_ACTIVE,
     BACKEND_SCORE,
@@ -213,6 +237,16 @@ _PER_BACKEND = (
     BACKEND_QUEUED,
     BACKEND_WORKERS,
 )
+
+
+def transaction_event(backend: str, event: str) -> None:
+    TRANSACTIONS.labels(backend, event).inc()
+
+
+def publish_backend_work(backend: str, unfinished_queries: int, open_transactions: int) -> None:
+    """What the store says the backend still has to finish (set when a scrape or status asks)."""
+    UNFINISHED_QUERIES.labels(backend).set(unfinished_queries)
+    OPEN_TRANSACTIONS.labels(backend).set(open_transactions)
 
 
 def publish_backend(values: BackendGauges) -> None:

@@ -31,6 +31,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Span attribute names: OpenTelemetry's HTTP semantic conventions, and the gateway's own (trino.*).
 QUERY_ID = "trino.query.id"
+TRANSACTION_ID = "trino.transaction.id"
 USER = "trino.user"
 SOURCE = "trino.source"
 ROUTING_GROUP = "trino.routing.group"
@@ -94,6 +95,7 @@ class ObservedRequest:
         "started",
         "status",
         "tracer",
+        "transaction",
         "up_backend",
         "up_began",
         "up_span",
@@ -115,6 +117,7 @@ class ObservedRequest:
         self.group: str | None = None
         self.rule: str | None = None
         self.retries = 0
+        self.transaction: str | None = None  # the request's transaction (X-Trino-Transaction-Id), if any
         self.refused: str | None = None
         self.up_backend = ""
         self.up_began = 0.0
@@ -280,6 +283,8 @@ class ObservedRequest:
                 attributes[ROUTING_GROUP] = self.group
             if self.rule is not None:
                 attributes[ROUTING_RULE] = str(self.rule)
+            if self.transaction is not None:
+                attributes[TRANSACTION_ID] = self.transaction
             for name, header_name in ((USER, b"x-trino-user"), (SOURCE, b"x-trino-source")):
                 value = _header(scope, header_name)
                 if value is not None:

@@ -42,10 +42,10 @@ class LoopThread:
 class InProcessSim(SimAdmin):
     """One trinosim server on ``loop``; takes the same keywords as ``TrinoSimProcess``."""
 
-    def __init__(self, loop: LoopThread, name: str = "trinosim", **options: Any) -> None:
+    def __init__(self, loop: LoopThread, name: str = "trinosim", port: int = 0, **options: Any) -> None:
         self.loop = loop
         self.name = name
-        self.config = config_from_args(option_flags(name=name, host="127.0.0.1", port=0, **options))
+        self.config = config_from_args(option_flags(name=name, host="127.0.0.1", port=port, **options))
         self.runner: web.AppRunner | None = None
         self.url = ""
         self.port = 0
@@ -60,7 +60,7 @@ class InProcessSim(SimAdmin):
             create_app(self.config), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.config.host, self.config.port, backlog=1024)
+        site = web.TCPSite(self.runner, self.config.host, self.config.port, backlog=1024, reuse_address=True)
         await site.start()
         self.port = self.runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -145,7 +145,12 @@ def basic_query_info(query: Query, base: str) -> dict[str, Any]:
             "processedRows": query.rows_delivered,
         },
         "errorType": error["errorType"] if error else None,
-        "errorCode": {k: error[k] for k in ("errorCode", "errorName", "errorType")} if error else None,
+        # Trino's ErrorCode as QueryInfo writes it.
+        "errorCode": (
+            {"code": error["errorCode"], "name": error["errorName"], "type": error["errorType"], "retriable": False}
+            if error
+            else None
+        ),
         "queryType": "SELECT" if query.outcome is None or query.outcome.update_type is None else "DATA_DEFINITION",
     }
 

@@ -56,6 +56,15 @@ def backends_api(services: Services) -> Blueprint:
             return api_error(404, f"no backend named {name!r}")
         return json_response(backend.api_json())
 
+    @api.get("/gateway/backend/<name>/drain")
+    async def drain_status(name: str) -> Response:
+        """What the backend still has to finish, over every worker and gateway node: ``drained`` is true
+        only once it is inactive and no query or transaction of it remains."""
+        status = await services.drain_status(name)
+        if status is None:
+            return api_error(404, f"no backend named {name!r}")
+        return json_response(status.api_json())
+
     async def set_active(name: str, active: bool) -> Response:
         if not await store.set_active(name, active):
             return api_error(404, f"no backend named {name!r}")

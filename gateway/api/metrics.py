@@ -35,6 +35,7 @@ def metrics_api(services: Services) -> Blueprint:
     async def prometheus_metrics() -> Response:
         # This worker's gauges are brought up to date first; other workers' are at most a second old.
         await services.refresh_gauges()
+        await services.publish_backend_work()
         return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     @api.get("/v1/jmx/mbean")

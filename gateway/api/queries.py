@@ -28,6 +28,7 @@ def query_json(record: QueryRecord) -> dict[str, Any]:
         "errorName": record.error_name,
         "finishedAt": record.finished_at,
         "elapsedMs": record.elapsed_ms,
+        "transactionId": record.transaction_id,
     }
 
 
@@ -49,7 +50,7 @@ def queries_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/queries")
     async def queries() -> Response:
-        """Routed queries, newest first. Filters: user, backend, group, state (RUNNING for
+        """Routed queries, newest first. Filters: user, backend, group, transaction, state (RUNNING for
         unfinished), since/until (epoch milliseconds); pagination: limit (max 1000), offset."""
         args = request.args
         try:
@@ -57,6 +58,7 @@ def queries_api(services: Services) -> Blueprint:
                 user=args.get("user"),
                 backend=args.get("backend"),
                 routing_group=args.get("group"),
+                transaction_id=args.get("transaction"),
                 state=args.get("state", "").upper() or None,
                 since_ms=_int_arg("since", None),
                 until_ms=_int_arg("until", None),

@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response
 
+from gateway.drain import DrainStatus
 from gateway.errors import api_error, json_response
 from gateway.rules import FileRulesSelector
+from gateway.store import BackendWork
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -25,7 +27,15 @@ def status_api(services: Services) -> Blueprint:
         """Observed health of every backend, beside its admin state: state, last check, last error,
         the monitor's figures, this worker's load on it, and the routing score."""
         statuses = services.backend_statuses(await services.store.list_backends())
-        return json_response([status.api_json() for status in statuses])
+        work = await services.publish_backend_work()
+        out = []
+        for status in statuses:
+            backend = status.backend
+            drain = DrainStatus(backend.name, backend.active, work.get(backend.name, BackendWork()))
+            document = status.api_json()
+            document.update({k: v for k, v in drain.api_json().items() if k not in ("name", "active")})
+            out.append(document)
+        return json_response(out)
 
     @api.get("/gateway/livez")
     async def livez() -> Response:

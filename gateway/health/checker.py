@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from gateway.backends.record import Backend
@@ -35,6 +37,9 @@ class HealthChecker:
         # One monitor per kind: the backend's record names its kind, or health.monitor does.
         self._monitors: dict[str, Monitor] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
+        # Told when a check finds that a backend restarted (its uptime went back), with when it
+        # started again (epoch ms): what lived in its memory, such as transactions, is gone.
+        self.on_restart: Callable[[str, int], Awaitable[None]] | None = None
 
     def monitor(self, backend: Backend) -> Monitor:
         kind = backend.monitor or self.settings.monitor
@@ -67,8 +72,14 @@ class HealthChecker:
         except UpstreamError as error:
             health.failed(describe(error))
         else:
+            previous = health.stats.uptime
             health.succeeded(stats)
             health.observe_request(loop.time() - started, ok=True)
+            if stats is not None and _restarted(previous, stats.uptime):
+                assert stats.uptime is not None
+                log.warning("backend %s restarted (uptime %.0f s, was %.0f s)", name, stats.uptime, previous)
+                if self.on_restart is not None:
+                    await self.on_restart(name, int((time.time() - stats.uptime) * 1000))
         if health.state != Health.HEALTHY:
             log.info("backend %s is %s: %s", name, health.state, health.last_error)
         return health
@@ -141,3 +152,8 @@ class HealthChecker:
         health = self.health.get(name)
         if health is not None and health.request_failures:
             health.request_failures = 0
+
+
+def _restarted(previous: float | None, now: float | None) -> bool:
+    """Uptime went back by more than its printed precision (two decimals of its unit: up to 1 %)."""
+    return previous is not None and now is not None and now < previous * 0.99 - 1.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
@@ -50,8 +51,18 @@ class NoopMonitor:
         return None
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)\s*$")
+_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: object) -> float | None:
+    """Seconds in an airlift Duration as Trino writes it (``2.37m``), or None."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    return float(match.group(1)) * _SECONDS[match.group(2)] if match else None
+
+
 class InfoApiMonitor:
-    """``GET /v1/info``: up, and not ``starting``."""
+    """``GET /v1/info``: up, and not ``starting``; its uptime tells when the cluster restarted."""
 
     async def check(self, upstream: Upstream, backend: Backend) -> ClusterStats | None:
         info = _json(await upstream.fetch(f"{backend.proxy_to}/v1/info", backend=backend), "/v1/info")
@@ -59,7 +70,7 @@ class InfoApiMonitor:
             raise CheckFailed("/v1/info did not answer an object")
         if info.get("starting"):
             raise StillStarting()
-        return None
+        return ClusterStats(uptime=parse_duration(info.get("uptime")))
 
 
 class UiApiMonitor:

@@ -35,6 +35,8 @@ class ClusterStats:
     running: int | None = None
     queued: int | None = None
     workers: int | None = None
+    uptime: float | None = None
+    """Seconds since the cluster started (``/v1/info``): when it goes back, the cluster restarted."""
 
 
 @dataclass

@@ -29,7 +29,8 @@ from gateway.query_ids import killed_query_id
 from gateway.rewrite import BACKEND_PARAM, rewrite_uris
 from gateway.routing import NoBackendAvailable, RouteDecider
 from gateway.rules import GroupSelector
-from gateway.upstream import NotSent, Upstream, UpstreamError, UpstreamTimeout, describe
+from gateway.transactions import is_transaction_id, transaction_control
+from gateway.upstream import Answer, NotSent, Upstream, UpstreamError, UpstreamTimeout, describe
 from observability.observer import Observer
 
 log = logging.getLogger("gateway.proxy")
@@ -98,12 +99,22 @@ class Proxy:
         sql = body.decode("utf-8", errors="replace")
         observed = x.observed
         user = x.header(b"x-trino-user")
+        transaction = x.header(b"x-trino-transaction-id")
+        transaction = transaction if is_transaction_id(transaction) else None
         target = killed_query_id(sql)
         killed = None if target is None else await self.book.find(target)
+        binding = None if transaction is None else await self.book.transactions.owner(transaction)
         extra: tuple[tuple[str, str], ...] = ()
         if killed is not None:
             # CALL system.runtime.kill_query must reach the cluster running its target.
             group, ranked = killed.group, [killed.backend]
+        elif binding is not None:
+            # A statement of a transaction goes to the backend that owns it, whatever the rules, the
+            # routers, its health or its active flag say: no other backend knows the transaction.
+            observed.transaction = transaction
+            owner = await self.book.backend_at(binding.backend_name, binding.backend_url)
+            group, ranked = owner.routing_group, [owner]
+            observed.decided(group, group, [owner.name], observed.clock(), "transaction")
         else:
             routing_began = observed.clock()
             selection = await self.selector.select(x.scope, body)
@@ -137,8 +148,11 @@ class Proxy:
             try:
                 answer = await self.upstream.send(backend, "POST", "/v1/statement", sent, body)
             except NotSent as error:
-                # Nothing reached this backend: the next-best one may take the query.
                 self._call_failed(x, backend, error, refused=True)
+                if binding is not None:
+                    await self._query_failed(x, None, _owner_unreachable(backend.name, transaction, error))
+                    return
+                # Nothing reached this backend: the next-best one may take the query.
                 refused.append(f"{backend.name} ({describe(error)})")
                 log.warning("backend %s refused a new query, trying the next one: %s", backend.name, error)
                 continue
@@ -169,7 +183,7 @@ class Proxy:
             else:
                 self.health.request_succeeded(backend.name, time.perf_counter() - began)
             if status == 200:
-                self._accepted(x, backend, group, sql, content)
+                await self._accepted(x, backend, group, sql, transaction, answer)
             await x.respond(
                 status, hdr.to_client(answer.headers), rewrite_uris(content, x.base, backend.proxy_to, backend.name)
             )
@@ -178,7 +192,10 @@ class Proxy:
         observed.unreachable(message)
         await x.respond_json(200, errors.no_backend_document(x.base, message))
 
-    def _accepted(self, x: Exchange, backend: Backend, group: str, sql: str, content: bytes) -> None:
+    async def _accepted(
+        self, x: Exchange, backend: Backend, group: str, sql: str, transaction: str | None, answer: Answer
+    ) -> None:
+        content = answer.body
         query_id = _field(content, "id")
         if query_id is None:
             return
@@ -189,11 +206,20 @@ class Proxy:
             group,
             user=x.header(b"x-trino-user"),
             trace_parent=trace_parent,
-            transaction=x.header(b"x-trino-transaction-id"),
+            transaction=transaction,
+            control=transaction_control(sql),
         )
         self.book.accepted(query, sql, x.header(b"x-trino-source"), x.header(b"x-trino-client-tags"))
-        if b'"nextUri"' not in content:
-            self.book.finished_with_page(query, content)
+        await self._answered(query, answer)
+
+    async def _answered(self, query: Query, answer: Answer) -> None:
+        """A result page of ``query`` came: what it says about the query's life goes to the book."""
+        if query.control is not None:
+            await self.book.transaction_answer(query, answer.headers)
+        if b'"nextUri"' not in answer.body:
+            self.book.finished_with_page(query, answer.body)
+            if query.transaction is not None:
+                await self.book.transaction_outcome(query)
 
     # -- requests of a known query ----------------------------------------------------------
     async def follow(self, x: Exchange, statement: bool) -> None:
@@ -205,6 +231,8 @@ class Proxy:
             await x.respond_text(404, "Query not found")
             return
         x.observed.located(query_id, query.backend.name, query.trace_parent)
+        if query.transaction is not None:
+            x.observed.transaction = query.transaction
         self.book.polled(query)
         method = x.method
         body = b"" if method in ("GET", "HEAD", "DELETE") else await x.body()
@@ -240,8 +268,7 @@ class Proxy:
                 )
                 return
             self.health.poll_answered(name)
-            if b'"nextUri"' not in content:
-                self.book.finished_with_page(query, content)
+            await self._answered(query, answer)
         elif method == "DELETE" and status == 204 and _PARTIAL_CANCEL not in target:
             # (A partial cancel stops one stage: the query goes on.)
             self.book.finished(query, FAILED, "USER_CANCELED")
@@ -316,6 +343,13 @@ def _is_document(content: bytes) -> bool:
     """A statement answer is one JSON object. Two byte comparisons on the hot path catch the cut-off
     and non-JSON answers a broken backend (or something in front of it) sends."""
     return content[:1] == b"{" and content.endswith((b"}", b"}\n", b"}\r\n"))
+
+
+def _owner_unreachable(name: str, transaction: str | None, error: BaseException) -> str:
+    return (
+        f"trino-gateway: backend {name}, which holds transaction {transaction}, cannot be reached "
+        f"({describe(error)}); the transaction cannot continue on another backend"
+    )
 
 
 def _failure_message(name: str, query_id: str | None, error: BaseException) -> str:

@@ -4,12 +4,14 @@
 from gateway.store.base import Store, seed_backends
 from gateway.store.memory import MemoryStore
 from gateway.store.records import (
+    BackendWork,
     DuplicateBackend,
     DuplicateQuery,
     QueryFilter,
     QueryOutcome,
     QueryRecord,
     StoreError,
+    TransactionBinding,
     now_ms,
 )
 from gateway.store.sql import SqlStore, redacted
@@ -25,6 +27,7 @@ async def open_store(url: str, migrate: bool = True) -> Store:
 
 
 __all__ = [
+    "BackendWork",
     "DuplicateBackend",
     "DuplicateQuery",
     "MemoryStore",
@@ -34,6 +37,7 @@ __all__ = [
     "SqlStore",
     "Store",
     "StoreError",
+    "TransactionBinding",
     "now_ms",
     "open_store",
     "redacted",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.backends.record import Backend
-from gateway.store.records import QueryFilter, QueryOutcome, QueryRecord
+from gateway.store.records import BackendWork, QueryFilter, QueryOutcome, QueryRecord, TransactionBinding
 
 
 class Store(Protocol):
@@ -58,7 +58,43 @@ class Store(Protocol):
         ...
 
     async def purge_queries(self, older_than_ms: int) -> int:
-        """Delete queries submitted before ``older_than_ms``; how many went."""
+        """Delete queries submitted before ``older_than_ms``, and transactions ended before it; how many
+        queries went."""
+        ...
+
+    async def unfinished_queries(self, backend: str | None, submitted_before: int, limit: int) -> list[QueryRecord]:
+        """Queries with no outcome yet, oldest first (of ``backend``, or of all)."""
+        ...
+
+    # -- transactions -------------------------------------------------------------------------
+    async def bind_transaction(self, binding: TransactionBinding) -> TransactionBinding:
+        """Record which backend owns a transaction; if it is recorded already, the recorded binding."""
+        ...
+
+    async def get_transaction(self, transaction_id: str) -> TransactionBinding | None: ...
+
+    async def touch_transactions(self, last_used: dict[str, int]) -> None:
+        """Transaction id -> when a statement of it was last sent (epoch ms)."""
+        ...
+
+    async def end_transactions(
+        self,
+        reason: str,
+        at: int,
+        ids: list[str] | None = None,
+        backend: str | None = None,
+        started_before: int | None = None,
+        idle_since: int | None = None,
+    ) -> list[str]:
+        """End the open transactions that match every condition given (by id, by backend, started
+        before, last used before); the ids ended."""
+        ...
+
+    async def open_transactions(self, backend: str | None = None) -> list[TransactionBinding]: ...
+
+    # -- drain ------------------------------------------------------------------------------------
+    async def backend_work(self) -> dict[str, BackendWork]:
+        """Per backend name: unfinished queries and open transactions, with the oldest of each."""
         ...
 
 

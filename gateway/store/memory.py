@@ -10,12 +10,14 @@ import dataclasses
 
 from gateway.backends.record import Backend
 from gateway.store.records import (
+    BackendWork,
     DuplicateBackend,
     DuplicateQuery,
     QueryFilter,
     QueryOutcome,
     QueryRecord,
     StoreError,
+    TransactionBinding,
 )
 
 
@@ -24,6 +26,7 @@ class MemoryStore:
         self.url = url
         self._backends: dict[str, Backend] = {}
         self._queries: dict[str, QueryRecord] = {}
+        self._transactions: dict[str, TransactionBinding] = {}
         # Tests set this to make every call fail, as a store that is down does.
         self.failing: str | None = None
 
@@ -108,4 +111,83 @@ class MemoryStore:
         old = [query_id for query_id, r in self._queries.items() if r.submitted_at < older_than_ms]
         for query_id in old:
             del self._queries[query_id]
+        for tid in [t for t, b in self._transactions.items() if b.ended_at is not None and b.ended_at < older_than_ms]:
+            del self._transactions[tid]
         return len(old)
+
+    async def unfinished_queries(self, backend: str | None, submitted_before: int, limit: int) -> list[QueryRecord]:
+        self._check()
+        found = [
+            r
+            for r in self._queries.values()
+            if r.state is None and r.submitted_at < submitted_before and backend in (None, r.backend_name)
+        ]
+        found.sort(key=lambda r: r.submitted_at)
+        return [dataclasses.replace(r) for r in found[:limit]]
+
+    # -- transactions -------------------------------------------------------------------------
+    async def bind_transaction(self, binding: TransactionBinding) -> TransactionBinding:
+        self._check()
+        known = self._transactions.setdefault(binding.transaction_id, dataclasses.replace(binding))
+        return dataclasses.replace(known)
+
+    async def get_transaction(self, transaction_id: str) -> TransactionBinding | None:
+        self._check()
+        found = self._transactions.get(transaction_id)
+        return None if found is None else dataclasses.replace(found)
+
+    async def touch_transactions(self, last_used: dict[str, int]) -> None:
+        self._check()
+        for tid, used in last_used.items():
+            binding = self._transactions.get(tid)
+            if binding is not None and binding.open:
+                binding.last_used_at = used
+
+    async def end_transactions(
+        self,
+        reason: str,
+        at: int,
+        ids: list[str] | None = None,
+        backend: str | None = None,
+        started_before: int | None = None,
+        idle_since: int | None = None,
+    ) -> list[str]:
+        self._check()
+        ended = []
+        for binding in self._transactions.values():
+            if (
+                binding.open
+                and (ids is None or binding.transaction_id in ids)
+                and backend in (None, binding.backend_name)
+                and (started_before is None or binding.started_at < started_before)
+                and (idle_since is None or binding.last_used_at < idle_since)
+            ):
+                binding.ended_at, binding.end_reason = at, reason
+                ended.append(binding.transaction_id)
+        return ended
+
+    async def open_transactions(self, backend: str | None = None) -> list[TransactionBinding]:
+        self._check()
+        found = [b for b in self._transactions.values() if b.open and backend in (None, b.backend_name)]
+        return [dataclasses.replace(b) for b in sorted(found, key=lambda b: b.started_at)]
+
+    # -- drain ------------------------------------------------------------------------------------
+    async def backend_work(self) -> dict[str, BackendWork]:
+        self._check()
+        queries: dict[str, list[int]] = {}
+        for record in self._queries.values():
+            if record.state is None:
+                queries.setdefault(record.backend_name, []).append(record.submitted_at)
+        started: dict[str, list[int]] = {}
+        for binding in self._transactions.values():
+            if binding.open:
+                started.setdefault(binding.backend_name, []).append(binding.started_at)
+        return {
+            name: BackendWork(
+                len(queries.get(name, [])),
+                min(queries.get(name, []), default=None),
+                len(started.get(name, [])),
+                min(started.get(name, []), default=None),
+            )
+            for name in queries.keys() | started.keys()
+        }

@@ -40,6 +40,37 @@ class QueryRecord:
     finished_at: int | None = None
     elapsed_ms: int | None = None
     trace_parent: str | None = None
+    transaction_id: str | None = None
+
+
+@dataclass
+class TransactionBinding:
+    """A transaction and the backend that owns it: every statement of the transaction goes there."""
+
+    transaction_id: str
+    backend_name: str
+    backend_url: str
+    started_at: int
+    last_used_at: int
+    started_by: str | None = None
+    """The query (START TRANSACTION) whose answer carried the transaction's id."""
+    ended_at: int | None = None
+    end_reason: str | None = None
+    """committed, rolled back, unknown to its backend, backend restarted, idle."""
+
+    @property
+    def open(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass(frozen=True)
+class BackendWork:
+    """What a backend still has to finish, over every worker and gateway node on the store."""
+
+    unfinished_queries: int = 0
+    oldest_query_at: int | None = None
+    open_transactions: int = 0
+    oldest_transaction_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +91,7 @@ class QueryFilter:
     state: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    transaction_id: str | None = None
 
     def matches(self, record: QueryRecord) -> bool:
         """The same test the SQL store runs as a WHERE clause (the in-memory store uses this)."""
@@ -74,6 +106,8 @@ class QueryFilter:
                 return False
             if self.state != "RUNNING" and record.state != self.state:
                 return False
+        if self.transaction_id is not None and record.transaction_id != self.transaction_id:
+            return False
         if self.since_ms is not None and record.submitted_at < self.since_ms:
             return False
         return not (self.until_ms is not None and record.submitted_at >= self.until_ms)

@@ -39,7 +39,26 @@ query_history = sa.Table(
     sa.Column("elapsed_ms", sa.BigInteger, nullable=True),
     # W3C traceparent of the query's trace (migration 0002): every request of the query joins it.
     sa.Column("trace_parent", sa.String(64), nullable=True),
+    # The transaction the statement ran in (migration 0004).
+    sa.Column("transaction_id", sa.String(128), nullable=True),
     sa.Index("query_history_submitted_idx", "submitted_at"),
     sa.Index("query_history_user_idx", "user_name"),
     sa.Index("query_history_backend_idx", "backend_name"),
+    # Drain status: the unfinished queries of a backend (migration 0004).
+    sa.Index("query_history_unfinished_idx", "backend_name", "state"),
+)
+
+# Which backend owns each transaction (migration 0004): every worker and gateway node reads it.
+transactions = sa.Table(
+    "gateway_transaction",
+    metadata,
+    sa.Column("transaction_id", sa.String(128), primary_key=True),
+    sa.Column("backend_name", sa.String(256), nullable=False),
+    sa.Column("backend_url", sa.String(1024), nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("last_used_at", sa.BigInteger, nullable=False),
+    sa.Column("started_by", sa.String(256), nullable=True),
+    sa.Column("ended_at", sa.BigInteger, nullable=True),
+    sa.Column("end_reason", sa.String(64), nullable=True),
+    sa.Index("gateway_transaction_open_idx", "backend_name", "ended_at"),
 )

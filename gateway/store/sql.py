@@ -19,15 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.backends.record import Backend
 from gateway.store.records import (
+    BackendWork,
     DuplicateBackend,
     DuplicateQuery,
     QueryFilter,
     QueryOutcome,
     QueryRecord,
     StoreError,
+    TransactionBinding,
     now_ms,
 )
-from gateway.store.schema import backends, query_history
+from gateway.store.schema import backends, query_history, transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger("gateway.store")
@@ -182,6 +184,7 @@ class SqlStore:
             (query_history.c.user_name, where.user),
             (query_history.c.backend_name, where.backend),
             (query_history.c.routing_group, where.routing_group),
+            (query_history.c.transaction_id, where.transaction_id),
         ):
             if value is not None:
                 conditions.append(column == value)
@@ -211,7 +214,107 @@ class SqlStore:
             result = await connection.execute(
                 sa.delete(query_history).where(query_history.c.submitted_at < older_than_ms)
             )
+            await connection.execute(sa.delete(transactions).where(transactions.c.ended_at < older_than_ms))
             return result.rowcount
+
+    async def unfinished_queries(self, backend: str | None, submitted_before: int, limit: int) -> list[QueryRecord]:
+        conditions = [query_history.c.state.is_(None), query_history.c.submitted_at < submitted_before]
+        if backend is not None:
+            conditions.append(query_history.c.backend_name == backend)
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(query_history).where(*conditions).order_by(query_history.c.submitted_at).limit(limit)
+            )
+            return [QueryRecord(**row._mapping) for row in rows]
+
+    # -- transactions -------------------------------------------------------------------------
+    async def bind_transaction(self, binding: TransactionBinding) -> TransactionBinding:
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(sa.insert(transactions).values(**asdict(binding)))
+            return binding
+        except IntegrityError:
+            # Another worker saw the same answer first (or the client sent it twice): theirs stands.
+            found = await self.get_transaction(binding.transaction_id)
+            return found if found is not None else binding
+
+    async def get_transaction(self, transaction_id: str) -> TransactionBinding | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(sa.select(transactions).where(transactions.c.transaction_id == transaction_id))
+            ).first()
+            return TransactionBinding(**row._mapping) if row else None
+
+    async def touch_transactions(self, last_used: dict[str, int]) -> None:
+        if not last_used:
+            return
+        statement = (
+            sa.update(transactions)
+            .where(transactions.c.transaction_id == sa.bindparam("tid"), transactions.c.ended_at.is_(None))
+            .values(last_used_at=sa.bindparam("used"))
+        )
+        async with self.engine.begin() as connection:
+            await connection.execute(statement, [{"tid": tid, "used": used} for tid, used in last_used.items()])
+
+    async def end_transactions(
+        self,
+        reason: str,
+        at: int,
+        ids: list[str] | None = None,
+        backend: str | None = None,
+        started_before: int | None = None,
+        idle_since: int | None = None,
+    ) -> list[str]:
+        conditions = [transactions.c.ended_at.is_(None)]
+        if ids is not None:
+            conditions.append(transactions.c.transaction_id.in_(ids))
+        if backend is not None:
+            conditions.append(transactions.c.backend_name == backend)
+        if started_before is not None:
+            conditions.append(transactions.c.started_at < started_before)
+        if idle_since is not None:
+            conditions.append(transactions.c.last_used_at < idle_since)
+        async with self.engine.begin() as connection:
+            ended = [
+                row[0] for row in await connection.execute(sa.select(transactions.c.transaction_id).where(*conditions))
+            ]
+            if ended:
+                await connection.execute(
+                    sa.update(transactions)
+                    .where(transactions.c.transaction_id.in_(ended), transactions.c.ended_at.is_(None))
+                    .values(ended_at=at, end_reason=reason)
+                )
+            return ended
+
+    async def open_transactions(self, backend: str | None = None) -> list[TransactionBinding]:
+        conditions = [transactions.c.ended_at.is_(None)]
+        if backend is not None:
+            conditions.append(transactions.c.backend_name == backend)
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                sa.select(transactions).where(*conditions).order_by(transactions.c.started_at)
+            )
+            return [TransactionBinding(**row._mapping) for row in rows]
+
+    # -- drain ------------------------------------------------------------------------------------
+    async def backend_work(self) -> dict[str, BackendWork]:
+        async with self.engine.connect() as connection:
+            queries = await connection.execute(
+                sa.select(query_history.c.backend_name, sa.func.count(), sa.func.min(query_history.c.submitted_at))
+                .where(query_history.c.state.is_(None))
+                .group_by(query_history.c.backend_name)
+            )
+            open_transactions = await connection.execute(
+                sa.select(transactions.c.backend_name, sa.func.count(), sa.func.min(transactions.c.started_at))
+                .where(transactions.c.ended_at.is_(None))
+                .group_by(transactions.c.backend_name)
+            )
+            counts: dict[str, dict[str, int | None]] = {}
+            for name, count, oldest in queries:
+                counts.setdefault(name, {}).update(unfinished_queries=count, oldest_query_at=oldest)
+            for name, count, oldest in open_transactions:
+                counts.setdefault(name, {}).update(open_transactions=count, oldest_transaction_at=oldest)
+            return {name: BackendWork(**values) for name, values in counts.items()}  # type: ignore[arg-type]
 
 
 # A backend's row and its record: the one place they are converted.

@@ -32,7 +32,14 @@ class LateStore(MemoryStore):
 
 
 def _book(store: LateStore, settle: float) -> QueryBook:
-    book = QueryBook(store, BackendRegistry(store), upstream=None, history=None, settle_seconds=settle)  # type: ignore[arg-type]
+    book = QueryBook(
+        store,
+        BackendRegistry(store),
+        upstream=None,
+        history=None,
+        transactions=None,
+        settle_seconds=settle,  # type: ignore[arg-type]
+    )
 
     async def ask_backends(query_id: str) -> Backend:
         return TRINO_1
