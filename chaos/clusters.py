@@ -40,6 +40,14 @@ class Cluster(Protocol):
         """trinosim's ``PUT /_sim/faults`` knobs: ``error_rate``, ``garbage_rate``, ``hang_polls``, ..."""
         ...
 
+    def queries(self) -> list[dict[str, Any]]:
+        """Every query the cluster knows, as trinosim's ``/_sim/queries`` lists them."""
+        ...
+
+    def transactions(self) -> list[dict[str, Any]]:
+        """The cluster's open transactions (``/_sim/transactions``)."""
+        ...
+
 
 class ProcessCluster:
     """A trinosim server in a child process (``trinosim.TrinoSimProcess``)."""
@@ -82,6 +90,12 @@ class ProcessCluster:
 
     def set_faults(self, **faults: Any) -> None:
         self._sim.set_faults(**faults)
+
+    def queries(self) -> list[dict[str, Any]]:
+        return self._sim.queries()
+
+    def transactions(self) -> list[dict[str, Any]]:
+        return self._sim.transactions()
 
     def log(self) -> str:
         return self._sim.log()

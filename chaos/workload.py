@@ -21,6 +21,7 @@ from typing import Any
 
 import trino
 import trino.constants
+from trino.transaction import IsolationLevel
 
 SUCCEEDED, FAILED, LOST = "succeeded", "failed", "lost"
 
@@ -37,6 +38,9 @@ class QueryKind:
     sql: tuple[str, ...]
     run_time: tuple[float, float]  # trinosim's sim_run_time, seconds, drawn uniformly
     bound: float  # seconds after submission by which the query must have an answer
+    # More than 0: a transaction of this many statements (drawn from ``sql``) and a COMMIT, recorded
+    # as one outcome: it succeeds only if every statement and the COMMIT do.
+    transaction_statements: int = 0
 
 
 INTERACTIVE = QueryKind(
@@ -61,6 +65,15 @@ ETL = QueryKind(
 )
 
 
+TRANSACTION = QueryKind(
+    "transaction",
+    ("SELECT count(*) FROM tpch.tiny.nation", "SELECT name FROM tpch.tiny.region ORDER BY name"),
+    (0.05, 0.4),
+    bound=45.0,
+    transaction_statements=3,
+)
+
+
 @dataclass(frozen=True)
 class User:
     name: str
@@ -81,6 +94,11 @@ def seed_users(adhoc: str = "adhoc", etl: str | None = "etl") -> list[User]:
     return users
 
 
+def transactional_users(count: int = 2, group: str | None = "adhoc") -> list[User]:
+    """Users of a BI tool or dbt that wraps its statements in transactions."""
+    return [User(f"transactional-{i + 1}", group, (TRANSACTION,), think_time=0.1) for i in range(count)]
+
+
 @dataclass
 class QueryOutcome:
     seq: int
@@ -96,6 +114,8 @@ class QueryOutcome:
     error_type: str | None = None
     query_id: str | None = None
     rows: list[Any] | None = None
+    transaction_statements: int = 0
+    transaction_id: str | None = None
 
     @property
     def done(self) -> bool:
@@ -161,6 +181,7 @@ class Workload:
             sql = self._random.choice(kind.sql)
             run_time = self._random.uniform(*kind.run_time)
             record = QueryOutcome(next(self._seq), user.name, user.group, kind.name, sql, self.now(), kind.bound)
+            record.transaction_statements = kind.transaction_statements
             self.records.append(record)
         runner = threading.Thread(
             target=self._execute, args=(record, user, run_time), name=f"query {record.seq}", daemon=True
@@ -174,6 +195,9 @@ class Workload:
         return record
 
     def _execute(self, record: QueryOutcome, user: User, run_time: float) -> None:
+        if record.transaction_statements:
+            self._execute_transaction(record, user, run_time)
+            return
         host, port = self.gateway_url.removeprefix("http://").rsplit(":", 1)
         headers = {"X-Trino-Routing-Group": user.group} if user.group else None
         outcome: tuple[str, str | None, str | None, list[Any] | None]
@@ -200,6 +224,42 @@ class Workload:
             outcome = (FAILED, f"{error}", type(error).__name__, None)
         with self._lock:
             if record.outcome is None:  # not yet declared lost
+                record.outcome, record.error, record.error_type, record.rows = outcome
+                record.ended = self.now()
+
+    def _execute_transaction(self, record: QueryOutcome, user: User, run_time: float) -> None:
+        host, port = self.gateway_url.removeprefix("http://").rsplit(":", 1)
+        headers = {"X-Trino-Routing-Group": user.group} if user.group else None
+        outcome: tuple[str, str | None, str | None, list[Any] | None]
+        try:
+            connection = trino.dbapi.connect(
+                host=host,
+                port=int(port),
+                user=user.name,
+                source="chaos-workload",
+                http_headers=headers,
+                session_properties={"sim_run_time": f"{run_time:.3f}s"},
+                max_attempts=self.max_attempts,
+                request_timeout=self.request_timeout,
+                isolation_level=IsolationLevel.READ_COMMITTED,
+            )
+            rows = []
+            try:
+                cursor = connection.cursor()
+                for _ in range(record.transaction_statements):
+                    cursor.execute(record.sql)
+                    rows.append(cursor.fetchall())
+                    record.query_id = cursor.query_id
+                record.transaction_id = connection.transaction.id if connection.transaction else None
+                connection.commit()
+            finally:
+                connection.close()
+            outcome = (SUCCEEDED, None, None, rows)
+        except Exception as error:
+            record.query_id = record.query_id or getattr(error, "query_id", None)
+            outcome = (FAILED, f"{error}", type(error).__name__, None)
+        with self._lock:
+            if record.outcome is None:
                 record.outcome, record.error, record.error_type, record.rows = outcome
                 record.ended = self.now()
 

@@ -76,7 +76,8 @@ def _work(status: dict[str, Any]) -> str:
     return ", ".join(parts) or "nothing running"
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     gateway = _Gateway(args.server)
     try:
         if args.action == "list":
@@ -115,7 +116,8 @@ def _drain(gateway: _Gateway, args: argparse.Namespace, out: TextIO) -> int:
     gateway.call("POST", f"/gateway/backend/deactivate/{name}")
     print(f"{name}: deactivated: no new queries go there", file=out, flush=True)
     deadline = time.monotonic() + args.timeout
-    said = None
+    said: tuple[int, int] | None = None
+    said_at = 0.0
     while True:
         status = gateway.call("GET", f"/gateway/backend/{name}/drain")
         if status["drained"]:
@@ -125,9 +127,11 @@ def _drain(gateway: _Gateway, args: argparse.Namespace, out: TextIO) -> int:
         if not args.wait:
             print(f"{name}: draining: {work}", file=out, flush=True)
             return 0
-        if work != said:
+        # A line when what is left changes, and every 30 s so that a long drain shows it is alive.
+        left = (status["unfinishedQueries"], status["openTransactions"])
+        if left != said or time.monotonic() - said_at >= 30:
             print(f"{name}: draining: {work}", file=out, flush=True)
-            said = work
+            said, said_at = left, time.monotonic()
         if status["active"]:
             print(f"trino-gateway: {name} was activated again while draining", file=sys.stderr)
             return 1
