@@ -97,6 +97,8 @@ MODULE_OF = {
     "aiohttp": "aiohttp",
     "duckdb": "duckdb",
     "opentelemetry-proto": "opentelemetry.proto",
+    "zstandard": "zstandard",
+    "lz4": "lz4",
 }
 # Declared, and loaded by another package on the gateway's behalf rather than imported by name.
 LOADED_FOR_US = {

@@ -37,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="time every query runs before its results appear (session property sim_run_time overrides it per query)",
     )
     parser.add_argument(
+        "--spooling",
+        action="store_true",
+        help="serve the spooling protocol (inline and spooled segments) to clients that ask for an encoding",
+    )
+    parser.add_argument(
+        "--spooling-ttl", type=_duration, default=300.0, help="delete spooled segments not acknowledged after this long"
+    )
+    parser.add_argument(
         "--transaction-idle-timeout",
         type=_duration,
         default=300.0,
@@ -89,6 +97,8 @@ def config_from_args(argv: list[str] | None = None) -> SimConfig:
             default_run_time=args.query_time,
             client_timeout=args.client_timeout,
             transaction_idle_timeout=args.transaction_idle_timeout,
+            spooling=args.spooling,
+            spooling_ttl=args.spooling_ttl,
             forwarded=args.forwarded,
             ui_user=args.ui_user,
             ui_password=args.ui_password,

@@ -41,6 +41,10 @@ class SimConfig(BaseModel):
     default_run_time: float = Field(0.0, ge=0, description="seconds every query runs unless sim_run_time is set")
     client_timeout: float = Field(300.0, gt=0, description="a query nobody polls for this long is abandoned")
     purge_after: float = Field(900.0, gt=0, description="a finished query is forgotten after this long")
+    spooling: bool = Field(
+        False, description="serve the spooling protocol to clients that ask for it (protocol.spooling.enabled)"
+    )
+    spooling_ttl: float = Field(300.0, gt=0, description="a spooled segment not acknowledged is deleted after this")
     transaction_idle_timeout: float = Field(
         300.0, gt=0, description="a transaction with no statement for this long is aborted (transaction.idle-timeout)"
     )

@@ -94,6 +94,12 @@ async def get_query(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(query.to_json()), content_type="application/json")
 
 
+async def segment_counters(request: web.Request) -> web.Response:
+    state: SimState = request.app[STATE]
+    segments = state.manager.segments
+    return web.json_response({**segments.counters, "held": segments.held})
+
+
 async def list_transactions(request: web.Request) -> web.Response:
     state: SimState = request.app[STATE]
     return web.Response(body=orjson.dumps(state.manager.transactions.to_json()), content_type="application/json")
@@ -112,3 +118,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{ADMIN_PREFIX}/queries/{{query_id}}", get_query)
     app.router.add_get(f"{ADMIN_PREFIX}/config", get_config)
     app.router.add_get(f"{ADMIN_PREFIX}/transactions", list_transactions)
+    app.router.add_get(f"{ADMIN_PREFIX}/segments", segment_counters)

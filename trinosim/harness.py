@@ -76,6 +76,10 @@ class SimAdmin:
     def query(self, query_id: str) -> dict[str, Any]:
         return self._call("GET", f"/_sim/queries/{query_id}")
 
+    def segments(self) -> dict[str, int]:
+        """Spooled segments: how many were spooled, downloaded, acknowledged, expired, and are held now."""
+        return self._call("GET", "/_sim/segments")
+
     def transactions(self) -> list[dict[str, Any]]:
         """Open transactions: id, age, idle time, running statements, the query ids of its statements."""
         return self._call("GET", "/_sim/transactions")

@@ -87,7 +87,7 @@ def results(
     workers: int,
     next_uri: str | None,
     columns: list[dict[str, Any]] | None = None,
-    data: list[list[Any]] | None = None,
+    data: list[list[Any]] | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A QueryResults document; absent fields are left out, as airlift's mapper does."""
     body: dict[str, Any] = {"id": query.id, "infoUri": f"{base}/ui/query.html?{query.id}"}

@@ -21,6 +21,7 @@ from trinosim.engine import Outcome
 from trinosim.errors import TrinoError, canceled
 from trinosim.protocol import new_slug_key
 from trinosim.session import Session
+from trinosim.spooling import SegmentStore
 from trinosim.statements import Planner
 from trinosim.transactions import TransactionManager
 
@@ -59,6 +60,7 @@ class Query:
         self.state = "QUEUED"  # QUEUED -> RUNNING -> FINISHED | FAILED
         self.dispatched = False
         self.in_transaction = False  # counted as a running statement of its transaction
+        self.encoding: str | None = None  # the spooling protocol's encoding; None: rows inline as JSON
         self.error: TrinoError | None = None
         self.outcome: Outcome | None = None
         self.rows_delivered = 0
@@ -130,6 +132,7 @@ class QueryManager:
         self._coordinator_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
         self.counters = {"submitted": 0, "started": 0, "completed": 0, "failed": 0, "canceled": 0, "abandoned": 0}
         self.transactions = TransactionManager(config.transaction_idle_timeout)
+        self.segments = SegmentStore(config.spooling_ttl)
 
     @property
     def starting(self) -> bool:
@@ -295,6 +298,7 @@ class QueryManager:
 
     def reap(self) -> None:
         self.transactions.expire()
+        self.segments.expire()
         now = time.monotonic()
         for query in list(self.queries.values()):
             if not query.done and now - query.last_access > self.config.client_timeout:

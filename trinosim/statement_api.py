@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from trinosim import protocol
+from trinosim import protocol, spooling
 from trinosim.protocol import EXECUTING, QUEUED
 from trinosim.queries import CachedResponse, Query, QueryManager, recorded_headers
 from trinosim.session import SessionError, parse_session
@@ -67,6 +67,8 @@ async def submit(request: web.Request) -> web.Response:
     except SessionError as error:
         return _text(400, str(error))
     query = state.manager.create(sql, session, recorded_headers(request.headers))
+    if state.config.spooling:
+        query.encoding = spooling.choose_encoding(request.headers.get(spooling.HEADER))
     query.record_request("POST", "submit", None, recorded_headers(request.headers))
     base = _base(request, state)
     body = protocol.results(query, base, state.workers, protocol.statement_uri(base, query, QUEUED, 1))
@@ -146,7 +148,10 @@ async def _next_page(
     if query.error is not None:
         return orjson.dumps(protocol.results(query, base, state.workers, None, columns=outcome.columns)), []
     next_uri = following if rows else None
-    body = orjson.dumps(protocol.results(query, base, state.workers, next_uri, outcome.columns, rows))
+    data: list[Any] | dict[str, Any] = rows
+    if rows and query.encoding is not None:
+        data = manager.segments.encode_page(query.id, rows, query.encoding, base, query.rows_delivered)
+    body = orjson.dumps(protocol.results(query, base, state.workers, next_uri, outcome.columns, data))
     query.rows_delivered += len(rows)
     query.bytes_delivered += len(body)
     return body, outcome.headers
@@ -171,6 +176,32 @@ async def partial_cancel(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def download_segment(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/spooled/download/{id}``: the segment's bytes, with the key its ``headers`` named."""
+    state: SimState = request.app[STATE]
+    segment = state.manager.segments.get(
+        request.match_info["identifier"], request.headers.get(spooling.SEGMENT_KEY_HEADER)
+    )
+    if segment is None:
+        return _text(404, "Segment not found, expired, or its key is missing")
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    response.content_length = len(segment.data)
+    await response.prepare(request)
+    # Written in parts, as a coordinator streams from storage.
+    view = memoryview(segment.data)
+    for start in range(0, len(view), 1 << 20):
+        await response.write(view[start : start + (1 << 20)])
+    await response.write_eof()
+    return response
+
+
+async def acknowledge_segment(request: web.Request) -> web.Response:
+    """``GET /v1/spooled/ack/{id}``: the client has the segment; it may be deleted."""
+    state: SimState = request.app[STATE]
+    state.manager.segments.acknowledge(request.match_info["identifier"])
+    return web.Response(status=200)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/statement", submit)
     app.router.add_get("/v1/statement/queued/{query_id}/{slug}/{token}", poll_queued)
@@ -178,3 +209,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("HEAD", "/v1/statement/executing/{query_id}/{slug}/{token}", poll_executing)
     app.router.add_delete("/v1/statement/{phase:queued|executing}/{query_id}/{slug}/{token}", cancel)
     app.router.add_delete("/v1/statement/executing/partialCancel/{query_id}/{stage}/{slug}/{token}", partial_cancel)
+    app.router.add_get("/v1/spooled/download/{identifier}", download_segment)
+    app.router.add_get("/v1/spooled/ack/{identifier}", acknowledge_segment)
