@@ -47,11 +47,19 @@ def main() -> None:
         "nginx_workers": 1,
     }
     backend = TrinoSimProcess(name="bench-backend", max_running=100000, client_timeout="1h").start()
+    # Spooling, with pages of 200,000 rows: segments of ~25 MB, each of which a gateway that held
+    # segments whole would show in its memory.
+    spooling = TrinoSimProcess(name="bench-spooling", spooling=True, page_rows=200_000).start()
     gateway: GatewayProcess | None = None
     nginx: NginxProcess | None = None
     try:
         gateway = GatewayProcess(
-            config={"backends": [{"name": "b1", "proxy_to": backend.url}]},
+            config={
+                "backends": [
+                    {"name": "b1", "proxy_to": backend.url},
+                    {"name": "spooling", "proxy_to": spooling.url, "routing_group": "spooled"},
+                ]
+            },
             workers=args.gateway_workers,
             extra_args=["--log-level", "WARNING"],
         ).start()
@@ -75,6 +83,7 @@ def main() -> None:
                     )
         if "large" in only:
             report["large_result"] = scenarios.large_result(gateway.url, gateway.process.pid)
+            report["spooled_large_result"] = scenarios.spooled_large_result(gateway.url, gateway.process.pid, "spooled")
         if "state" in only:
             report["scale_of_state"] = scenarios.scale_of_state(
                 gateway.url, gateway.process.pid, 1000 if args.quick else 10000, args.seconds
@@ -85,6 +94,7 @@ def main() -> None:
             nginx.stop()
         if gateway is not None:
             gateway.stop()
+        spooling.stop()
         backend.stop()
     print_table(report)
     RESULTS.mkdir(exist_ok=True)
@@ -149,6 +159,14 @@ def print_table(report: dict[str, Any]) -> None:
             f"\n5. large result: {large['megabytes']} MB, {large['rows']} rows, {large['pages']} pages in "
             f"{large['seconds']}s ({large['megabytes_per_second']} MB/s); gateway RSS {large['rss_before_mb']} -> "
             f"peak {large['rss_peak_mb']} MB (+{large['rss_growth_mb']} MB)"
+        )
+    spooled = report.get("spooled_large_result")
+    if spooled:
+        print(
+            f"   spooled: {spooled['megabytes']} MB in {spooled['spooled_segments']} segments (largest "
+            f"{spooled['largest_segment_mb']} MB), {spooled['rows']} rows in {spooled['seconds']}s "
+            f"({spooled['megabytes_per_second']} MB/s); gateway RSS {spooled['rss_before_mb']} -> peak "
+            f"{spooled['rss_peak_mb']} MB (+{spooled['rss_growth_mb']} MB)"
         )
 
 

@@ -298,27 +298,47 @@ def routing_decision(backend_counts: list[int], rule_counts: list[int], iteratio
     return out
 
 
-def large_result(gateway_url: str, gateway_pid: int) -> dict[str, Any]:
-    """A result of about 200 MB through the gateway: bytes moved and the gateway's memory growth."""
-    sql = "SELECT * FROM tpch.tiny.lineitem CROSS JOIN UNNEST(sequence(1, 25)) AS t(i)"
-    before = rss_bytes(gateway_pid)
-    peak = before
-    done = threading.Event()
+LARGE_SQL = "SELECT * FROM tpch.tiny.lineitem CROSS JOIN UNNEST(sequence(1, 25)) AS t(i)"
 
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss_bytes(gateway_pid))
+
+class PeakRss:
+    """The peak RSS of a process while the block runs, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = self.peak = rss_bytes(pid)
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, rss_bytes(self.pid))
             time.sleep(0.05)
 
-    sampler = threading.Thread(target=sample)
-    sampler.start()
+    def __enter__(self) -> PeakRss:
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._sampler.join()
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "rss_before_mb": round(self.before / 2**20, 1),
+            "rss_peak_mb": round(self.peak / 2**20, 1),
+            "rss_growth_mb": round((self.peak - self.before) / 2**20, 1),
+        }
+
+
+def large_result(gateway_url: str, gateway_pid: int) -> dict[str, Any]:
+    """A result of about 200 MB through the gateway: bytes moved and the gateway's memory growth."""
     session = requests.Session()
     started = time.perf_counter()
     received = rows = pages = 0
-    try:
+    with PeakRss(gateway_pid) as rss:
         page = session.post(
-            f"{gateway_url}/v1/statement", data=sql.encode(), headers={"X-Trino-User": "bench"}, timeout=60
+            f"{gateway_url}/v1/statement", data=LARGE_SQL.encode(), headers={"X-Trino-User": "bench"}, timeout=60
         ).json()
         while "nextUri" in page:
             response = session.get(page["nextUri"], timeout=120)
@@ -326,9 +346,6 @@ def large_result(gateway_url: str, gateway_pid: int) -> dict[str, Any]:
             page = response.json()
             rows += len(page.get("data", []))
             pages += 1
-    finally:
-        done.set()
-        sampler.join()
     elapsed = time.perf_counter() - started
     return {
         "rows": rows,
@@ -336,7 +353,43 @@ def large_result(gateway_url: str, gateway_pid: int) -> dict[str, Any]:
         "megabytes": round(received / 2**20, 1),
         "seconds": round(elapsed, 2),
         "megabytes_per_second": round(received / 2**20 / elapsed, 1),
-        "rss_before_mb": round(before / 2**20, 1),
-        "rss_peak_mb": round(peak / 2**20, 1),
-        "rss_growth_mb": round((peak - before) / 2**20, 1),
+        **rss.figures(),
+    }
+
+
+def spooled_large_result(gateway_url: str, gateway_pid: int, group: str) -> dict[str, Any]:
+    """The same 200 MB as spooled segments (a backend serving them itself), each downloaded through
+    the gateway as a stream and acknowledged: the gateway must pass segments on, not hold them."""
+    session = requests.Session()
+    headers = {"X-Trino-User": "bench", "X-Trino-Routing-Group": group, "X-Trino-Query-Data-Encoding": "json"}
+    started = time.perf_counter()
+    segment_bytes = rows = spooled = largest = 0
+    with PeakRss(gateway_pid) as rss:
+        page = session.post(f"{gateway_url}/v1/statement", data=LARGE_SQL.encode(), headers=headers, timeout=60).json()
+        while "nextUri" in page:
+            page = session.get(page["nextUri"], timeout=120).json()
+            data = page.get("data")
+            for segment in data.get("segments", []) if isinstance(data, dict) else []:
+                rows += segment["metadata"]["rowsCount"]
+                if segment["type"] != "spooled":
+                    continue
+                spooled += 1
+                segment_headers = {name: values[0] for name, values in segment.get("headers", {}).items()}
+                size = 0
+                with session.get(segment["uri"], headers=segment_headers, stream=True, timeout=120) as download:
+                    download.raise_for_status()
+                    for chunk in download.iter_content(1 << 20):
+                        size += len(chunk)
+                segment_bytes += size
+                largest = max(largest, size)
+                session.get(segment["ackUri"], timeout=30)
+    elapsed = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "spooled_segments": spooled,
+        "largest_segment_mb": round(largest / 2**20, 1),
+        "megabytes": round(segment_bytes / 2**20, 1),
+        "seconds": round(elapsed, 2),
+        "megabytes_per_second": round(segment_bytes / 2**20 / elapsed, 1),
+        **rss.figures(),
     }

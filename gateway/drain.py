@@ -133,7 +133,7 @@ class Reconciler:
                 )
             except UpstreamError:
                 return None  # the backend cannot tell now; asked again later
-        if answer.status == 404:
+        if answer.status in (404, 410):  # Trino answers 410 Gone for a query it does not know
             return QueryOutcome(record.query_id, "UNKNOWN", FORGOTTEN, now_ms())
         if answer.status != 200:
             return None

@@ -57,12 +57,14 @@ def _has_uri_fields(body: bytes) -> bool:
 
 def _rewrite_segments(body: bytes, gateway_base: str, backend_base: str, backend_name: str) -> bytes:
     """Spooled segments served by the coordinator carry no query id, so the gateway marks which
-    backend they belong to in the URI it hands out; storage URIs are left alone."""
-    backend_authority = backend_base.encode()
+    backend they belong to in the URI it hands out; storage URIs are left alone. A coordinator that
+    honours X-Forwarded-* writes the gateway's own address: those are marked too (else any worker
+    would have to guess the backend, trinodb/trino-gateway's #679)."""
+    coordinator = (backend_base.encode(), gateway_base.encode())
     marker = f"?{BACKEND_PARAM}={quote(backend_name, safe='')}".encode()
 
     def replace(match: re.Match[bytes]) -> bytes:
-        if match.group(2) != backend_authority:
+        if match.group(2) not in coordinator:
             return match.group(0)
         return match.group(1) + gateway_base.encode() + match.group(3) + marker + b'"'
 

@@ -93,6 +93,14 @@ def test_spooled_segments_served_by_the_coordinator_are_marked_storage_urls_are_
     assert second["ackUri"] == f"{GATEWAY}/v1/spooled/ack/SEG2?trino_gateway_backend=b1"
 
 
+def test_segments_a_coordinator_wrote_with_the_gateways_forwarded_address_are_marked_too():
+    segment = {"type": "spooled", "uri": f"{GATEWAY}/v1/spooled/download/S", "ackUri": f"{GATEWAY}/v1/spooled/ack/S"}
+    page = {"id": "q", "data": {"encoding": "json", "segments": [segment]}}
+    out = json.loads(rewrite_uris(json.dumps(page).encode(), GATEWAY, BACKEND, "b1"))["data"]["segments"][0]
+    assert out["uri"] == f"{GATEWAY}/v1/spooled/download/S?trino_gateway_backend=b1"
+    assert out["ackUri"] == f"{GATEWAY}/v1/spooled/ack/S?trino_gateway_backend=b1"
+
+
 @pytest.mark.parametrize(
     ("path", "query_string", "expected"),
     [

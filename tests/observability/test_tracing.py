@@ -218,3 +218,25 @@ def test_the_routing_rule_that_chose_the_group_is_on_the_spans(clusters, receive
     assert submit.attributes["trino.routing.rule"] == "obs-source"
     route = next(s for s in spans if s.name == "route" and s.trace_id == submit.trace_id)
     assert route.attributes["trino.routing.rule"] == "obs-source"
+
+
+def test_the_statements_of_a_transaction_carry_its_id(clusters, receiver):
+    from trino.transaction import IsolationLevel
+
+    from tests.conftest import connect
+
+    config = tracing_config(clusters, receiver.url)
+    with GatewayProcess(config=config) as gateway:
+        with connect(gateway.url, isolation_level=IsolationLevel.READ_COMMITTED) as conn:
+            cursor = conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            query_id, transaction_id = cursor.query_id, conn.transaction.id
+            conn.commit()
+        spans = receiver.wait_for(lambda spans: _server_spans(spans, query_id))
+
+    statement = _server_spans(spans, query_id)
+    assert statement and all(s.attributes["trino.transaction.id"] == transaction_id for s in statement)
+    submit = next(s for s in statement if s.attributes["trino.request.kind"] == "submit")
+    # Routed by the transaction, not by the routers: the routing rule says so.
+    assert submit.attributes["trino.routing.rule"] == "transaction"
