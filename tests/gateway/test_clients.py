@@ -120,3 +120,25 @@ def test_client_headers_reach_the_backend_with_forwarded_headers(gateway, sims):
     assert received["X-Forwarded-Host"] == gateway.url.removeprefix("http://")
     assert received["X-Forwarded-Proto"] == "http"
     assert received["Via"] == "1.1 trino-gateway"
+
+
+def test_trino_cli_runs_a_transaction_through_the_gateway(make_gateway, sims, trino_cli):
+    config = {
+        "routing": {"router": "round-robin"},
+        "backends": [{"name": s.name, "proxy_to": s.url} for s in sims[:2]],
+    }
+    gateway = make_gateway(config)
+    result = trino_cli(gateway.url, "START TRANSACTION; SELECT 11; SELECT 12; SELECT 13; COMMIT")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.split() if line in ('"11"', '"12"', '"13"')] == ['"11"', '"12"', '"13"']
+    ran = [
+        (s.name, q["session"]["transactionId"])
+        for s in sims[:2]
+        for q in s.queries()
+        if q["query"] in ("SELECT 11", "SELECT 12", "SELECT 13") and q["session"]["transactionId"]
+    ]
+    transaction_id = ran[-1][1]
+    assert (
+        len({where for where in ran if where[1] == transaction_id}) == 1
+        and sum(1 for r in ran if r[1] == transaction_id) == 3
+    )
