@@ -14,6 +14,7 @@ from gateway.api.metrics import metrics_api
 from gateway.api.queries import queries_api
 from gateway.api.status import status_api
 from gateway.errors import api_error
+from gateway.proxy.exchange import WORKER
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -25,6 +26,12 @@ def create_admin_app(services: Services) -> Quart:
     app = Quart("trino-gateway")
     for blueprint in (backends_api, queries_api, status_api, metrics_api):
         app.register_blueprint(blueprint(services))
+
+    @app.after_request
+    async def name_the_worker(response: Response) -> Response:
+        # As on proxied answers: which worker process answered (operators and tests see workers share state).
+        response.headers[WORKER[0].decode()] = WORKER[1].decode()
+        return response
 
     @app.errorhandler(404)
     async def not_found(_: Exception) -> Response:

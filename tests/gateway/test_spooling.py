@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from tests.conftest import run_query
+from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 from trinosim.spooling import supported_encodings
 
@@ -35,11 +36,15 @@ def test_the_python_client_reads_spooled_results_through_the_gateway(make_sim, m
     for sql in (NATION, LINEITEM, LINEITEM):  # round-robin: the large result comes from both backends
         assert run_query(gateway.url, sql, encoding=encoding) == run_query(sims[0].url, sql)
     for sim in (first, second):
-        after = sim.segments()
-        spooled = after["spooled"] - before[sim.name]["spooled"]
-        # Every segment was downloaded from, and acknowledged to, the backend that spooled it.
-        assert spooled > 0 and after["downloaded"] - before[sim.name]["downloaded"] == spooled, after
-        assert after["acknowledged"] - before[sim.name]["acknowledged"] == spooled, after
+        # Every segment was downloaded from, and acknowledged to, the backend that spooled it (the
+        # client acknowledges in the background, hence the wait).
+        def all_acknowledged(sim=sim) -> bool:
+            after = sim.segments()
+            spooled = after["spooled"] - before[sim.name]["spooled"]
+            assert spooled > 0 and after["downloaded"] - before[sim.name]["downloaded"] == spooled, after
+            return after["acknowledged"] - before[sim.name]["acknowledged"] == spooled
+
+        wait_until(all_acknowledged, timeout=10, what=f"the acknowledgements to reach {sim.name}")
 
 
 def test_segment_uris_lead_back_to_their_backend_through_the_gateway(make_sim, make_gateway):
@@ -77,6 +82,10 @@ def test_segments_reach_their_backend_from_either_worker(lasting_store_url, sim_
     with GatewayProcess(store=lasting_store_url, config=_config(first, second), workers=2) as gateway:
         for _ in range(4):
             assert len(run_query(gateway.url, LINEITEM, encoding="json")) == 60175
-    for sim in (first, second):
-        counters = sim.segments()
-        assert counters["spooled"] > 0 and counters["acknowledged"] == counters["spooled"], counters
+        # The client acknowledges in the background: wait for it before the gateway stops.
+        for sim in (first, second):
+            wait_until(
+                lambda sim=sim: sim.segments()["acknowledged"] == sim.segments()["spooled"] > 0,
+                timeout=10,
+                what=f"every segment of {sim.name} to be acknowledged",
+            )
