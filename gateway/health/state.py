@@ -66,7 +66,6 @@ class BackendHealth:
 
     def succeeded(self, stats: ClusterStats | None) -> None:
         self._checked()
-        self.last_error = None
         self.consecutive_failures = 0
         self.consecutive_successes += 1
         if stats is not None:
@@ -76,6 +75,9 @@ class BackendHealth:
             self.state == Health.UNHEALTHY and self.consecutive_successes >= self.success_threshold
         ):
             self.state = Health.HEALTHY
+        if self.state == Health.HEALTHY:
+            # While it is still UNHEALTHY, the error that took it out stays readable.
+            self.last_error = None
 
     def failed(self, error: str) -> None:
         self._checked()

@@ -259,7 +259,6 @@ def test_routers_round_robin_random_weighted_and_user_hash(sims, make_gateway):
             {"name": f"{group}-b", "proxy_to": b, "routing_group": group, "weight": 1},
         ]
     config = {
-        "health": FAST,
         "backends": backends,
         "routing": {
             "groups": {
