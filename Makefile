@@ -41,7 +41,7 @@ demo: install
 test: install system-deps
 	$(BIN)/python -m pytest -q tests chaos
 
-# The inner loop (about a minute): lint, and every test that needs no child process and no SQL
+# The inner loop (about a minute and a half): lint, and every test that needs no child process and no SQL
 # store (in-process trinosim servers, the gateway in process on the in-memory store).
 check: install
 	$(BIN)/ruff check .
