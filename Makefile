@@ -19,13 +19,16 @@ install: $(STAMP)
 
 # The Trino CLI tests run the real CLI jar (a Java runtime); the PostgreSQL store tests start a
 # throwaway server from the machine's PostgreSQL binaries; the dashboard tests run a real Prometheus
-# (only its binary: the package's service is never started by the tests); the chaos suite's
+# (only its binary: the package's service is never started by the tests); the LDAP tests start a throwaway
+# slapd (Debian's slapd and ldap-utils, never the system service); the chaos suite's
 # container clusters need a Docker engine.
 system-deps: docker-engine
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	{ command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus; } || missing="$$missing prometheus"; \
+	{ command -v slapd >/dev/null 2>&1 || test -x /usr/sbin/slapd; } || missing="$$missing slapd"; \
+	{ command -v ldapadd >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1; } || missing="$$missing ldap-utils"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -6,13 +6,17 @@ import argparse
 import asyncio
 import json
 import logging
+import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
+from pathlib import Path
 
 from gateway import backend_command
 from gateway.backends.record import Backend
+from gateway.certificates import CertificateWatcher
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 from gateway.rules import check_rules
 from gateway.store import StoreError, open_store, seed_backends
@@ -119,14 +123,30 @@ def _metrics_dir(workers: int) -> str | None:
 
 def _serve(config: GatewayConfig, log_level: str) -> int:
     server = config.server
+    listeners = []
+    if server.http:
+        listeners.append(f"http://{server.host}:{server.port}")
+    if server.tls is not None:
+        listeners.append(f"https://{server.host}:{server.tls.port}")
     print(
-        f"trino-gateway listening on http://{server.host}:{server.port} ({server.engine}, "
-        f"{server.workers} worker(s), store {config.store.url}, {len(config.backends)} configured backend(s))",
+        f"trino-gateway listening on {' and '.join(listeners)} ({server.engine}, {server.workers} worker(s) each, "
+        f"store {config.store.url}, {len(config.backends)} configured backend(s))",
         flush=True,
     )
-    if server.engine == "granian":
-        return _serve_granian(config, log_level)
-    return _serve_hypercorn(config, log_level)
+    if server.engine == "hypercorn":
+        return _serve_hypercorn(config, log_level)
+    if server.http and server.tls is not None:
+        # granian serves one address per server: the HTTPS one runs in a process of its own.
+        https = multiprocessing.get_context("spawn").Process(
+            target=_serve_granian, args=(config, log_level, True), name="trino-gateway https", daemon=False
+        )
+        https.start()
+        try:
+            return _serve_granian(config, log_level, False)
+        finally:
+            https.terminate()
+            https.join(15)
+    return _serve_granian(config, log_level, server.tls is not None)
 
 
 def _uvloop_available() -> bool:
@@ -138,42 +158,67 @@ def _uvloop_available() -> bool:
     return True
 
 
-def _serve_granian(config: GatewayConfig, log_level: str) -> int:
+def _serve_granian(config: GatewayConfig, log_level: str, https: bool) -> int:
     from granian import Granian
-    from granian.constants import Interfaces, Loops
+    from granian.constants import Interfaces, Loops, SSLProtocols
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
-    Granian(
+    server = config.server
+    tls = server.tls if https else None
+    granian = Granian(
         "gateway.asgi:app",
-        address=config.server.host,
-        port=config.server.port,
+        address=server.host,
+        port=tls.port if tls is not None else server.port,
         interface=Interfaces.ASGI,
-        workers=config.server.workers,
+        workers=server.workers,
         loop=Loops.uvloop if _uvloop_available() else Loops.asyncio,
         websockets=False,
         backlog=2048,
+        http1_settings=HTTP1Settings(header_read_timeout=int(server.header_read_timeout * 1000)),
         log_level=LogLevels(log_level.lower()),
         respawn_failed_workers=True,
         workers_kill_timeout=10,
-    ).serve()
+        ssl_cert=Path(tls.certificate) if tls is not None else None,
+        ssl_key=Path(tls.key) if tls is not None else None,
+        # TLS 1.2 too: Java 8-era JDBC drivers and BI tools still need it.
+        ssl_protocol_min=SSLProtocols.tls12,
+    )
+    if tls is not None:
+        watcher = CertificateWatcher([Path(tls.certificate), Path(tls.key)], on_change=_respawn_workers)
+        watcher.start()
+    granian.serve()
     return 0
+
+
+def _respawn_workers() -> None:
+    # granian's SIGHUP: its workers are respawned one by one, each reading the certificate anew.
+    os.kill(os.getpid(), signal.SIGHUP)
 
 
 def _serve_hypercorn(config: GatewayConfig, log_level: str) -> int:
     from hypercorn.config import Config as HypercornConfig
     from hypercorn.run import run
 
+    server = config.server
     hyper = HypercornConfig()
     hyper.application_path = "gateway.asgi:app"
-    hyper.bind = [f"{config.server.host}:{config.server.port}"]
+    if server.tls is not None:
+        hyper.bind = [f"{server.host}:{server.tls.port}"]
+        hyper.certfile = server.tls.certificate
+        hyper.keyfile = server.tls.key
+        hyper.insecure_bind = [f"{server.host}:{server.port}"] if server.http else []
+    else:
+        hyper.bind = [f"{server.host}:{server.port}"]
     # workers=0 serves in this process; more start that many processes sharing the socket.
-    hyper.workers = config.server.workers if config.server.workers > 1 else 0
+    hyper.workers = server.workers if server.workers > 1 else 0
     hyper.worker_class = "uvloop" if _uvloop_available() else "asyncio"
     hyper.accesslog = None
     hyper.errorlog = "-"
     hyper.loglevel = log_level
     hyper.keep_alive_timeout = 75
     hyper.graceful_timeout = 5
+    hyper.read_timeout = int(server.header_read_timeout)
     return run(hyper)
 
 

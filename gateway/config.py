@@ -23,9 +23,30 @@ class _Strict(BaseModel):
 RouterKind = Literal["score", "least-queued", "round-robin", "random", "weighted", "user-hash"]
 
 
+class TlsListenerConfig(_Strict):
+    """HTTPS beside (or instead of) plain HTTP. The files are read again when they change."""
+
+    port: int = Field(8443, ge=0, le=65535, description="port of the HTTPS listener")
+    certificate: str = Field(description="the server certificate chain (PEM)")
+    key: str = Field(description="its private key (PEM)")
+
+    @model_validator(mode="after")
+    def _readable(self) -> TlsListenerConfig:
+        for name in ("certificate", "key"):
+            path = Path(getattr(self, name))
+            if not path.is_file():
+                raise ValueError(f"{name} {str(path)!r} is not a readable file")
+        return self
+
+
 class ServerConfig(_Strict):
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="port of the plain HTTP listener")
+    http: bool = Field(True, description="serve plain HTTP on port (false: HTTPS only, with tls)")
+    tls: TlsListenerConfig | None = Field(None, description="serve HTTPS on tls.port with this certificate")
+    header_read_timeout: float = Field(
+        10.0, gt=0, le=600, description="a client must send a request's headers within this many seconds"
+    )
     workers: int = Field(1, ge=1, le=64, description="worker processes sharing the port")
     # granian serves ~10x the requests/s of hypercorn on this hardware (docs/performance.md);
     # hypercorn stays available.
@@ -82,6 +103,7 @@ class ExternalRoutingConfig(_Strict):
     exclude_headers: list[str] = Field(default_factory=list, description="request headers not sent to the service")
     propagate_errors: bool = Field(False, description="errors in the service's answer reject the query (HTTP 400)")
     timeout: float = Field(1.0, gt=0, description="seconds to wait for the service; then the header decides")
+    tls: BackendTls | None = Field(None, description="TLS settings for an https:// service: CA, client certificate")
 
     @field_validator("url")
     @classmethod
@@ -155,6 +177,14 @@ class GatewayConfig(_Strict):
     backends: list[Backend] = Field(default_factory=list)
 
     @model_validator(mode="after")
+    def _a_listener(self) -> GatewayConfig:
+        if not self.server.http and self.server.tls is None:
+            raise ValueError("server.http is false and server.tls is not set: the gateway would listen nowhere")
+        if self.server.http and self.server.tls is not None and self.server.tls.port == self.server.port != 0:
+            raise ValueError("server.tls.port and server.port are the same port")
+        return self
+
+    @model_validator(mode="after")
     def _memory_store_has_one_worker(self) -> GatewayConfig:
         if self.store.url.startswith("memory:") and self.server.workers > 1:
             raise ValueError("store.url memory:// keeps state in one process: it needs server.workers 1")
@@ -205,6 +235,15 @@ def parse_config(data: Any, source: str = "config") -> GatewayConfig:
         raise ConfigError(describe_errors(error, source, snake_case=True)) from None
 
 
+def _resolve_relative_files(data: dict[str, Any], directory: Path) -> None:
+    """File names in the file are relative to it, wherever the gateway is started from."""
+    tls = (data.get("server") or {}).get("tls") if isinstance(data.get("server"), dict) else None
+    if isinstance(tls, dict):
+        for key in ("certificate", "key"):
+            if isinstance(tls.get(key), str) and not Path(tls[key]).is_absolute():
+                tls[key] = str((directory / tls[key]).resolve())
+
+
 def load_config(path: str | Path | None) -> GatewayConfig:
     """The configuration in ``path`` (YAML), or the defaults when there is no file."""
     if path is None:
@@ -218,6 +257,8 @@ def load_config(path: str | Path | None) -> GatewayConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if isinstance(data, dict):
+        _resolve_relative_files(data, path.parent)
     config = parse_config(data, str(path))
     rules_file = config.routing_rules.rules_file
     if rules_file is not None and not Path(rules_file).is_absolute():

@@ -90,5 +90,12 @@ class RouteDecider:
         members = [b for b in backends if b.routing_group in (group, self.default_group)]
         if not members:
             return ""
-        states = ", ".join(f"{b.name} {'inactive' if not b.active else self.health.of(b.name).state}" for b in members)
-        return f" ({states})"
+        return " (" + ", ".join(self._state_of(b) for b in members) + ")"
+
+    def _state_of(self, backend: Backend) -> str:
+        if not backend.active:
+            return f"{backend.name} inactive"
+        health = self.health.of(backend.name)
+        # Why it is out, too: "UNHEALTHY: cannot connect: [SSL: CERTIFICATE_VERIFY_FAILED] ..."
+        why = f": {health.last_error[:200]}" if health.last_error and health.state != "HEALTHY" else ""
+        return f"{backend.name} {health.state}{why}"

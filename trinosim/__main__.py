@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="time every query runs before its results appear (session property sim_run_time overrides it per query)",
     )
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM); needs --tls-key")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    parser.add_argument("--tls-client-ca", help="require client certificates signed by these CAs: mutual TLS")
     parser.add_argument(
         "--spooling",
         action="store_true",
@@ -98,6 +101,9 @@ def config_from_args(argv: list[str] | None = None) -> SimConfig:
             client_timeout=args.client_timeout,
             transaction_idle_timeout=args.transaction_idle_timeout,
             spooling=args.spooling,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
             spooling_ttl=args.spooling_ttl,
             forwarded=args.forwarded,
             ui_user=args.ui_user,

@@ -41,6 +41,11 @@ class SimConfig(BaseModel):
     default_run_time: float = Field(0.0, ge=0, description="seconds every query runs unless sim_run_time is set")
     client_timeout: float = Field(300.0, gt=0, description="a query nobody polls for this long is abandoned")
     purge_after: float = Field(900.0, gt=0, description="a finished query is forgotten after this long")
+    tls_cert: str | None = Field(None, description="serve HTTPS with this certificate (PEM), and tls_key")
+    tls_key: str | None = None
+    tls_client_ca: str | None = Field(
+        None, description="require client certificates signed by these CAs (PEM): mutual TLS"
+    )
     spooling: bool = Field(
         False, description="serve the spooling protocol to clients that ask for it (protocol.spooling.enabled)"
     )

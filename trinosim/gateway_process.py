@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -54,14 +55,21 @@ class GatewayAdmin:
     process harness, the tests' in-process gateway)."""
 
     url: str
+    # For a gateway on HTTPS only: the context its admin API is asked with.
+    admin_tls: ssl.SSLContext | None = None
+    # Sent with every admin call (e.g. Basic credentials once the gateway's auth is on).
+    admin_headers: dict[str, str] = {}
 
     def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **self.admin_headers},
         )
         try:
-            with urllib.request.urlopen(request, timeout=15) as response:
+            with urllib.request.urlopen(request, timeout=15, context=self.admin_tls) as response:
                 payload = response.read()
                 status = response.status
         except urllib.error.HTTPError as error:
@@ -110,10 +118,19 @@ class GatewayProcess(GatewayAdmin):
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "gateway.log"
+        server = (config or {}).get("server") or {}
+        self.https_port: int | None = (server.get("tls") or {}).get("port")
+        self.http = server.get("http", True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The plain HTTP address, or the HTTPS one when the gateway serves HTTPS only."""
+        return f"http://127.0.0.1:{self.port}" if self.http else self.https_url
+
+    @property
+    def https_url(self) -> str:
+        assert self.https_port is not None, "this gateway has no HTTPS listener"
+        return f"https://127.0.0.1:{self.https_port}"
 
     def command(self) -> list[str]:
         args = [
@@ -143,6 +160,8 @@ class GatewayProcess(GatewayAdmin):
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
         wait_until_ready(self.process, f"{self.url}/gateway/readyz", "trino-gateway", self.log, timeout)
+        if self.https_port is not None and self.http:
+            wait_until_ready(self.process, f"{self.https_url}/gateway/readyz", "trino-gateway https", self.log, timeout)
         return self
 
     def log(self) -> str:

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"listening on (https?://\S+)")
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
@@ -46,13 +47,15 @@ class SimAdmin:
     the process harness here, the chaos suite's container clusters."""
 
     url: str
+    # For a server on HTTPS with a test CA (and, for mutual TLS, a client certificate).
+    admin_tls: ssl.SSLContext | None = None
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=self.admin_tls) as response:
             return json.loads(response.read())
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
@@ -101,13 +104,15 @@ def option_flags(**options: Any) -> list[str]:
 def wait_until_ready(
     process: subprocess.Popen[bytes], url: str, what: str, log: Callable[[], str], timeout: float
 ) -> None:
-    """Wait until ``url`` answers 200; a child that exits or never gets ready is stopped, with its log."""
+    """Wait until ``url`` answers 200; a child that exits or never gets ready is stopped, with its log.
+    An https ``url`` is asked without checking its certificate: only whether it answers counts."""
     deadline = time.monotonic() + timeout
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited at start-up:\n{log()}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from trinosim.__main__ import config_from_args
 from trinosim.harness import SimAdmin, option_flags
-from trinosim.server import create_app
+from trinosim.server import create_app, tls_context
 
 T = TypeVar("T")
 
@@ -60,10 +60,17 @@ class InProcessSim(SimAdmin):
             create_app(self.config), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.config.host, self.config.port, backlog=1024, reuse_address=True)
+        site = web.TCPSite(
+            self.runner,
+            self.config.host,
+            self.config.port,
+            backlog=1024,
+            reuse_address=True,
+            ssl_context=tls_context(self.config),
+        )
         await site.start()
         self.port = self.runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.config.tls_cert else 'http'}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         if self.runner is not None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -42,6 +43,18 @@ async def forwarded_policy(request: web.Request, handler: Handler) -> web.Stream
     return await handler(request)
 
 
+def tls_context(config: SimConfig) -> ssl.SSLContext | None:
+    """HTTPS with ``tls_cert``; with ``tls_client_ca``, only clients with a certificate it signed."""
+    if not config.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    if config.tls_client_ca:
+        context.load_verify_locations(config.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def create_app(config: SimConfig) -> web.Application:
     app = web.Application(middlewares=[forwarded_policy, faults.inject_faults], client_max_size=64 << 20)
     state = SimState(config, create_database())
@@ -67,11 +80,14 @@ async def serve(config: SimConfig, ready: asyncio.Event | None = None) -> None:
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=1024)
+    site = web.TCPSite(
+        runner, config.host, config.port, reuse_address=True, backlog=1024, ssl_context=tls_context(config)
+    )
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else config.port
     config.port = port
-    print(f"trinosim {config.name} listening on http://{config.host}:{port}", flush=True)
+    scheme = "https" if config.tls_cert else "http"
+    print(f"trinosim {config.name} listening on {scheme}://{config.host}:{port}", flush=True)
     if ready is not None:
         ready.set()
     stop = asyncio.Event()

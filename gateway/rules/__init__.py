@@ -52,7 +52,11 @@ def create_selector(config: RoutingRulesConfig, upstream: Upstream) -> GroupSele
     if config.type == "EXTERNAL":
         assert config.external is not None  # the config validates this
         service = ExternalRoutingService(
-            upstream, config.external.url, config.external.exclude_headers, config.external.timeout
+            upstream,
+            config.external.url,
+            config.external.exclude_headers,
+            config.external.timeout,
+            config.external.tls,
         )
         propagate = config.external.propagate_errors
         return ExternalSelector(service, propagate, config.max_body_size, config.token_user_field)

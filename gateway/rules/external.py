@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from gateway.backends.record import BackendTls
 from gateway.rules.query_properties import TrinoQueryProperties
 from gateway.rules.request import RuleRequest
 from gateway.upstream import Upstream, UpstreamError, UpstreamTimeout, describe
@@ -89,9 +90,12 @@ def _answer(status: int, body: bytes) -> ExternalAnswer:
 
 
 class ExternalRoutingService:
-    def __init__(self, upstream: Upstream, url: str, exclude_headers: list[str], timeout: float) -> None:
+    def __init__(
+        self, upstream: Upstream, url: str, exclude_headers: list[str], timeout: float, tls: BackendTls | None = None
+    ) -> None:
         self.upstream = upstream
         self.url = url
+        self.tls = tls
         self.exclude = frozenset(h.lower() for h in exclude_headers) | _NOT_SENT
         self.timeout = timeout
 
@@ -105,6 +109,7 @@ class ExternalRoutingService:
                 answer = await self.upstream.fetch(
                     self.url,
                     "POST",
+                    tls=self.tls,
                     content=orjson.dumps(document),
                     headers=[*headers, ("Content-Type", "application/json")],
                     timeout=self.timeout,

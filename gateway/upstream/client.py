@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from gateway.backends.record import Backend
+from gateway.backends.record import Backend, BackendTls
 from gateway.upstream.errors import NotSent, UpstreamError, from_httpx
 from gateway.upstream.limits import ConnectionLimits
 from gateway.upstream.pool import Answer, UpstreamPool
@@ -129,6 +129,7 @@ class Upstream:
         method: str = "GET",
         *,
         backend: Backend | None = None,
+        tls: BackendTls | None = None,
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         params: Sequence[tuple[str, str]] | None = None,
         data: Mapping[str, str] | None = None,
@@ -136,8 +137,9 @@ class Upstream:
         timeout: float | None = None,
     ) -> Answer:
         """A call of the gateway's own (not counted against the proxy's limits), answered whole.
-        ``backend`` chooses its TLS settings; redirects are not followed."""
-        client = self._client(backend)
+        ``backend`` (or ``tls``, for a service that is not a backend) chooses the TLS settings;
+        redirects are not followed."""
+        client = self._client(backend, tls)
         extensions = self._timeouts if timeout is None else {"timeout": httpx.Timeout(timeout).as_dict()}
         request = httpx.Request(
             method, url, params=params, headers=headers, data=data, content=content, extensions=extensions
@@ -170,8 +172,14 @@ class Upstream:
         except TlsSettingsError as error:
             raise NotSent(f"backend {backend.name}: {error}") from None
 
-    def _client(self, backend: Backend | None) -> httpx.AsyncClient:
-        context = None if backend is None else self._context(backend)
+    def _client(self, backend: Backend | None, tls: BackendTls | None = None) -> httpx.AsyncClient:
+        if backend is not None:
+            context = self._context(backend)
+        else:
+            try:
+                context = self._tls.get(tls)
+            except TlsSettingsError as error:
+                raise NotSent(str(error)) from None
         key = 0 if context is None else id(context)
         client = self._clients.get(key)
         if client is None:
