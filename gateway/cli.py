@@ -8,6 +8,7 @@ import json
 import logging
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -101,6 +102,9 @@ def serve(config: GatewayConfig, log_level: str) -> int:
         log.warning("store.url is memory://: API changes and the query history end with the process")
     else:
         asyncio.run(prepare_store(config))
+    if config.auth is not None and config.auth.session.secret is None:
+        # Every worker of this node signs UI sessions with the same key (one login serves them all).
+        config.auth.session.secret = secrets.token_urlsafe(48)
     os.environ["TRINO_GATEWAY_CONFIG_JSON"] = json.dumps(config.model_dump())
     os.environ["TRINO_GATEWAY_MIGRATED"] = "1"
     metrics_dir = _metrics_dir(config.server.workers)

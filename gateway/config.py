@@ -119,6 +119,11 @@ class RoutingRulesConfig(_Strict):
     external: ExternalRoutingConfig | None = None
     max_body_size: int = Field(1_000_000, ge=0, description="longer statements are not analysed for rules")
     token_user_field: str = Field("email", description="JWT claim read as the user when there is no X-Trino-User")
+    trust_unverified_jwt: bool = Field(
+        False,
+        description="read the user of a bearer JWT nobody verified (anyone can write such a token); with auth.oidc "
+        "the token is verified and this is not needed",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> RoutingRulesConfig:
@@ -151,6 +156,116 @@ class HistoryConfig(_Strict):
     sql_chars: int = Field(2000, ge=0, description="how much of each statement is kept")
 
 
+Role = Literal["ADMIN", "USER", "API"]
+
+
+class LdapConfig(_Strict):
+    """Users checked by binding to an LDAP directory as themselves."""
+
+    url: str = Field(description="ldap://host:389 or ldaps://host:636")
+    user_dn: str = Field(description="the bind DN of a user, {user} replaced: uid={user},ou=people,dc=example,dc=org")
+    group_base: str | None = Field(None, description="where groups are searched for role mapping (group:<cn>)")
+    group_filter: str = Field("(member={user_dn})", description="LDAP filter of a user's groups")
+    group_attribute: str = Field("cn", description="the attribute that names a group")
+    start_tls: bool = False
+    ca_file: str | None = Field(None, description="CA of an ldaps:// or StartTLS server (default: the system's)")
+    timeout: float = Field(5.0, gt=0, description="seconds to connect and to bind")
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_url(cls, value: str) -> str:
+        if not value.startswith(("ldap://", "ldaps://")):
+            raise ValueError(f"must be an ldap:// or ldaps:// URL, got {value!r}")
+        return value
+
+    @field_validator("user_dn")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{user}" not in value:
+            raise ValueError("must contain {user}")
+        return value
+
+
+class OidcConfig(_Strict):
+    """OpenID Connect: bearer JWTs checked against the issuer's keys, and the browser login of the UI."""
+
+    issuer: str = Field(description="the provider's issuer URL; its /.well-known/openid-configuration is read")
+    audience: str | list[str] = Field(description="the audience a bearer token must name (often the client id)")
+    client_id: str | None = Field(None, description="for the UI's browser login (authorization code)")
+    client_secret: str | None = None
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    principal_claim: str = Field("sub", description="the claim that names the user")
+    groups_claim: str | None = Field("groups", description="the claim that lists the user's groups, if any")
+    clock_skew: float = Field(60.0, ge=0, le=600, description="seconds of clock difference accepted on exp/nbf/iat")
+    ca_file: str | None = Field(None, description="CA of the provider's https endpoints (default: the system's)")
+    keys_cooldown: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="seconds between two reads of the provider's keys for tokens no known key verifies (a rotation); "
+        "bounds what a flood of forged tokens costs the provider",
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        return normalise_url(value)
+
+
+class SessionConfig(_Strict):
+    secret: str | None = Field(
+        None,
+        min_length=32,
+        description="signs UI session cookies; every worker and node must share it (default: a random one per "
+        "start of this node, so sessions end with a restart)",
+    )
+    max_age: float = Field(8 * 3600, gt=0, description="seconds a UI session lasts")
+    secure_cookie: bool | None = Field(None, description="cookies only over HTTPS (default: when server.tls is set)")
+
+
+class LoginLimitConfig(_Strict):
+    failures: int = Field(5, ge=1, description="failed logins allowed per user within window")
+    address_failures: int = Field(
+        30, ge=1, description="failed logins allowed per client address within window (several users may share one)"
+    )
+    window: float = Field(300.0, gt=0, description="seconds")
+
+
+class AuthConfig(_Strict):
+    """Who may use the gateway's own API (and its web UI), and with which role. Unset: the admin API is
+    open to anyone who can reach the port (make demo), and the gateway says so loudly."""
+
+    password_file: str | None = Field(None, description="user:hash lines (bcrypt or PBKDF2), as Trino's password.db")
+    ldap: LdapConfig | None = None
+    oidc: OidcConfig | None = None
+    roles: dict[Role, list[str]] = Field(
+        default_factory=dict,
+        description="ADMIN, USER, API: users, 'group:<name>' for members of a group (LDAP or the OIDC groups "
+        "claim), or '*' for anyone who logs in",
+    )
+    public_paths: list[str] = Field(
+        default_factory=lambda: ["/gateway/livez", "/gateway/readyz", "/metrics"],
+        description="paths answered without credentials",
+    )
+    trino_path: bool = Field(
+        False,
+        description="also authenticate Trino clients' requests (with the same methods) before any backend sees "
+        "them; off: the Authorization header passes to the backends, which authenticate their users",
+    )
+    session: SessionConfig = Field(default_factory=SessionConfig)
+    login_limit: LoginLimitConfig = Field(default_factory=LoginLimitConfig)
+
+    @model_validator(mode="after")
+    def _a_method(self) -> AuthConfig:
+        if self.password_file is None and self.ldap is None and self.oidc is None:
+            raise ValueError("auth needs at least one method: password_file, ldap or oidc")
+        if self.password_file is not None and not Path(self.password_file).is_file():
+            raise ValueError(f"password_file {self.password_file!r} is not a readable file")
+        if not self.roles:
+            raise ValueError("auth.roles maps nobody to a role: nobody could use the admin API")
+        return self
+
+
 class TransactionsConfig(_Strict):
     idle_timeout: float = Field(
         600.0,
@@ -173,6 +288,7 @@ class GatewayConfig(_Strict):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     transactions: TransactionsConfig = Field(default_factory=TransactionsConfig)
+    auth: AuthConfig | None = Field(None, description="authentication and roles for the admin API and the UI")
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backends: list[Backend] = Field(default_factory=list)
 
@@ -242,6 +358,10 @@ def _resolve_relative_files(data: dict[str, Any], directory: Path) -> None:
         for key in ("certificate", "key"):
             if isinstance(tls.get(key), str) and not Path(tls[key]).is_absolute():
                 tls[key] = str((directory / tls[key]).resolve())
+    auth = data.get("auth")
+    password_file = auth.get("password_file") if isinstance(auth, dict) else None
+    if isinstance(password_file, str) and not Path(password_file).is_absolute():
+        auth["password_file"] = str((directory / password_file).resolve())  # type: ignore[index]
 
 
 def load_config(path: str | Path | None) -> GatewayConfig:

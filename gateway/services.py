@@ -6,6 +6,8 @@ and the admin API (no service locator): who owns which state is written here onc
     health ─── observed health of each backend                 (this worker's checks and traffic)
     book ───── each query's life: location, in-flight counts    (writes the history)
     upstream ─ connections to backends and their limits
+    authenticator ─ who a caller is and its roles               (None: auth is off)
+    audit ──── the trail of admin changes                       (into the store)
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from gateway.audit import AuditTrail
+from gateway.auth.authenticator import Authenticator
 from gateway.backend_status import BackendStatus, backend_statuses
 from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
@@ -51,6 +55,8 @@ class Services:
     selector: GroupSelector
     observer: Observer
     proxy: Proxy
+    authenticator: Authenticator | None
+    audit: AuditTrail
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -63,6 +69,7 @@ class Services:
             await seed_backends(store, config.backends)
         observer = Observer.start(config.observability.tracing)
         proxy_settings = config.proxy
+        authenticator = Authenticator(config.auth) if config.auth is not None else None
         upstream = Upstream(
             proxy_settings.connect_timeout,
             proxy_settings.read_timeout,
@@ -85,7 +92,20 @@ class Services:
         proxy = Proxy(proxy_settings, registry, selector, decider, book, health, upstream, observer)
         reconciler = Reconciler(store, registry, upstream, book)
         services = cls(
-            config, store, upstream, registry, health, history, book, decider, reconciler, selector, observer, proxy
+            config,
+            store,
+            upstream,
+            registry,
+            health,
+            history,
+            book,
+            decider,
+            reconciler,
+            selector,
+            observer,
+            proxy,
+            authenticator,
+            AuditTrail(store),
         )
         await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.

@@ -1,15 +1,21 @@
-"""The gateway's own HTTP API (Quart): backends, query history, status, metrics. Each part is a
-blueprint built around the worker's ``Services``, handed in explicitly."""
+"""The gateway's own HTTP API (Quart): backends, query history, status, metrics, the audit trail,
+the login. Each part is a blueprint built around the worker's ``Services``, handed in explicitly;
+``access`` authenticates every request and holds it to the access its handler declares."""
 
 from __future__ import annotations
 
 import logging
+import secrets
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
+from gateway.api import access
+from gateway.api.audit import audit_api
 from gateway.api.backends import backends_api
+from gateway.api.login import login_api
 from gateway.api.metrics import metrics_api
 from gateway.api.queries import queries_api
 from gateway.api.status import status_api
@@ -24,8 +30,10 @@ log = logging.getLogger("gateway")
 
 def create_admin_app(services: Services) -> Quart:
     app = Quart("trino-gateway")
-    for blueprint in (backends_api, queries_api, status_api, metrics_api):
+    configure_sessions(app, services)
+    for blueprint in (backends_api, queries_api, status_api, metrics_api, audit_api, login_api):
         app.register_blueprint(blueprint(services))
+    access.install(app, services)
 
     @app.after_request
     async def name_the_worker(response: Response) -> Response:
@@ -45,3 +53,28 @@ def create_admin_app(services: Services) -> Quart:
         return api_error(500, f"trino-gateway internal error: {type(error).__name__}: {error}")
 
     return app
+
+
+def configure_sessions(app: Quart, services: Services) -> None:
+    """Signed UI session cookies: HttpOnly, SameSite=Lax, Secure when the gateway serves HTTPS."""
+    auth = services.config.auth
+    if auth is None:
+        log.warning(
+            "no auth configured: the admin API is OPEN to anyone who can reach this port "
+            "(they may change and delete backends and read every query); set auth in the configuration"
+        )
+        app.secret_key = secrets.token_urlsafe(48)
+        return
+    # Without a configured secret, `trino-gateway serve` makes one for all workers of this node;
+    # a gateway built in process (tests) makes its own.
+    app.secret_key = auth.session.secret or secrets.token_urlsafe(48)
+    secure = auth.session.secure_cookie
+    if secure is None:
+        secure = services.config.server.tls is not None
+    app.config.update(
+        SESSION_COOKIE_NAME="trino_gateway_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=auth.session.max_age),
+    )

@@ -8,6 +8,7 @@ import orjson
 from pydantic import ValidationError
 from quart import Blueprint, Response, request
 
+from gateway.api.access import action, address, changer, principal, reader
 from gateway.backends.record import Backend
 from gateway.config import describe_errors
 from gateway.errors import api_error, json_response
@@ -18,14 +19,23 @@ if TYPE_CHECKING:
 
 
 def backends_api(services: Services) -> Blueprint:
-    api = Blueprint("backends", __name__)
+    api = Blueprint("backend", __name__)
     store = services.store
 
-    async def changed(name: str | None = None) -> None:
-        """A backend changed here: this worker routes with the change from the next query on, and a
-        new or changed backend is checked at once (an unchecked backend takes no queries)."""
+    async def changed(name: str, before: Backend | None, after: Backend | None, check: bool = True) -> None:
+        """A backend changed here: it goes to the audit trail; this worker routes with the change from
+        the next query on, and a new or changed backend is checked at once (an unchecked backend
+        takes no queries)."""
+        await services.audit.record(
+            principal(),
+            address(),
+            action(),
+            name,
+            before=None if before is None else before.api_json(),
+            after=None if after is None else after.api_json(),
+        )
         services.registry.invalidate()
-        if name is not None:
+        if check and after is not None:
             await services.health.check_now(name)
 
     async def payload() -> Backend | Response:
@@ -42,14 +52,17 @@ def backends_api(services: Services) -> Blueprint:
             return api_error(400, describe_errors(error, "backend"))
 
     @api.get("/gateway/backend/all")
+    @reader
     async def all_backends() -> Response:
         return json_response([b.api_json() for b in await store.list_backends()])
 
     @api.get("/gateway/backend/active")
+    @reader
     async def active_backends() -> Response:
         return json_response([b.api_json() for b in await store.list_backends() if b.active])
 
     @api.get("/gateway/backend/<name>")
+    @reader
     async def one_backend(name: str) -> Response:
         backend = await store.get_backend(name)
         if backend is None:
@@ -57,6 +70,7 @@ def backends_api(services: Services) -> Blueprint:
         return json_response(backend.api_json())
 
     @api.get("/gateway/backend/<name>/drain")
+    @reader
     async def drain_status(name: str) -> Response:
         """What the backend still has to finish, over every worker and gateway node: ``drained`` is true
         only once it is inactive and no query or transaction of it remains."""
@@ -66,22 +80,26 @@ def backends_api(services: Services) -> Blueprint:
         return json_response(status.api_json())
 
     async def set_active(name: str, active: bool) -> Response:
-        if not await store.set_active(name, active):
+        before = await store.get_backend(name)
+        if before is None or not await store.set_active(name, active):
             return api_error(404, f"no backend named {name!r}")
-        await changed(name if active else None)
-        backend = await store.get_backend(name)
-        return json_response(backend.api_json() if backend else {"name": name, "active": active})
+        after = await store.get_backend(name)
+        await changed(name, before, after, check=active)
+        return json_response(after.api_json() if after else {"name": name, "active": active})
 
     @api.post("/gateway/backend/activate/<name>")
+    @changer
     async def activate(name: str) -> Response:
         return await set_active(name, True)
 
     @api.post("/gateway/backend/deactivate/<name>")
+    @changer
     async def deactivate(name: str) -> Response:
         """No new queries go to the backend; its running queries keep polling it until they finish."""
         return await set_active(name, False)
 
     @api.post("/gateway/backend/modify/add")
+    @changer
     async def add() -> Response:
         backend = await payload()
         if isinstance(backend, Response):
@@ -90,24 +108,27 @@ def backends_api(services: Services) -> Blueprint:
             await store.add_backend(backend)
         except DuplicateBackend as error:
             return api_error(409, str(error))
-        await changed(backend.name)
+        await changed(backend.name, None, backend)
         return json_response(backend.api_json())
 
     @api.post("/gateway/backend/modify/update")
+    @changer
     async def update() -> Response:
         """Change a backend, or add it if it is new (trinodb/trino-gateway's update is an upsert)."""
         backend = await payload()
         if isinstance(backend, Response):
             return backend
+        before = await store.get_backend(backend.name)
         if not await store.update_backend(backend):
             try:
                 await store.add_backend(backend)
             except DuplicateBackend:
                 await store.update_backend(backend)
-        await changed(backend.name)
+        await changed(backend.name, before, backend)
         return json_response(backend.api_json())
 
     @api.post("/gateway/backend/modify/delete")
+    @changer
     async def delete() -> Response:
         """The body is the backend's name: raw text as trinodb/trino-gateway takes it, a JSON string,
         or a JSON object with ``name``."""
@@ -121,9 +142,10 @@ def backends_api(services: Services) -> Blueprint:
             name = parsed.get("name") if isinstance(parsed, dict) else parsed
         if not isinstance(name, str) or not name:
             return api_error(400, "the request body must name the backend to delete")
+        before = await store.get_backend(name)
         if not await store.delete_backend(name):
             return api_error(404, f"no backend named {name!r}")
-        await changed()
+        await changed(name, before, None)
         return json_response({"deleted": name})
 
     return api

@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Blueprint, Response
 
+from gateway.api.access import reader
 from gateway.errors import api_error, json_response
 from observability import jmx, metrics
 
@@ -32,6 +33,7 @@ def metrics_api(services: Services) -> Blueprint:
         )
 
     @api.get("/metrics")
+    @reader  # public by default: auth.public_paths lists /metrics
     async def prometheus_metrics() -> Response:
         # This worker's gauges are brought up to date first; other workers' are at most a second old.
         await services.refresh_gauges()
@@ -39,10 +41,12 @@ def metrics_api(services: Services) -> Blueprint:
         return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     @api.get("/v1/jmx/mbean")
+    @reader
     async def jmx_list() -> Response:
         return json_response([jmx.mbean_json(name, bean) for name, bean in (await fresh_beans()).items()])
 
     @api.get("/v1/jmx/mbean/<path:name>")
+    @reader
     async def jmx_bean(name: str) -> Response:
         name = unquote(name)
         bean = (await fresh_beans()).get(name)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
+from gateway.api.access import principal, reader
 from gateway.errors import api_error, json_response
 from gateway.store import QueryFilter, QueryRecord
 
@@ -49,13 +50,17 @@ def queries_api(services: Services) -> Blueprint:
     api = Blueprint("queries", __name__)
 
     @api.get("/gateway/queries")
+    @reader
     async def queries() -> Response:
         """Routed queries, newest first. Filters: user, backend, group, transaction, state (RUNNING for
-        unfinished), since/until (epoch milliseconds); pagination: limit (max 1000), offset."""
+        unfinished), since/until (epoch milliseconds); pagination: limit (max 1000), offset. A caller
+        who may not see every query (USER) sees its own only."""
         args = request.args
+        caller = principal()
+        user = args.get("user") if caller.sees_all_queries else caller.name
         try:
             where = QueryFilter(
-                user=args.get("user"),
+                user=user,
                 backend=args.get("backend"),
                 routing_group=args.get("group"),
                 transaction_id=args.get("transaction"),

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response
 
+from gateway.api.access import public, reader
 from gateway.drain import DrainStatus
 from gateway.errors import api_error, json_response
 from gateway.rules import FileRulesSelector
@@ -19,10 +20,12 @@ def status_api(services: Services) -> Blueprint:
     api = Blueprint("status", __name__)
 
     @api.get("/gateway")
+    @public
     async def ok() -> Response:
         return Response("ok", content_type="text/plain")
 
     @api.get("/gateway/health")
+    @reader
     async def health() -> Response:
         """Observed health of every backend, beside its admin state: state, last check, last error,
         the monitor's figures, this worker's load on it, and the routing score."""
@@ -38,10 +41,12 @@ def status_api(services: Services) -> Blueprint:
         return json_response(out)
 
     @api.get("/gateway/livez")
+    @reader
     async def livez() -> Response:
         return Response("ok", content_type="text/plain")
 
     @api.get("/gateway/readyz")
+    @reader
     async def readyz() -> Response:
         try:
             await services.store.ping()
@@ -50,6 +55,7 @@ def status_api(services: Services) -> Blueprint:
         return Response("ok", content_type="text/plain")
 
     @api.get("/gateway/routing-rules")
+    @reader
     async def routing_rules() -> Response:
         """The routing rules in use (this worker's copy), and why the last change did not load, if it did not."""
         settings = services.config.routing_rules

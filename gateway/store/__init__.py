@@ -4,6 +4,7 @@
 from gateway.store.base import Store, seed_backends
 from gateway.store.memory import MemoryStore
 from gateway.store.records import (
+    AuditEntry,
     BackendWork,
     DuplicateBackend,
     DuplicateQuery,
@@ -27,6 +28,7 @@ async def open_store(url: str, migrate: bool = True) -> Store:
 
 
 __all__ = [
+    "AuditEntry",
     "BackendWork",
     "DuplicateBackend",
     "DuplicateQuery",

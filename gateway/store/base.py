@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.backends.record import Backend
-from gateway.store.records import BackendWork, QueryFilter, QueryOutcome, QueryRecord, TransactionBinding
+from gateway.store.records import (
+    AuditEntry,
+    BackendWork,
+    QueryFilter,
+    QueryOutcome,
+    QueryRecord,
+    TransactionBinding,
+)
 
 
 class Store(Protocol):
@@ -91,6 +98,15 @@ class Store(Protocol):
         ...
 
     async def open_transactions(self, backend: str | None = None) -> list[TransactionBinding]: ...
+
+    # -- audit ------------------------------------------------------------------------------------
+    async def record_audit(self, entry: AuditEntry) -> None: ...
+
+    async def find_audit(
+        self, actor: str | None = None, since_ms: int | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[AuditEntry]]:
+        """(how many match, one page of them newest first)."""
+        ...
 
     # -- drain ------------------------------------------------------------------------------------
     async def backend_work(self) -> dict[str, BackendWork]:

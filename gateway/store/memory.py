@@ -10,6 +10,7 @@ import dataclasses
 
 from gateway.backends.record import Backend
 from gateway.store.records import (
+    AuditEntry,
     BackendWork,
     DuplicateBackend,
     DuplicateQuery,
@@ -27,6 +28,7 @@ class MemoryStore:
         self._backends: dict[str, Backend] = {}
         self._queries: dict[str, QueryRecord] = {}
         self._transactions: dict[str, TransactionBinding] = {}
+        self._audit: list[AuditEntry] = []
         # Tests set this to make every call fail, as a store that is down does.
         self.failing: str | None = None
 
@@ -170,6 +172,20 @@ class MemoryStore:
         self._check()
         found = [b for b in self._transactions.values() if b.open and backend in (None, b.backend_name)]
         return [dataclasses.replace(b) for b in sorted(found, key=lambda b: b.started_at)]
+
+    # -- audit ------------------------------------------------------------------------------------
+    async def record_audit(self, entry: AuditEntry) -> None:
+        self._check()
+        self._audit.append(dataclasses.replace(entry, id=len(self._audit) + 1))
+
+    async def find_audit(
+        self, actor: str | None = None, since_ms: int | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[AuditEntry]]:
+        self._check()
+        found = [
+            e for e in reversed(self._audit) if actor in (None, e.actor) and (since_ms is None or e.at >= since_ms)
+        ]
+        return len(found), [dataclasses.replace(e) for e in found[offset : offset + limit]]
 
     # -- drain ------------------------------------------------------------------------------------
     async def backend_work(self) -> dict[str, BackendWork]:

@@ -73,6 +73,26 @@ class BackendWork:
     oldest_transaction_at: int | None = None
 
 
+@dataclass
+class AuditEntry:
+    """One change (or refused attempt) through the admin API: who, when, from where, what."""
+
+    at: int
+    actor: str
+    method: str
+    """How the actor was authenticated (password, ldap, oidc, session, open)."""
+    address: str
+    action: str
+    """What was asked, e.g. backend.add, backend.deactivate."""
+    target: str | None
+    outcome: str
+    """done, or refused (no right to), or failed (invalid, unknown)."""
+    before: str | None = None
+    """The target before the change, as JSON."""
+    after: str | None = None
+    id: int | None = None
+
+
 @dataclass(frozen=True)
 class QueryOutcome:
     """How a query ended (state, Trino's error name if it failed), when the gateway saw it end."""

@@ -48,6 +48,23 @@ query_history = sa.Table(
     sa.Index("query_history_unfinished_idx", "backend_name", "state"),
 )
 
+# Every change through the admin API (migration 0005).
+audit_log = sa.Table(
+    "gateway_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("address", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(256), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("before", sa.Text, nullable=True),
+    sa.Column("after", sa.Text, nullable=True),
+    sa.Index("gateway_audit_at_idx", "at"),
+)
+
 # Which backend owns each transaction (migration 0004): every worker and gateway node reads it.
 transactions = sa.Table(
     "gateway_transaction",

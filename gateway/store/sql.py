@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.backends.record import Backend
 from gateway.store.records import (
+    AuditEntry,
     BackendWork,
     DuplicateBackend,
     DuplicateQuery,
@@ -29,7 +30,7 @@ from gateway.store.records import (
     TransactionBinding,
     now_ms,
 )
-from gateway.store.schema import backends, query_history, transactions
+from gateway.store.schema import audit_log, backends, query_history, transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger("gateway.store")
@@ -295,6 +296,30 @@ class SqlStore:
                 sa.select(transactions).where(*conditions).order_by(transactions.c.started_at)
             )
             return [TransactionBinding(**row._mapping) for row in rows]
+
+    # -- audit ------------------------------------------------------------------------------------
+    async def record_audit(self, entry: AuditEntry) -> None:
+        values = asdict(entry)
+        values.pop("id")
+        async with self.engine.begin() as connection:
+            await connection.execute(sa.insert(audit_log).values(**values))
+
+    async def find_audit(
+        self, actor: str | None = None, since_ms: int | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[AuditEntry]]:
+        conditions = []
+        if actor is not None:
+            conditions.append(audit_log.c.actor == actor)
+        if since_ms is not None:
+            conditions.append(audit_log.c.at >= since_ms)
+        async with self.engine.connect() as connection:
+            total = (
+                await connection.execute(sa.select(sa.func.count()).select_from(audit_log).where(*conditions))
+            ).scalar_one()
+            rows = await connection.execute(
+                sa.select(audit_log).where(*conditions).order_by(audit_log.c.id.desc()).limit(limit).offset(offset)
+            )
+            return total, [AuditEntry(**row._mapping) for row in rows]
 
     # -- drain ------------------------------------------------------------------------------------
     async def backend_work(self) -> dict[str, BackendWork]:
