@@ -67,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ui-user", help="only this user may log in to /ui/login")
     parser.add_argument("--ui-password", help="password for --ui-user")
+    oauth2 = parser.add_argument_group("OAuth2 external authentication (HTTPS requests only, as on Trino)")
+    oauth2.add_argument("--oauth2-issuer", help="turn it on with this OpenID provider (its discovery issuer)")
+    oauth2.add_argument("--oauth2-client-id", default="trinosim", help="client id at the provider")
+    oauth2.add_argument("--oauth2-client-secret", default="trinosim", help="client secret at the provider")
+    oauth2.add_argument("--oauth2-principal-field", default="sub", help="token claim that names the user")
+    oauth2.add_argument(
+        "--oauth2-no-userinfo",
+        action="store_true",
+        help="check access tokens as JWTs against the provider's JWKS, not at its userinfo endpoint",
+    )
+    oauth2.add_argument(
+        "--oauth2-challenge-timeout", type=_duration, default=900.0, help="a login not finished in this long fails"
+    )
     faults = parser.add_argument_group("faults (all changeable at run time: PUT /_sim/faults)")
     faults.add_argument("--starting", type=_duration, default=0.0, help="report `starting` for this long")
     faults.add_argument("--latency", type=_duration, default=0.0, help="delay added to every request")
@@ -108,6 +121,12 @@ def config_from_args(argv: list[str] | None = None) -> SimConfig:
             forwarded=args.forwarded,
             ui_user=args.ui_user,
             ui_password=args.ui_password,
+            oauth2_issuer=args.oauth2_issuer,
+            oauth2_client_id=args.oauth2_client_id,
+            oauth2_client_secret=args.oauth2_client_secret,
+            oauth2_principal_field=args.oauth2_principal_field,
+            oauth2_userinfo=not args.oauth2_no_userinfo,
+            oauth2_challenge_timeout=args.oauth2_challenge_timeout,
             faults=Faults(
                 starting_seconds=args.starting,
                 latency_ms=args.latency * 1000,

@@ -58,4 +58,14 @@ class SimConfig(BaseModel):
     )
     ui_user: str | None = Field(None, description="if set, /ui/login accepts only this user (and ui_password)")
     ui_password: str | None = None
+    oauth2_issuer: str | None = Field(
+        None, description="OAuth2 external authentication with this OpenID provider (Trino: oauth2.issuer)"
+    )
+    oauth2_client_id: str = Field("trinosim", description="the client id trinosim logs users in as")
+    oauth2_client_secret: str = "trinosim"
+    oauth2_principal_field: str = Field("sub", description="the token claim that is the authenticated user")
+    oauth2_userinfo: bool = Field(
+        True, description="check access tokens at the provider's userinfo endpoint (else as JWTs against its JWKS)"
+    )
+    oauth2_challenge_timeout: float = Field(900.0, gt=0, description="a login not finished in this long fails")
     faults: Faults = Field(default_factory=Faults)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from trinosim import faults, monitoring_api, statement_api
+from trinosim import faults, monitoring_api, oauth2, statement_api
 from trinosim.catalog import create_database
 from trinosim.config import SimConfig
 from trinosim.faults import Handler
@@ -62,6 +62,8 @@ def create_app(config: SimConfig) -> web.Application:
     statement_api.add_routes(app)
     monitoring_api.add_routes(app)
     faults.add_routes(app)
+    if config.oauth2_issuer:
+        oauth2.setup(app)
 
     async def housekeeping(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(state.manager.reap_forever())
