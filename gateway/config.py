@@ -118,7 +118,9 @@ class RoutingRulesConfig(_Strict):
     refresh_seconds: float = Field(1.0, gt=0, description="FILE: how often the file is checked for changes")
     external: ExternalRoutingConfig | None = None
     max_body_size: int = Field(1_000_000, ge=0, description="longer statements are not analysed for rules")
-    token_user_field: str = Field("email", description="JWT claim read as the user when there is no X-Trino-User")
+    token_user_field: str = Field(
+        "email", description="the claim of an unverified bearer JWT read as the user (with trust_unverified_jwt)"
+    )
     trust_unverified_jwt: bool = Field(
         False,
         description="read the user of a bearer JWT nobody verified (anyone can write such a token); with auth.oidc "

@@ -27,6 +27,7 @@ from gateway.drain import DrainStatus, Reconciler
 from gateway.health import HealthChecker
 from gateway.history import QueryHistory
 from gateway.proxy import Proxy
+from gateway.proxy.client_auth import ClientAuth
 from gateway.query_book import QueryBook
 from gateway.routing import RouteDecider
 from gateway.rules import FileRulesSelector, GroupSelector, create_selector
@@ -89,7 +90,12 @@ class Services:
         health.on_restart = transactions.backend_restarted
         decider = RouteDecider(config.routing, health, book.count)
         selector = create_selector(config.routing_rules, upstream)
-        proxy = Proxy(proxy_settings, registry, selector, decider, book, health, upstream, observer)
+        client_auth = None
+        if authenticator is not None and config.auth is not None:
+            routers = [config.routing.router, *(group.router for group in config.routing.groups.values())]
+            rules_need_user = config.routing_rules.enabled or "user-hash" in routers
+            client_auth = ClientAuth(authenticator, config.auth, rules_need_user)
+        proxy = Proxy(proxy_settings, registry, selector, decider, book, health, upstream, observer, client_auth)
         reconciler = Reconciler(store, registry, upstream, book)
         services = cls(
             config,

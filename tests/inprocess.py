@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from hypercorn.asyncio import serve
@@ -23,13 +25,23 @@ from trinosim.inprocess import LoopThread
 
 
 class InProcessGateway(GatewayAdmin):
-    def __init__(self, loop: LoopThread, config: dict[str, Any] | None = None, store: str = "memory://") -> None:
+    def __init__(
+        self,
+        loop: LoopThread,
+        config: dict[str, Any] | None = None,
+        store: str = "memory://",
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """``tls``: certificate, key and the CA that issued them; the gateway then serves HTTPS only."""
         self.loop = loop
         data = copy.deepcopy(config or {})
         data.setdefault("store", {})["url"] = store
         self.config = parse_config(data, "test config")
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        if tls is not None:
+            self.admin_tls = ssl.create_default_context(cafile=str(tls[2]))
         self.app: GatewayApp | None = None
         self._stop: asyncio.Event | None = None
         self._served: Any = None
@@ -52,6 +64,8 @@ class InProcessGateway(GatewayAdmin):
         settings.accesslog = None
         settings.graceful_timeout = 1.0
         settings.keep_alive_timeout = 75
+        if self.tls is not None:
+            settings.certfile, settings.keyfile = str(self.tls[0]), str(self.tls[1])
 
         async def run() -> None:
             self._stop = asyncio.Event()
@@ -64,7 +78,7 @@ class InProcessGateway(GatewayAdmin):
                 self._served.result()  # raises what stopped it
                 raise RuntimeError("the in-process gateway stopped at start-up")
             try:
-                with urllib.request.urlopen(f"{self.url}/gateway/readyz", timeout=2) as answer:
+                with urllib.request.urlopen(f"{self.url}/gateway/readyz", timeout=2, context=self.admin_tls) as answer:
                     if answer.status == 200:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
+import jwt
 from multidict import CIMultiDictProxy
 
 from trinosim.durations import parse_duration
@@ -85,7 +88,7 @@ class Session:
 
 def parse_session(headers: CIMultiDictProxy[str]) -> Session:
     """The session of a ``POST /v1/statement``, validated the way Trino validates it."""
-    user = (headers.get("X-Trino-User") or "").strip()
+    user = (headers.get("X-Trino-User") or "").strip() or _credentials_user(headers.get("Authorization"))
     if not user:
         raise SessionError("User must be set")
     catalog = headers.get("X-Trino-Catalog") or None
@@ -115,3 +118,22 @@ def parse_session(headers: CIMultiDictProxy[str]) -> Session:
         transaction_id=None if not transaction or transaction.upper() == "NONE" else transaction,
         user_agent=headers.get("User-Agent"),
     )
+
+
+def _credentials_user(authorization: str | None) -> str:
+    """Without ``X-Trino-User`` Trino's session user is the authenticated one. trinosim authenticates
+    nobody (outside OAuth2, which puts its principal in the header first): it takes the user the
+    credentials name, Basic's user or a bearer JWT's ``sub``, unverified."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+    if scheme.lower() == "bearer":
+        try:
+            subject = jwt.decode(credentials.strip(), options={"verify_signature": False}).get("sub")
+        except jwt.PyJWTError:
+            return ""
+        return subject if isinstance(subject, str) else ""
+    return ""

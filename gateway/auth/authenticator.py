@@ -41,6 +41,7 @@ class Authenticator:
         limit = settings.login_limit
         self.limiter = LoginLimiter(limit.failures, limit.address_failures, limit.window)
         self._verified: dict[str, tuple[Principal, float]] = {}
+        self._refused: dict[str, float] = {}
 
     @property
     def challenges(self) -> list[str]:
@@ -52,6 +53,30 @@ class Authenticator:
             out.append('Bearer realm="trino-gateway"')
         return out
 
+    def checks(self, authorization: str | None) -> bool:
+        """Whether a configured method can check credentials of this kind."""
+        scheme = (authorization or "").strip().partition(" ")[0].lower()
+        if scheme == "basic":
+            return self.passwords is not None or self.ldap is not None
+        return scheme == "bearer" and self.oidc is not None
+
+    async def verify_quietly(self, authorization: str, address: str) -> Principal | None:
+        """Who the credentials name, for routing a query the backend will authenticate itself: None
+        when they are refused. Failures are not counted against logins (the credentials may be the
+        cluster's, unknown here) and a refusal is remembered a while (it must not cost a password
+        check or a directory bind per query)."""
+        key = _key(authorization)
+        refused_until = self._refused.get(key)
+        if refused_until is not None and refused_until > time.monotonic():
+            return None
+        try:
+            return await self.from_header(authorization, address, count_failures=False)
+        except AuthenticationFailed:
+            if len(self._refused) > 10_000:
+                self._refused.clear()
+            self._refused[key] = time.monotonic() + self.REMEMBER_SECONDS
+            return None
+
     def roles_of(self, name: str, groups: frozenset[str] = frozenset()) -> frozenset[Role]:
         roles = set()
         for role, members in self.settings.roles.items():
@@ -59,12 +84,14 @@ class Authenticator:
                 roles.add(Role(role))
         return frozenset(roles)
 
-    async def from_header(self, authorization: str | None, address: str) -> Principal | None:
+    async def from_header(
+        self, authorization: str | None, address: str, count_failures: bool = True
+    ) -> Principal | None:
         """The caller named by an ``Authorization`` header; None when there is none. Raises
         AuthenticationFailed, or TooManyFailures when this user or address failed too often."""
         if not authorization:
             return None
-        key = hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()
+        key = _key(authorization)
         remembered = self._verified.get(key)
         if remembered is not None and remembered[1] > time.monotonic():
             return remembered[0]
@@ -72,7 +99,7 @@ class Authenticator:
         scheme = scheme.lower()
         if scheme == "basic" and (self.passwords is not None or self.ldap is not None):
             user, password = _basic(credentials)
-            principal = await self.password(user, password, address)
+            principal = await self.password(user, password, address, count_failures)
             lifetime = self.REMEMBER_SECONDS
         elif scheme == "bearer" and self.oidc is not None:
             principal, expires = await self._bearer(credentials.strip())
@@ -84,9 +111,10 @@ class Authenticator:
         self._verified[key] = (principal, time.monotonic() + lifetime)
         return principal
 
-    async def password(self, user: str, password: str, address: str) -> Principal:
+    async def password(self, user: str, password: str, address: str, count_failures: bool = True) -> Principal:
         """A user name and password (Basic credentials, the login form): the password file, then LDAP."""
-        self.limiter.check(user, address)
+        if count_failures:
+            self.limiter.check(user, address)
         principal = None
         if self.passwords is not None:
             verdict = await asyncio.to_thread(self.passwords.check, user, password)
@@ -94,7 +122,7 @@ class Authenticator:
                 principal = Principal(user, method="password", roles=self.roles_of(user))
             elif verdict is False:
                 # The file knows the user: LDAP is not asked (one password per user).
-                return self._refuse(user, address, "wrong password (password file)")
+                return self._refuse(user, address, "wrong password (password file)", count_failures)
         if principal is None and self.ldap is not None:
             try:
                 groups = await self.ldap.check(user, password)
@@ -104,12 +132,13 @@ class Authenticator:
             if groups is not None:
                 principal = Principal(user, groups, method="ldap", roles=self.roles_of(user, groups))
         if principal is None:
-            return self._refuse(user, address, "unknown user or wrong password")
+            return self._refuse(user, address, "unknown user or wrong password", count_failures)
         return principal
 
-    def _refuse(self, user: str, address: str, why: str) -> Principal:
-        self.limiter.failed(user, address)
-        log.warning("failed login of %r from %s: %s", user, address, why)
+    def _refuse(self, user: str, address: str, why: str, count: bool = True) -> Principal:
+        if count:
+            self.limiter.failed(user, address)
+            log.warning("failed login of %r from %s: %s", user, address, why)
         raise AuthenticationFailed(why)
 
     async def _bearer(self, token: str) -> tuple[Principal, float]:
@@ -122,6 +151,11 @@ class Authenticator:
         expires = float(identity.claims.get("exp", time.time()))
         roles = self.roles_of(identity.name, identity.groups)
         return Principal(identity.name, identity.groups, method="oidc", roles=roles), expires
+
+
+def _key(authorization: str) -> str:
+    # Credentials are remembered by their hash only, never in the clear.
+    return hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _basic(credentials: str) -> tuple[str, str]:

@@ -23,12 +23,13 @@ from gateway.classify import Classified, Route
 from gateway.config import ProxyConfig
 from gateway.health import HealthChecker
 from gateway.proxy import headers as hdr
+from gateway.proxy.client_auth import ClientAuth
 from gateway.proxy.exchange import WORKER, Exchange, Receive, Scope, Send
 from gateway.query_book import FAILED, Query, QueryBook
 from gateway.query_ids import killed_query_id
 from gateway.rewrite import BACKEND_PARAM, rewrite_uris
 from gateway.routing import NoBackendAvailable, RouteDecider
-from gateway.rules import GroupSelector
+from gateway.rules import VERIFIED_USER, GroupSelector
 from gateway.transactions import is_transaction_id, transaction_control
 from gateway.upstream import Answer, NotSent, Upstream, UpstreamError, UpstreamTimeout, describe
 from observability.observer import Observer
@@ -59,8 +60,10 @@ class Proxy:
         health: HealthChecker,
         upstream: Upstream,
         observer: Observer,
+        client_auth: ClientAuth | None = None,
     ) -> None:
         self.forwarded = settings.forwarded_headers
+        self.client_auth = client_auth
         self.registry = registry
         self.selector = selector
         self.decider = decider
@@ -75,6 +78,8 @@ class Proxy:
         exchange = Exchange(scope, receive, observed, classified)
         try:
             route = classified.route
+            if self.client_auth is not None and not await self.client_auth.admit(exchange):
+                return
             if route is Route.STATEMENT:
                 await self.follow(exchange, statement=True)
             elif route is Route.SUBMIT:
@@ -98,7 +103,7 @@ class Proxy:
         body = await x.body()
         sql = body.decode("utf-8", errors="replace")
         observed = x.observed
-        user = x.header(b"x-trino-user")
+        user = x.scope.get(VERIFIED_USER) or x.header(b"x-trino-user")
         transaction = x.header(b"x-trino-transaction-id")
         transaction = transaction if is_transaction_id(transaction) else None
         target = killed_query_id(sql)
@@ -204,7 +209,7 @@ class Proxy:
             query_id,
             backend,
             group,
-            user=x.header(b"x-trino-user"),
+            user=x.scope.get(VERIFIED_USER) or x.header(b"x-trino-user"),
             trace_parent=trace_parent,
             transaction=transaction,
             control=transaction_control(sql),

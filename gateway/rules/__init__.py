@@ -12,6 +12,7 @@ from pathlib import Path
 from gateway.config import ConfigError, RoutingRulesConfig
 from gateway.rules.external import ExternalRoutingService
 from gateway.rules.file_rules import RuleSet, RulesFile, RulesLoadError, load_rules, parse_rules
+from gateway.rules.request import VERIFIED_USER, UserSource
 from gateway.rules.selector import (
     ExternalSelector,
     FileRulesSelector,
@@ -22,6 +23,7 @@ from gateway.rules.selector import (
 from gateway.upstream import Upstream
 
 __all__ = [
+    "VERIFIED_USER",
     "ExternalSelector",
     "FileRulesSelector",
     "GroupSelector",
@@ -30,6 +32,7 @@ __all__ = [
     "RulesFile",
     "RulesLoadError",
     "Selection",
+    "UserSource",
     "check_rules",
     "create_selector",
     "load_rules",
@@ -47,6 +50,7 @@ def check_rules(config: RoutingRulesConfig) -> None:
 
 
 def create_selector(config: RoutingRulesConfig, upstream: Upstream) -> GroupSelector:
+    users = UserSource(config.token_user_field, config.trust_unverified_jwt)
     if not config.enabled:
         return HeaderSelector()
     if config.type == "EXTERNAL":
@@ -59,8 +63,6 @@ def create_selector(config: RoutingRulesConfig, upstream: Upstream) -> GroupSele
             config.external.tls,
         )
         propagate = config.external.propagate_errors
-        return ExternalSelector(service, propagate, config.max_body_size, config.token_user_field)
+        return ExternalSelector(service, propagate, config.max_body_size, users)
     assert config.rules_file is not None
-    return FileRulesSelector(
-        RulesFile(config.rules_file, config.refresh_seconds), config.max_body_size, config.token_user_field
-    )
+    return FileRulesSelector(RulesFile(config.rules_file, config.refresh_seconds), config.max_body_size, users)

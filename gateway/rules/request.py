@@ -1,15 +1,36 @@
-"""The request as rules see it: ``request`` (servlet-like) and ``trinoRequestUser``."""
+"""The request as rules see it: ``request`` (servlet-like) and ``trinoRequestUser``.
+
+Which user a rule sees (``extract_user``): the user the gateway verified, when it checked the
+request's credentials (``auth`` configured with a method for them: the proxy puts the verdict in
+the scope under ``VERIFIED_USER``); otherwise trinodb/trino-gateway's order: ``X-Trino-User``, the
+user of Basic credentials (the cluster checks the password), and, only when the operator says so
+with ``trust_unverified_jwt``, a claim of a bearer JWT nobody verified. Anyone can write such a
+token, naming any user: trusting it lets a user pick the routing group of another.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
 
 from gateway.rules.values import Optional, RuleObject
+
+# Scope key: the user the gateway verified from the request's credentials; "" when it checked them
+# and refused (the rules then see no user); absent when it did not check.
+VERIFIED_USER = "trino_gateway.verified_user"
+
+
+@dataclass(frozen=True)
+class UserSource:
+    """Where ``trinoRequestUser`` comes from when the gateway verified nothing."""
+
+    token_user_field: str = "email"
+    trust_unverified_jwt: bool = False
 
 
 class RuleRequest(RuleObject):
@@ -44,6 +65,7 @@ class RuleRequest(RuleObject):
         remote_addr: str = "",
         scheme: str = "http",
         server: tuple[str, int] | None = None,
+        verified_user: str | None = None,
     ) -> None:
         self.headers = headers
         self._by_name: dict[str, list[str]] = {}
@@ -55,6 +77,7 @@ class RuleRequest(RuleObject):
         self.remote_addr = remote_addr
         self.scheme = scheme
         self.server = server or ("localhost", 8080)
+        self.verified_user = verified_user
 
     @classmethod
     def from_scope(cls, scope: dict[str, Any]) -> RuleRequest:
@@ -68,6 +91,7 @@ class RuleRequest(RuleObject):
             remote_addr=client[0] if client else "",
             scheme=scope.get("scheme", "http"),
             server=(server[0], server[1]) if server else None,
+            verified_user=scope.get(VERIFIED_USER),
         )
 
     def header(self, name: str) -> str | None:
@@ -104,7 +128,8 @@ class RuleRequest(RuleObject):
         return self.remote_addr
 
     def getRemoteUser(self) -> str | None:
-        return None  # the gateway does not authenticate; trinoRequestUser reads the user
+        # As a servlet container: the authenticated user, when the gateway authenticated one.
+        return self.verified_user or None
 
     def getContentType(self) -> str | None:
         return self.header("content-type")
@@ -119,11 +144,10 @@ class RuleRequest(RuleObject):
         return self.server[1]
 
 
-def extract_user(request: RuleRequest, token_user_field: str = "email") -> str | None:
-    """The user of a request, in trino-gateway's order: X-Trino-User, Basic auth, a JWT's claim.
-
-    JWTs are read, not verified: the user only picks a routing group, the cluster authenticates.
-    """
+def extract_user(request: RuleRequest, source: UserSource = UserSource()) -> str | None:
+    """The user of a request as rules see it (the module's docstring says in which order)."""
+    if request.verified_user is not None:
+        return request.verified_user or None
     user = request.header("x-trino-user")
     if user:
         return user
@@ -135,12 +159,14 @@ def extract_user(request: RuleRequest, token_user_field: str = "email") -> str |
         except (binascii.Error, UnicodeDecodeError):
             return None
         return decoded.partition(":")[0] or None
+    if not source.trust_unverified_jwt:
+        return None
     if scheme.lower() == "bearer":
-        return _jwt_claim(credentials.strip(), token_user_field)
+        return _jwt_claim(credentials.strip(), source.token_user_field)
     for cookie_name in ("Trino-UI-Token", "__Secure-Trino-ID-Token"):
         token = _cookie(request.header("cookie") or "", cookie_name)
         if token:
-            return _jwt_claim(token, token_user_field)
+            return _jwt_claim(token, source.token_user_field)
     return None
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from gateway.rules.external import ExternalRoutingError, ExternalRoutingService
 from gateway.rules.file_rules import Outcome, RulesFile
 from gateway.rules.query_properties import TrinoQueryProperties, prepared_statements
-from gateway.rules.request import RuleRequest, TrinoRequestUser, extract_user
+from gateway.rules.request import RuleRequest, TrinoRequestUser, UserSource, extract_user
 from gateway.rules.values import GLOBALS
 from gateway.scope import header
 
@@ -69,10 +69,10 @@ def query_properties(request: RuleRequest, body: bytes, max_body_size: int) -> T
 class FileRulesSelector:
     """Rules from a file (trino-gateway's ``rulesType: FILE``)."""
 
-    def __init__(self, rules: RulesFile, max_body_size: int, token_user_field: str) -> None:
+    def __init__(self, rules: RulesFile, max_body_size: int, users: UserSource) -> None:
         self.rules = rules
         self.max_body_size = max_body_size
-        self.token_user_field = token_user_field
+        self.users = users
 
     def variables(self, scope: dict[str, Any], body: bytes) -> dict[str, Any]:
         """What a rule can read: ``request``, ``trinoRequestUser``, ``trinoQueryProperties``,
@@ -83,7 +83,7 @@ class FileRulesSelector:
             "request": request,
             "state": {},
             "result": {},
-            "trinoRequestUser": TrinoRequestUser(extract_user(request, self.token_user_field)),
+            "trinoRequestUser": TrinoRequestUser(extract_user(request, self.users)),
             "trinoQueryProperties": query_properties(request, body, self.max_body_size),
         }
 
@@ -107,16 +107,16 @@ class ExternalSelector:
     """An external routing service (trino-gateway's ``rulesType: EXTERNAL``)."""
 
     def __init__(
-        self, service: ExternalRoutingService, propagate_errors: bool, max_body_size: int, token_user_field: str
+        self, service: ExternalRoutingService, propagate_errors: bool, max_body_size: int, users: UserSource
     ) -> None:
         self.service = service
         self.propagate_errors = propagate_errors
         self.max_body_size = max_body_size
-        self.token_user_field = token_user_field
+        self.users = users
 
     async def select(self, scope: dict[str, Any], body: bytes) -> Selection:
         request = RuleRequest.from_scope(scope)
-        user = extract_user(request, self.token_user_field)
+        user = extract_user(request, self.users)
         try:
             answer = await self.service.ask(request, user, query_properties(request, body, self.max_body_size))
         except ExternalRoutingError as error:

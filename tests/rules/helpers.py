@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.rules.file_rules import Outcome, RuleSet, parse_rules
+from gateway.rules.request import VERIFIED_USER, UserSource
 from gateway.rules.selector import FileRulesSelector, Selection
 
 
@@ -22,6 +23,9 @@ def scope(headers: dict[str, str] | None = None, method: str = "POST", path: str
     }
 
 
+UNVERIFIED = UserSource()
+
+
 class _LoadedRules:
     """Stands in for a RulesFile: rules parsed from a string."""
 
@@ -29,13 +33,23 @@ class _LoadedRules:
         self.rules = rules
 
 
-def selector(rules_yaml: str) -> FileRulesSelector:
-    return FileRulesSelector(_LoadedRules(parse_rules(rules_yaml)), 1_000_000, "email")  # type: ignore[arg-type]
+def selector(rules_yaml: str, users: UserSource = UNVERIFIED) -> FileRulesSelector:
+    return FileRulesSelector(_LoadedRules(parse_rules(rules_yaml)), 1_000_000, users)  # type: ignore[arg-type]
 
 
-def select(rules_yaml: str, headers: dict[str, str] | None = None, sql: str = "SELECT 1") -> Selection:
-    """The routing group the rules pick for a query with these headers and SQL."""
-    return selector(rules_yaml).evaluate(scope(headers), sql.encode())
+def select(
+    rules_yaml: str,
+    headers: dict[str, str] | None = None,
+    sql: str = "SELECT 1",
+    users: UserSource = UNVERIFIED,
+    verified_user: str | None = None,
+) -> Selection:
+    """The routing group the rules pick for a query with these headers and SQL (``verified_user``:
+    what the gateway verified of the request's credentials, "" for refused ones)."""
+    request = scope(headers)
+    if verified_user is not None:
+        request[VERIFIED_USER] = verified_user
+    return selector(rules_yaml, users).evaluate(request, sql.encode())
 
 
 def outcome(rules_yaml: str, headers: dict[str, str] | None = None, sql: str = "SELECT 1") -> Outcome:

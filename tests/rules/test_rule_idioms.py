@@ -9,6 +9,7 @@ import base64
 import jwt
 import pytest
 
+from gateway.rules.request import UserSource
 from tests.rules.helpers import outcome, select
 
 STATE_RULES = """
@@ -132,19 +133,41 @@ def test_query_and_user_properties_route_as_written(headers, sql, group):
     assert select(PROPERTY_RULES, headers, sql).group == group
 
 
-def test_the_user_comes_from_basic_auth_or_a_jwt_when_there_is_no_user_header():
-    rules = """
+ALICE_RULES = """
 ---
 name: "alice"
 condition: 'trinoRequestUser.getUser().orElse("") == "alice"'
 actions: ['result.put("routingGroup", "alice-group")']
 """
+
+
+def test_without_verification_the_user_comes_from_the_header_or_basic_auth_and_never_from_a_jwt():
     basic = "Basic " + base64.b64encode(b"alice:secret").decode()
-    assert select(rules, {"Authorization": basic}).group == "alice-group"
-    token = jwt.encode({"email": "alice"}, "k" * 32, algorithm="HS256")
-    assert select(rules, {"Authorization": f"Bearer {token}"}).group == "alice-group"
-    assert select(rules, {"Authorization": "Bearer not-a-jwt"}).group is None
-    assert select(rules, {"X-Trino-User": "alice", "Authorization": "Basic Ym9iOng="}).group == "alice-group"
+    assert select(ALICE_RULES, {"Authorization": basic}).group == "alice-group"
+    assert select(ALICE_RULES, {"X-Trino-User": "alice", "Authorization": "Basic Ym9iOng="}).group == "alice-group"
+    # Anyone can write a JWT naming anyone: nobody verified this one, so it names no user.
+    forged = jwt.encode({"email": "alice"}, "k" * 32, algorithm="HS256")
+    assert select(ALICE_RULES, {"Authorization": f"Bearer {forged}"}).group is None
+    assert select(ALICE_RULES, {"Cookie": f"Trino-UI-Token={forged}"}).group is None
+
+
+def test_an_unverified_jwt_names_the_user_only_when_the_operator_says_so():
+    trusting = UserSource(token_user_field="email", trust_unverified_jwt=True)
+    token = jwt.encode({"email": "alice", "sub": "a-1"}, "k" * 32, algorithm="HS256")
+    assert select(ALICE_RULES, {"Authorization": f"Bearer {token}"}, users=trusting).group == "alice-group"
+    assert select(ALICE_RULES, {"Cookie": f"Trino-UI-Token={token}"}, users=trusting).group == "alice-group"
+    assert select(ALICE_RULES, {"Authorization": "Bearer not-a-jwt"}, users=trusting).group is None
+    by_sub = UserSource(token_user_field="sub", trust_unverified_jwt=True)
+    assert select(ALICE_RULES, {"Authorization": f"Bearer {token}"}, users=by_sub).group is None
+
+
+def test_a_verified_user_wins_over_every_claim_of_the_request():
+    claims = {"X-Trino-User": "alice", "Authorization": "Basic " + base64.b64encode(b"alice:guess").decode()}
+    # The gateway verified bob's credentials: the header saying alice does not count.
+    assert select(ALICE_RULES, claims, verified_user="bob").group is None
+    assert select(ALICE_RULES, {"X-Trino-User": "bob"}, verified_user="alice").group == "alice-group"
+    # It checked the credentials and refused them: no user at all, whatever the header says.
+    assert select(ALICE_RULES, claims, verified_user="").group is None
 
 
 def test_rules_on_resource_group_query_type_and_parse_failures():
