@@ -18,6 +18,8 @@ _PROTOCOL_URI = re.compile(rb'("(?:nextUri|infoUri|partialCancelUri)"\s*:\s*")ht
 _SEGMENT_URI = re.compile(rb'("(?:uri|ackUri)"\s*:\s*")(https?://[^/"]+)(/v1/spooled/[^"?]*)"')
 _URI_FIELDS = ("nextUri", "infoUri", "partialCancelUri")
 BACKEND_PARAM = "trino_gateway_backend"
+# Trino's OAuth2 challenge: WWW-Authenticate: Bearer x_redirect_server="...", x_token_server="..."
+_CHALLENGE_URI = re.compile(rb'((?:x_redirect_server|x_token_server)=")(https?://[^/"]+)?(/[^"?]*)(\?[^"]*)?"')
 
 
 def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name: str) -> bytes:
@@ -69,3 +71,18 @@ def _rewrite_segments(body: bytes, gateway_base: str, backend_base: str, backend
         return match.group(1) + gateway_base.encode() + match.group(3) + marker + b'"'
 
     return _SEGMENT_URI.sub(replace, body)
+
+
+def rewrite_challenge(value: bytes, gateway_base: str, backend_name: str) -> bytes:
+    """A backend's OAuth2 challenge (``WWW-Authenticate``) with its login and token URIs on the
+    gateway, marked with the backend that issued it: the client polls for its token there, and the
+    browser's login starts there (a login is known only to the cluster that began it)."""
+    base = gateway_base.encode()
+    marker = f"{BACKEND_PARAM}={quote(backend_name, safe='')}".encode()
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        query = match.group(4) or b""
+        query = query + b"&" + marker if query else b"?" + marker
+        return match.group(1) + base + match.group(3) + query + b'"'
+
+    return _CHALLENGE_URI.sub(replace, value)

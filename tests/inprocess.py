@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import logging
 import ssl
 import time
@@ -90,6 +91,9 @@ class InProcessGateway(GatewayAdmin):
     def stop(self) -> None:
         if self._served is None:
             return
+        # A client's answer never read (the Trino client leaves its 401s so) keeps its connection
+        # open until collected, and hypercorn's shutdown would wait 30 s on each such TLS one.
+        gc.collect()
         if self._stop is not None:
             self.loop.loop.call_soon_threadsafe(self._stop.set)
         self._served.result(30)

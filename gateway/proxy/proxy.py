@@ -23,6 +23,7 @@ from gateway.classify import Classified, Route
 from gateway.config import ProxyConfig
 from gateway.health import HealthChecker
 from gateway.proxy import headers as hdr
+from gateway.proxy import oauth2
 from gateway.proxy.client_auth import ClientAuth
 from gateway.proxy.exchange import WORKER, Exchange, Receive, Scope, Send
 from gateway.query_book import FAILED, Query, QueryBook
@@ -189,9 +190,10 @@ class Proxy:
                 self.health.request_succeeded(backend.name, time.perf_counter() - began)
             if status == 200:
                 await self._accepted(x, backend, group, sql, transaction, answer)
-            await x.respond(
-                status, hdr.to_client(answer.headers), rewrite_uris(content, x.base, backend.proxy_to, backend.name)
-            )
+            response_headers = hdr.to_client(answer.headers)
+            if status == 401:
+                response_headers = oauth2.challenge_on_gateway(response_headers, x.base, backend.name)
+            await x.respond(status, response_headers, rewrite_uris(content, x.base, backend.proxy_to, backend.name))
             return
         message = f"trino-gateway: no backend of routing group '{group}' could be reached: " + ", ".join(refused)
         observed.unreachable(message)
@@ -279,8 +281,11 @@ class Proxy:
             self.book.finished(query, FAILED, "USER_CANCELED")
         await x.respond(status, hdr.to_client(answer.headers), rewrite_uris(content, x.base, backend.proxy_to, name))
 
-    async def _stream(self, x: Exchange, backend: Backend, body: bytes, query: Query | None) -> None:
-        """Anything else (UI, spooled segments, HEAD): passed through as it arrives, untouched."""
+    async def _stream(
+        self, x: Exchange, backend: Backend, body: bytes, query: Query | None, extra: hdr.RawHeaders | None = None
+    ) -> None:
+        """Anything else (UI, spooled segments, HEAD): passed through as it arrives, untouched
+        (``extra``: response headers the gateway adds)."""
         method = x.method
         target = x.scope["path"] + _query_string(x.scope)
         observed = x.observed
@@ -292,6 +297,10 @@ class Proxy:
             async with self.upstream.stream(backend, method, target, headers, body) as answer:
                 observed.upstream_end(answer.status)
                 response_headers = hdr.to_client(answer.headers, keep_length=True)
+                if answer.status == 401:
+                    response_headers = oauth2.challenge_on_gateway(response_headers, x.base, backend.name)
+                if extra:
+                    response_headers.extend(extra)
                 response_headers.append(WORKER)
                 await x.send({"type": "http.response.start", "status": answer.status, "headers": response_headers})
                 try:
@@ -312,6 +321,9 @@ class Proxy:
     # -- everything else (UI, /v1/info, spooled segments) -----------------------------------
     async def forward_other(self, x: Exchange) -> None:
         marked = dict(parse_qsl(x.scope["query_string"].decode("latin-1"))).get(BACKEND_PARAM)
+        path = x.scope["path"]
+        if marked is None and path == oauth2.CALLBACK_PATH:
+            marked = oauth2.login_backend(x.header(b"cookie"))
         backend = await self.registry.get(marked) if marked else None
         if backend is None:
             try:
@@ -319,8 +331,11 @@ class Proxy:
             except NoBackendAvailable as error:
                 await x.respond_json(503, {"error": str(error)})
                 return
+        extra: hdr.RawHeaders = []
+        if marked is not None and path.startswith(oauth2.INITIATE_PREFIX):
+            extra.append(oauth2.login_cookie(backend.name, x.base))
         body = b"" if x.method in ("GET", "HEAD") else await x.body()
-        await self._stream(x, backend, body, None)
+        await self._stream(x, backend, body, None, extra)
 
     # -- failures: one place for the bookkeeping ----------------------------------------------
     def _call_failed(self, x: Exchange, backend: Backend, error: UpstreamError, refused: bool = False) -> None:

@@ -6,7 +6,6 @@ authenticates queries itself and refuses, the way Trino does, before any backend
 from __future__ import annotations
 
 import base64
-import gc
 import hashlib
 import time
 from collections.abc import Iterator
@@ -172,9 +171,6 @@ def connect(enforcing, files) -> Iterator[Any]:
     yield open_one
     for connection in opened:
         connection.close()
-    # The client raises on a 401 without releasing the answer's connection; the exceptions kept by
-    # pytest.raises keep it open until collected.
-    gc.collect()
 
 
 def test_the_gateway_authenticates_trino_clients_before_any_backend_sees_the_query(

