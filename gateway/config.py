@@ -96,6 +96,19 @@ class ProxyConfig(_Strict):
         description="requests in flight to one backend, per worker: a backend that hangs holds at most these, and "
         "a request that finds none free within connect_timeout fails as not sent (a new query tries the next backend)",
     )
+    max_query_length: int = Field(
+        1_000_000,
+        ge=1,
+        le=1_000_000_000,
+        description="characters a statement may have (Trino's query.max-length); a longer one fails with "
+        "QUERY_TEXT_TOO_LARGE before any backend sees it",
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="bytes the body of any other proxied request may have (else HTTP 413)"
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, le=3600, description="seconds a client has to send a request's whole body (else HTTP 408)"
+    )
 
 
 class ExternalRoutingConfig(_Strict):

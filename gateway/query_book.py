@@ -74,6 +74,13 @@ def outcome_of_page(body: bytes) -> tuple[str, str | None]:
     return str(state), (error.get("errorName") if isinstance(error, dict) else None)
 
 
+# Asking every backend about a query id (one it does not have in the store): how many such fan-outs
+# run at once, how long an id no backend knew stays unknown, how many such ids are remembered.
+PROBES_IN_FLIGHT = 8
+UNKNOWN_ID_SECONDS = 30.0
+UNKNOWN_IDS_KEPT = 10_000
+
+
 class QueryBook:
     def __init__(
         self,
@@ -103,6 +110,11 @@ class QueryBook:
         self._recent: dict[str, Query] = {}
         self._counts: dict[str, int] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        # Ids found nowhere lately (made up, or long gone): asked about again, they cost nothing.
+        self._unknown: dict[str, float] = {}
+        # Asking every backend about an id is a fan-out: a flood of made-up ids waits its turn here
+        # rather than multiplying onto the clusters.
+        self._asking = asyncio.Semaphore(PROBES_IN_FLIGHT)
 
     # -- events ------------------------------------------------------------------------------
     def accepted(self, query: Query, sql: str, source: str | None, client_tags: str | None) -> None:
@@ -263,10 +275,28 @@ class QueryBook:
             return None
 
     async def _ask_backends(self, query_id: str) -> Backend | None:
-        """Every backend is asked whether it knows the query; the first that does owns it."""
+        """Every backend is asked whether it knows the query; the first that does owns it. An id no
+        backend knows is remembered as unknown for a while."""
+        now = time.monotonic()
+        if self._unknown.get(query_id, 0.0) > now:
+            return None
+        async with self._asking:
+            backend, all_answered = await self._ask_every_backend(query_id)
+        if backend is None and all_answered:
+            # Only when every backend said it does not know the id: one that could not be asked
+            # may be running it.
+            if len(self._unknown) >= UNKNOWN_IDS_KEPT:
+                self._unknown = {k: t for k, t in self._unknown.items() if t > now}
+                if len(self._unknown) >= UNKNOWN_IDS_KEPT:
+                    self._unknown.clear()
+            self._unknown[query_id] = now + UNKNOWN_ID_SECONDS
+        return backend
+
+    async def _ask_every_backend(self, query_id: str) -> tuple[Backend | None, bool]:
+        """The backend that knows the query, if any; and whether every backend answered."""
         backends = await self.registry.all()
 
-        async def knows(backend: Backend) -> bool:
+        async def knows(backend: Backend) -> bool | None:
             try:
                 answer = await self.upstream.fetch(
                     f"{backend.proxy_to}/v1/query/{query_id}",
@@ -275,15 +305,15 @@ class QueryBook:
                     timeout=3,
                 )
             except UpstreamError:
-                return False
-            return answer.status == 200
+                return None
+            return True if answer.status == 200 else False if answer.status in (404, 410) else None
 
         answers = await asyncio.gather(*(knows(b) for b in backends))
         for backend, known in zip(backends, answers, strict=True):
             if known:
                 log.info("query %s found on backend %s by asking every backend", query_id, backend.name)
-                return backend
-        return None
+                return backend, True
+        return None, all(known is False for known in answers)
 
     # -- housekeeping ------------------------------------------------------------------------
     async def sweep_forever(self, every: float = 60.0) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_QUERY_ID = r"\d+_\d+_\d+_[a-z0-9]+"
+# Trino's form, YYYYMMDD_HHMMSS_<counter>_<coordinator id>, with bounded lengths: an id a client
+# made up cannot be arbitrarily long.
+_QUERY_ID = r"\d{8}_\d{6}_\d{1,10}_[a-z0-9]{1,32}"
 _STATEMENT = re.compile(rf"^/v1/statement/(?:queued|executing|scheduled)/(?:partialCancel/)?({_QUERY_ID})(?:/|$)")
 _QUERY_API = re.compile(rf"^/(?:v1/query|ui/api/query)/({_QUERY_ID})(?:/|$)")
 # ``/ui/query.html?<id>`` or ``...?queryId=<id>`` / ``query_id=<id>``.

@@ -37,6 +37,7 @@ _CAUSE_ATTRIBUTE = {
     "timeout": "TimeoutErrors",
     "upstream_5xx": "Upstream5xxErrors",
     "no_backend": "NoBackendErrors",
+    "refused": "RefusedRequests",
     "internal": "InternalErrors",
 }
 _OUTCOME_ATTRIBUTE = {"routed": "RoutedDecisions", "fallback": "FallbackDecisions", "no_backend": "NoBackendDecisions"}

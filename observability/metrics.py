@@ -158,7 +158,7 @@ UNFINISHED_QUERIES = Gauge(
     registry=REGISTRY,
 )
 
-ERROR_CAUSES = ("connect", "timeout", "upstream_5xx", "no_backend", "internal")
+ERROR_CAUSES = ("connect", "timeout", "upstream_5xx", "no_backend", "refused", "internal")
 KINDS = ("submit", "poll", "cancel", "other")
 OUTCOMES = ("routed", "fallback", "no_backend")
 

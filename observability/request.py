@@ -180,6 +180,12 @@ class ObservedRequest:
         if self.tracer is not None:
             self._server().set_status(Status(StatusCode.ERROR, why))
 
+    def refused_by_gateway(self, why: str) -> None:
+        """The gateway refused the client's request itself (too large, too slow, bad credentials)."""
+        self.metrics.error("refused")
+        if self.tracer is not None:
+            self._server().set_status(Status(StatusCode.ERROR, why))
+
     def located(self, query_id: str, backend: str, traceparent: str | None) -> None:
         """A request of a known query: it continues the query's trace."""
         self.query_id = query_id

@@ -86,6 +86,7 @@ async def _refuse(x: Exchange, status: int, headers: list[tuple[bytes, bytes]], 
     # next request (clients retry at once with credentials), and over TLS its closing would wait on
     # the client.
     await x.body()
+    x.observed.refused_by_gateway(message)
     await x.respond(status, headers, message.encode())
 
 

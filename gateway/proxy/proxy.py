@@ -25,7 +25,7 @@ from gateway.health import HealthChecker
 from gateway.proxy import headers as hdr
 from gateway.proxy import oauth2
 from gateway.proxy.client_auth import ClientAuth
-from gateway.proxy.exchange import WORKER, Exchange, Receive, Scope, Send
+from gateway.proxy.exchange import WORKER, BodyRefused, Exchange, Receive, Scope, Send
 from gateway.query_book import FAILED, Query, QueryBook
 from gateway.query_ids import killed_query_id
 from gateway.rewrite import BACKEND_PARAM, rewrite_uris
@@ -64,6 +64,9 @@ class Proxy:
         client_auth: ClientAuth | None = None,
     ) -> None:
         self.forwarded = settings.forwarded_headers
+        self.max_query_length = settings.max_query_length
+        self.max_body_bytes = settings.max_body_bytes
+        self.body_timeout = settings.body_timeout
         self.client_auth = client_auth
         self.registry = registry
         self.selector = selector
@@ -76,7 +79,7 @@ class Proxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, classified: Classified) -> None:
         observed = self.observer.begin(scope, send, classified.kind)
         scope[OBSERVED] = observed
-        exchange = Exchange(scope, receive, observed, classified)
+        exchange = Exchange(scope, receive, observed, classified, self.max_body_bytes, self.body_timeout)
         try:
             route = classified.route
             if self.client_auth is not None and not await self.client_auth.admit(exchange):
@@ -93,6 +96,8 @@ class Proxy:
                 await exchange.respond_text(405, "Method not allowed")
             else:
                 await exchange.respond_text(404, "Query not found")
+        except BodyRefused as refused:
+            await self._body_refused(exchange, refused)
         except Exception as error:
             observed.crashed(error)
             raise
@@ -101,8 +106,11 @@ class Proxy:
 
     # -- new queries ------------------------------------------------------------------------
     async def submit(self, x: Exchange) -> None:
-        body = await x.body()
+        # A statement of max_query_length characters has at most four UTF-8 bytes per character.
+        body = await x.body(limit=4 * self.max_query_length)
         sql = body.decode("utf-8", errors="replace")
+        if len(body) > self.max_query_length and len(sql) > self.max_query_length:
+            raise BodyRefused(413, _too_long(len(sql), self.max_query_length))
         observed = x.observed
         user = x.scope.get(VERIFIED_USER) or x.header(b"x-trino-user")
         transaction = x.header(b"x-trino-transaction-id")
@@ -337,6 +345,29 @@ class Proxy:
         body = b"" if x.method in ("GET", "HEAD") else await x.body()
         await self._stream(x, backend, body, None, extra)
 
+    async def _body_refused(self, x: Exchange, refused: BodyRefused) -> None:
+        """A request whose body the gateway would not take: nothing of it reached a backend."""
+        if refused.status == 499:
+            log.warning("client %s left while sending %s %s", x.scope.get("client"), x.method, x.scope["path"])
+            return  # nobody to answer
+        log.warning("refused %s %s from %s: %s", x.method, x.scope["path"], x.scope.get("client"), refused.message)
+        x.observed.refused_by_gateway(refused.message)
+        if x.classified.route is not Route.SUBMIT:
+            await x.respond_text(refused.status, f"trino-gateway: {refused.message}")
+            return
+        # A new query is answered as Trino answers a statement it refuses: a FAILED query.
+        if refused.status == 413:
+            message = refused.message
+            if not message.startswith("Query text length"):
+                message = _too_long(None, self.max_query_length)
+            document = errors.failed_query(x.base, message, "QUERY_TEXT_TOO_LARGE", 35, "USER_ERROR")
+        else:
+            document = errors.failed_query(
+                x.base, f"trino-gateway: {refused.message}", "GENERIC_USER_ERROR", 0, "USER_ERROR"
+            )
+        x.observed.unreachable(document["error"]["message"])
+        await x.respond_json(200, document)
+
     # -- failures: one place for the bookkeeping ----------------------------------------------
     def _call_failed(self, x: Exchange, backend: Backend, error: UpstreamError, refused: bool = False) -> None:
         """A call to ``backend`` ended without an answer: the request's observation and the backend's
@@ -357,6 +388,12 @@ class Proxy:
 
 # Where a request's ObservedRequest travels with it, for the ASGI entry's last-resort error answer.
 OBSERVED = "trino_gateway.observed"
+
+
+def _too_long(length: int | None, maximum: int) -> str:
+    # Trino's words (DispatchManager), so that clients and people recognise the error.
+    shown = "more than " + str(maximum) if length is None else str(length)
+    return f"Query text length ({shown}) exceeds the maximum length ({maximum})"
 
 
 def _is_document(content: bytes) -> bool:
