@@ -5,11 +5,16 @@ admin API of a running gateway.
 
 Exit status: 0 done (for ``drain --wait``: drained, safe to stop), 1 not drained within ``--timeout``,
 2 the gateway could not be asked or refused the request.
+
+With the gateway's ``auth`` on, credentials come from the environment, never the command line
+(where ``ps`` shows them): ``TRINO_GATEWAY_USER`` and ``TRINO_GATEWAY_PASSWORD`` (Basic), or
+``TRINO_GATEWAY_TOKEN`` (a bearer JWT). ``--ca-file`` names the CA of an HTTPS gateway.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -27,6 +32,7 @@ def add_parser(commands: Any) -> None:
     backend = commands.add_parser("backend", help="list, activate, deactivate or drain backends of a running gateway")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default=DEFAULT_SERVER, help=f"the gateway's address (default {DEFAULT_SERVER})")
+    common.add_argument("--ca-file", help="CA of an https:// gateway's certificate (default: the system's)")
     actions = backend.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every backend: group, active, health, what it still runs", parents=[common])
     for action, text in (
@@ -43,10 +49,25 @@ def add_parser(commands: Any) -> None:
     drain.add_argument("--interval", type=float, default=1.0, help="seconds between looks (default 1)")
 
 
+def _credentials(environ: dict[str, str]) -> tuple[dict[str, str], httpx.BasicAuth | None]:
+    """Headers and Basic auth for the calls, from the environment."""
+    token = environ.get("TRINO_GATEWAY_TOKEN")
+    if token:
+        return {"Authorization": f"Bearer {token}"}, None
+    user = environ.get("TRINO_GATEWAY_USER")
+    if user:
+        return {}, httpx.BasicAuth(user, environ.get("TRINO_GATEWAY_PASSWORD", ""))
+    return {}, None
+
+
 class _Gateway:
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, ca_file: str | None = None, environ: dict[str, str] | None = None) -> None:
         self.server = server.rstrip("/")
-        self.client = httpx.Client(base_url=self.server, timeout=30.0, trust_env=False)
+        headers, auth = _credentials(dict(os.environ) if environ is None else environ)
+        verify: Any = ca_file if ca_file else True
+        self.client = httpx.Client(
+            base_url=self.server, timeout=30.0, trust_env=False, headers=headers, auth=auth, verify=verify
+        )
 
     def call(self, method: str, path: str) -> Any:
         try:
@@ -59,6 +80,8 @@ class _Gateway:
             body = answer.text
         if answer.status_code >= 400:
             reason = body.get("error") if isinstance(body, dict) else body
+            if answer.status_code == 401:
+                reason = f"{reason} (set TRINO_GATEWAY_USER and TRINO_GATEWAY_PASSWORD, or TRINO_GATEWAY_TOKEN)"
             raise CommandError(f"{method} {path} answered HTTP {answer.status_code}: {reason}")
         return body
 
@@ -78,7 +101,7 @@ def _work(status: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    gateway = _Gateway(args.server)
+    gateway = _Gateway(args.server, args.ca_file)
     try:
         if args.action == "list":
             _list(gateway, out)

@@ -444,6 +444,33 @@ def test_single_sign_on_logs_in_to_the_ui_by_authorization_code_with_pkce(secure
     assert requests.get(callback, allow_redirects=False, timeout=15).status_code == 400
 
 
+def test_the_backend_command_takes_credentials_from_the_environment(secured: Secured, monkeypatch, capsys):
+    from gateway.backend_command import run
+    from gateway.cli import build_parser
+
+    def command(*argv: str) -> tuple[int, str, str]:
+        code = run(build_parser().parse_args(["backend", *argv, "--server", secured.url]))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    for name in ("TRINO_GATEWAY_USER", "TRINO_GATEWAY_PASSWORD", "TRINO_GATEWAY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = command("deactivate", "trino-3")
+    assert code == 2 and "HTTP 401" in err and "TRINO_GATEWAY_USER" in err
+    monkeypatch.setenv("TRINO_GATEWAY_USER", "bob")
+    monkeypatch.setenv("TRINO_GATEWAY_PASSWORD", PASSWORDS["bob"])
+    assert command("list")[0] == 0
+    code, _, err = command("deactivate", "trino-3")
+    assert code == 2 and "HTTP 403" in err
+    monkeypatch.setenv("TRINO_GATEWAY_USER", "alice")
+    monkeypatch.setenv("TRINO_GATEWAY_PASSWORD", PASSWORDS["alice"])
+    assert command("deactivate", "trino-3") == (0, "trino-3: inactive\n", "")
+    secured.changes.append(("alice", "backend.deactivate", "trino-3"))
+    monkeypatch.setenv("TRINO_GATEWAY_TOKEN", secured.provider.id_token("oidc-robot"))
+    assert command("activate", "trino-3") == (0, "trino-3: active\n", "")
+    secured.changes.append(("oidc-robot", "backend.activate", "trino-3"))
+
+
 def test_zz_the_audit_trail_lists_every_change_made_here_with_its_user(secured: Secured):
     """(Runs last in this module.) Every change the tests above made through the API, with the user
     who made it, and each refused attempt at a change."""
