@@ -444,6 +444,24 @@ def test_single_sign_on_logs_in_to_the_ui_by_authorization_code_with_pkce(secure
     assert requests.get(callback, allow_redirects=False, timeout=15).status_code == 400
 
 
+def test_a_user_reads_its_own_query_history_and_an_admin_everyone_s(secured: Secured):
+    url = secured.url
+    for user in ("bob", "alice", "bob"):
+        document = requests.post(
+            f"{url}/v1/statement", data="SELECT 1", headers={"X-Trino-User": user}, timeout=15
+        ).json()
+        while "nextUri" in document:
+            document = requests.get(document["nextUri"], timeout=15).json()
+    bob = basic("bob", PASSWORDS["bob"])
+    mine = requests.get(f"{url}/gateway/queries", headers=bob, timeout=15).json()
+    assert {q["user"] for q in mine["queries"]} == {"bob"} and mine["total"] == 2
+    # Asking for another user's queries does not widen a USER's view.
+    theirs = requests.get(f"{url}/gateway/queries?user=alice", headers=bob, timeout=15).json()
+    assert {q["user"] for q in theirs["queries"]} == {"bob"}
+    everyone = requests.get(f"{url}/gateway/queries", headers=basic("alice", PASSWORDS["alice"]), timeout=15).json()
+    assert {q["user"] for q in everyone["queries"]} >= {"alice", "bob"}
+
+
 def test_the_backend_command_takes_credentials_from_the_environment(secured: Secured, monkeypatch, capsys):
     from gateway.backend_command import run
     from gateway.cli import build_parser
