@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 MonitorKind = Literal["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"]
 MONITOR_KINDS: tuple[str, ...] = MonitorKind.__args__  # type: ignore[attr-defined]
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+# Free text (a group, a file path) may hold anything but control characters, which no store, file
+# system or log line takes as they are.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+# The store's column lengths (gateway.store.schema): a longer value would be cut there.
+URL_LENGTH = 1024
 
 
 def normalise_url(value: str) -> str:
@@ -22,6 +28,11 @@ def normalise_url(value: str) -> str:
     value = value.strip().rstrip("/")
     if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
         raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    try:
+        # The client that will call it must be able to read it (a control character, a port that is no number).
+        httpx.URL(value)
+    except httpx.InvalidURL as error:
+        raise ValueError(f"is not a valid URL: {error}") from None
     return value
 
 
@@ -34,9 +45,15 @@ class _Record(BaseModel):
 class BackendTls(_Record):
     """How the gateway verifies (and proves itself to) an ``https://`` backend."""
 
-    ca_file: str | None = Field(None, description="PEM file of the CAs to trust (default: the system's)")
-    cert_file: str | None = Field(None, description="client certificate (PEM) for mutual TLS")
-    key_file: str | None = Field(None, description="the client certificate's key (PEM)")
+    ca_file: str | None = Field(
+        None, max_length=4096, pattern=TEXT_PATTERN, description="PEM file of the CAs to trust (default: the system's)"
+    )
+    cert_file: str | None = Field(
+        None, max_length=4096, pattern=TEXT_PATTERN, description="client certificate (PEM) for mutual TLS"
+    )
+    key_file: str | None = Field(
+        None, max_length=4096, pattern=TEXT_PATTERN, description="the client certificate's key (PEM)"
+    )
     verify: bool = Field(True, description="false turns certificate checks off: only by explicit choice")
 
     @field_validator("key_file")
@@ -52,9 +69,13 @@ class Backend(_Record):
     intent (``active``), how it is weighed and checked."""
 
     name: str = Field(min_length=1, max_length=256, pattern=NAME_PATTERN)
-    proxy_to: str = Field(description="URL the gateway sends requests to, e.g. http://trino-1:8080")
-    external_url: str | None = Field(None, description="URL users see for this cluster (default: proxy_to)")
-    routing_group: str = Field("adhoc", min_length=1, max_length=256)
+    proxy_to: str = Field(
+        max_length=URL_LENGTH, description="URL the gateway sends requests to, e.g. http://trino-1:8080"
+    )
+    external_url: str | None = Field(
+        None, max_length=URL_LENGTH, description="URL users see for this cluster (default: proxy_to)"
+    )
+    routing_group: str = Field("adhoc", min_length=1, max_length=256, pattern=TEXT_PATTERN)
     active: bool = Field(True, description="takes new queries (when healthy); inactive: running work finishes")
     weight: float = Field(1.0, ge=0, le=1_000_000, description="share of queries under the weighted router")
     monitor: MonitorKind | None = Field(None, description="health check for this backend (default: health.monitor)")
@@ -67,9 +88,11 @@ class Backend(_Record):
 
     @field_validator("external_url", mode="before")
     @classmethod
-    def _external_url(cls, value: str | None) -> str | None:
-        # trinodb/trino-gateway's clients send "" for "none".
-        return None if value is None or value == "" else normalise_url(value)
+    def _external_url(cls, value: Any) -> Any:
+        # trinodb/trino-gateway's clients send "" for "none"; what is no string is left to the type check.
+        if value == "":
+            return None
+        return normalise_url(value) if isinstance(value, str) else value
 
     def api_json(self) -> dict[str, Any]:
         """The backend as the admin API writes it (trinodb/trino-gateway's fields first)."""

@@ -2,45 +2,72 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+
+
+class Text(sa.types.TypeDecorator[str]):
+    """Text as every SQL store can keep it. What clients send (SQL, user and source names, filters) is
+    written as is, except that PostgreSQL refuses a NUL character and a value longer than its
+    column: one such row would fail its whole batch of query history, and every batch after it.
+    So NUL becomes U+FFFD and a value is cut to its column's length, the same on every store
+    (a filter value is cut the same way, so it still finds what was written)."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__(length)
+        self.limit = length
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if not isinstance(value, str):
+            return value
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if self.limit is not None and len(value) > self.limit:
+            value = value[: self.limit]
+        return value
+
 
 metadata = sa.MetaData()
 
 backends = sa.Table(
     "gateway_backend",
     metadata,
-    sa.Column("name", sa.String(256), primary_key=True),
-    sa.Column("proxy_to", sa.String(1024), nullable=False),
-    sa.Column("external_url", sa.String(1024), nullable=True),
-    sa.Column("routing_group", sa.String(256), nullable=False),
+    sa.Column("name", Text(256), primary_key=True),
+    sa.Column("proxy_to", Text(1024), nullable=False),
+    sa.Column("external_url", Text(1024), nullable=True),
+    sa.Column("routing_group", Text(256), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     # Migration 0003: the rest of the backend's record, so a backend added through the API has it all.
     sa.Column("weight", sa.Float, nullable=False, server_default="1.0"),
-    sa.Column("monitor", sa.String(32), nullable=True),
-    sa.Column("tls", sa.Text, nullable=True),  # JSON of BackendTls
+    sa.Column("monitor", Text(32), nullable=True),
+    sa.Column("tls", Text(), nullable=True),  # JSON of BackendTls
 )
 
 query_history = sa.Table(
     "query_history",
     metadata,
-    sa.Column("query_id", sa.String(256), primary_key=True),
-    sa.Column("backend_name", sa.String(256), nullable=False),
-    sa.Column("backend_url", sa.String(1024), nullable=False),
-    sa.Column("routing_group", sa.String(256), nullable=False),
-    sa.Column("user_name", sa.String(256), nullable=True),
-    sa.Column("source", sa.String(256), nullable=True),
-    sa.Column("client_tags", sa.Text, nullable=True),
-    sa.Column("query_text", sa.Text, nullable=True),
+    sa.Column("query_id", Text(256), primary_key=True),
+    sa.Column("backend_name", Text(256), nullable=False),
+    sa.Column("backend_url", Text(1024), nullable=False),
+    sa.Column("routing_group", Text(256), nullable=False),
+    sa.Column("user_name", Text(256), nullable=True),
+    sa.Column("source", Text(256), nullable=True),
+    sa.Column("client_tags", Text(), nullable=True),
+    sa.Column("query_text", Text(), nullable=True),
     sa.Column("submitted_at", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.String(32), nullable=True),
-    sa.Column("error_name", sa.String(128), nullable=True),
+    sa.Column("state", Text(32), nullable=True),
+    sa.Column("error_name", Text(128), nullable=True),
     sa.Column("finished_at", sa.BigInteger, nullable=True),
     sa.Column("elapsed_ms", sa.BigInteger, nullable=True),
     # W3C traceparent of the query's trace (migration 0002): every request of the query joins it.
-    sa.Column("trace_parent", sa.String(64), nullable=True),
+    sa.Column("trace_parent", Text(64), nullable=True),
     # The transaction the statement ran in (migration 0004).
-    sa.Column("transaction_id", sa.String(128), nullable=True),
+    sa.Column("transaction_id", Text(128), nullable=True),
     sa.Index("query_history_submitted_idx", "submitted_at"),
     sa.Index("query_history_user_idx", "user_name"),
     sa.Index("query_history_backend_idx", "backend_name"),
@@ -54,14 +81,14 @@ audit_log = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", sa.BigInteger, nullable=False),
-    sa.Column("actor", sa.String(256), nullable=False),
-    sa.Column("method", sa.String(32), nullable=False),
-    sa.Column("address", sa.String(256), nullable=False),
-    sa.Column("action", sa.String(64), nullable=False),
-    sa.Column("target", sa.String(256), nullable=True),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("before", sa.Text, nullable=True),
-    sa.Column("after", sa.Text, nullable=True),
+    sa.Column("actor", Text(256), nullable=False),
+    sa.Column("method", Text(32), nullable=False),
+    sa.Column("address", Text(256), nullable=False),
+    sa.Column("action", Text(64), nullable=False),
+    sa.Column("target", Text(256), nullable=True),
+    sa.Column("outcome", Text(16), nullable=False),
+    sa.Column("before", Text(), nullable=True),
+    sa.Column("after", Text(), nullable=True),
     sa.Index("gateway_audit_at_idx", "at"),
 )
 
@@ -69,13 +96,13 @@ audit_log = sa.Table(
 transactions = sa.Table(
     "gateway_transaction",
     metadata,
-    sa.Column("transaction_id", sa.String(128), primary_key=True),
-    sa.Column("backend_name", sa.String(256), nullable=False),
-    sa.Column("backend_url", sa.String(1024), nullable=False),
+    sa.Column("transaction_id", Text(128), primary_key=True),
+    sa.Column("backend_name", Text(256), nullable=False),
+    sa.Column("backend_url", Text(1024), nullable=False),
     sa.Column("started_at", sa.BigInteger, nullable=False),
     sa.Column("last_used_at", sa.BigInteger, nullable=False),
-    sa.Column("started_by", sa.String(256), nullable=True),
+    sa.Column("started_by", Text(256), nullable=True),
     sa.Column("ended_at", sa.BigInteger, nullable=True),
-    sa.Column("end_reason", sa.String(64), nullable=True),
+    sa.Column("end_reason", Text(64), nullable=True),
     sa.Index("gateway_transaction_open_idx", "backend_name", "ended_at"),
 )

@@ -60,3 +60,20 @@ def test_history_older_than_the_retention_is_removed(sims, make_gateway):
         run_query(gateway.url, "SELECT 1")
         assert gateway.queries()["total"] == 1
         wait_until(lambda: gateway.queries()["total"] == 0, timeout=30, what="the old query to be purged")
+
+
+def test_what_no_store_keeps_as_sent_does_not_stop_the_history(gateway):
+    """PostgreSQL refuses NUL in text and values longer than their column; before, one such query
+    failed its whole batch of history rows and every batch after it, on every retry."""
+    long_user, long_source = "u" * 300, "s" * 300
+    run_query(gateway.url, "SELECT 'a\x00b'", user=long_user, source=long_source)
+    run_query(gateway.url, "SELECT 2", user="after")
+
+    after = wait_until(lambda: gateway.queries(user="after")["queries"], what="the next query in history")
+    assert after[0]["query"] == "SELECT 2"
+    odd = gateway.queries(user=long_user)["queries"]  # the filter is cut as the value was
+    assert len(odd) == 1 and odd[0]["user"].startswith("u" * 256) and odd[0]["source"].startswith("s" * 256)
+    assert odd[0]["query"] in {"SELECT 'a\x00b'", "SELECT 'a\ufffdb'"}
+    # A filter with a NUL in it is a filter, not a server error.
+    status, body = gateway.call("GET", "/gateway/queries?user=a%00b&group=%00")
+    assert status == 200 and body["total"] == 0
