@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from gateway.api import access
+from gateway.api import access, openapi
 from gateway.api.audit import audit_api
 from gateway.api.backends import backends_api
 from gateway.api.login import login_api
@@ -29,10 +29,12 @@ log = logging.getLogger("gateway")
 
 
 def create_admin_app(services: Services) -> Quart:
-    app = Quart("trino-gateway")
+    # No static folder: Quart's default would serve files under the working directory at /static/.
+    app = Quart("trino-gateway", static_folder=None)
     configure_sessions(app, services)
     for blueprint in (backends_api, queries_api, status_api, metrics_api, audit_api, login_api):
         app.register_blueprint(blueprint(services))
+    openapi.install(app, services)
     access.install(app, services)
 
     @app.after_request

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from quart import Blueprint, Response, request
 
 from gateway.api.access import changer
+from gateway.api.queries import BIGINT_MAX
 from gateway.audit import api_json
 from gateway.errors import api_error, json_response
 
@@ -29,8 +30,12 @@ def audit_api(services: Services) -> Blueprint:
             offset = int(args.get("offset") or 0)
         except ValueError:
             return api_error(400, "bad query parameter: since, limit and offset are integers")
-        if not 1 <= limit <= 1000 or offset < 0 or (since is not None and since < 0):
-            return api_error(400, "bad query parameter: limit is 1 to 1000, offset and since are not negative")
+        if (
+            not 1 <= limit <= 1000
+            or not 0 <= offset <= BIGINT_MAX
+            or (since is not None and not 0 <= since <= BIGINT_MAX)
+        ):
+            return api_error(400, f"bad query parameter: limit is 1 to 1000, offset and since 0 to {BIGINT_MAX}")
         total, entries = await services.store.find_audit(args.get("actor"), since, limit, offset)
         return json_response(
             {"total": total, "limit": limit, "offset": offset, "entries": [api_json(e) for e in entries]}

@@ -33,6 +33,10 @@ def query_json(record: QueryRecord) -> dict[str, Any]:
     }
 
 
+# The stores keep times as SQL BIGINT and count rows in it: a larger number is no filter they can run.
+BIGINT_MAX = 2**63 - 1
+
+
 def _int_arg(name: str, default: int | None, low: int = 0, high: int | None = None) -> int | None:
     value = request.args.get(name)
     if value is None or value == "":
@@ -65,11 +69,11 @@ def queries_api(services: Services) -> Blueprint:
                 routing_group=args.get("group"),
                 transaction_id=args.get("transaction"),
                 state=args.get("state", "").upper() or None,
-                since_ms=_int_arg("since", None),
-                until_ms=_int_arg("until", None),
+                since_ms=_int_arg("since", None, high=BIGINT_MAX),
+                until_ms=_int_arg("until", None, high=BIGINT_MAX),
             )
             limit = _int_arg("limit", 100, 1, 1000) or 100
-            offset = _int_arg("offset", 0) or 0
+            offset = _int_arg("offset", 0, high=BIGINT_MAX) or 0
         except ValueError as error:
             return api_error(400, f"bad query parameter: {error}")
         # What this worker has buffered is written first, so a client reads its own queries.

@@ -1,0 +1,161 @@
+"""Schemathesis fuzzes the admin API from its own OpenAPI document (``GET /gateway/openapi.json``), on an
+in-process gateway with auth on, once on SQLite and once on PostgreSQL. As ADMIN, as USER, as a user
+with no role and with no credentials: no answer is a server error, and every answer is one the
+document describes (status code, content type, headers, body). Callers who may not change anything
+change nothing: the store's backends are the same after each of their requests, and the audit trail
+gains no change.
+
+The budget (hypothesis settings below) keeps the module under three minutes: schemathesis' examples
+and coverage cases of each operation, then ``max_examples`` generated ones, derandomized so that a
+run repeats the one before it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    ignored_auth,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from gateway.auth.password_file import hash_password
+from tests.conftest import run_query
+from tests.gateway.conftest import three_backends
+from tests.inprocess import InProcessGateway
+from tests.postgres import PostgresServer
+from trinosim.inprocess import InProcessSim, LoopThread
+
+pytestmark = pytest.mark.slow
+
+PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "mallory": "mallory-pw"}
+ROLES = {"ADMIN": ["alice"], "USER": ["bob"]}  # mallory logs in, with no role
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    # An operation that declares security and answers 2xx is asked again without and with wrong credentials.
+    ignored_auth,
+]
+BUDGET = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    # The gateway is slow next to hypothesis' expectations of a pure function, and that is fine here.
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def basic(user: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def fuzzed_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Both SQL stores: PostgreSQL is the stricter about what text and numbers it keeps."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'gateway.db'}"
+        return
+    with PostgresServer() as server:
+        yield server.url(driver="postgresql")
+
+
+@pytest.fixture(scope="module")
+def secured(
+    loop_thread: LoopThread, sims: list[InProcessSim], fuzzed_store: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InProcessGateway]:
+    directory = tmp_path_factory.mktemp("fuzz")
+    password_file = directory / "password.db"
+    password_file.write_text("".join(f"{user}:{hash_password(pw, rounds=4)}\n" for user, pw in PASSWORDS.items()))
+    auth = {
+        "password_file": str(password_file),
+        "roles": ROLES,
+        # No request here guesses a password, yet generated Authorization headers fail; the limit must not
+        # turn the callers' own requests into 429s halfway through.
+        "login_limit": {"failures": 1_000_000, "address_failures": 1_000_000},
+    }
+    # Backends the fuzzer adds point anywhere: their first check must not hold a request long.
+    config = {**three_backends(sims), "auth": auth, "health": {"interval": 60, "timeout": 0.5}}
+    gateway = InProcessGateway(loop_thread, config, fuzzed_store).start()
+    # Some history to read: bob (USER) sees his own query only.
+    for user in ("bob", "someone"):
+        assert run_query(gateway.url, "SELECT 1", user=user) == [[1]]
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_api(secured: InProcessGateway) -> Any:
+    # Read without credentials: the document is public.
+    return schemathesis.openapi.from_url(f"{secured.url}/gateway/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("admin_api")
+
+
+@pytest.fixture(autouse=True)
+def node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
+    # schemathesis 4.32's from_fixture reads ``item._nodeid``, which pytest 9.2 no longer has (it keeps ``nodeid``).
+    request.node._nodeid = request.node.nodeid
+
+
+def backends(gateway: InProcessGateway) -> dict[str, dict[str, Any]]:
+    """What the store holds, read behind the API's back."""
+    return {b.name: b.api_json() for b in gateway.loop.run(gateway.services.store.list_backends())}
+
+
+def changes(gateway: InProcessGateway) -> list[tuple[str, str, str | None]]:
+    """Every change the audit trail holds: (actor, action, target)."""
+    _, entries = gateway.loop.run(gateway.services.store.find_audit(None, None, 1_000_000, 0))
+    return [(e.actor, e.action, e.target) for e in entries if e.outcome == "done"]
+
+
+@schema.parametrize()
+@BUDGET
+def test_as_admin_no_answer_is_a_server_error_or_undocumented(case: schemathesis.Case, secured: InProcessGateway):
+    case.call_and_validate(headers=basic("alice"), checks=CHECKS)
+
+
+@dataclass
+class Refused:
+    """A caller who may not change anything, and what the gateway held when its run began."""
+
+    user: str | None
+    headers: dict[str, str]
+    backends: dict[str, dict[str, Any]]
+    changes: list[tuple[str, str, str | None]]
+
+
+@pytest.fixture
+def refused(request: pytest.FixtureRequest, secured: InProcessGateway) -> Refused:
+    user = request.param
+    return Refused(user, basic(user) if user else {}, backends(secured), changes(secured))
+
+
+@pytest.mark.parametrize("refused", ["bob", "mallory", None], ids=["USER", "no role", "no credentials"], indirect=True)
+@pytest.mark.usefixtures("refused")
+@schema.parametrize()
+@BUDGET
+def test_callers_who_may_not_change_get_documented_answers_and_change_nothing(
+    case: schemathesis.Case, secured: InProcessGateway, refused: Refused
+):
+    case.call_and_validate(headers=refused.headers, checks=CHECKS)
+    what = f"{case.method} {case.formatted_path} as {refused.user or 'nobody'}"
+    assert backends(secured) == refused.backends, f"{what} changed the backends"
+    after = changes(secured)
+    assert after == refused.changes, f"{what} left a change in the audit trail"
+    assert not [change for change in after if change[0] == refused.user], (
+        f"the audit trail has {refused.user}'s changes"
+    )
