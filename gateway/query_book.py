@@ -53,6 +53,10 @@ class Query:
     """The X-Trino-Transaction-Id it was submitted in, if any."""
     control: str | None = None
     """START, COMMIT or ROLLBACK for the statements that start or end a transaction."""
+    routing_source: str | None = None
+    """What chose its routing group (header, rule, external, default, transaction, kill_query)."""
+    routing_rule: str | None = None
+    """The rule that set its group, if one did."""
     counted: bool = False
     """Accepted by this worker: it counts in this worker's in-flight figures while it runs."""
     last_seen: float = 0.0
@@ -138,6 +142,8 @@ class QueryBook:
                 submitted_at=now_ms(),
                 trace_parent=query.trace_parent,
                 transaction_id=query.transaction,
+                routing_source=query.routing_source,
+                routing_rule=query.routing_rule,
             )
         )
         if query.transaction is not None:

@@ -262,6 +262,16 @@ _SCHEMAS: dict[str, Schema] = {
             "finishedAt": _nullable("integer"),
             "elapsedMs": _nullable("integer"),
             "transactionId": _nullable("string"),
+            "routingSource": {
+                "type": ["string", "null"],
+                "description": "what chose the routing group: header, rule, external, default; transaction "
+                "(sent to its transaction's backend) or kill_query (sent to its target's backend); null for "
+                "queries recorded before the gateway kept it",
+            },
+            "routingRule": {
+                "type": ["string", "null"],
+                "description": "the routing rule that set the group (external for the routing service)",
+            },
         },
         "one routed query",
     ),

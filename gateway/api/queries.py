@@ -30,6 +30,8 @@ def query_json(record: QueryRecord) -> dict[str, Any]:
         "finishedAt": record.finished_at,
         "elapsedMs": record.elapsed_ms,
         "transactionId": record.transaction_id,
+        "routingSource": record.routing_source,
+        "routingRule": record.routing_rule,
     }
 
 

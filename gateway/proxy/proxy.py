@@ -41,6 +41,9 @@ log = logging.getLogger("gateway.proxy")
 _NOT_TAKEN = frozenset({502, 503, 504})
 NOT_A_DOCUMENT = "answered something that is not a Trino query result"
 _PARTIAL_CANCEL = "/partialCancel/"
+# How a statement was routed when no selector chose its group (the history's routing_source).
+ROUTED_TO_TRANSACTION_OWNER = "transaction"
+ROUTED_TO_KILL_TARGET = "kill_query"
 
 
 class ResponseAborted(Exception):
@@ -122,12 +125,14 @@ class Proxy:
         if killed is not None:
             # CALL system.runtime.kill_query must reach the cluster running its target.
             group, ranked = killed.group, [killed.backend]
+            routed_by: tuple[str, str | None] = (ROUTED_TO_KILL_TARGET, None)
         elif binding is not None:
             # A statement of a transaction goes to the backend that owns it, whatever the rules, the
             # routers, its health or its active flag say: no other backend knows the transaction.
             observed.transaction = transaction
             owner = await self.book.backend_at(binding.backend_name, binding.backend_url)
             group, ranked = owner.routing_group, [owner]
+            routed_by = (ROUTED_TO_TRANSACTION_OWNER, None)
             observed.decided(group, group, [owner.name], observed.clock(), "transaction")
         else:
             routing_began = observed.clock()
@@ -144,6 +149,7 @@ class Proxy:
                 await x.respond_json(200, errors.no_backend_document(x.base, str(error)))
                 return
             group, ranked, extra = decision.group, decision.ranked, selection.headers
+            routed_by = (selection.source, selection.rule)
             observed.decided(decision.requested_group, group, [b.name for b in ranked], routing_began, selection.rule)
             if decision.fell_back:
                 log.info(
@@ -197,7 +203,7 @@ class Proxy:
             else:
                 self.health.request_succeeded(backend.name, time.perf_counter() - began)
             if status == 200:
-                await self._accepted(x, backend, group, sql, transaction, answer)
+                await self._accepted(x, backend, group, sql, transaction, answer, routed_by)
             response_headers = hdr.to_client(answer.headers)
             if status == 401:
                 response_headers = oauth2.challenge_on_gateway(response_headers, x.base, backend.name)
@@ -208,8 +214,16 @@ class Proxy:
         await x.respond_json(200, errors.no_backend_document(x.base, message))
 
     async def _accepted(
-        self, x: Exchange, backend: Backend, group: str, sql: str, transaction: str | None, answer: Answer
+        self,
+        x: Exchange,
+        backend: Backend,
+        group: str,
+        sql: str,
+        transaction: str | None,
+        answer: Answer,
+        routed_by: tuple[str, str | None],
     ) -> None:
+        """A backend took the query (``routed_by``: what chose its group, and the rule that did)."""
         content = answer.body
         query_id = _field(content, "id")
         if query_id is None:
@@ -223,6 +237,8 @@ class Proxy:
             trace_parent=trace_parent,
             transaction=transaction,
             control=transaction_control(sql),
+            routing_source=routed_by[0],
+            routing_rule=routed_by[1],
         )
         self.book.accepted(query, sql, x.header(b"x-trino-source"), x.header(b"x-trino-client-tags"))
         await self._answered(query, answer)

@@ -41,6 +41,11 @@ class QueryRecord:
     elapsed_ms: int | None = None
     trace_parent: str | None = None
     transaction_id: str | None = None
+    routing_source: str | None = None
+    """What chose the routing group: header, rule, external or default (the selector's
+    ``Selection.source``); transaction or kill_query when the statement had to go to one backend."""
+    routing_rule: str | None = None
+    """The rule that set the group (``external`` for the routing service), if one did."""
 
 
 @dataclass

@@ -68,6 +68,9 @@ query_history = sa.Table(
     sa.Column("trace_parent", Text(64), nullable=True),
     # The transaction the statement ran in (migration 0004).
     sa.Column("transaction_id", Text(128), nullable=True),
+    # How the query was routed (migration 0006): what chose the group, and which rule.
+    sa.Column("routing_source", Text(32), nullable=True),
+    sa.Column("routing_rule", Text(256), nullable=True),
     sa.Index("query_history_submitted_idx", "submitted_at"),
     sa.Index("query_history_user_idx", "user_name"),
     sa.Index("query_history_backend_idx", "backend_name"),

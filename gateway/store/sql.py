@@ -80,7 +80,7 @@ class SqlStore:
         if migrate:
             try:
                 async with engine.begin() as connection:
-                    await connection.run_sync(_upgrade)
+                    await connection.run_sync(upgrade)
             except Exception as error:
                 await engine.dispose()
                 raise StoreError(f"cannot prepare the store at {redacted(url)}: {error}") from error
@@ -359,11 +359,12 @@ def _backend(row: sa.Row[Any]) -> Backend:
     return Backend.model_validate(values)
 
 
-def _upgrade(connection: Connection) -> None:
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Migrate the store's schema to ``revision`` (an older one: tests of a migration over old rows)."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def redacted(url: str) -> str:

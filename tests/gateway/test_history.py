@@ -77,3 +77,15 @@ def test_what_no_store_keeps_as_sent_does_not_stop_the_history(gateway):
     # A filter with a NUL in it is a filter, not a server error.
     status, body = gateway.call("GET", "/gateway/queries?user=a%00b&group=%00")
     assert status == 200 and body["total"] == 0
+
+
+def test_the_history_says_what_chose_each_querys_routing_group(gateway):
+    run_query(gateway.url, "SELECT 'h'", user="by-header", http_headers={"X-Trino-Routing-Group": "etl"})
+    run_query(gateway.url, "SELECT 'd'", user="by-default")
+
+    by_header = gateway.queries(user="by-header")["queries"]
+    assert [(q["routingSource"], q["routingRule"], q["backend"]) for q in by_header] == [("header", None, "trino-3")]
+    by_default = gateway.queries(user="by-default")["queries"]
+    assert [(q["routingSource"], q["routingRule"], q["routingGroup"]) for q in by_default] == [
+        ("default", None, "adhoc")
+    ]

@@ -105,6 +105,17 @@ def test_rules_route_by_source_user_client_tags_query_type_and_tables(rules_gate
     assert _routed(gateway, "SELECT count(*) FROM nation", catalog="tpch", schema="tiny") == ("trino-1", "adhoc")
 
 
+def test_the_history_names_the_rule_that_chose_the_group(rules_gateway):
+    gateway, _ = rules_gateway
+    _routed(gateway, user="alice")
+    _routed(gateway, user="nobody-special", http_headers={"X-Trino-Routing-Group": "etl"})
+    alice = gateway.queries(user="alice")["queries"]
+    assert [(q["routingSource"], q["routingRule"], q["routingGroup"]) for q in alice] == [("rule", "alice", "bi")]
+    # No rule set a group: the header did, and the history says so.
+    other = gateway.queries(user="nobody-special")["queries"]
+    assert [(q["routingSource"], q["routingRule"], q["routingGroup"]) for q in other] == [("header", None, "etl")]
+
+
 def test_a_rule_that_raises_leaves_the_query_to_the_header(rules_gateway):
     gateway, _ = rules_gateway
     # No X-Trino-Client-Info: the "raises" rule calls startsWith on null and is skipped.

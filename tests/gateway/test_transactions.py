@@ -68,6 +68,8 @@ def test_every_statement_of_a_transaction_goes_to_the_backend_that_started_it(ma
     assert {name for names in ran.values() for name in names} == {"tx-1", "tx-2"}
     history = gateway.queries(transaction=transaction_ids[0])["queries"]
     assert len(history) == 4 and {q["transactionId"] for q in history} == {transaction_ids[0]}  # 3 + COMMIT
+    # The history says why: each went to its transaction's owner, whatever the selector would say.
+    assert {(q["routingSource"], q["routingRule"]) for q in history} == {("transaction", None)}
     assert _open_transactions(gateway) == {"tx-1": 0, "tx-2": 0}
 
 
