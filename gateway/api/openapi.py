@@ -471,9 +471,26 @@ _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                 _parameter("query", "state", "only those in this state; RUNNING for unfinished ones"),
                 _parameter("query", "since", "submitted at or after (epoch milliseconds)", _EPOCH_MS),
                 _parameter("query", "until", "submitted before (epoch milliseconds)", _EPOCH_MS),
+                _parameter("query", "text", "only those whose SQL contains this, in any case (% and _ are literal)"),
+                _parameter("query", "id", "only those whose query id starts with this", example="20261201_"),
+                _parameter("query", "rule", "only those whose group this routing rule chose"),
                 *_PAGINATION,
             ],
             "responses": {"200": _json("a page of queries", _ref("QueryPage")), "400": _error("a bad parameter")},
+        }
+    },
+    "/gateway/queries/{query_id}": {
+        "get": {
+            "tags": ["queries"],
+            "summary": "One routed query",
+            "description": "A caller who may not see every query (USER) gets 404 for another user's query.",
+            "parameters": [
+                _parameter("path", "query_id", "the query's id", example="20261201_101500_00001_abcde"),
+            ],
+            "responses": {
+                "200": _json("the query", _ref("Query")),
+                "404": _error("no such query in the history, or not the caller's"),
+            },
         }
     },
     "/gateway": {

@@ -1,4 +1,4 @@
-"""The query history API: ``GET /gateway/queries``."""
+"""The query history API: ``GET /gateway/queries`` and ``GET /gateway/queries/{queryId}``."""
 
 from __future__ import annotations
 
@@ -59,8 +59,9 @@ def queries_api(services: Services) -> Blueprint:
     @reader
     async def queries() -> Response:
         """Routed queries, newest first. Filters: user, backend, group, transaction, state (RUNNING for
-        unfinished), since/until (epoch milliseconds); pagination: limit (max 1000), offset. A caller
-        who may not see every query (USER) sees its own only."""
+        unfinished), since/until (epoch milliseconds), text (a part of the SQL, any case), id (the start
+        of the query id), rule (the routing rule that chose the group); pagination: limit (max 1000),
+        offset. A caller who may not see every query (USER) sees its own only."""
         args = request.args
         caller = principal()
         user = args.get("user") if caller.sees_all_queries else caller.name
@@ -73,6 +74,9 @@ def queries_api(services: Services) -> Blueprint:
                 state=args.get("state", "").upper() or None,
                 since_ms=_int_arg("since", None, high=BIGINT_MAX),
                 until_ms=_int_arg("until", None, high=BIGINT_MAX),
+                text=args.get("text") or None,
+                id_prefix=args.get("id") or None,
+                routing_rule=args.get("rule") or None,
             )
             limit = _int_arg("limit", 100, 1, 1000) or 100
             offset = _int_arg("offset", 0, high=BIGINT_MAX) or 0
@@ -84,5 +88,17 @@ def queries_api(services: Services) -> Blueprint:
         return json_response(
             {"total": total, "limit": limit, "offset": offset, "queries": [query_json(r) for r in records]}
         )
+
+    @api.get("/gateway/queries/<query_id>")
+    @reader
+    async def one_query(query_id: str) -> Response:
+        """One query's record. A caller who may not see every query gets 404 for another user's query,
+        as for one that does not exist: the answer does not tell that it does."""
+        await services.history.flush()
+        record = await services.store.get_query(query_id)
+        caller = principal()
+        if record is None or not (caller.sees_all_queries or record.user_name == caller.name):
+            return api_error(404, f"no query {query_id!r} in the history")
+        return json_response(query_json(record))
 
     return api

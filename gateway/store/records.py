@@ -117,9 +117,15 @@ class QueryFilter:
     since_ms: int | None = None
     until_ms: int | None = None
     transaction_id: str | None = None
+    text: str | None = None
+    """A part of the SQL, any case; ``%`` and ``_`` are themselves, not wildcards."""
+    id_prefix: str | None = None
+    """The start of the query id (``20261201_``), or all of it."""
+    routing_rule: str | None = None
 
     def matches(self, record: QueryRecord) -> bool:
-        """The same test the SQL store runs as a WHERE clause (the in-memory store uses this)."""
+        """The same test the SQL store runs as a WHERE clause (the in-memory store uses this). Text
+        is compared in lower case; SQLite's lower() folds ASCII letters only."""
         if self.user is not None and record.user_name != self.user:
             return False
         if self.backend is not None and record.backend_name != self.backend:
@@ -132,6 +138,12 @@ class QueryFilter:
             if self.state != "RUNNING" and record.state != self.state:
                 return False
         if self.transaction_id is not None and record.transaction_id != self.transaction_id:
+            return False
+        if self.routing_rule is not None and record.routing_rule != self.routing_rule:
+            return False
+        if self.id_prefix is not None and not record.query_id.startswith(self.id_prefix):
+            return False
+        if self.text is not None and self.text.lower() not in (record.query_text or "").lower():
             return False
         if self.since_ms is not None and record.submitted_at < self.since_ms:
             return False

@@ -22,13 +22,20 @@ class Text(sa.types.TypeDecorator[str]):
         self.limit = length
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
-        if not isinstance(value, str):
-            return value
+        return self.fit(value) if isinstance(value, str) else value
+
+    def fit(self, value: str) -> str:
+        """``value`` as this column keeps it."""
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
         if self.limit is not None and len(value) > self.limit:
             value = value[: self.limit]
         return value
+
+
+def fitted(column: sa.Column[Any], value: str) -> str:
+    """``value`` as ``column`` keeps it (for a comparison SQLAlchemy cannot type by the column)."""
+    return column.type.fit(value) if isinstance(column.type, Text) else value
 
 
 metadata = sa.MetaData()

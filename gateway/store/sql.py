@@ -30,7 +30,7 @@ from gateway.store.records import (
     TransactionBinding,
     now_ms,
 )
-from gateway.store.schema import audit_log, backends, query_history, transactions
+from gateway.store.schema import audit_log, backends, fitted, query_history, transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger("gateway.store")
@@ -186,9 +186,18 @@ class SqlStore:
             (query_history.c.backend_name, where.backend),
             (query_history.c.routing_group, where.routing_group),
             (query_history.c.transaction_id, where.transaction_id),
+            (query_history.c.routing_rule, where.routing_rule),
         ):
             if value is not None:
                 conditions.append(column == value)
+        if where.text is not None:
+            # ILIKE on PostgreSQL, lower() LIKE lower() on SQLite; autoescape makes % and _ literal.
+            conditions.append(query_history.c.query_text.icontains(where.text, autoescape=True))
+        if where.id_prefix is not None:
+            # Not LIKE: SQLite's is case-insensitive, and a prefix cut to the column's length could end
+            # in half an escape. The prefix is fitted as the ids were when written.
+            prefix = fitted(query_history.c.query_id, where.id_prefix)
+            conditions.append(sa.func.substr(query_history.c.query_id, 1, len(prefix)) == prefix)
         if where.state is not None:
             conditions.append(
                 query_history.c.state.is_(None) if where.state == "RUNNING" else query_history.c.state == where.state

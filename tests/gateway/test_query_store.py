@@ -1,14 +1,19 @@
-"""The query history in the stores, below the API: how a query was routed (migration 0006) is kept,
-and rows written before it are kept too."""
+"""The query history in each store (memory, SQLite, PostgreSQL), below the API: how a query was
+routed (migration 0006) is kept, rows written before it are kept too, and every store answers the
+same filters alike."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import sqlalchemy as sa
 
-from gateway.store import QueryRecord, SqlStore
+from gateway.store import QueryFilter, QueryRecord, SqlStore, Store, open_store
 from gateway.store.sql import upgrade
+
+T = TypeVar("T")
 
 
 def _record(query_id: str, submitted_at: int = 1, **fields: object) -> QueryRecord:
@@ -23,6 +28,17 @@ def _record(query_id: str, submitted_at: int = 1, **fields: object) -> QueryReco
     }
     values.update(fields)
     return QueryRecord(query_id=query_id, submitted_at=submitted_at, **values)  # type: ignore[arg-type]
+
+
+def _on_store(url: str, scenario: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = await open_store(url)
+        try:
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 OLD_ROW = (
@@ -49,3 +65,78 @@ def test_a_history_from_before_0006_keeps_its_rows_and_new_rows_say_how_they_wer
     old, new = asyncio.run(scenario())
     assert old is not None and (old.backend_name, old.routing_source, old.routing_rule) == ("trino-1", None, None)
     assert new is not None and (new.routing_source, new.routing_rule) == ("rule", "airflow")
+
+
+TEXTS = {
+    "20261201_000000_00001_aaaaa": "SELECT 'a%b'",
+    "20261201_000000_00002_bbbbb": "SELECT 'axb'",
+    "20261201_000000_00003_ccccc": "select 'A_B'",
+    "20261202_000000_00001_ddddd": "SELECT 'aXb' /* a/b */",
+}
+
+
+def _found(store_url: str, filters: list[QueryFilter]) -> list[set[str]]:
+    """For each filter, the ids of the matching queries."""
+
+    async def scenario(store: Store) -> list[set[str]]:
+        await store.record_queries(
+            [
+                _record(query_id, n, query_text=text, routing_rule="airflow" if n % 2 else None)
+                for n, (query_id, text) in enumerate(TEXTS.items())
+            ]
+        )
+        found = []
+        for where in filters:
+            total, records = await store.find_queries(where)
+            assert total == len(records)
+            found.append({r.query_id for r in records})
+        return found
+
+    return _on_store(store_url, scenario)
+
+
+def _ids(*numbers: int) -> set[str]:
+    ids = list(TEXTS)
+    return {ids[n] for n in numbers}
+
+
+def test_the_text_filter_finds_a_part_of_the_sql_in_any_case_and_wildcards_are_literal(store_url):
+    found = _found(
+        store_url,
+        [
+            QueryFilter(text="a%b"),
+            QueryFilter(text="a_b"),
+            QueryFilter(text="SELECT 'AX"),
+            QueryFilter(text="a/b"),
+            QueryFilter(text="%"),
+            QueryFilter(text="\x00"),
+        ],
+    )
+    assert found == [_ids(0), _ids(2), _ids(1, 3), _ids(3), _ids(0), set()]
+
+
+def test_the_id_filter_is_a_prefix_taken_to_the_letter(store_url):
+    found = _found(
+        store_url,
+        [
+            QueryFilter(id_prefix="20261201_"),
+            QueryFilter(id_prefix="20261201_000000_00002_bbbbb"),
+            QueryFilter(id_prefix="2026120_"),  # _ is no wildcard
+            QueryFilter(id_prefix="20261201_000000_00001_AAAAA"),  # case counts (SQLite LIKE would ignore it)
+            QueryFilter(id_prefix="2" * 300),
+        ],
+    )
+    assert found == [_ids(0, 1, 2), _ids(1), set(), set(), set()]
+
+
+def test_the_rule_filter_and_the_others_narrow_together(store_url):
+    found = _found(
+        store_url,
+        [
+            QueryFilter(routing_rule="airflow"),
+            QueryFilter(routing_rule="airflow", text="select"),
+            QueryFilter(routing_rule="airflow", id_prefix="20261201_"),
+            QueryFilter(routing_rule="nobody"),
+        ],
+    )
+    assert found == [_ids(1, 3), _ids(1, 3), _ids(1), set()]

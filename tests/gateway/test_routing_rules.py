@@ -89,8 +89,7 @@ def _routed(gateway: GatewayAdmin, sql: str = "SELECT 1", **options: Any) -> tup
         cursor.execute(sql)
         cursor.fetchall()
         query_id = cursor.query_id
-    _wait_for(lambda: gateway.queries(queryId=query_id)["queries"], f"the history of {query_id}")
-    record = gateway.queries(queryId=query_id)["queries"][0]
+    record = gateway.queries(id=query_id)["queries"][0]
     return record["backend"], record["routingGroup"]
 
 
@@ -114,6 +113,7 @@ def test_the_history_names_the_rule_that_chose_the_group(rules_gateway):
     # No rule set a group: the header did, and the history says so.
     other = gateway.queries(user="nobody-special")["queries"]
     assert [(q["routingSource"], q["routingRule"], q["routingGroup"]) for q in other] == [("header", None, "etl")]
+    assert [q["user"] for q in gateway.queries(rule="alice")["queries"]] == ["alice"]
 
 
 def test_a_rule_that_raises_leaves_the_query_to_the_header(rules_gateway):
