@@ -18,7 +18,7 @@ import orjson
 from quart import Quart, Response
 
 from gateway.api.access import CHANGE, CSRF_HEADER, PUBLIC, access_of, public
-from gateway.api.queries import BIGINT_MAX
+from gateway.api.queries import BIGINT_MAX, STATS_STEP_MAX, STATS_STEP_MIN
 from gateway.auth.principal import Principal, Role
 from gateway.backends.record import Backend
 from gateway.health.state import Health
@@ -218,6 +218,7 @@ _DRAIN = {
     "drained": {"type": "boolean", "description": "inactive, and nothing of it is left running: safe to stop"},
 }
 _PAGE = {"total": _INTEGER, "limit": _INTEGER, "offset": _INTEGER}
+_STEP = {"type": "integer", "minimum": STATS_STEP_MIN, "maximum": STATS_STEP_MAX}
 
 _SCHEMAS: dict[str, Schema] = {
     "Error": _record({"error": _STRING}, "what went wrong, in a sentence"),
@@ -276,6 +277,27 @@ _SCHEMAS: dict[str, Schema] = {
         "one routed query",
     ),
     "QueryPage": _record({**_PAGE, "queries": {"type": "array", "items": _ref("Query")}}),
+    "QueryStats": _record(
+        {
+            "since": _EPOCH_MS,
+            "until": _EPOCH_MS,
+            "step": {**_STEP, "description": "seconds per bucket"},
+            "buckets": {
+                "type": "array",
+                "description": "by bucket, routing group, backend; buckets with no query are left out",
+                "items": _record(
+                    {
+                        "at": {**_EPOCH_MS, "description": "the bucket's start: a multiple of step since the epoch"},
+                        "routingGroup": _STRING,
+                        "backend": _STRING,
+                        "queries": {"type": "integer", "minimum": 1},
+                        "failed": {"type": "integer", "minimum": 0, "description": "of them, ended FAILED"},
+                    }
+                ),
+            },
+        },
+        "routed queries counted per time bucket, routing group and backend",
+    ),
     "AuditEntry": _record(
         {
             "id": _nullable("integer"),
@@ -477,6 +499,23 @@ _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                 *_PAGINATION,
             ],
             "responses": {"200": _json("a page of queries", _ref("QueryPage")), "400": _error("a bad parameter")},
+        }
+    },
+    "/gateway/queries/stats": {
+        "get": {
+            "tags": ["queries"],
+            "summary": "Routed queries counted per time bucket, routing group and backend",
+            "description": "Counts of everyone's queries, for every role: they hold no SQL and no user. "
+            "Only queries submitted in [since, until) count; buckets start at multiples of step since the epoch.",
+            "parameters": [
+                _parameter("query", "since", "submitted at or after (epoch ms; default: until - 1 hour)", _EPOCH_MS),
+                _parameter("query", "until", "submitted before (epoch ms; default: now)", _EPOCH_MS),
+                _parameter("query", "step", "seconds per bucket (default 60)", _STEP),
+            ],
+            "responses": {
+                "200": _json("the counts", _ref("QueryStats")),
+                "400": _error("a bad parameter, since not before until, or more than 1000 buckets"),
+            },
         }
     },
     "/gateway/queries/{query_id}": {

@@ -1,4 +1,5 @@
-"""The query history API: ``GET /gateway/queries`` and ``GET /gateway/queries/{queryId}``."""
+"""The query history API: ``GET /gateway/queries``, ``GET /gateway/queries/{queryId}`` and the counts of
+``GET /gateway/queries/stats``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from quart import Blueprint, Response, request
 
 from gateway.api.access import principal, reader
 from gateway.errors import api_error, json_response
-from gateway.store import QueryFilter, QueryRecord
+from gateway.store import QueryCount, QueryFilter, QueryRecord, now_ms
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -35,8 +36,22 @@ def query_json(record: QueryRecord) -> dict[str, Any]:
     }
 
 
+def count_json(count: QueryCount) -> dict[str, Any]:
+    return {
+        "at": count.at,
+        "routingGroup": count.routing_group,
+        "backend": count.backend_name,
+        "queries": count.queries,
+        "failed": count.failed,
+    }
+
+
 # The stores keep times as SQL BIGINT and count rows in it: a larger number is no filter they can run.
 BIGINT_MAX = 2**63 - 1
+# Query counts: the default range, the bucket lengths (seconds), and how many buckets one answer may span.
+STATS_RANGE_MS = 3600 * 1000
+STATS_STEP_DEFAULT, STATS_STEP_MIN, STATS_STEP_MAX = 60, 10, 3600
+STATS_MAX_BUCKETS = 1000
 
 
 def _int_arg(name: str, default: int | None, low: int = 0, high: int | None = None) -> int | None:
@@ -50,6 +65,11 @@ def _int_arg(name: str, default: int | None, low: int = 0, high: int | None = No
     if number < low or (high is not None and number > high):
         raise ValueError(f"{name} must be between {low} and {high if high is not None else 'any'}")
     return number
+
+
+def _int_or(name: str, default: int, low: int = 0, high: int | None = None) -> int:
+    value = _int_arg(name, None, low, high)
+    return default if value is None else value
 
 
 def queries_api(services: Services) -> Blueprint:
@@ -78,8 +98,8 @@ def queries_api(services: Services) -> Blueprint:
                 id_prefix=args.get("id") or None,
                 routing_rule=args.get("rule") or None,
             )
-            limit = _int_arg("limit", 100, 1, 1000) or 100
-            offset = _int_arg("offset", 0, high=BIGINT_MAX) or 0
+            limit = _int_or("limit", 100, 1, 1000)
+            offset = _int_or("offset", 0, high=BIGINT_MAX)
         except ValueError as error:
             return api_error(400, f"bad query parameter: {error}")
         # What this worker has buffered is written first, so a client reads its own queries.
@@ -88,6 +108,33 @@ def queries_api(services: Services) -> Blueprint:
         return json_response(
             {"total": total, "limit": limit, "offset": offset, "queries": [query_json(r) for r in records]}
         )
+
+    @api.get("/gateway/queries/stats")
+    @reader
+    async def query_stats() -> Response:
+        """Routed queries counted per time bucket, routing group and backend, and how many of them
+        failed: since/until (epoch ms; default the last hour), step (bucket seconds, 10 to 3600, default
+        60), at most 1000 buckets. Every caller sees everyone's counts: they hold no SQL and no user."""
+        try:
+            until = _int_or("until", now_ms(), high=BIGINT_MAX)
+            since = _int_or("since", max(0, until - STATS_RANGE_MS), high=BIGINT_MAX)
+            step = _int_or("step", STATS_STEP_DEFAULT, STATS_STEP_MIN, STATS_STEP_MAX)
+        except ValueError as error:
+            return api_error(400, f"bad query parameter: {error}")
+        if since >= until:
+            return api_error(400, f"bad query parameter: since ({since}) must be before until ({until})")
+        step_ms = step * 1000
+        buckets = -(-(until - since) // step_ms)
+        if buckets > STATS_MAX_BUCKETS:
+            return api_error(
+                400,
+                f"bad query parameters: {buckets} buckets of {step} s from since to until; at most "
+                f"{STATS_MAX_BUCKETS}: ask for a shorter range or a longer step",
+            )
+        # What this worker has buffered is written first, as for the list.
+        await services.history.flush()
+        counts = await services.store.query_stats(since, until, step_ms)
+        return json_response({"since": since, "until": until, "step": step, "buckets": [count_json(c) for c in counts]})
 
     @api.get("/gateway/queries/<query_id>")
     @reader

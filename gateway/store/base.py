@@ -8,6 +8,7 @@ from gateway.backends.record import Backend
 from gateway.store.records import (
     AuditEntry,
     BackendWork,
+    QueryCount,
     QueryFilter,
     QueryOutcome,
     QueryRecord,
@@ -71,6 +72,12 @@ class Store(Protocol):
 
     async def unfinished_queries(self, backend: str | None, submitted_before: int, limit: int) -> list[QueryRecord]:
         """Queries with no outcome yet, oldest first (of ``backend``, or of all)."""
+        ...
+
+    async def query_stats(self, since_ms: int, until_ms: int, step_ms: int) -> list[QueryCount]:
+        """Queries submitted in [since_ms, until_ms), counted per routing group, backend and bucket of
+        ``step_ms`` (buckets start at multiples of ``step_ms`` since the epoch, so they stay put as the
+        range moves); buckets with no query are left out; ordered by bucket, group, backend."""
         ...
 
     # -- transactions -------------------------------------------------------------------------

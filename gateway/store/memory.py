@@ -14,11 +14,13 @@ from gateway.store.records import (
     BackendWork,
     DuplicateBackend,
     DuplicateQuery,
+    QueryCount,
     QueryFilter,
     QueryOutcome,
     QueryRecord,
     StoreError,
     TransactionBinding,
+    count_queries,
 )
 
 
@@ -116,6 +118,10 @@ class MemoryStore:
         for tid in [t for t, b in self._transactions.items() if b.ended_at is not None and b.ended_at < older_than_ms]:
             del self._transactions[tid]
         return len(old)
+
+    async def query_stats(self, since_ms: int, until_ms: int, step_ms: int) -> list[QueryCount]:
+        self._check()
+        return count_queries(self._queries.values(), since_ms, until_ms, step_ms)
 
     async def unfinished_queries(self, backend: str | None, submitted_before: int, limit: int) -> list[QueryRecord]:
         self._check()

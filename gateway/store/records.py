@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+FAILED = "FAILED"
 
 
 class StoreError(RuntimeError):
@@ -106,6 +109,31 @@ class QueryOutcome:
     state: str
     error_name: str | None
     finished_at: int
+
+
+@dataclass(frozen=True, order=True)
+class QueryCount:
+    """How many queries of one routing group and backend were submitted in one time bucket."""
+
+    at: int
+    """The bucket's start (epoch ms): a multiple of the bucket's length since the epoch."""
+    routing_group: str
+    backend_name: str
+    queries: int
+    failed: int
+    """Of them, how many ended FAILED (so far)."""
+
+
+def count_queries(records: Iterable[QueryRecord], since_ms: int, until_ms: int, step_ms: int) -> list[QueryCount]:
+    """The query counts of ``Store.query_stats``, counted in Python (the in-memory store uses this)."""
+    counts: dict[tuple[int, str, str], list[int]] = {}
+    for record in records:
+        if since_ms <= record.submitted_at < until_ms:
+            key = (record.submitted_at // step_ms * step_ms, record.routing_group, record.backend_name)
+            count = counts.setdefault(key, [0, 0])
+            count[0] += 1
+            count[1] += record.state == FAILED
+    return [QueryCount(*key, *count) for key, count in sorted(counts.items())]
 
 
 @dataclass

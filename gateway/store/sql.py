@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.backends.record import Backend
 from gateway.store.records import (
+    FAILED,
     AuditEntry,
     BackendWork,
     DuplicateBackend,
     DuplicateQuery,
+    QueryCount,
     QueryFilter,
     QueryOutcome,
     QueryRecord,
@@ -226,6 +228,32 @@ class SqlStore:
             )
             await connection.execute(sa.delete(transactions).where(transactions.c.ended_at < older_than_ms))
             return result.rowcount
+
+    async def query_stats(self, since_ms: int, until_ms: int, step_ms: int) -> list[QueryCount]:
+        # The bucket is computed in a subquery and grouped by outside it: PostgreSQL cannot tell that
+        # the same expression with its own parameters in SELECT and in GROUP BY is one expression.
+        bucketed = (
+            sa.select(
+                ((query_history.c.submitted_at // step_ms) * step_ms).label("at"),
+                query_history.c.routing_group,
+                query_history.c.backend_name,
+                query_history.c.state,
+            )
+            .where(query_history.c.submitted_at >= since_ms, query_history.c.submitted_at < until_ms)
+            .subquery()
+        )
+        failed = sa.case((bucketed.c.state == FAILED, 1), else_=0)
+        statement = sa.select(
+            bucketed.c.at,
+            bucketed.c.routing_group,
+            bucketed.c.backend_name,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(failed), 0),
+        ).group_by(bucketed.c.at, bucketed.c.routing_group, bucketed.c.backend_name)
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(statement)
+            # Sorted here: PostgreSQL orders text by its collation, Python (and the memory store) by code point.
+            return sorted(QueryCount(int(at), group, backend, int(n), int(f)) for at, group, backend, n, f in rows)
 
     async def unfinished_queries(self, backend: str | None, submitted_before: int, limit: int) -> list[QueryRecord]:
         conditions = [query_history.c.state.is_(None), query_history.c.submitted_at < submitted_before]

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import requests
+from trino.exceptions import TrinoUserError
 
 from gateway.auth.password_file import hash_password
-from tests.conftest import run_query
+from tests.conftest import connect, run_query
 from tests.gateway.conftest import three_backends
 from tests.inprocess import InProcessGateway
 
@@ -71,3 +72,42 @@ def test_the_history_is_filtered_by_sql_text_and_query_id(secured):
     assert len(texts(id=common)) == 2
     assert texts(id=common, text="findx") == [second["query"]]
     assert secured.queries(user="carol", id="nope_")["total"] == 0
+
+
+def test_query_counts_cover_everyones_queries_for_a_user_too(secured):
+    run_query(secured.url, "SELECT 1", user="alice")
+    run_query(secured.url, "SELECT 2", user="bob", http_headers={"X-Trino-Routing-Group": "etl"})
+    with pytest.raises(TrinoUserError), connect(secured.url, user="carol") as conn:
+        conn.cursor().execute("SELECT * FROM tpch.tiny.nope")
+
+    status, stats = get(secured, "/gateway/queries/stats", "bob")
+    assert status == 200
+    assert stats["until"] - stats["since"] == 3600 * 1000 and stats["step"] == 60
+    buckets = stats["buckets"]
+    assert all(b["at"] % 60_000 == 0 and stats["since"] - 60_000 < b["at"] < stats["until"] for b in buckets)
+    by_group: dict[str, list[int]] = {}
+    for bucket in buckets:
+        counted = by_group.setdefault(bucket["routingGroup"], [0, 0])
+        counted[0] += bucket["queries"]
+        counted[1] += bucket["failed"]
+    assert by_group == {"adhoc": [2, 1], "etl": [1, 0]}
+    assert {b["backend"] for b in buckets if b["routingGroup"] == "etl"} == {"trino-3"}
+    # Nothing submitted in the range: no buckets.
+    status, old = get(secured, "/gateway/queries/stats?since=0&until=600000&step=600", "bob")
+    assert (status, old) == (200, {"since": 0, "until": 600_000, "step": 600, "buckets": []})
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ("step=9", "step must be between 10 and 3600"),
+        ("step=3601", "step must be between 10 and 3600"),
+        ("since=2000&until=1000", "since (2000) must be before until (1000)"),
+        ("since=0&until=10000001&step=10", "1001 buckets of 10 s from since to until; at most 1000"),
+        ("since=yesterday", "since must be an integer"),
+    ],
+)
+def test_query_counts_refuse_bad_ranges_naming_the_limit(secured, parameters, message):
+    status, refused = get(secured, f"/gateway/queries/stats?{parameters}", "alice")
+    assert status == 400 and message in refused["error"]
+    assert get(secured, "/gateway/queries/stats?since=0&until=10000000&step=10", "alice")[0] == 200

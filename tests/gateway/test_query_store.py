@@ -140,3 +140,47 @@ def test_the_rule_filter_and_the_others_narrow_together(store_url):
         ],
     )
     assert found == [_ids(1, 3), _ids(1, 3), _ids(1), set()]
+
+
+def test_query_counts_are_bucketed_by_submission_time_group_and_backend(store_url):
+    minute = 60_000
+    submitted = [
+        (119_999, "a", "trino-1", None),  # before since
+        (120_000, "a", "trino-1", "FAILED"),
+        (150_000, "a", "trino-1", "FINISHED"),
+        (179_999, "a", "trino-2", None),
+        (170_000, "B", "trino-3", "FAILED"),  # B sorts before a by code point, after it in most collations
+        (180_000, "etl", "trino-3", "FAILED"),
+        (299_999, "a", "trino-1", None),
+        (300_000, "a", "trino-1", None),  # at until: not counted
+    ]
+
+    async def scenario(store: Store) -> tuple[list[tuple[int, str, str, int, int]], ...]:
+        await store.record_queries(
+            [
+                _record(f"q{n}", at, routing_group=group, backend_name=backend, state=state)
+                for n, (at, group, backend, state) in enumerate(submitted)
+            ]
+        )
+        counted = []
+        for args in ((120_000, 300_000, minute), (130_000, 300_000, minute), (0, 10**15, 10 * minute)):
+            counts = await store.query_stats(*args)
+            counted.append([(c.at, c.routing_group, c.backend_name, c.queries, c.failed) for c in counts])
+        return tuple(counted)
+
+    aligned, unaligned, wide = _on_store(store_url, scenario)
+    assert aligned == [
+        (120_000, "B", "trino-3", 1, 1),
+        (120_000, "a", "trino-1", 2, 1),
+        (120_000, "a", "trino-2", 1, 0),
+        (180_000, "etl", "trino-3", 1, 1),
+        (240_000, "a", "trino-1", 1, 0),
+    ]
+    # Buckets start at multiples of the step whatever since is: the first one counts from since on.
+    assert unaligned[:2] == [(120_000, "B", "trino-3", 1, 1), (120_000, "a", "trino-1", 1, 0)]
+    assert wide == [
+        (0, "B", "trino-3", 1, 1),
+        (0, "a", "trino-1", 5, 1),
+        (0, "a", "trino-2", 1, 0),
+        (0, "etl", "trino-3", 1, 1),
+    ]
