@@ -89,7 +89,7 @@ class Services:
         )
         health.on_restart = transactions.backend_restarted
         decider = RouteDecider(config.routing, health, book.count)
-        selector = create_selector(config.routing_rules, upstream)
+        selector = create_selector(config.routing_rules, upstream, on_fired=metrics.RuleFiredCounts().fired)
         client_auth = None
         if authenticator is not None and config.auth is not None:
             routers = [config.routing.router, *(group.router for group in config.routing.groups.values())]

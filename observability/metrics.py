@@ -61,6 +61,13 @@ ROUTING_DECISIONS = Counter(
     ["routing_group", "outcome"],
     registry=REGISTRY,
 )
+RULE_FIRED = "trino_gateway_routing_rule_fired"
+ROUTING_RULE_FIRED = Counter(
+    RULE_FIRED,
+    "Routing rules that fired for new queries (their condition held and their actions ran), by rule name",
+    ["rule"],
+    registry=REGISTRY,
+)
 ROUTING_DECISION_SECONDS = Histogram(
     "trino_gateway_routing_decision_seconds",
     "Time to choose the backends for a new query",
@@ -208,6 +215,34 @@ class HotPathMetrics:
 
     def error(self, cause: str) -> None:
         self.errors[cause].inc()
+
+
+class RuleFiredCounts:
+    """Label children of ``ROUTING_RULE_FIRED``, bound once per rule name and kept (rule names are
+    bounded: they come from the rules file)."""
+
+    def __init__(self) -> None:
+        self._children: dict[str, Any] = {}
+
+    def fired(self, rules: Iterable[str]) -> None:
+        children = self._children
+        for rule in rules:
+            child = children.get(rule)
+            if child is None:
+                child = children[rule] = ROUTING_RULE_FIRED.labels(rule)
+            child.inc()
+
+
+def rule_fired_counts() -> dict[str, int]:
+    """Rule name -> times it fired, as ``/metrics`` shows it (summed over this node's workers)."""
+    counts: dict[str, int] = {}
+    for family in collect():
+        if family.name == RULE_FIRED:
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    rule = sample.labels["rule"]
+                    counts[rule] = counts.get(rule, 0) + int(sample.value)
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

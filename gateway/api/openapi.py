@@ -320,11 +320,33 @@ _SCHEMAS: dict[str, Schema] = {
         "properties": {
             "enabled": _BOOLEAN,
             "type": {"enum": ["FILE", "EXTERNAL", None]},
-            "file": _STRING,
-            "rules": {"type": "array", "items": {"type": "object"}},
+            "file": {"type": "string", "description": "the rules file (as path)"},
+            "path": {"type": "string", "description": "the rules file"},
+            "text": {"type": "string", "description": "the text the rules in use were read from"},
+            "rules": {"type": "array", "items": _ref("Rule")},
             "lastError": _nullable("string"),
             "reloads": _INTEGER,
             "url": _STRING,
+        },
+    },
+    "Rule": {
+        "type": "object",
+        "description": "a rule as written (name, description, priority, condition and actions, or "
+        "compositeRuleType and composingRules), and how many times it fired for new queries on this node",
+        "required": ["name", "priority", "fired"],
+        "properties": {
+            "name": _STRING,
+            "description": _STRING,
+            "priority": _INTEGER,
+            "condition": _STRING,
+            "actions": {"type": "array", "items": _STRING},
+            "compositeRuleType": _STRING,
+            "composingRules": {"type": "array", "items": _ref("Rule")},
+            "fired": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "null for a composite rule: its composing rules are counted",
+            },
         },
     },
     "MBean": _record(

@@ -11,6 +11,7 @@ from gateway.drain import DrainStatus
 from gateway.errors import api_error, json_response
 from gateway.rules import FileRulesSelector
 from gateway.store import BackendWork
+from observability import metrics
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -62,7 +63,9 @@ def status_api(services: Services) -> Blueprint:
         if not settings.enabled:
             return json_response({"enabled": False, "type": None})
         if isinstance(services.selector, FileRulesSelector):
-            return json_response({"enabled": True, "type": "FILE", **services.selector.rules.describe()})
+            # Fired counts as /metrics shows them: summed over this node's workers.
+            described = services.selector.rules.describe(metrics.rule_fired_counts())
+            return json_response({"enabled": True, "type": "FILE", **described})
         assert settings.external is not None
         return json_response({"enabled": True, "type": "EXTERNAL", "url": settings.external.url})
 

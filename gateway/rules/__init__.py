@@ -7,6 +7,7 @@ the routing service client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import ConfigError, RoutingRulesConfig
@@ -49,7 +50,10 @@ def check_rules(config: RoutingRulesConfig) -> None:
             raise ConfigError(f"routing_rules.rules_file: {error}") from None
 
 
-def create_selector(config: RoutingRulesConfig, upstream: Upstream) -> GroupSelector:
+def create_selector(
+    config: RoutingRulesConfig, upstream: Upstream, on_fired: Callable[[list[str]], None] | None = None
+) -> GroupSelector:
+    """The selector the configuration asks for (``on_fired``: told which file rules fired for each query)."""
     users = UserSource(config.token_user_field, config.trust_unverified_jwt)
     if not config.enabled:
         return HeaderSelector()
@@ -65,4 +69,5 @@ def create_selector(config: RoutingRulesConfig, upstream: Upstream) -> GroupSele
         propagate = config.external.propagate_errors
         return ExternalSelector(service, propagate, config.max_body_size, users)
     assert config.rules_file is not None
-    return FileRulesSelector(RulesFile(config.rules_file, config.refresh_seconds), config.max_body_size, users)
+    rules = RulesFile(config.rules_file, config.refresh_seconds)
+    return FileRulesSelector(rules, config.max_body_size, users, on_fired)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -117,13 +117,15 @@ class Rule:
     def apply(self, scope: dict[str, Any]) -> list[str]:
         return self.fire(scope) if self.matches(scope) else []
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, fired: Mapping[str, int]) -> dict[str, Any]:
+        """The rule as written, and how often it fired (``fired``: rule name -> count)."""
         return {
             "name": self.name,
             "description": self.description,
             "priority": self.priority,
             "condition": self.condition_source,
             "actions": self.action_sources,
+            "fired": fired.get(self.name, 0),
         }
 
 
@@ -166,13 +168,15 @@ class RuleGroup:
             return fired
         return self.fire(scope) if self.matches(scope) else []
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, fired: Mapping[str, int]) -> dict[str, Any]:
+        # A group fires its composing rules, and those are what is counted: each has its own figure.
         return {
             "name": self.name,
             "description": self.description,
             "priority": self.priority,
             "compositeRuleType": self.kind,
-            "composingRules": [rule.describe() for rule in self.rules],
+            "composingRules": [rule.describe(fired) for rule in self.rules],
+            "fired": None,
         }
 
 
@@ -291,7 +295,8 @@ def parse_rules(text: str, source: str = "rules") -> RuleSet:
     return RuleSet(rules)
 
 
-def load_rules(path: str | Path) -> RuleSet:
+def read_rules(path: str | Path) -> tuple[str, RuleSet]:
+    """The text of a rules file and its rules."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -299,7 +304,11 @@ def load_rules(path: str | Path) -> RuleSet:
         raise RulesLoadError(f"{path}: cannot read: {error.strerror}") from None
     except UnicodeDecodeError:
         raise RulesLoadError(f"{path}: not UTF-8 text") from None
-    return parse_rules(text, str(path))
+    return text, parse_rules(text, str(path))
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    return read_rules(path)[1]
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -320,7 +329,8 @@ class RulesFile:
     def __init__(self, path: str | Path, refresh_seconds: float = 1.0) -> None:
         self.path = Path(path)
         self.refresh_seconds = refresh_seconds
-        self.rules = load_rules(self.path)
+        self.text, self.rules = read_rules(self.path)
+        """The text the rules in use were read from."""
         self._signature = _signature(self.path)
         self.last_error: str | None = None
         self.reloads = 0
@@ -332,12 +342,12 @@ class RulesFile:
             return False
         self._signature = signature
         try:
-            rules = load_rules(self.path)
+            text, rules = read_rules(self.path)
         except RulesLoadError as error:
             self.last_error = str(error)
             log.error("routing rules not reloaded, the previous %d rules stay in use: %s", len(self.rules), error)
             return False
-        self.rules = rules
+        self.text, self.rules = text, rules
         self.last_error = None
         self.reloads += 1
         log.info("routing rules reloaded from %s: %d rules", self.path, len(rules))
@@ -349,10 +359,15 @@ class RulesFile:
             # stat() is quick, but a hung network file system must not stall the event loop.
             await asyncio.to_thread(self.check)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, fired: Mapping[str, int]) -> dict[str, Any]:
+        """The rules in use, each with how often it fired (``fired``: rule name -> count), and the text
+        they were read from."""
+        path = os.fspath(self.path)
         return {
-            "file": os.fspath(self.path),
-            "rules": [rule.describe() for rule in self.rules.rules],
+            "file": path,
+            "path": path,
+            "text": self.text,
+            "rules": [rule.describe(fired) for rule in self.rules.rules],
             "lastError": self.last_error,
             "reloads": self.reloads,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,10 +70,20 @@ def query_properties(request: RuleRequest, body: bytes, max_body_size: int) -> T
 class FileRulesSelector:
     """Rules from a file (trino-gateway's ``rulesType: FILE``)."""
 
-    def __init__(self, rules: RulesFile, max_body_size: int, users: UserSource) -> None:
+    def __init__(
+        self,
+        rules: RulesFile,
+        max_body_size: int,
+        users: UserSource,
+        on_fired: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        """``on_fired``: told the rules that fired for each new query (the metrics' counter). It is
+        handed in rather than imported: the CLI imports this package before it points prometheus-client
+        at the workers' shared directory, and importing prometheus-client earlier fixes it per process."""
         self.rules = rules
         self.max_body_size = max_body_size
         self.users = users
+        self.on_fired = on_fired
 
     def variables(self, scope: dict[str, Any], body: bytes) -> dict[str, Any]:
         """What a rule can read: ``request``, ``trinoRequestUser``, ``trinoQueryProperties``,
@@ -91,7 +102,10 @@ class FileRulesSelector:
         return self.rules.rules.evaluate(self.variables(scope, body))
 
     def evaluate(self, scope: dict[str, Any], body: bytes) -> Selection:
+        """The group for a new query (the rules that fired are counted: this is a real query)."""
         outcome = self.outcome(scope, body)
+        if outcome.fired and self.on_fired is not None:
+            self.on_fired(outcome.fired)
         if outcome.routing_group is not None:
             return Selection(outcome.routing_group, "rule", outcome.decided_by)
         return _by_header(scope)

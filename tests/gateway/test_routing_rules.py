@@ -8,13 +8,16 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import trino
 
+from gateway.rules import RulesFile
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from trinosim.gateway_process import GatewayAdmin, GatewayProcess, free_port
@@ -114,6 +117,79 @@ def test_the_history_names_the_rule_that_chose_the_group(rules_gateway):
     other = gateway.queries(user="nobody-special")["queries"]
     assert [(q["routingSource"], q["routingRule"], q["routingGroup"]) for q in other] == [("header", None, "etl")]
     assert [q["user"] for q in gateway.queries(rule="alice")["queries"]] == ["alice"]
+
+
+def _fired(gateway: GatewayAdmin) -> dict[str, int]:
+    status, described = gateway.call("GET", "/gateway/routing-rules")
+    assert status == 200
+    return {rule["name"]: rule["fired"] for rule in described["rules"]}
+
+
+def test_the_rules_show_how_often_each_fired_their_file_and_its_text(rules_gateway):
+    gateway, rules = rules_gateway
+    before = _fired(gateway)  # the counters belong to the process, which other tests share
+    for options in ({"source": "airflow"}, {"source": "airflow"}, {"user": "alice", "source": "airflow"}):
+        _routed(gateway, **options)
+    after = _fired(gateway)
+    assert {name: after[name] - before[name] for name in after} == {
+        "airflow": 3,
+        "alice": 1,
+        "reports": 0,
+        "writes": 0,
+        "lineitem": 0,
+        "raises": 0,  # it failed: it did not fire
+    }
+    described = gateway.call("GET", "/gateway/routing-rules")[1]
+    assert (described["path"], described["file"], described["text"]) == (str(rules), str(rules), RULES)
+    metrics = gateway.call("GET", "/metrics")[1]
+    assert f'trino_gateway_routing_rule_fired_total{{rule="alice"}} {float(after["alice"])}' in metrics
+
+
+def test_fired_counts_are_the_sum_over_the_workers_of_a_node(clusters, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    _write(rules, RULES)
+    config = {"routing_rules": {"enabled": True, "rules_file": str(rules)}, "backends": _backends(clusters)}
+    headers = {"X-Trino-User": "u", "X-Trino-Source": "airflow"}
+
+    def submit(_: int) -> str:
+        answer = requests.post(f"{gateway.url}/v1/statement", data="SELECT 1", headers=headers, timeout=15)
+        assert answer.status_code == 200
+        return answer.headers["x-trino-gateway-worker"]
+
+    def ask(_: int) -> requests.Response:
+        return requests.get(f"{gateway.url}/gateway/routing-rules", timeout=15)
+
+    with GatewayProcess(config=config, workers=2) as gateway, ThreadPoolExecutor(max_workers=8) as pool:
+        # Many connections at once: the workers share the port and each takes some of them.
+        routed_by: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(set(routed_by)) < 2 and time.monotonic() < deadline:
+            routed_by.extend(pool.map(submit, range(16)))
+        assert len(set(routed_by)) == 2, f"only {set(routed_by)} took queries"
+        answers: dict[str, int] = {}
+        while len(answers) < 2 and time.monotonic() < deadline + 30:
+            for answer in pool.map(ask, range(16)):
+                fired = {rule["name"]: rule["fired"] for rule in answer.json()["rules"]}
+                answers[answer.headers["x-trino-gateway-worker"]] = fired["airflow"]
+    assert answers == dict.fromkeys(set(routed_by), len(routed_by))
+
+
+def test_a_composite_rule_counts_in_its_composing_rules(tmp_path):
+    path = tmp_path / "rules.yaml"
+    _write(
+        path,
+        """
+name: group
+compositeRuleType: ActivationRuleGroup
+composingRules:
+  - {name: first, condition: "true", actions: ['result.put("routingGroup", "etl")']}
+  - {name: second, condition: "true", actions: ['result.put("routingGroup", "bi")']}
+""",
+    )
+    described = RulesFile(path).describe({"first": 2, "group": 5})
+    group = described["rules"][0]
+    assert group["fired"] is None
+    assert [(rule["name"], rule["fired"]) for rule in group["composingRules"]] == [("first", 2), ("second", 0)]
 
 
 def test_a_rule_that_raises_leaves_the_query_to_the_header(rules_gateway):
