@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from quart import Quart, Response
 
-from gateway.api.access import CHANGE, CSRF_HEADER, PUBLIC, access_of, public
+from gateway.api.access import CHANGE, CSRF_HEADER, PUBLIC, SAFE_METHODS, access_of, public
 from gateway.api.queries import BIGINT_MAX, STATS_STEP_MAX, STATS_STEP_MIN
+from gateway.api.routing_rules import RULES_BODY_MAX_BYTES
 from gateway.auth.principal import Principal, Role
 from gateway.backends.record import Backend
 from gateway.health.state import Health
@@ -71,7 +72,7 @@ def build(app: Quart, auth: AuthConfig | None) -> dict[str, Any]:
                 operation["security"] = [{scheme: roles} for scheme in schemes]
                 operation["description"] = (
                     f"{operation.get('description', '')}\n\nRoles: {', '.join(roles)}."
-                    f"{_CSRF_NOTE if method == 'post' else ''}"
+                    f"{_CSRF_NOTE if method.upper() not in SAFE_METHODS else ''}"
                 ).strip()
                 operation["responses"] = {**operation["responses"], **_refusals(access)}
             paths.setdefault(path, {})[method] = operation
@@ -308,8 +309,8 @@ _SCHEMAS: dict[str, Schema] = {
             "action": {"type": "string", "description": "the handler, e.g. backend.deactivate"},
             "target": _nullable("string"),
             "outcome": {"type": "string", "description": "done, or refused"},
-            "before": {"description": "the backend before the change, or null"},
-            "after": {"description": "the backend after the change, or null"},
+            "before": {"description": "the target before the change (a backend; a rules file's text), or null"},
+            "after": {"description": "the target after the change (a backend; a rules file's text), or null"},
         },
         "one change through the admin API, or a refused attempt at one",
     ),
@@ -349,6 +350,13 @@ _SCHEMAS: dict[str, Schema] = {
             },
         },
     },
+    "RulesError": _record(
+        {
+            "error": _STRING,
+            "line": {"type": ["integer", "null"], "minimum": 1, "description": "where in the rules' text, if known"},
+        },
+        "rules that do not load (or a body that holds none): why, and the line of the text where",
+    ),
     "MBean": _record(
         {
             "objectName": _STRING,
@@ -399,6 +407,11 @@ _BACKEND_BODY = {
     },
 }
 _BAD_BACKEND = _error("the body is not JSON, not an object, or not a valid backend (the message names the field)")
+_RULES_EXAMPLE = """---
+name: airflow
+condition: 'request.getHeader("X-Trino-Source") == "airflow"'
+actions: ['result.put("routingGroup", "etl")']
+"""
 _PAGINATION = [
     _parameter("query", "limit", "at most this many (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000}),
     _parameter(
@@ -576,10 +589,33 @@ _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "/gateway/routing-rules": {
         "get": {
-            "tags": ["status"],
-            "summary": "The routing rules in use, and why the last change did not load, if it did not",
+            "tags": ["routing rules"],
+            "summary": "The routing rules in use, how often each fired, and why the last change did not load",
             "responses": {"200": _json("the rules", _ref("RoutingRules"))},
-        }
+        },
+        "put": {
+            "tags": ["routing rules"],
+            "summary": "Replace the rules file",
+            "description": "The text is checked as at start-up; rules that do not load answer 400 with the line, and "
+            "nothing is written. Otherwise the file is replaced whole, this worker uses the new rules at once and "
+            "the others at their next check of the file; the change is audited with the text before and after.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {
+                        "schema": _record({"text": {"type": "string", "description": "the rules file (YAML)"}}),
+                        "example": {"text": _RULES_EXAMPLE},
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("the rules now in use", _ref("RoutingRules")),
+                "400": _json("the rules do not load, or the body holds none", _ref("RulesError")),
+                "409": _error("routing rules are off or come from a service: there is no rules file"),
+                "413": _error(f"the body is over {RULES_BODY_MAX_BYTES} bytes"),
+                "500": _error("the rules file cannot be written (the message says why)"),
+            },
+        },
     },
     "/metrics": {
         "get": {

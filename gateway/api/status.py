@@ -1,4 +1,5 @@
-"""The gateway's own status: liveness, readiness, the health of every backend, the routing rules."""
+"""The gateway's own status: liveness, readiness, the health of every backend (and, with their own
+blueprint, the routing rules)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from typing import TYPE_CHECKING
 from quart import Blueprint, Response
 
 from gateway.api.access import public, reader
+from gateway.api.routing_rules import routing_rules_api
 from gateway.drain import DrainStatus
 from gateway.errors import api_error, json_response
-from gateway.rules import FileRulesSelector
 from gateway.store import BackendWork
-from observability import metrics
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 def status_api(services: Services) -> Blueprint:
     api = Blueprint("status", __name__)
+    # The routing rules have a blueprint (and audit actions, routing_rules.update) of their own,
+    # registered with this one: the app registers the blueprints it is given in gateway/api/__init__.py.
+    api.record_once(lambda setup: setup.app.register_blueprint(routing_rules_api(services)))
 
     @api.get("/gateway")
     @public
@@ -54,19 +57,5 @@ def status_api(services: Services) -> Blueprint:
         except Exception as error:
             return api_error(503, f"the store cannot be read: {error}")
         return Response("ok", content_type="text/plain")
-
-    @api.get("/gateway/routing-rules")
-    @reader
-    async def routing_rules() -> Response:
-        """The routing rules in use (this worker's copy), and why the last change did not load, if it did not."""
-        settings = services.config.routing_rules
-        if not settings.enabled:
-            return json_response({"enabled": False, "type": None})
-        if isinstance(services.selector, FileRulesSelector):
-            # Fired counts as /metrics shows them: summed over this node's workers.
-            described = services.selector.rules.describe(metrics.rule_fired_counts())
-            return json_response({"enabled": True, "type": "FILE", **described})
-        assert settings.external is not None
-        return json_response({"enabled": True, "type": "EXTERNAL", "url": settings.external.url})
 
     return api

@@ -20,8 +20,12 @@ running is skipped and logged, and what it wrote to ``result`` is undone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import stat
+import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +44,17 @@ LAST = 2**31 - 1  # Java's Integer.MAX_VALUE: the documented priority of a rule 
 
 
 class RulesLoadError(ValueError):
-    """A rules file that cannot be used, with the file, the rule and the reason."""
+    """A rules file that cannot be used, with the file, the rule and the reason; ``line`` is where in
+    the text (1-based), when that can be told."""
+
+    def __init__(
+        self, message: str, line: int | None = None, source: str | None = None, source_line: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.line = line
+        # A condition or action that does not compile, and its line that does not: parse_rules finds it in the text.
+        self.source = source
+        self.source_line = source_line
 
 
 class _RuleDocument(BaseModel):
@@ -184,7 +198,7 @@ def _compile(rule: str, part: str, source: str) -> Compiled:
     try:
         return compile_program(source)
     except RuleSyntaxError as error:
-        raise RulesLoadError(f"rule {rule!r}, {part}: {error}") from None
+        raise RulesLoadError(f"rule {rule!r}, {part}: {error}", source=source, source_line=error.line) from None
 
 
 def _build(document: _RuleDocument) -> Rule | RuleGroup:
@@ -267,32 +281,102 @@ class RuleSet:
 
 
 def parse_rules(text: str, source: str = "rules") -> RuleSet:
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as error:
-        raise RulesLoadError(f"{source}: not valid YAML: {error}") from None
+    """The rules of a rules file's ``text``; a RulesLoadError names the document, the rule and the reason
+    (``source``: the file, for messages), and has the line where the text goes wrong when it can be told."""
     rules: list[Rule | RuleGroup] = []
     names: set[str] = set()
-    for number, document in enumerate(documents, 1):
+    for number, (node, document) in enumerate(_documents(text, source), 1):
+        where = f"{source}: document {number}"
         if not isinstance(document, dict):
-            raise RulesLoadError(f"{source}: document {number}: a rule must be a mapping (name, condition, actions)")
+            raise RulesLoadError(f"{where}: a rule must be a mapping (name, condition, actions)", _line(node))
         try:
             parsed = _RuleDocument.model_validate(document)
         except ValidationError as error:
-            problems = "; ".join(
+            problems = error.errors()
+            described = "; ".join(
                 f"{'.'.join(str(p) for p in problem['loc']) or 'rule'}: "
                 + ("unknown key" if problem["type"] == "extra_forbidden" else problem["msg"])
-                for problem in error.errors()
+                for problem in problems
             )
-            raise RulesLoadError(f"{source}: document {number}: {problems}") from None
+            raise RulesLoadError(f"{where}: {described}", _line(_node_at(node, problems[0]["loc"]))) from None
+        except RecursionError:
+            raise RulesLoadError(f"{where}: composing rules nested too deeply", _line(node)) from None
         if parsed.name in names:
-            raise RulesLoadError(f"{source}: document {number}: rule name {parsed.name!r} appears twice")
+            line = _line(_node_at(node, ("name",)))
+            raise RulesLoadError(f"{where}: rule name {parsed.name!r} appears twice", line)
         names.add(parsed.name)
         try:
             rules.append(_build(parsed))
         except RulesLoadError as error:
-            raise RulesLoadError(f"{source}: document {number}: {error}") from None
+            raise RulesLoadError(f"{where}: {error}", _line_of_source(node, error)) from None
+        except RecursionError:
+            raise RulesLoadError(f"{where}: composing rules nested too deeply", _line(node)) from None
     return RuleSet(rules)
+
+
+def _documents(text: str, source: str) -> list[tuple[yaml.Node, Any]]:
+    """Each YAML document of ``text`` that is not empty: its node (where it stands in the text) and its value."""
+    documents = []
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)  # (which refuses unprintable characters at once)
+        while loader.check_node():
+            node = loader.get_node()
+            document = loader.construct_document(node)
+            if document is not None:
+                documents.append((node, document))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        if mark is not None:
+            line = mark.line + 1
+        elif isinstance(error, yaml.reader.ReaderError):
+            line = text.count("\n", 0, error.position) + 1
+        else:
+            line = None
+        raise RulesLoadError(f"{source}: not valid YAML: {error}", line) from None
+    except RecursionError:
+        raise RulesLoadError(f"{source}: not valid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return documents
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _node_at(node: yaml.Node, path: Iterable[str | int]) -> yaml.Node:
+    """The node at ``path`` (keys and indexes, as pydantic locates a problem) below ``node``, or the
+    last one found on the way."""
+    for step in path:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((value for key, value in node.value if getattr(key, "value", None) == str(step)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+            child = node.value[step]
+        if child is None:
+            break
+        node = child
+    return node
+
+
+def _line_of_source(document: yaml.Node, error: RulesLoadError) -> int:
+    """The line of the condition or action that did not compile, else where the rule's document starts."""
+    if error.source is not None:
+        pending = [document]
+        while pending:
+            node = pending.pop(0)
+            if isinstance(node, yaml.ScalarNode) and node.value == error.source:
+                if node.style == "|" and error.source_line is not None:
+                    # A literal block: its first line is the one after the ``|``, and its lines are kept.
+                    return node.start_mark.line + 1 + error.source_line
+                return _line(node)
+            if isinstance(node, yaml.MappingNode):
+                pending.extend(value for _, value in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                pending.extend(node.value)
+    return _line(document)
 
 
 def read_rules(path: str | Path) -> tuple[str, RuleSet]:
@@ -309,6 +393,23 @@ def read_rules(path: str | Path) -> tuple[str, RuleSet]:
 
 def load_rules(path: str | Path) -> RuleSet:
     return read_rules(path)[1]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        # mkstemp makes the file private (0600): the rules file keeps the permissions it had.
+        with contextlib.suppress(OSError):
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -334,9 +435,15 @@ class RulesFile:
         self._signature = _signature(self.path)
         self.last_error: str | None = None
         self.reloads = 0
+        # The watcher's check and a replace through the admin API run in threads: one at a time.
+        self._lock = threading.Lock()
 
     def check(self) -> bool:
         """Reload if the file changed; True when new rules are in use."""
+        with self._lock:
+            return self._check()
+
+    def _check(self) -> bool:
         signature = _signature(self.path)
         if signature == self._signature:
             return False
@@ -352,6 +459,25 @@ class RulesFile:
         self.reloads += 1
         log.info("routing rules reloaded from %s: %d rules", self.path, len(rules))
         return True
+
+    def replace(self, text: str) -> str | None:
+        """Make ``text`` the rules file and its rules the ones in use here at once (other workers and
+        nodes on the same file take them at their next check). Text that does not load raises
+        RulesLoadError and nothing is written. The file is replaced whole (a temporary file beside
+        it, then a rename), so a reader sees the old text or the new, never a part. Returns what the
+        file held before (None if it could not be read); raises OSError if it cannot be written."""
+        rules = parse_rules(text, os.fspath(self.path))
+        with self._lock:
+            try:
+                before: str | None = self.path.read_text()
+            except (OSError, UnicodeDecodeError):
+                before = None
+            _write_atomically(self.path.resolve(), text)
+            self.text, self.rules, self._signature = text, rules, _signature(self.path)
+            self.last_error = None
+            self.reloads += 1
+        log.info("routing rules replaced through the admin API in %s: %d rules", self.path, len(rules))
+        return before
 
     async def watch_forever(self) -> None:
         while True:

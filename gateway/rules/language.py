@@ -99,6 +99,11 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0"}
 class RuleSyntaxError(ValueError):
     """A condition or action that is not valid rule language, with where and why."""
 
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        """The line of the condition or action (1-based) where it goes wrong, when the parser says."""
+
 
 def _unquote(token: str) -> str:
     body = token[1:-1]
@@ -309,7 +314,9 @@ def _parse(source: str) -> Tree:
         return _PARSER.parse(source)
     except UnexpectedInput as error:
         context = error.get_context(source, span=30).rstrip()
-        raise RuleSyntaxError(f"syntax error at line {error.line}, column {error.column}:\n{context}") from None
+        raise RuleSyntaxError(
+            f"syntax error at line {error.line}, column {error.column}:\n{context}", error.line
+        ) from None
     except LarkError as error:
         raise RuleSyntaxError(f"syntax error: {error}") from None
 
