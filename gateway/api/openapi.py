@@ -357,6 +357,20 @@ _SCHEMAS: dict[str, Schema] = {
         },
         "rules that do not load (or a body that holds none): why, and the line of the text where",
     ),
+    "RulesTest": _record(
+        {
+            "routingGroup": {"type": ["string", "null"], "description": "null: the default group"},
+            "rule": {"type": ["string", "null"], "description": "the rule that set the group"},
+            "fired": {"type": "array", "items": _STRING, "description": "every rule that fired, in order"},
+            "failed": {
+                "type": "array",
+                "description": "rules that failed while running (skipped): [rule, error]",
+                "items": {"type": "array", "prefixItems": [_STRING, _STRING], "minItems": 2, "maxItems": 2},
+            },
+            "source": {"enum": ["rule", "header", "default"], "description": "what chose the group"},
+        },
+        "what the rules decide for the request",
+    ),
     "MBean": _record(
         {
             "objectName": _STRING,
@@ -616,6 +630,38 @@ _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                 "500": _error("the rules file cannot be written (the message says why)"),
             },
         },
+    },
+    "/gateway/routing-rules/test": {
+        "post": {
+            "tags": ["routing rules"],
+            "summary": "What routing rules decide for a new query; nothing changes",
+            "description": "Rules (`text`, default: those in use) run as for a new query with these headers, user "
+            "(`X-Trino-User`, verified if the gateway verifies users) and SQL. Nothing is written or counted.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "text": {"type": "string", "description": "rules to try (YAML); default: in use"},
+                                "headers": {"type": "object", "additionalProperties": _STRING},
+                                "user": _STRING,
+                                "sql": _STRING,
+                            },
+                        },
+                        "example": {"headers": {"X-Trino-Source": "airflow"}, "user": "alice", "sql": "SELECT 1"},
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("what the rules decide", _ref("RulesTest")),
+                "400": _json("the rules do not load, or the body is not as described", _ref("RulesError")),
+                "409": _error("routing rules are off or come from a service: there is no rules file"),
+                "413": _error(f"the body is over {RULES_BODY_MAX_BYTES} bytes"),
+            },
+        }
     },
     "/metrics": {
         "get": {

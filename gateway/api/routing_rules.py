@@ -1,5 +1,6 @@
 """The routing rules through the admin API: ``GET /gateway/routing-rules`` (the rules in use and how
-often each fired) and ``PUT`` (a new rules file: validated as at start-up, written whole, in use at once)."""
+often each fired), ``PUT`` (a new rules file: validated as at start-up, written whole, in use at once)
+and ``POST /gateway/routing-rules/test`` (what given rules decide for a request; nothing changes)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,40 @@ from quart import Blueprint, Response, request
 
 from gateway.api.access import action, address, changer, principal, reader
 from gateway.errors import api_error, json_response
-from gateway.rules import FileRulesSelector, RulesLoadError
+from gateway.rules import VERIFIED_USER, FileRulesSelector, RuleSet, RulesLoadError, parse_rules
 from observability import metrics
 
 if TYPE_CHECKING:
     from gateway.services import Services
 
 RULES_BODY_MAX_BYTES = 1_048_576
+_TEST_KEYS = ("text", "headers", "user", "sql")
 
 
 def invalid(message: str, line: int | None = None) -> Response:
     """400 for rules that do not load (and bodies that hold none): the message, and the line of the
     rules' text where it goes wrong when it can be told."""
     return json_response({"error": message, "line": line}, 400)
+
+
+def request_scope(headers: dict[str, str], user: str | None, verified: bool) -> dict[str, Any]:
+    """A new query's ASGI scope as the proxy would hand it to the rules: ``POST /v1/statement`` with
+    these headers (``X-Trino-User`` from ``user`` when given). ``verified``: the gateway verifies the
+    users of queries, so the rules see ``user`` as verified."""
+    raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    if user is not None:
+        raw = [(name, value) for name, value in raw if name != b"x-trino-user"] + [(b"x-trino-user", user.encode())]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/statement",
+        "query_string": b"",
+        "scheme": "http",
+        "headers": raw,
+    }
+    if verified and user is not None:
+        scope[VERIFIED_USER] = user
+    return scope
 
 
 def routing_rules_api(services: Services) -> Blueprint:
@@ -35,7 +57,7 @@ def routing_rules_api(services: Services) -> Blueprint:
             return services.selector
         settings = services.config.routing_rules
         kind = "off (routing_rules.enabled: false)" if not settings.enabled else f"of type {settings.type}"
-        return api_error(409, f"routing rules are {kind}: there is no rules file to change")
+        return api_error(409, f"routing rules are {kind}: there is no rules file to change or test")
 
     def described(selector: FileRulesSelector) -> dict[str, Any]:
         # Fired counts as /metrics shows them: summed over this node's workers.
@@ -92,5 +114,44 @@ def routing_rules_api(services: Services) -> Blueprint:
             return api_error(500, f"the rules file {rules.path} cannot be written: {error.strerror or error}")
         await services.audit.record(principal(), address(), action(), os.fspath(rules.path), before=before, after=text)
         return json_response(described(selector))
+
+    @api.post("/gateway/routing-rules/test")
+    @reader
+    async def test() -> Response:
+        """What rules decide for a new query with these headers, user and SQL: ``text`` (default: the
+        rules in use), ``headers``, ``user``, ``sql``. Nothing is changed or counted."""
+        selector = file_rules()
+        if isinstance(selector, Response):
+            return selector
+        data = await body(_TEST_KEYS)
+        if isinstance(data, Response):
+            return data
+        text, headers, user, sql = (data.get(key) for key in _TEST_KEYS)
+        headers = {} if headers is None else headers
+        if not (
+            all(isinstance(value, str | None) for value in (text, user, sql))
+            and isinstance(headers, dict)
+            and all(isinstance(value, str) for value in headers.values())
+        ):
+            return invalid("text, user and sql must be strings (or left out), headers an object of strings")
+        rules: RuleSet | None = None
+        if text is not None:
+            try:
+                rules = await asyncio.to_thread(parse_rules, text, "text")
+            except RulesLoadError as error:
+                return invalid(str(error), error.line)
+        client_auth = services.proxy.client_auth
+        verified = client_auth is not None and client_auth.verify
+        scope = request_scope(headers, user, verified)
+        selection, outcome = await asyncio.to_thread(selector.trial, scope, (sql or "").encode(), rules)
+        return json_response(
+            {
+                "routingGroup": selection.group,
+                "rule": selection.rule,
+                "fired": outcome.fired,
+                "failed": [[rule, error] for rule, error in outcome.failed],
+                "source": selection.source,
+            }
+        )
 
     return api

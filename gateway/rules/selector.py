@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.rules.external import ExternalRoutingError, ExternalRoutingService
-from gateway.rules.file_rules import Outcome, RulesFile
+from gateway.rules.file_rules import Outcome, RuleSet, RulesFile
 from gateway.rules.query_properties import TrinoQueryProperties, prepared_statements
 from gateway.rules.request import RuleRequest, TrinoRequestUser, UserSource, extract_user
 from gateway.rules.values import GLOBALS
@@ -43,6 +43,13 @@ class Selection:
 def _by_header(scope: dict[str, Any]) -> Selection:
     group = (header(scope, ROUTING_GROUP_HEADER) or "").strip() or None
     return Selection(group, "header" if group else "default")
+
+
+def _selection(outcome: Outcome, scope: dict[str, Any]) -> Selection:
+    """The group the rules set, else the header's."""
+    if outcome.routing_group is not None:
+        return Selection(outcome.routing_group, "rule", outcome.decided_by)
+    return _by_header(scope)
 
 
 class GroupSelector(Protocol):
@@ -106,9 +113,13 @@ class FileRulesSelector:
         outcome = self.outcome(scope, body)
         if outcome.fired and self.on_fired is not None:
             self.on_fired(outcome.fired)
-        if outcome.routing_group is not None:
-            return Selection(outcome.routing_group, "rule", outcome.decided_by)
-        return _by_header(scope)
+        return _selection(outcome, scope)
+
+    def trial(self, scope: dict[str, Any], body: bytes, rules: RuleSet | None = None) -> tuple[Selection, Outcome]:
+        """What ``rules`` (default: the ones in use) decide for a request, as for a new query, with
+        nothing counted: the admin API's test of rules."""
+        outcome = (self.rules.rules if rules is None else rules).evaluate(self.variables(scope, body))
+        return _selection(outcome, scope), outcome
 
     async def select(self, scope: dict[str, Any], body: bytes) -> Selection:
         if len(body) < 4096:

@@ -1,6 +1,6 @@
 """Routing rules through the admin API: a new rules file is checked as at start-up (a bad one is
 refused with the line where it goes wrong, and nothing is written), written whole, in use at once,
-and audited."""
+and audited; rules are tried on a request without changing or counting anything."""
 
 from __future__ import annotations
 
@@ -135,3 +135,74 @@ def test_a_rules_file_change_needs_the_right_role_a_body_of_text_and_rules_from_
     plain = make_gateway()
     status, refused = plain.call("PUT", "/gateway/routing-rules", {"text": RULES})
     assert status == 409 and "routing rules are off" in refused["error"]
+
+
+def _fired(rules_gateway: RulesGateway) -> dict[str, int]:
+    return {r["name"]: r["fired"] for r in rules_gateway.gateway.call("GET", "/gateway/routing-rules")[1]["rules"]}
+
+
+def test_rules_are_tried_on_a_request_as_for_a_new_query_and_nothing_is_counted(rules_gateway):
+    gateway = rules_gateway.gateway
+    fired = _fired(rules_gateway)
+
+    def tried(**body: Any) -> dict[str, Any]:
+        status, answer = gateway.call("POST", "/gateway/routing-rules/test", body)
+        assert status == 200, answer
+        return answer
+
+    assert tried(headers={"X-Trino-Source": "airflow"}) == {
+        "routingGroup": "etl",
+        "rule": "airflow",
+        "fired": ["airflow"],
+        "failed": [],
+        "source": "rule",
+    }
+    # Both fire; the last group written wins, and the answer names the rule that wrote it.
+    both = tried(headers={"X-Trino-Source": "airflow", "X-Trino-User": "bob"}, user="alice")
+    assert (both["routingGroup"], both["rule"], both["fired"]) == ("bi", "alice", ["airflow", "alice"])
+    assert tried(headers={"X-Trino-Routing-Group": "etl"}) == {
+        "routingGroup": "etl",
+        "rule": None,
+        "fired": [],
+        "failed": [],
+        "source": "header",
+    }
+    assert tried()["source"] == "default" and tried()["routingGroup"] is None
+    # Rules not in use yet, read from the body: SQL and failures too.
+    candidate = """---
+name: writes
+condition: 'trinoQueryProperties.getQueryType() == "Insert"'
+actions: ['result.put("routingGroup", "etl")']
+---
+name: raises
+condition: 'request.getHeader("X-Trino-Client-Info").startsWith("x")'
+actions: ['result.put("routingGroup", "bi")']
+"""
+    tried_candidate = tried(text=candidate, sql="INSERT INTO t SELECT 1", headers={"X-Trino-Source": "airflow"})
+    assert (tried_candidate["routingGroup"], tried_candidate["fired"]) == ("etl", ["writes"])
+    assert [rule for rule, _ in tried_candidate["failed"]] == ["raises"]
+    assert tried(text="", headers={"X-Trino-Source": "airflow"})["source"] == "default"  # no rules at all
+    # Nothing changed and nothing counted: the file, the rules in use, the fired counts.
+    assert rules_gateway.rules.read_text() == RULES
+    assert _fired(rules_gateway) == fired
+
+
+def test_a_rules_test_refuses_bad_rules_and_bodies_and_needs_a_session_token(rules_gateway, make_gateway):
+    url = f"{rules_gateway.url}/gateway/routing-rules/test"
+    refused = requests.post(url, json={"text": "name: a\ncondition: 'x =='\n"}, headers=basic("bob"), timeout=15)
+    assert refused.status_code == 400 and refused.json()["line"] == 2
+    for body in ({"headers": ["X-Trino-Source"]}, {"user": 1}, {"headers": {"a": 1}}, {"sq": "SELECT 1"}):
+        assert requests.post(url, json=body, headers=basic("bob"), timeout=15).status_code == 400, body
+    # A USER may try rules: it reads only.
+    assert requests.post(url, json={}, headers=basic("bob"), timeout=15).status_code == 200
+    # A POST with the session cookie needs the session's CSRF token, as every other POST does.
+    browser = requests.Session()
+    page = browser.get(f"{rules_gateway.url}/gateway/login", timeout=15).text
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    login = {"username": "bob", "password": PASSWORDS["bob"], "csrf_token": token}
+    assert browser.post(f"{rules_gateway.url}/gateway/login", data=login, allow_redirects=False).status_code == 302
+    assert browser.post(url, json={}, timeout=15).status_code == 403
+    csrf = browser.get(f"{rules_gateway.url}/gateway/session", timeout=15).json()["csrfToken"]
+    assert browser.post(url, json={}, headers={"X-CSRF-Token": csrf}, timeout=15).status_code == 200
+    plain = make_gateway()
+    assert plain.call("POST", "/gateway/routing-rules/test", {})[0] == 409
