@@ -290,8 +290,36 @@ class TransactionsConfig(_Strict):
     )
 
 
+TRACE_ID_FIELD = "{trace_id}"
+
+
+class GatewayTracingConfig(TracingConfig):
+    """The tracing settings, and where operators look at a trace."""
+
+    ui_url: str | None = Field(
+        None,
+        description="a trace's page in a tracing UI, {trace_id} replaced by the trace id, e.g. "
+        "http://localhost:16686/trace/{trace_id} (Jaeger); the query history links each query to it",
+    )
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if TRACE_ID_FIELD not in value:
+            raise ValueError(f"must contain {TRACE_ID_FIELD}, where the trace id goes, got {value!r}")
+        return value.strip()
+
+    def trace_url(self, trace_id: str | None) -> str | None:
+        """The page of the trace in the tracing UI, if one is configured and there is a trace."""
+        if self.ui_url is None or trace_id is None:
+            return None
+        return self.ui_url.replace(TRACE_ID_FIELD, trace_id)
+
+
 class ObservabilityConfig(_Strict):
-    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    tracing: GatewayTracingConfig = Field(default_factory=GatewayTracingConfig)
 
 
 class GatewayConfig(_Strict):

@@ -34,6 +34,12 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
     return context if context.is_valid else None
 
 
+def trace_id_of(value: str | None) -> str | None:
+    """The trace id (32 hex digits) of a ``traceparent`` value, or None when it holds no valid one."""
+    context = parse_traceparent(value)
+    return None if context is None else f"{context.trace_id:032x}"
+
+
 def parent_from_traceparent(value: str | None) -> Context | None:
     """A parent context for a new span, from a ``traceparent`` value."""
     span_context = parse_traceparent(value)

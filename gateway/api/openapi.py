@@ -274,6 +274,15 @@ _SCHEMAS: dict[str, Schema] = {
                 "type": ["string", "null"],
                 "description": "the routing rule that set the group (external for the routing service)",
             },
+            "traceId": {
+                "type": ["string", "null"],
+                "pattern": "^[0-9a-f]{32}$",
+                "description": "the query's trace (W3C trace id), when tracing was on",
+            },
+            "traceUrl": {
+                "type": ["string", "null"],
+                "description": "the trace's page in the tracing UI (observability.tracing.ui_url), if configured",
+            },
         },
         "one routed query",
     ),

@@ -8,14 +8,18 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint, Response, request
 
 from gateway.api.access import principal, reader
+from gateway.config import GatewayTracingConfig
 from gateway.errors import api_error, json_response
 from gateway.store import QueryCount, QueryFilter, QueryRecord, now_ms
+from observability.propagation import trace_id_of
 
 if TYPE_CHECKING:
     from gateway.services import Services
 
 
-def query_json(record: QueryRecord) -> dict[str, Any]:
+def query_json(record: QueryRecord, tracing: GatewayTracingConfig) -> dict[str, Any]:
+    """A query as the API shows it; ``tracing`` links its trace to the tracing UI, if one is configured."""
+    trace_id = trace_id_of(record.trace_parent)
     return {
         "queryId": record.query_id,
         "user": record.user_name,
@@ -33,6 +37,8 @@ def query_json(record: QueryRecord) -> dict[str, Any]:
         "transactionId": record.transaction_id,
         "routingSource": record.routing_source,
         "routingRule": record.routing_rule,
+        "traceId": trace_id,
+        "traceUrl": tracing.trace_url(trace_id),
     }
 
 
@@ -74,6 +80,7 @@ def _int_or(name: str, default: int, low: int = 0, high: int | None = None) -> i
 
 def queries_api(services: Services) -> Blueprint:
     api = Blueprint("queries", __name__)
+    tracing = services.config.observability.tracing
 
     @api.get("/gateway/queries")
     @reader
@@ -106,7 +113,7 @@ def queries_api(services: Services) -> Blueprint:
         await services.history.flush()
         total, records = await services.store.find_queries(where, limit, offset)
         return json_response(
-            {"total": total, "limit": limit, "offset": offset, "queries": [query_json(r) for r in records]}
+            {"total": total, "limit": limit, "offset": offset, "queries": [query_json(r, tracing) for r in records]}
         )
 
     @api.get("/gateway/queries/stats")
@@ -146,6 +153,6 @@ def queries_api(services: Services) -> Blueprint:
         caller = principal()
         if record is None or not (caller.sees_all_queries or record.user_name == caller.name):
             return api_error(404, f"no query {query_id!r} in the history")
-        return json_response(query_json(record))
+        return json_response(query_json(record, tracing))
 
     return api

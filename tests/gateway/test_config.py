@@ -36,6 +36,11 @@ def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         ),
         ({"proxy": {"read_timeout": -1}}, "proxy.read_timeout: Input should be greater than 0"),
         (["not", "a", "mapping"], "the top level must be a mapping"),
+        (
+            {"observability": {"tracing": {"ui_url": "http://jaeger:16686/trace/"}}},
+            "observability.tracing.ui_url: Value error, must contain {trace_id}",
+        ),
+        ({"observability": {"tracing": {"ui": "x"}}}, "observability.tracing.ui: unknown key"),
     ],
 )
 def test_bad_configuration_is_rejected_naming_the_key(data, message):

@@ -89,3 +89,30 @@ def test_the_history_says_what_chose_each_querys_routing_group(gateway):
     assert [(q["routingSource"], q["routingRule"], q["routingGroup"]) for q in by_default] == [
         ("default", None, "adhoc")
     ]
+
+
+def test_a_query_links_to_its_trace_in_the_tracing_ui(sims, make_gateway):
+    # No collector listens there: spans are dropped, queries are not held up. (On a SQL store the three
+    # gateways share the history: each query is found by its user.)
+    tracing = {"endpoint": "http://127.0.0.1:9", "export_timeout": 0.2}
+    backends = [{"name": "c1", "proxy_to": sims[0].url}]
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    client_trace = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    jaeger = "http://jaeger.example:16686/trace/{trace_id}?uiFind={trace_id}"
+    linked = make_gateway({"backends": backends, "observability": {"tracing": {**tracing, "ui_url": jaeger}}})
+    run_query(linked.url, "SELECT 1", user="linked", http_headers=client_trace)
+    [query] = linked.queries(user="linked")["queries"]
+    # The gateway continues the client's trace: the query's trace is the client's.
+    assert query["traceId"] == trace_id
+    assert query["traceUrl"] == f"http://jaeger.example:16686/trace/{trace_id}?uiFind={trace_id}"
+    assert linked.call("GET", f"/gateway/queries/{query['queryId']}")[1]["traceUrl"] == query["traceUrl"]
+    # Traced, with no tracing UI configured: the id, no link.
+    unlinked = make_gateway({"backends": backends, "observability": {"tracing": tracing}})
+    run_query(unlinked.url, "SELECT 1", user="unlinked")
+    [query] = unlinked.queries(user="unlinked")["queries"]
+    assert len(query["traceId"]) == 32 and query["traceUrl"] is None
+    # Not traced: neither, whatever the UI.
+    untraced = make_gateway({"backends": backends, "observability": {"tracing": {"ui_url": jaeger}}})
+    run_query(untraced.url, "SELECT 1", user="untraced")
+    [query] = untraced.queries(user="untraced")["queries"]
+    assert (query["traceId"], query["traceUrl"]) == (None, None)
