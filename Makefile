@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check chaos bench bench-tracing lint format clean system-deps bench-deps docker-engine
+.PHONY: install demo test check chaos screenshots bench bench-tracing bench-auth lint format clean system-deps bench-deps docker-engine
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,9 @@ install: $(STAMP)
 # The Trino CLI tests run the real CLI jar (a Java runtime); the PostgreSQL store tests start a
 # throwaway server from the machine's PostgreSQL binaries; the dashboard tests run a real Prometheus
 # (only its binary: the package's service is never started by the tests); the LDAP tests start a throwaway
-# slapd (Debian's slapd and ldap-utils, never the system service); the chaos suite's
-# container clusters need a Docker engine.
+# slapd (Debian's slapd and ldap-utils, never the system service); the UI tests drive Debian's
+# Chromium (Playwright never downloads a browser); the chaos suite's container clusters need a
+# Docker engine.
 system-deps: docker-engine
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
@@ -29,6 +30,7 @@ system-deps: docker-engine
 	{ command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus; } || missing="$$missing prometheus"; \
 	{ command -v slapd >/dev/null 2>&1 || test -x /usr/sbin/slapd; } || missing="$$missing slapd"; \
 	{ command -v ldapadd >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1; } || missing="$$missing ldap-utils"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -55,6 +57,10 @@ check: install
 chaos: install system-deps
 	$(BIN)/python -m pytest -q chaos
 
+# The UI's screenshots in docs/images, taken by its browser tests.
+screenshots: install system-deps
+	UI_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/ui
+
 # The benchmark compares the gateway with nginx, loaded by wrk (both Debian packages).
 bench-deps:
 	@missing=""; \
@@ -71,6 +77,10 @@ bench: install bench-deps
 # What tracing costs on the poll path, with the OTLP endpoint up and down (docs/performance.md).
 bench-tracing: install bench-deps
 	$(BIN)/python -m bench.tracing_overhead
+
+# Whether the admin API's answer time tells which user names exist (docs/security.md).
+bench-auth: install
+	$(BIN)/python -m bench.auth_timing
 
 lint: install
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ from gateway.config import GatewayConfig
 from gateway.proxy import OBSERVED, Proxy, Receive, ResponseAborted, Scope, Send, gateway_base
 from gateway.services import Services
 from gateway.store import Store
+from gateway.ui import ui_pages
 
 log = logging.getLogger("gateway")
 
@@ -75,7 +76,7 @@ class GatewayApp:
         """What the lifespan's start-up does (tests running the app in process call it directly)."""
         services = self.services = await Services.start(self.config, self.migrate, self._store)
         self.proxy = services.proxy
-        self.admin = create_admin_app(services)
+        self.admin = create_admin_app(services, pages=ui_pages(services))
         await self.admin.startup()
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import run_query
 from trinosim.gateway_process import free_port
@@ -81,5 +82,10 @@ def test_the_package_without_extras_installs_only_the_gateway_and_serves(tmp_pat
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(process, f"{url}/gateway/readyz", "the installed gateway", log.read_text, 60)
         assert run_query(url, "SELECT count(*) FROM tpch.tiny.region") == [[5]]
+        # The web UI's templates and assets are in the wheel (package data, not only the source tree).
+        page = requests.get(f"{url}/", timeout=10)
+        assert page.status_code == 200 and '<script type="module" src="/assets/overview.js">' in page.text
+        for asset in ("app.css", "app.js", "overview.js", "vendor/uplot/uPlot.iife.min.js"):
+            assert requests.get(f"{url}/assets/{asset}", timeout=10).status_code == 200, asset
     finally:
         stop_process(process)

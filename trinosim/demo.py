@@ -18,6 +18,15 @@ from trinosim.gateway_process import GatewayProcess, free_port
 from trinosim.harness import TrinoSimProcess
 
 GROUPS = ("adhoc", "adhoc", "etl")
+# The demo's routing rules (editable in the UI's Routing rules page; kept across demo runs).
+DEMO_RULES = """---
+name: airflow
+description: "queries from Airflow go to the etl group"
+priority: 1
+condition: 'request.getHeader("X-Trino-Source") == "airflow"'
+actions:
+  - 'result.put("routingGroup", "etl")'
+"""
 
 
 def _port(preferred: int) -> int:
@@ -63,11 +72,15 @@ def main() -> None:
             print(_connect_help(clusters[0].url, clusters[0].port) + "\nCtrl-C stops them.", flush=True)
             _wait_for_ctrl_c()
             return
+        rules = state / "rules.yaml"
+        if not rules.exists():
+            rules.write_text(DEMO_RULES)
         config = {
             "server": {"host": "127.0.0.1"},
             "backends": [
                 {"name": c.name, "proxy_to": c.url, "routing_group": g} for c, g in zip(clusters, GROUPS, strict=True)
             ],
+            "routing_rules": {"enabled": True, "type": "FILE", "rules_file": str(rules)},
         }
         gateway = GatewayProcess(
             store=f"sqlite:///{state / 'gateway.db'}", config=config, port=_port(args.port)
@@ -77,10 +90,13 @@ def main() -> None:
             f"""
 trino-gateway is running at {url}  (store: {state / "gateway.db"}, log: {gateway.log_path})
 
+Web UI: {url}/   (auth is off in the demo: anyone who reaches the port is ADMIN)
+
   routing group adhoc (default): trino-1 {clusters[0].url}, trino-2 {clusters[1].url}
   routing group etl:             trino-3 {clusters[2].url}
 {_connect_help(url, gateway.port)}
-the same, routed to the etl group by the X-Trino-Routing-Group header:
+the same, routed to the etl group by the X-Trino-Routing-Group header (or by the rule in {rules}
+for source airflow):
   .venv/bin/python -c "import trino; c = trino.dbapi.connect(host='127.0.0.1', port={gateway.port}, user='demo', http_headers={{'X-Trino-Routing-Group': 'etl'}}).cursor(); c.execute('SELECT count(*) FROM tpch.tiny.lineitem'); print(c.fetchall())"
 
 or the Trino CLI:

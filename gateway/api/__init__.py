@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from quart import Quart, Response, request
+from quart import Blueprint, Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.api import access, openapi
@@ -28,13 +28,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway")
 
 
-def create_admin_app(services: Services) -> Quart:
+def create_admin_app(services: Services, pages: Blueprint | None = None) -> Quart:
+    """The gateway's own app: the admin API and, given ``pages``, the web UI, which calls the API."""
     # No static folder: Quart's default would serve files under the working directory at /static/.
     app = Quart("trino-gateway", static_folder=None)
     configure_sessions(app, services)
     for blueprint in (backends_api, queries_api, status_api, metrics_api, audit_api, login_api):
         app.register_blueprint(blueprint(services))
     openapi.install(app, services)
+    if pages is not None:
+        # After the OpenAPI document is built: the UI's pages are no API operations.
+        app.register_blueprint(pages)
     access.install(app, services)
 
     @app.after_request

@@ -36,7 +36,7 @@ def _next_page(value: str | None) -> str:
 def _form(message: str = "", next_page: str = "/", oidc: bool = False, passwords: bool = True) -> str:
     notice = f'<p class="error">{html.escape(message)}</p>' if message else ""
     fields = (
-        f"""<form method="post" action="/gateway/login">
+        f"""<form method="post" action="/gateway/login" class="stack">
   <input type="hidden" name="csrf_token" value="{html.escape(csrf_token())}">
   <input type="hidden" name="next" value="{html.escape(next_page)}">
   <label>User <input name="username" autocomplete="username" required></label>
@@ -52,8 +52,9 @@ def _form(message: str = "", next_page: str = "/", oidc: bool = False, passwords
         else ""
     )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>trino-gateway: log in</title></head>
-<body><h1>trino-gateway</h1>{notice}{fields}{single_sign_on}</body></html>"""
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>trino-gateway: log in</title><link rel="stylesheet" href="/assets/app.css"><script src="/assets/theme.js"></script></head>
+<body><main class="login"><h1>trino-gateway</h1>{notice}{fields}{single_sign_on}</main></body></html>"""
 
 
 def login_api(services: Services) -> Blueprint:

@@ -33,9 +33,12 @@ def secured(loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def served_operations(app: Quart) -> set[tuple[str, str]]:
-    """(METHOD, OpenAPI path) of every route; the HEAD and OPTIONS Quart adds by itself are not routes of ours."""
+    """(METHOD, OpenAPI path) of every API route; the HEAD and OPTIONS Quart adds by itself are not routes of
+    ours, and the web UI's pages and assets (blueprint ``ui``) are no API operations."""
     out = set()
     for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("ui."):
+            continue
         methods = set(rule.methods or ())
         if "GET" in methods:
             methods.discard("HEAD")

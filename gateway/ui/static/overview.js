@@ -1,0 +1,151 @@
+// Overview: every routing group and its clusters (GET /gateway/health), and the last hour's queries
+// per second and error rate (GET /gateway/queries/stats), both refreshed live.
+import { api, el, every, replace, stateBadge } from "/assets/app.js";
+
+function clusterRow(b) {
+  return el(
+    "tr",
+    { dataset: { backend: b.name } },
+    el("th", { scope: "row" }, el("a", { href: `/clusters#${encodeURIComponent(b.name)}` }, b.name)),
+    el("td", {}, stateBadge(b.state)),
+    el("td", {}, b.active ? "active" : el("span", { class: "badge inactive" }, b.drained ? "drained" : "draining")),
+    el("td", { class: "num" }, b.score.toFixed(2)),
+    el("td", { class: "num" }, b.runningQueries ?? "–"),
+    el("td", { class: "num" }, b.queuedQueries ?? "–"),
+    el("td", { class: "num" }, b.workers ?? "–"),
+    el("td", { class: "num" }, b.inFlight),
+  );
+}
+
+async function refreshGroups() {
+  const health = await api("GET", "/gateway/health");
+  const groups = new Map();
+  for (const backend of health) {
+    if (!groups.has(backend.routingGroup)) groups.set(backend.routingGroup, []);
+    groups.get(backend.routingGroup).push(backend);
+  }
+  if (!groups.size) {
+    replace("groups", el("p", {}, "No clusters yet. ", el("a", { href: "/clusters" }, "Add one.")));
+    return;
+  }
+  const cards = [...groups.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([group, backends]) => {
+      const serving = backends.filter((b) => b.active && b.state === "HEALTHY").length;
+      return el(
+        "article",
+        { class: "group", dataset: { group } },
+        el("h3", {}, group, " ", el("span", { class: serving ? "badge state-healthy" : "badge state-unhealthy" }, `${serving}/${backends.length} serving`)),
+        el(
+          "div",
+          { class: "scroll" },
+          el(
+            "table",
+            { class: "data" },
+            el("caption", { class: "sr-only" }, `Clusters of ${group}`),
+            el(
+              "thead",
+              {},
+              el("tr", {}, ...["Cluster", "State", "Active", "Score", "Running", "Queued", "Workers", "In flight"].map((h) => el("th", { scope: "col" }, h))),
+            ),
+            el("tbody", {}, backends.map(clusterRow)),
+          ),
+        ),
+      );
+    });
+  replace("groups", cards);
+}
+
+// -- the chart --------------------------------------------------------------------------------
+const HOUR = 3600 * 1000;
+const STEP = 60;
+const palette = ["#2f6fdf", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0b7285", "#c2255c", "#5f3dc4"];
+let plot = null;
+let lastStats = null;
+
+function series(stats, by) {
+  const start = Math.floor(stats.since / (STEP * 1000)) * STEP * 1000;
+  const count = Math.max(1, Math.ceil((stats.until - start) / (STEP * 1000)));
+  const xs = Array.from({ length: count }, (_, i) => (start + i * STEP * 1000) / 1000);
+  const perKey = new Map();
+  const failed = new Array(count).fill(0);
+  const total = new Array(count).fill(0);
+  const totals = new Map();
+  for (const bucket of stats.buckets) {
+    const i = Math.floor((bucket.at - start) / (STEP * 1000));
+    if (i < 0 || i >= count) continue;
+    const key = bucket[by];
+    if (!perKey.has(key)) perKey.set(key, new Array(count).fill(0));
+    perKey.get(key)[i] += bucket.queries;
+    failed[i] += bucket.failed;
+    total[i] += bucket.queries;
+    const t = totals.get(key) || { queries: 0, failed: 0 };
+    t.queries += bucket.queries;
+    t.failed += bucket.failed;
+    totals.set(key, t);
+  }
+  const keys = [...perKey.keys()].sort();
+  const rates = keys.map((k) => perKey.get(k).map((n) => n / STEP));
+  const errorRate = total.map((n, i) => (n ? (100 * failed[i]) / n : null));
+  return { xs, keys, rates, errorRate, totals };
+}
+
+function colors() {
+  const style = getComputedStyle(document.documentElement);
+  return { text: style.getPropertyValue("--text").trim(), grid: style.getPropertyValue("--border").trim() };
+}
+
+function draw(stats) {
+  lastStats = stats;
+  const by = document.getElementById("chart-by").value;
+  const { xs, keys, rates, errorRate, totals } = series(stats, by);
+  const box = document.getElementById("chart");
+  const { text, grid } = colors();
+  const axis = { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } };
+  const options = {
+    width: Math.max(280, box.clientWidth),
+    height: 260,
+    scales: { x: { time: true }, rate: {}, pct: { range: [0, 100] } },
+    axes: [
+      { ...axis },
+      { ...axis, scale: "rate", label: "queries/s" },
+      { ...axis, scale: "pct", side: 1, label: "failed %", grid: { show: false } },
+    ],
+    series: [
+      {},
+      ...keys.map((key, i) => ({ label: String(key), scale: "rate", stroke: palette[i % palette.length], width: 2, value: (u, v) => (v == null ? "–" : v.toFixed(3)) })),
+      { label: "failed %", scale: "pct", stroke: "#c92a2a", dash: [6, 4], width: 1.5, spanGaps: false, value: (u, v) => (v == null ? "–" : `${v.toFixed(1)} %`) },
+    ],
+  };
+  if (plot) plot.destroy();
+  box.replaceChildren();
+  plot = new window.uPlot(options, [xs, ...rates, errorRate], box);
+  const rows = keys.map((key) => {
+    const t = totals.get(key);
+    return el(
+      "tr",
+      { dataset: { series: key } },
+      el("th", { scope: "row" }, key),
+      el("td", { class: "num" }, t.queries),
+      el("td", { class: "num" }, t.failed),
+      el("td", { class: "num" }, t.queries ? `${((100 * t.failed) / t.queries).toFixed(1)} %` : "–"),
+    );
+  });
+  replace(document.querySelector("#chart-summary tbody"), rows.length ? rows : el("tr", {}, el("td", { colspan: 4 }, "No queries in the last hour.")));
+}
+
+async function refreshChart() {
+  const now = Date.now();
+  draw(await api("GET", `/gateway/queries/stats?since=${now - HOUR}&step=${STEP}`));
+}
+
+document.getElementById("chart-by").addEventListener("change", () => lastStats && draw(lastStats));
+window.addEventListener("themechange", () => lastStats && draw(lastStats));
+let resizing = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => lastStats && draw(lastStats), 200);
+});
+
+every(3000, refreshGroups);
+every(10000, refreshChart);

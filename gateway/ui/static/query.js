@@ -1,0 +1,58 @@
+// One query (GET /gateway/queries/{id}): its SQL, timings, where it ran and why, its error, its
+// trace, and its page in the Trino UI (through the gateway, which sends it to the query's cluster).
+import { api, duration, el, replace, stateBadge, time } from "/assets/app.js";
+
+const box = document.getElementById("query");
+const id = box.dataset.queryId;
+
+function fact(term, ...value) {
+  return [el("dt", {}, term), el("dd", {}, ...value)];
+}
+
+function routedBy(q) {
+  if (q.routingRule) return ["rule ", el("a", { href: `/rules#rule-${encodeURIComponent(q.routingRule)}` }, el("code", {}, q.routingRule))];
+  if (q.routingSource === "header") return ["the X-Trino-Routing-Group header"];
+  if (q.routingSource === "external") return ["the routing service"];
+  return [q.routingSource === "default" || !q.routingSource ? "the default group" : q.routingSource];
+}
+
+async function load() {
+  let q;
+  try {
+    q = await api("GET", `/gateway/queries/${encodeURIComponent(id)}`);
+  } catch (error) {
+    replace(box, el("p", { class: "error" }, error.status === 404 ? `No query ${id} that you may see.` : error.message));
+    return;
+  }
+  document.title = `${q.queryId} · trino-gateway`;
+  replace(
+    box,
+    el("h2", {}, q.queryId, " ", stateBadge(q.state)),
+    el(
+      "p",
+      { class: "links" },
+      el("a", { href: `/ui/query.html?${encodeURIComponent(q.queryId)}`, id: "trino-ui-link" }, "Open in the Trino UI"),
+      q.traceUrl ? [" · ", el("a", { href: q.traceUrl, id: "trace-link", rel: "noopener" }, "Open its trace")] : null,
+    ),
+    el("h3", {}, "SQL"),
+    el("pre", { class: "sql" }, q.query || "(not recorded)"),
+    el(
+      "dl",
+      { class: "facts" },
+      fact("User", q.user || "–"),
+      fact("Source", q.source || "–"),
+      fact("Client tags", q.clientTags.length ? q.clientTags.join(", ") : "–"),
+      fact("Routing group", q.routingGroup),
+      fact("Chosen by", ...routedBy(q)),
+      fact("Cluster", el("a", { href: `/clusters#${encodeURIComponent(q.backend)}` }, q.backend), " ", el("span", { class: "url" }, q.backendUrl)),
+      fact("Submitted", time(q.submittedAt)),
+      fact("Finished", q.finishedAt ? time(q.finishedAt) : "–"),
+      fact("Elapsed", duration(q.elapsedMs) || "–"),
+      fact("Error", q.errorName ? el("code", {}, q.errorName) : "–"),
+      fact("Transaction", q.transactionId || "–"),
+      fact("Trace id", q.traceId ? el("code", { id: "trace-id" }, q.traceId) : "–"),
+    ),
+  );
+}
+
+load();

@@ -1,0 +1,283 @@
+"""The web UI, driven in Chromium as operators and analysts use it. Each test starts from the login
+form; what a page shows is checked against what the gateway did (queries run, the store's state)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import connect, run_query
+from tests.inprocess import InProcessGateway
+from tests.ui.conftest import PASSWORDS, RULES, TRACING_UI
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def admin_calls(ui_gateway: InProcessGateway) -> None:
+    """The tests' own admin calls (setting up, checking the store) are alice's."""
+    token = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+    ui_gateway.admin_headers = {"Authorization": f"Basic {token}"}
+
+
+def shoot(page: Any, screenshots: Any, name: str) -> None:
+    page.screenshot(path=str(screenshots / f"ui-{name}.png"), full_page=True)
+
+
+def test_an_admin_deactivates_a_cluster_watches_it_drain_while_a_query_runs_and_reactivates_it(
+    as_user, ui_gateway, screenshots
+):
+    finished: dict[str, Any] = {}
+
+    def long_query() -> None:
+        # etl has one cluster, trino-3: the query runs there for a few seconds.
+        session = {"sim_run_time": "4s"}
+        with connect(
+            ui_gateway.url, user="alice", session_properties=session, http_headers={"X-Trino-Routing-Group": "etl"}
+        ) as conn:
+            cursor = conn.cursor()
+            cursor.execute("SELECT 42")
+            finished["rows"] = cursor.fetchall()
+
+    runner = threading.Thread(target=long_query)
+    runner.start()
+    try:
+        page = as_user("alice").goto("/clusters")
+        row = page.locator('tr[data-backend="trino-3"]')
+        expect(row).to_contain_text("HEALTHY")
+        expect(page.locator('tr[data-backend="trino-3"] td').nth(4)).to_have_text("1", timeout=10_000)  # in flight
+
+        row.get_by_role("button", name="Deactivate").click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog).to_contain_text("Deactivate trino-3?")
+        dialog.get_by_role("button", name="Deactivate").click()
+
+        drain = page.locator('[data-drain="trino-3"]')
+        expect(drain).to_contain_text("Draining: 1 query")
+        shoot(page, screenshots, "clusters-draining")
+        assert ui_gateway.call("GET", "/gateway/backend/trino-3")[1]["active"] is False
+        # The running query finishes on its cluster; then the page says it is safe to stop.
+        expect(drain).to_contain_text("Drained — safe to stop", timeout=30_000)
+        runner.join(timeout=30)
+        assert finished.get("rows") == [[42]]
+
+        page.locator('tr[data-backend="trino-3"]').get_by_role("button", name="Activate").click()
+        page.get_by_role("dialog").get_by_role("button", name="Activate").click()
+        expect(page.locator('tr[data-backend="trino-3"]')).to_contain_text("active")
+        expect(drain).to_have_count(0)
+        assert ui_gateway.call("GET", "/gateway/backend/trino-3")[1]["active"] is True
+        shoot(page, screenshots, "clusters")
+    finally:
+        runner.join(timeout=30)
+        ui_gateway.activate("trino-3")
+
+
+def test_an_admin_adds_edits_and_deletes_a_cluster(as_user, ui_gateway, sims):
+    page = as_user("alice").goto("/clusters")
+    page.get_by_role("button", name="Add a cluster").click()
+    form = page.get_by_role("dialog")
+    form.get_by_label("Name").fill("trino-new")
+    form.get_by_label("URL the gateway sends requests to").fill(sims[0].url)
+    form.get_by_label("Routing group").fill("reports")
+    form.get_by_role("button", name="Save").click()
+    expect(page.locator('tr[data-backend="trino-new"]')).to_contain_text("reports")
+    assert ui_gateway.call("GET", "/gateway/backend/trino-new")[1]["routingGroup"] == "reports"
+
+    # A bad URL is refused with the API's message, and nothing changes.
+    page.locator('tr[data-backend="trino-new"]').get_by_role("button", name="Edit").click()
+    form.get_by_label("URL the gateway sends requests to").fill("ftp://nowhere")
+    form.get_by_role("button", name="Save").click()
+    expect(form.get_by_role("alert")).to_contain_text("http")
+    form.get_by_role("button", name="Cancel").click()
+    assert ui_gateway.call("GET", "/gateway/backend/trino-new")[1]["proxyTo"] == sims[0].url
+
+    page.locator('tr[data-backend="trino-new"]').get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.locator('tr[data-backend="trino-new"]')).to_have_count(0)
+    assert ui_gateway.call("GET", "/gateway/backend/trino-new")[0] == 404
+
+
+def test_a_user_sees_only_own_queries_and_no_admin_controls(as_user, ui_gateway, screenshots):
+    run_query(ui_gateway.url, "SELECT 'bob was here'", user="bob")
+    run_query(ui_gateway.url, "SELECT 'secret of dave'", user="dave")
+
+    page = as_user("bob").goto("/queries")
+    table = page.locator("#queries tbody")
+    expect(table).to_contain_text("bob was here")
+    expect(table).not_to_contain_text("secret of dave")
+    assert set(table.locator("tr td:nth-child(2)").all_inner_texts()) == {"bob"}
+    expect(page.get_by_role("navigation", name="Pages", exact=True)).not_to_contain_text("Audit")
+
+    page = as_user("bob").goto("/clusters")
+    expect(page.locator('tr[data-backend="trino-1"]')).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Deactivate|Delete|Edit|Add"))).to_have_count(0)
+    page = as_user("bob").goto("/rules")
+    expect(page.locator("#rules-text")).to_have_attribute("readonly", "")
+    expect(page.get_by_role("button", name="Validate and save")).to_have_count(0)
+    # The API refuses what the page does not offer.
+    answer = page.request.post(f"{ui_gateway.url}/gateway/backend/deactivate/trino-1")
+    assert answer.status == 403
+    page = as_user("bob").goto("/audit")
+    expect(page.locator("#audit tbody")).to_contain_text("may not")
+    shoot(as_user("bob").goto("/queries"), screenshots, "queries-as-user")
+
+    # A user with no role gets no page.
+    page = as_user("carol").page
+    expect(page.locator("main")).to_contain_text("carol has no role that may use the UI")
+
+
+def test_find_a_query_by_id_and_open_its_trino_ui_page(as_user, ui_gateway, screenshots):
+    with connect(ui_gateway.url, user="alice", source="finder") as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT 'find me'")
+        cursor.fetchall()
+        query_id = cursor.query_id
+
+    page = as_user("alice").goto("/queries")
+    page.get_by_label("Query id").fill(query_id)
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("#queries tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("SELECT 'find me'")
+    shoot(page, screenshots, "queries")
+
+    rows.get_by_role("link", name=query_id).click()
+    expect(page.locator("#query")).to_contain_text("SELECT 'find me'")
+    expect(page.locator("#query")).to_contain_text("finder")
+    # Its trace: the id, and a link to the configured tracing UI.
+    trace_id = page.locator("#trace-id").inner_text()
+    assert re.fullmatch(r"[0-9a-f]{32}", trace_id)
+    expect(page.get_by_role("link", name="Open its trace")).to_have_attribute(
+        "href", TRACING_UI.format(trace_id=trace_id)
+    )
+    shoot(page, screenshots, "query")
+    page.get_by_role("link", name="Open in the Trino UI").click()
+    # The gateway sends the Trino UI's page of the query to the cluster that ran it.
+    expect(page.get_by_role("heading", name=f"Query {query_id}")).to_be_visible()
+    assert page.url.startswith(ui_gateway.url)
+
+    # Search by SQL text finds it too.
+    page = as_user("alice").goto("/queries?text=find%20me")
+    expect(page.locator("#queries tbody tr")).to_have_count(1)
+
+
+def test_an_admin_routes_a_source_to_etl_by_editing_the_rules(as_user, ui_gateway, screenshots):
+    page = as_user("alice").goto("/rules")
+    editor = page.locator("#rules-text")
+    expect(editor).to_have_value(RULES)
+    new_rules = (
+        RULES
+        + """---
+name: reports-to-etl
+description: the reporting tool's queries go to etl
+priority: 2
+condition: 'request.getHeader("X-Trino-Source") == "reports"'
+actions:
+  - 'result.put("routingGroup", "etl")'
+"""
+    )
+    editor.fill(new_rules)
+    # Tried before saving: the sample request goes to etl by the new rule.
+    page.get_by_label("Headers, one per line").fill("X-Trino-Source: reports")
+    page.get_by_role("button", name="Which group?").click()
+    expect(page.locator("#try-group")).to_have_text("etl")
+    page.get_by_role("button", name="Validate and save").click()
+    expect(page.locator('tr[data-rule="reports-to-etl"]')).to_be_visible()
+    shoot(page, screenshots, "rules")
+
+    with connect(ui_gateway.url, user="alice", source="reports") as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT 'report'")
+        cursor.fetchall()
+        query_id = cursor.query_id
+    page = as_user("alice").goto(f"/queries/{query_id}")
+    details = page.locator("#query")
+    expect(details).to_contain_text("reports-to-etl")
+    expect(details).to_contain_text("trino-3")
+    page = as_user("alice").goto("/rules")
+    expect(page.locator('tr[data-rule="reports-to-etl"] td.fired')).not_to_have_text("0")
+
+    # An invalid edit is refused with its line, and the file keeps the rules in use.
+    broken = new_rules + "---\nname: broken\ncondition: 'request.getHeader(\"X\") =='\n"
+    editor = page.locator("#rules-text")
+    editor.fill(broken)
+    page.get_by_role("button", name="Validate and save").click()
+    error = page.locator("#editor-error")
+    expect(error).to_contain_text(re.compile(r"Line \d+"))
+    line = int(re.search(r"Line (\d+)", error.inner_text()).group(1))
+    assert "broken" in "\n".join(broken.splitlines()[line - 3 : line])
+    shoot(page, screenshots, "rules-invalid")
+    status, rules = ui_gateway.call("GET", "/gateway/routing-rules")
+    assert status == 200 and rules["text"] == new_rules
+
+    # Put the first rules back for the other tests.
+    editor.fill(RULES)
+    page.get_by_role("button", name="Validate and save").click()
+    expect(page.locator('tr[data-rule="reports-to-etl"]')).to_have_count(0)
+
+
+def test_the_overview_shows_every_group_and_the_queries_just_run(as_user, ui_gateway, screenshots):
+    before = _total_in_chart(as_user("alice").goto("/"))
+    for i in range(3):
+        run_query(ui_gateway.url, f"SELECT {i}", user="alice", http_headers={"X-Trino-Routing-Group": "etl"})
+    page = as_user("alice").goto("/")
+    expect(page.locator('[data-group="adhoc"]')).to_contain_text("trino-1")
+    expect(page.locator('[data-group="etl"]')).to_contain_text("trino-3")
+    expect(page.locator("#chart canvas")).to_be_visible()
+    summary = page.locator('#chart-summary tr[data-series="etl"]')
+    expect(summary).to_be_visible()
+    assert _total_in_chart(page) >= before + 3
+    page.get_by_label("Series per").select_option("backend")
+    expect(page.locator('#chart-summary tr[data-series="trino-3"]')).to_be_visible()
+    shoot(page, screenshots, "overview")
+    theme = "document.documentElement.dataset.theme"
+    assert page.evaluate(theme) == "light"  # the browser's (light) preference
+    page.get_by_role("button", name="Switch between light and dark").click()
+    assert page.evaluate(theme) == "dark"
+    page.reload()  # kept in the browser
+    assert page.evaluate(theme) == "dark"
+    page.locator("#chart canvas").wait_for()
+    shoot(page, screenshots, "overview-dark")
+    # A browser that prefers dark gets dark without choosing.
+    assert as_user("alice", color_scheme="dark").goto("/").evaluate(theme) == "dark"
+
+
+def _total_in_chart(page: Any) -> int:
+    page.locator("#chart-summary tbody tr").first.wait_for()
+    cells = page.locator("#chart-summary tbody tr[data-series] td:nth-child(2)").all_inner_texts()
+    return sum(int(c) for c in cells)
+
+
+def test_the_audit_page_lists_the_changes_made_in_the_ui(as_user, ui_gateway, screenshots):
+    ui_gateway.deactivate("trino-2")
+    ui_gateway.activate("trino-2")
+    page = as_user("alice").goto("/audit")
+    rows = page.locator('#audit tbody tr[data-action="backend.deactivate"]')
+    expect(rows.first).to_contain_text("alice")
+    expect(rows.first).to_contain_text("trino-2")
+    shoot(page, screenshots, "audit")
+
+
+def test_on_a_phone_the_pages_fit_the_screen(as_user, ui_gateway, screenshots):
+    session = as_user("alice", viewport={"width": 390, "height": 844}, is_mobile=True)
+    for path in ("/", "/clusters", "/queries", "/rules"):
+        page = session.goto(path)
+        page.locator("main h1").wait_for()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width}px wide on a 390px screen"
+    shoot(session.goto("/"), screenshots, "overview-phone")
+
+
+def test_without_a_session_a_page_sends_the_browser_to_the_login_and_back(as_user, ui_gateway):
+    page = as_user(None).goto("/queries?state=FAILED")
+    expect(page).to_have_url(re.compile(r"/gateway/login\?next="))
+    page.get_by_label("User").fill("alice")
+    page.get_by_label("Password").fill(PASSWORDS["alice"])
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{ui_gateway.url}/queries?state=FAILED")
+    expect(page.get_by_label("State")).to_have_value("FAILED")
