@@ -374,7 +374,7 @@ _SCHEMAS: dict[str, Schema] = {
             "failed": {
                 "type": "array",
                 "description": "rules that failed while running (skipped): [rule, error]",
-                "items": {"type": "array", "prefixItems": [_STRING, _STRING], "minItems": 2, "maxItems": 2},
+                "items": {"type": "array", "items": _STRING, "minItems": 2, "maxItems": 2},
             },
             "source": {"enum": ["rule", "header", "default"], "description": "what chose the group"},
         },

@@ -2,8 +2,9 @@
 in-process gateway with auth on, once on SQLite and once on PostgreSQL. As ADMIN, as USER, as a user
 with no role and with no credentials: no answer is a server error, and every answer is one the
 document describes (status code, content type, headers, body). Callers who may not change anything
-change nothing: the store's backends are the same after each of their requests, and the audit trail
-gains no change.
+change nothing: the store's backends and the routing rules file are the same after each of their
+requests, and the audit trail gains no change. The routing rules come from a file, so that replacing
+and trying them is fuzzed too.
 
 The budget (hypothesis settings below) keeps the module under three minutes: schemathesis' examples
 and coverage cases of each operation, then ``max_examples`` generated ones, derandomized so that a
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +40,16 @@ from trinosim.inprocess import InProcessSim, LoopThread
 pytestmark = pytest.mark.slow
 
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "mallory": "mallory-pw"}
+# Rules from a file, so that replacing and trying them is fuzzed too (SQL included: one rule reads it).
+RULES = """---
+name: airflow
+condition: 'request.getHeader("X-Trino-Source") == "airflow"'
+actions: ['result.put("routingGroup", "etl")']
+---
+name: writes
+condition: 'trinoQueryProperties.getQueryType() == "Insert" || trinoQueryProperties.tablesContains("a.b.c")'
+actions: ['result.put("routingGroup", "etl")']
+"""
 ROLES = {"ADMIN": ["alice"], "USER": ["bob"]}  # mallory logs in, with no role
 CHECKS = [
     not_a_server_error,
@@ -86,8 +98,15 @@ def secured(
         # turn the callers' own requests into 429s halfway through.
         "login_limit": {"failures": 1_000_000, "address_failures": 1_000_000},
     }
+    rules = directory / "rules.yaml"
+    rules.write_text(RULES)
     # Backends the fuzzer adds point anywhere: their first check must not hold a request long.
-    config = {**three_backends(sims), "auth": auth, "health": {"interval": 60, "timeout": 0.5}}
+    config = {
+        **three_backends(sims),
+        "auth": auth,
+        "health": {"interval": 60, "timeout": 0.5},
+        "routing_rules": {"enabled": True, "rules_file": str(rules)},
+    }
     gateway = InProcessGateway(loop_thread, config, fuzzed_store).start()
     # Some history to read: bob (USER) sees his own query only.
     for user in ("bob", "someone"):
@@ -116,6 +135,13 @@ def backends(gateway: InProcessGateway) -> dict[str, dict[str, Any]]:
     return {b.name: b.api_json() for b in gateway.loop.run(gateway.services.store.list_backends())}
 
 
+def rules_text(gateway: InProcessGateway) -> str:
+    """The rules file, read behind the API's back."""
+    path = gateway.config.routing_rules.rules_file
+    assert path is not None
+    return Path(path).read_text()
+
+
 def changes(gateway: InProcessGateway) -> list[tuple[str, str, str | None]]:
     """Every change the audit trail holds: (actor, action, target)."""
     _, entries = gateway.loop.run(gateway.services.store.find_audit(None, None, 1_000_000, 0))
@@ -136,12 +162,13 @@ class Refused:
     headers: dict[str, str]
     backends: dict[str, dict[str, Any]]
     changes: list[tuple[str, str, str | None]]
+    rules: str
 
 
 @pytest.fixture
 def refused(request: pytest.FixtureRequest, secured: InProcessGateway) -> Refused:
     user = request.param
-    return Refused(user, basic(user) if user else {}, backends(secured), changes(secured))
+    return Refused(user, basic(user) if user else {}, backends(secured), changes(secured), rules_text(secured))
 
 
 @pytest.mark.parametrize("refused", ["bob", "mallory", None], ids=["USER", "no role", "no credentials"], indirect=True)
@@ -154,6 +181,7 @@ def test_callers_who_may_not_change_get_documented_answers_and_change_nothing(
     case.call_and_validate(headers=refused.headers, checks=CHECKS)
     what = f"{case.method} {case.formatted_path} as {refused.user or 'nobody'}"
     assert backends(secured) == refused.backends, f"{what} changed the backends"
+    assert rules_text(secured) == refused.rules, f"{what} changed the routing rules"
     after = changes(secured)
     assert after == refused.changes, f"{what} left a change in the audit trail"
     assert not [change for change in after if change[0] == refused.user], (
