@@ -18,6 +18,7 @@ from gateway.api.backends import backends_api
 from gateway.api.login import login_api
 from gateway.api.metrics import metrics_api
 from gateway.api.queries import queries_api
+from gateway.api.routing_rules import routing_rules_api
 from gateway.api.status import status_api
 from gateway.errors import api_error
 from gateway.proxy.exchange import WORKER
@@ -33,7 +34,8 @@ def create_admin_app(services: Services, pages: Blueprint | None = None) -> Quar
     # No static folder: Quart's default would serve files under the working directory at /static/.
     app = Quart("trino-gateway", static_folder=None)
     configure_sessions(app, services)
-    for blueprint in (backends_api, queries_api, status_api, metrics_api, audit_api, login_api):
+    blueprints = (backends_api, queries_api, status_api, routing_rules_api, metrics_api, audit_api, login_api)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint(services))
     openapi.install(app, services)
     if pages is not None:

@@ -53,7 +53,8 @@ def _form(message: str = "", next_page: str = "/", oidc: bool = False, passwords
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>trino-gateway: log in</title><link rel="stylesheet" href="/assets/app.css"><script src="/assets/theme.js"></script></head>
+<title>trino-gateway: log in</title>
+<link rel="stylesheet" href="/assets/app.css"><script src="/assets/theme.js"></script></head>
 <body><main class="login"><h1>trino-gateway</h1>{notice}{fields}{single_sign_on}</main></body></html>"""
 
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from quart import Blueprint, Response
 
 from gateway.api.access import public, reader
-from gateway.api.routing_rules import routing_rules_api
 from gateway.drain import DrainStatus
 from gateway.errors import api_error, json_response
 from gateway.store import BackendWork
@@ -19,9 +18,6 @@ if TYPE_CHECKING:
 
 def status_api(services: Services) -> Blueprint:
     api = Blueprint("status", __name__)
-    # The routing rules have a blueprint (and audit actions, routing_rules.update) of their own,
-    # registered with this one: the app registers the blueprints it is given in gateway/api/__init__.py.
-    api.record_once(lambda setup: setup.app.register_blueprint(routing_rules_api(services)))
 
     @api.get("/gateway")
     @public
