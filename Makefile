@@ -44,7 +44,7 @@ demo: install
 	$(BIN)/python -m trinosim.demo
 
 test: install system-deps
-	$(BIN)/python -m pytest -q tests chaos
+	$(BIN)/python -m pytest -q --durations=20 tests chaos
 
 # The inner loop (about a minute and a half): lint, and every test that needs no child process and no SQL
 # store (in-process trinosim servers, the gateway in process on the in-memory store).
