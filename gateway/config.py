@@ -164,6 +164,11 @@ class HealthConfig(_Strict):
         description="METRICS check: a metric below its minimum makes the backend fail the check",
     )
     metric_maximums: dict[str, float] = Field(default_factory=dict, description="METRICS check: ... above its maximum")
+    shared: bool = Field(
+        True,
+        description="one check per backend per interval for every worker and node on the store (a lease decides "
+        "who checks; the others read the result); false: each worker checks on its own",
+    )
 
 
 class HistoryConfig(_Strict):

@@ -25,6 +25,7 @@ from gateway.backends.registry import BackendRegistry
 from gateway.config import GatewayConfig
 from gateway.drain import DrainStatus, Reconciler
 from gateway.health import HealthChecker
+from gateway.health.shared import SharedChecks
 from gateway.history import QueryHistory
 from gateway.proxy import Proxy
 from gateway.proxy.client_auth import ClientAuth
@@ -79,7 +80,9 @@ class Services:
             tracer_provider=observer.tracing.provider,
         )
         registry = BackendRegistry(store, config.routing.backend_refresh_seconds)
-        health = HealthChecker(registry, upstream, config.health)
+        settings = config.health
+        shared = SharedChecks(store, settings.interval, settings.timeout) if settings.shared else None
+        health = HealthChecker(registry, upstream, settings, shared)
         history = QueryHistory(store, config.history.sql_chars, config.history.retention_hours)
         # A traced query's first poll may reach another worker before the query's row is written.
         settle = history.flush_interval * 1.5 if observer.tracer is not None else 0.0

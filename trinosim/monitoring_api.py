@@ -28,6 +28,7 @@ def _state(request: web.Request) -> SimState:
 
 async def info(request: web.Request) -> web.Response:
     state = _state(request)
+    state.info_requests += 1
     return _json(
         {
             "nodeVersion": {"version": state.config.version},
@@ -250,6 +251,11 @@ def _mbeans(state: SimState) -> dict[str, dict[str, Any]]:
                 "ClusterMemoryBytes": ("long", (state.workers + 1) << 30),
                 "QueriesKilledDueToOutOfMemory": ("long", 0),
             },
+        },
+        # trinosim's own (no Trino MBean): how often it was asked GET /v1/info, e.g. by health checks.
+        "trinosim:name=Requests": {
+            "className": "trinosim.Requests",
+            "attributes": {"InfoRequests": ("long", state.info_requests)},
         },
     }
 

@@ -22,6 +22,8 @@ class SimState:
         self.node_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{config.name}.trinosim"))
         self.started_wall = time.time()
         self.ui_tokens: set[str] = set()
+        # GET /v1/info answered: how often gateways check this cluster (its own MBean shows it).
+        self.info_requests = 0
 
     @property
     def workers(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING
 from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
 from gateway.health.monitors import CheckFailed, Monitor, StillStarting, create_monitor
-from gateway.health.state import BackendHealth, Health
+from gateway.health.shared import SharedChecks
+from gateway.health.state import BackendHealth, ClusterStats, Health
+from gateway.store import SharedCheck, now_ms
 from gateway.upstream import Upstream, UpstreamError, describe
 
 if TYPE_CHECKING:
@@ -25,8 +28,16 @@ class HealthChecker:
     """Owns each backend's observed health in this worker (``health``), kept apart from the
     operator's intent (the backend record's ``active``)."""
 
-    def __init__(self, registry: BackendRegistry, upstream: Upstream, settings: HealthConfig) -> None:
+    def __init__(
+        self,
+        registry: BackendRegistry,
+        upstream: Upstream,
+        settings: HealthConfig,
+        shared: SharedChecks | None = None,
+    ) -> None:
         self.registry = registry
+        # With a store every worker shares: one check per backend for all of them (health/shared.py).
+        self.shared = shared
         self.upstream = upstream
         self.settings = settings
         self.interval = settings.interval
@@ -55,32 +66,54 @@ class HealthChecker:
         return health
 
     async def check(self, backend: Backend) -> BackendHealth:
-        """Check one backend now and record the outcome."""
-        name = backend.name
-        health = self.of(name)
+        """Check one backend now and record the outcome (for every worker too, when this one holds
+        the backend's lease)."""
+        result = await self._probe(backend)
+        if self.shared is not None:
+            await self.shared.publish(result)
+        return await self._apply(result, first_hand=True)
+
+    async def _probe(self, backend: Backend) -> SharedCheck:
         monitor = self.monitor(backend)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        outcome, error, stats = "ok", None, None
         try:
-            stats = await asyncio.wait_for(monitor.check(self.upstream, backend), self.timeout)
+            found = await asyncio.wait_for(monitor.check(self.upstream, backend), self.timeout)
         except StillStarting:
-            health.starting()
-        except (CheckFailed, ValueError) as error:
-            health.failed(str(error))
+            outcome = "starting"
+        except (CheckFailed, ValueError) as failure:
+            outcome, error = "failed", str(failure)
         except TimeoutError:
-            health.failed(f"no answer within {self.timeout:g}s")
-        except UpstreamError as error:
-            health.failed(describe(error))
+            outcome, error = "failed", f"no answer within {self.timeout:g}s"
+        except UpstreamError as failure:
+            outcome, error = "failed", describe(failure)
         else:
+            stats = None if found is None else dataclasses.asdict(found)
+        return SharedCheck(backend.name, now_ms(), outcome, error, stats, loop.time() - started)
+
+    async def _apply(self, result: SharedCheck, first_hand: bool) -> BackendHealth:
+        """Feed a check's result to the backend's state machine: this worker's own check, or the
+        lease holder's (``first_hand`` False), which this worker did not make."""
+        name = result.backend_name
+        health = self.of(name)
+        if result.outcome == "starting":
+            health.starting()
+        elif result.outcome == "failed":
+            health.failed(result.error or "the check failed")
+        else:
+            stats = None if result.stats is None else ClusterStats(**result.stats)
             previous = health.stats.uptime
             health.succeeded(stats)
-            health.observe_request(loop.time() - started, ok=True)
-            if stats is not None and _restarted(previous, stats.uptime):
+            if result.seconds is not None:
+                health.observe_request(result.seconds, ok=True)
+            # A restart is acted on once: by the worker that saw it first hand.
+            if first_hand and stats is not None and _restarted(previous, stats.uptime):
                 assert stats.uptime is not None
                 log.warning("backend %s restarted (uptime %.0f s, was %.0f s)", name, stats.uptime, previous)
                 if self.on_restart is not None:
                     await self.on_restart(name, int((time.time() - stats.uptime) * 1000))
-        if health.state != Health.HEALTHY:
+        if first_hand and health.state != Health.HEALTHY:
             log.info("backend %s is %s: %s", name, health.state, health.last_error)
         return health
 
@@ -116,12 +149,24 @@ class HealthChecker:
                     await task
 
     async def _loop(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        next_claim = 0.0
+        holding = True
         while True:
             backend = await self.registry.get(name)
             if backend is None:
                 return
-            await self.check(backend)
-            await asyncio.sleep(self.interval)
+            if loop.time() >= next_claim:
+                next_claim = loop.time() + self.interval
+                holding = self.shared is None or await self.shared.claim(name)
+                if holding:
+                    await self.check(backend)
+            if not holding:
+                assert self.shared is not None
+                result = await self.shared.latest(name)
+                if result is not None:
+                    await self._apply(result, first_hand=False)
+            await asyncio.sleep(self.interval if holding else min(self.interval, self.shared.read_every))
 
     # -- passive signals --------------------------------------------------------------------
     def request_failed(self, name: str, error: str) -> None:

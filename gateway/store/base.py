@@ -12,6 +12,7 @@ from gateway.store.records import (
     QueryFilter,
     QueryOutcome,
     QueryRecord,
+    SharedCheck,
     TransactionBinding,
 )
 
@@ -118,6 +119,21 @@ class Store(Protocol):
     # -- drain ------------------------------------------------------------------------------------
     async def backend_work(self) -> dict[str, BackendWork]:
         """Per backend name: unfinished queries and open transactions, with the oldest of each."""
+        ...
+
+    # -- one health check per backend for the fleet -------------------------------------------------
+    async def claim_health_check(self, backend: str, holder: str, now_ms: int, until_ms: int) -> bool:
+        """Hold (or keep holding) the lease to check ``backend`` until ``until_ms``: True when
+        ``holder`` has it, because it held it already, nobody did, or the last lease ran out."""
+        ...
+
+    async def publish_health_check(self, holder: str, check: SharedCheck) -> None:
+        """The holder's latest check of a backend, for every other worker (ignored if the lease
+        went to another holder meanwhile)."""
+        ...
+
+    async def health_checks(self) -> dict[str, SharedCheck]:
+        """Every backend's latest published check, by backend name."""
         ...
 
 

@@ -18,6 +18,7 @@ from gateway.store.records import (
     QueryFilter,
     QueryOutcome,
     QueryRecord,
+    SharedCheck,
     StoreError,
     TransactionBinding,
     count_queries,
@@ -31,6 +32,8 @@ class MemoryStore:
         self._queries: dict[str, QueryRecord] = {}
         self._transactions: dict[str, TransactionBinding] = {}
         self._audit: list[AuditEntry] = []
+        self._leases: dict[str, tuple[str, int]] = {}
+        self._checks: dict[str, SharedCheck] = {}
         # Tests set this to make every call fail, as a store that is down does.
         self.failing: str | None = None
 
@@ -213,3 +216,21 @@ class MemoryStore:
             )
             for name in queries.keys() | started.keys()
         }
+
+    # -- one health check per backend ----------------------------------------------------------------
+    async def claim_health_check(self, backend: str, holder: str, now_ms: int, until_ms: int) -> bool:
+        self._check()
+        current = self._leases.get(backend)
+        if current is not None and current[0] != holder and current[1] >= now_ms:
+            return False
+        self._leases[backend] = (holder, until_ms)
+        return True
+
+    async def publish_health_check(self, holder: str, check: SharedCheck) -> None:
+        self._check()
+        if self._leases.get(check.backend_name, ("", 0))[0] == holder:
+            self._checks[check.backend_name] = check
+
+    async def health_checks(self) -> dict[str, SharedCheck]:
+        self._check()
+        return dict(self._checks)

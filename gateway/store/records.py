@@ -176,3 +176,19 @@ class QueryFilter:
         if self.since_ms is not None and record.submitted_at < self.since_ms:
             return False
         return not (self.until_ms is not None and record.submitted_at >= self.until_ms)
+
+
+@dataclass
+class SharedCheck:
+    """The last health check of a backend, as its lease holder wrote it for every other worker."""
+
+    backend_name: str
+    checked_at: int
+    """Epoch ms: a worker applies each result once, in order."""
+    outcome: str
+    """ok, failed or starting."""
+    error: str | None = None
+    stats: dict[str, float | int | None] | None = None
+    """The cluster's figures (running, queued, workers, uptime) when the check read them."""
+    seconds: float | None = None
+    """How long the check took."""

@@ -116,3 +116,18 @@ transactions = sa.Table(
     sa.Column("end_reason", Text(64), nullable=True),
     sa.Index("gateway_transaction_open_idx", "backend_name", "ended_at"),
 )
+
+# One health check per backend for the whole fleet (migration 0007): the worker holding a backend's
+# lease checks it and writes the result here; every other worker reads it.
+shared_checks = sa.Table(
+    "gateway_health_check",
+    metadata,
+    sa.Column("backend_name", Text(256), primary_key=True),
+    sa.Column("holder", Text(256), nullable=False),
+    sa.Column("lease_until", sa.BigInteger, nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=True),
+    sa.Column("outcome", Text(16), nullable=True),  # ok, failed, starting
+    sa.Column("error", Text(), nullable=True),
+    sa.Column("stats", Text(), nullable=True),  # JSON of ClusterStats
+    sa.Column("seconds", sa.Float, nullable=True),
+)

@@ -13,6 +13,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from pydantic import ValidationError
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -28,11 +30,12 @@ from gateway.store.records import (
     QueryFilter,
     QueryOutcome,
     QueryRecord,
+    SharedCheck,
     StoreError,
     TransactionBinding,
     now_ms,
 )
-from gateway.store.schema import audit_log, backends, fitted, query_history, transactions
+from gateway.store.schema import audit_log, backends, fitted, query_history, shared_checks, transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger("gateway.store")
@@ -377,6 +380,61 @@ class SqlStore:
             for name, count, oldest in open_transactions:
                 counts.setdefault(name, {}).update(open_transactions=count, oldest_transaction_at=oldest)
             return {name: BackendWork(**values) for name, values in counts.items()}  # type: ignore[arg-type]
+
+    # -- one health check per backend for the fleet -------------------------------------------------
+    async def claim_health_check(self, backend: str, holder: str, now_ms: int, until_ms: int) -> bool:
+        # One UPDATE decides between holders: the database locks the row, and a second claimer sees
+        # the first one's lease in its WHERE. A backend never claimed has no row: the first INSERT wins,
+        # in the same transaction, so that a claim is one round of the store.
+        renew = (
+            sa.update(shared_checks)
+            .where(
+                shared_checks.c.backend_name == backend,
+                sa.or_(shared_checks.c.holder == holder, shared_checks.c.lease_until < now_ms),
+            )
+            .values(holder=holder, lease_until=until_ms)
+        )
+        first = _insert(self.engine.dialect.name, shared_checks).values(
+            backend_name=backend, holder=holder, lease_until=until_ms
+        )
+        async with self.engine.begin() as connection:
+            if (await connection.execute(renew)).rowcount > 0:
+                return True
+            return (await connection.execute(first.on_conflict_do_nothing())).rowcount > 0
+
+    async def publish_health_check(self, holder: str, check: SharedCheck) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                sa.update(shared_checks)
+                .where(shared_checks.c.backend_name == check.backend_name, shared_checks.c.holder == holder)
+                .values(
+                    checked_at=check.checked_at,
+                    outcome=check.outcome,
+                    error=check.error,
+                    stats=None if check.stats is None else json.dumps(check.stats),
+                    seconds=check.seconds,
+                )
+            )
+
+    async def health_checks(self) -> dict[str, SharedCheck]:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(sa.select(shared_checks).where(shared_checks.c.checked_at.is_not(None)))
+            return {
+                row.backend_name: SharedCheck(
+                    row.backend_name,
+                    row.checked_at,
+                    row.outcome,
+                    row.error,
+                    None if row.stats is None else json.loads(row.stats),
+                    row.seconds,
+                )
+                for row in rows
+            }
+
+
+def _insert(dialect: str, table: sa.Table) -> Any:
+    """INSERT that can skip a row whose key exists (both dialects spell it ON CONFLICT DO NOTHING)."""
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 # A backend's row and its record: the one place they are converted.
