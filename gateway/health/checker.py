@@ -147,6 +147,8 @@ class HealthChecker:
             for task in self._loops.values():
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.shared is not None:
+                await self.shared.release()
 
     async def _loop(self, name: str) -> None:
         loop = asyncio.get_running_loop()

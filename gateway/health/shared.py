@@ -5,7 +5,8 @@ backend 6 checks per interval. Here a lease in the store names the worker that c
 it writes each result to the store, and every other worker reads it there and feeds it to its own
 state machine (``gateway.health.state``), so all of them see the same sequence of results. A holder
 that dies stops renewing its lease, and after ``lease`` seconds another worker takes the backend
-over. Passive signals from real traffic stay with each worker.
+over; a worker that stops hands its leases back at once. Passive signals from real traffic stay
+with each worker.
 
 When the store cannot be reached, each worker checks on its own again (as before: health must not
 depend on the store), and takes up the lease once the store answers.
@@ -80,6 +81,13 @@ class SharedChecks:
             return None
         self._applied[backend] = check.checked_at
         return check
+
+    async def release(self) -> None:
+        """This worker stops: the backends it checked go to another worker now, not after the lease."""
+        try:
+            await self.store.release_health_checks(self.holder)
+        except Exception as error:
+            log.warning("health checks: could not hand the leases back (%s); they run out in %.0f s", error, self.lease)
 
     def _failing(self, error: Exception) -> None:
         if not self._store_failing:

@@ -136,6 +136,10 @@ class Store(Protocol):
         """Every backend's latest published check, by backend name."""
         ...
 
+    async def release_health_checks(self, holder: str) -> None:
+        """``holder`` stops: its leases end now, so that others take its backends over at once."""
+        ...
+
 
 async def seed_backends(store: Store, seeds: list[Backend]) -> None:
     """Make the configured backends exist as the file says, keeping the active flag operators set

@@ -234,3 +234,9 @@ class MemoryStore:
     async def health_checks(self) -> dict[str, SharedCheck]:
         self._check()
         return dict(self._checks)
+
+    async def release_health_checks(self, holder: str) -> None:
+        self._check()
+        for backend, (name, _) in list(self._leases.items()):
+            if name == holder:
+                del self._leases[backend]

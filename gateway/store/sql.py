@@ -416,6 +416,12 @@ class SqlStore:
                 )
             )
 
+    async def release_health_checks(self, holder: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                sa.update(shared_checks).where(shared_checks.c.holder == holder).values(lease_until=0)
+            )
+
     async def health_checks(self) -> dict[str, SharedCheck]:
         async with self.engine.connect() as connection:
             rows = await connection.execute(sa.select(shared_checks).where(shared_checks.c.checked_at.is_not(None)))

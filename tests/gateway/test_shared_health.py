@@ -47,6 +47,9 @@ def test_one_worker_holds_a_backend_s_lease_until_it_runs_out():
         latest = await reader.latest("trino-1")
         assert latest is not None and latest.checked_at == 2
         assert await reader.latest("trino-1") is None
+        # A worker that stops hands its leases back: the next claimer need not wait for them to run out.
+        await b.release()
+        assert await reader.claim("trino-1") is True and await reader.claim("trino-2") is True
 
     asyncio.run(scenario())
 
