@@ -127,6 +127,7 @@ class Services:
             asyncio.create_task(transactions.housekeeping_forever()),
             asyncio.create_task(reconciler.reconcile_forever()),
             asyncio.create_task(services.refresh_gauges_forever()),
+            asyncio.create_task(store.watch_changes(registry.changed)),
         ]
         if isinstance(selector, FileRulesSelector):
             services.tasks.append(asyncio.create_task(selector.rules.watch_forever()))

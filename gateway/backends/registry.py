@@ -1,7 +1,8 @@
 """The backend registry: the store's backends, read at most every ``refresh_seconds``.
 
 Changes made through this worker's admin API count at once; changes made through another worker
-count within ``refresh_seconds``. If the store cannot be read, routing goes on with the last list
+or node count as soon as the store tells (PostgreSQL's LISTEN/NOTIFY), and within ``refresh_seconds``
+in any case (SQLite, or a lost notification). If the store cannot be read, routing goes on with the last list
 and the store is tried again every ``refresh_seconds``.
 """
 
@@ -12,6 +13,7 @@ import time
 
 from gateway.backends.record import Backend
 from gateway.store import Store
+from gateway.store.records import ANYTHING_CHANGED, BACKENDS_CHANGED
 
 log = logging.getLogger("gateway.backends")
 
@@ -52,6 +54,11 @@ class BackendRegistry:
     def invalidate(self) -> None:
         """Read the store again before the next routing decision."""
         self._read_at = float("-inf")
+
+    def changed(self, what: str) -> None:
+        """The store says another worker or node changed something (PostgreSQL's NOTIFY)."""
+        if what in (BACKENDS_CHANGED, ANYTHING_CHANGED):
+            self.invalidate()
 
     async def get(self, name: str) -> Backend | None:
         for backend in await self.all():

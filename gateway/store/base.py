@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from gateway.backends.record import Backend
@@ -134,6 +135,12 @@ class Store(Protocol):
 
     async def health_checks(self) -> dict[str, SharedCheck]:
         """Every backend's latest published check, by backend name."""
+        ...
+
+    async def watch_changes(self, on_change: Callable[[str], None]) -> None:
+        """Call ``on_change`` with what changed (``BACKENDS_CHANGED``, ``ANYTHING_CHANGED``) whenever any
+        worker or node changes it, until cancelled; returns at once where the store cannot tell, and
+        readers poll."""
         ...
 
     async def release_health_checks(self, holder: str) -> None:

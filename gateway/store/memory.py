@@ -7,6 +7,7 @@ promises as the SQL store (``gateway.store.base.Store``), and loses everything w
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from gateway.backends.record import Backend
 from gateway.store.records import (
@@ -234,6 +235,9 @@ class MemoryStore:
     async def health_checks(self) -> dict[str, SharedCheck]:
         self._check()
         return dict(self._checks)
+
+    async def watch_changes(self, on_change: Callable[[str], None]) -> None:
+        return  # one worker: its own changes count at once
 
     async def release_health_checks(self, holder: str) -> None:
         self._check()

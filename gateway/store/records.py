@@ -21,6 +21,12 @@ class DuplicateQuery(ValueError):
     """A query of that id is recorded already."""
 
 
+# What a change told to every worker and node is about (Store.watch_changes).
+BACKENDS_CHANGED = "backends"
+ANYTHING_CHANGED = "*"
+"""Listening (again): anything may have changed meanwhile."""
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,10 +20,12 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.backends.record import Backend
 from gateway.store.records import (
+    ANYTHING_CHANGED,
+    BACKENDS_CHANGED,
     FAILED,
     AuditEntry,
     BackendWork,
@@ -38,6 +43,10 @@ from gateway.store.records import (
 from gateway.store.schema import audit_log, backends, fitted, query_history, shared_checks, transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# PostgreSQL's channel for changes other workers and nodes must see at once (payload: what changed).
+CHANGES_CHANNEL = "trino_gateway_changes"
+LISTEN_PING_SECONDS = 15.0
+LISTEN_RETRY_SECONDS = 5.0
 log = logging.getLogger("gateway.store")
 
 
@@ -120,6 +129,7 @@ class SqlStore:
         try:
             async with self.engine.begin() as connection:
                 await connection.execute(sa.insert(backends).values(**_backend_row(backend)))
+                await self._announce(connection, BACKENDS_CHANGED)
         except IntegrityError:
             raise DuplicateBackend(f"a backend named {backend.name!r} exists already") from None
 
@@ -128,11 +138,13 @@ class SqlStore:
             result = await connection.execute(
                 sa.update(backends).where(backends.c.name == backend.name).values(**_backend_row(backend))
             )
+            await self._announce(connection, BACKENDS_CHANGED)
             return result.rowcount > 0
 
     async def delete_backend(self, name: str) -> bool:
         async with self.engine.begin() as connection:
             result = await connection.execute(sa.delete(backends).where(backends.c.name == name))
+            await self._announce(connection, BACKENDS_CHANGED)
             return result.rowcount > 0
 
     async def set_active(self, name: str, active: bool) -> bool:
@@ -140,7 +152,42 @@ class SqlStore:
             result = await connection.execute(
                 sa.update(backends).where(backends.c.name == name).values(active=active, updated_at=now_ms())
             )
+            await self._announce(connection, BACKENDS_CHANGED)
             return result.rowcount > 0
+
+    # -- changes, told to every worker and node -------------------------------------------------
+    async def _announce(self, connection: AsyncConnection, what: str) -> None:
+        # PostgreSQL delivers a NOTIFY when its transaction commits, to every session listening.
+        if self.engine.dialect.name == "postgresql":
+            await connection.execute(sa.select(sa.func.pg_notify(CHANGES_CHANNEL, what)))
+
+    async def watch_changes(self, on_change: Callable[[str], None]) -> None:
+        if self.engine.dialect.name != "postgresql":
+            return  # SQLite tells nobody: readers poll (routing.backend_refresh_seconds).
+
+        def notified(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+            on_change(payload)
+
+        while True:
+            try:
+                async with self.engine.connect() as connection:
+                    listener = (await connection.get_raw_connection()).driver_connection
+                    await listener.add_listener(CHANGES_CHANNEL, notified)
+                    try:
+                        # (Re)connected: what changed while nobody listened is read anew.
+                        on_change(ANYTHING_CHANGED)
+                        while True:
+                            # A lost connection shows here, and the loop listens again on a new one.
+                            await asyncio.sleep(LISTEN_PING_SECONDS)
+                            await connection.execute(sa.select(1))
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await listener.remove_listener(CHANGES_CHANNEL, notified)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("cannot listen for changes in the store (%s); polling only, trying again soon", error)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
     # -- query history ----------------------------------------------------------------------
     async def record_queries(self, records: list[QueryRecord]) -> None:
