@@ -21,8 +21,9 @@ install: $(STAMP)
 # throwaway server from the machine's PostgreSQL binaries; the dashboard tests run a real Prometheus
 # (only its binary: the package's service is never started by the tests); the LDAP tests start a throwaway
 # slapd (Debian's slapd and ldap-utils, never the system service); the UI tests drive Debian's
-# Chromium (Playwright never downloads a browser); the chaos suite's container clusters need a
-# Docker engine.
+# Chromium (Playwright never downloads a browser); the Kubernetes manifests' tests render them with
+# kubectl kustomize (Debian's kubernetes-client); the chaos suite's container clusters need a Docker
+# engine.
 system-deps: docker-engine
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
@@ -31,6 +32,7 @@ system-deps: docker-engine
 	{ command -v slapd >/dev/null 2>&1 || test -x /usr/sbin/slapd; } || missing="$$missing slapd"; \
 	{ command -v ldapadd >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1; } || missing="$$missing ldap-utils"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
