@@ -19,6 +19,7 @@ from gateway.classify import Route, classify
 from gateway.config import GatewayConfig
 from gateway.proxy import OBSERVED, Proxy, Receive, ResponseAborted, Scope, Send, gateway_base
 from gateway.services import Services
+from gateway.shutdown import ShutdownFlag
 from gateway.store import Store
 from gateway.ui import ui_pages
 
@@ -26,9 +27,17 @@ log = logging.getLogger("gateway")
 
 
 class GatewayApp:
-    def __init__(self, config: GatewayConfig, migrate: bool = True, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        migrate: bool = True,
+        store: Store | None = None,
+        shutdown: ShutdownFlag | None = None,
+    ) -> None:
         self.config = config
         self.migrate = migrate
+        # Raised by the node's main process on SIGTERM (gateway.shutdown); None: never.
+        self.shutdown = shutdown
         # A store opened by the caller (tests hand in an in-memory one); else opened at start-up.
         self._store = store
         self.services: Services | None = None
@@ -76,7 +85,7 @@ class GatewayApp:
         """What the lifespan's start-up does (tests running the app in process call it directly)."""
         services = self.services = await Services.start(self.config, self.migrate, self._store)
         self.proxy = services.proxy
-        self.admin = create_admin_app(services, pages=ui_pages(services))
+        self.admin = create_admin_app(services, pages=ui_pages(services), shutdown=self.shutdown)
         await self.admin.startup()
 
     async def stop(self) -> None:
@@ -110,5 +119,5 @@ class GatewayApp:
                 return
 
 
-def create_app(config: GatewayConfig, migrate: bool = True) -> GatewayApp:
-    return GatewayApp(config, migrate)
+def create_app(config: GatewayConfig, migrate: bool = True, shutdown: ShutdownFlag | None = None) -> GatewayApp:
+    return GatewayApp(config, migrate, shutdown=shutdown)

@@ -11,6 +11,7 @@ import os
 
 from gateway.app import create_app
 from gateway.config import load_config, parse_config
+from gateway.shutdown import ShutdownFlag
 
 CONFIG_ENV = "TRINO_GATEWAY_CONFIG_JSON"
 CONFIG_FILE_ENV = "TRINO_GATEWAY_CONFIG_FILE"
@@ -26,4 +27,6 @@ def _config():
 
 # The parent process (trino-gateway serve) has migrated the store already; a worker started by hand
 # migrates it itself (Alembic migrations are idempotent).
-app = create_app(_config(), migrate=os.environ.get("TRINO_GATEWAY_MIGRATED") != "1")
+app = create_app(
+    _config(), migrate=os.environ.get("TRINO_GATEWAY_MIGRATED") != "1", shutdown=ShutdownFlag.from_environment()
+)

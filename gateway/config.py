@@ -51,6 +51,20 @@ class ServerConfig(_Strict):
     # granian serves ~10x the requests/s of hypercorn on this hardware (docs/performance.md);
     # hypercorn stays available.
     engine: Literal["granian", "hypercorn"] = "granian"
+    shutdown_grace: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="on SIGTERM, seconds the node keeps serving everything (new connections too) while "
+        "/gateway/readyz answers 503, so that load balancers take it out of rotation first; 0: none",
+    )
+    shutdown_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="then, seconds to answer the requests in flight and flush the query history; "
+        "a worker still busy after that is killed",
+    )
 
 
 class StoreConfig(_Strict):

@@ -22,6 +22,7 @@ from gateway.api.routing_rules import routing_rules_api
 from gateway.api.status import status_api
 from gateway.errors import api_error
 from gateway.proxy.exchange import WORKER
+from gateway.shutdown import ShutdownFlag
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -29,14 +30,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway")
 
 
-def create_admin_app(services: Services, pages: Blueprint | None = None) -> Quart:
-    """The gateway's own app: the admin API and, given ``pages``, the web UI, which calls the API."""
+def create_admin_app(services: Services, pages: Blueprint | None = None, shutdown: ShutdownFlag | None = None) -> Quart:
+    """The gateway's own app: the admin API and, given ``pages``, the web UI, which calls the API;
+    ``shutdown``: the node's flag, raised while it shuts down (readiness fails)."""
     # No static folder: Quart's default would serve files under the working directory at /static/.
     app = Quart("trino-gateway", static_folder=None)
     configure_sessions(app, services)
-    blueprints = (backends_api, queries_api, status_api, routing_rules_api, metrics_api, audit_api, login_api)
+    blueprints = (backends_api, queries_api, routing_rules_api, metrics_api, audit_api, login_api)
     for blueprint in blueprints:
         app.register_blueprint(blueprint(services))
+    app.register_blueprint(status_api(services, shutdown))
     openapi.install(app, services)
     if pages is not None:
         # After the OpenAPI document is built: the UI's pages are no API operations.

@@ -606,8 +606,8 @@ _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/gateway/readyz": {
         "get": {
             "tags": ["status"],
-            "summary": "Readiness: the store can be read",
-            "responses": {"200": _text("ok"), "503": _error("the store cannot be read")},
+            "summary": "Readiness: the store can be read, and the node is not shutting down",
+            "responses": {"200": _text("ok"), "503": _error("the store cannot be read, or the node is shutting down")},
         }
     },
     "/gateway/routing-rules": {

@@ -10,13 +10,15 @@ from quart import Blueprint, Response
 from gateway.api.access import public, reader
 from gateway.drain import DrainStatus
 from gateway.errors import api_error, json_response
+from gateway.shutdown import ShutdownFlag
 from gateway.store import BackendWork
 
 if TYPE_CHECKING:
     from gateway.services import Services
 
 
-def status_api(services: Services) -> Blueprint:
+def status_api(services: Services, shutdown: ShutdownFlag | None = None) -> Blueprint:
+    shutdown = shutdown or ShutdownFlag(None)
     api = Blueprint("status", __name__)
 
     @api.get("/gateway")
@@ -48,6 +50,10 @@ def status_api(services: Services) -> Blueprint:
     @api.get("/gateway/readyz")
     @reader
     async def readyz() -> Response:
+        if shutdown.is_raised():
+            # The node's grace (gateway.shutdown): still serving, but load balancers are to stop
+            # sending it new work before it stops accepting connections.
+            return api_error(503, "this gateway node is shutting down: it still answers, but take it out of rotation")
         try:
             await services.store.ping()
         except Exception as error:
