@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import secrets
@@ -20,6 +22,7 @@ from gateway.backends.record import Backend
 from gateway.certificates import CertificateWatcher
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 from gateway.rules import check_rules
+from gateway.shutdown import GracefulStop, ShutdownFlag
 from gateway.store import StoreError, open_store, seed_backends
 from observability.tracing import TracingError
 from observability.tracing import resolve as resolve_tracing
@@ -108,9 +111,12 @@ def serve(config: GatewayConfig, log_level: str) -> int:
     os.environ["TRINO_GATEWAY_CONFIG_JSON"] = json.dumps(config.model_dump())
     os.environ["TRINO_GATEWAY_MIGRATED"] = "1"
     metrics_dir = _metrics_dir(config.server.workers)
+    # Before any worker starts: they all read the flag the shutdown raises (gateway.shutdown).
+    flag = ShutdownFlag.create()
     try:
-        return _serve(config, log_level)
+        return _serve(config, log_level, flag)
     finally:
+        flag.remove()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
@@ -125,7 +131,7 @@ def _metrics_dir(workers: int) -> str | None:
     return path
 
 
-def _serve(config: GatewayConfig, log_level: str) -> int:
+def _serve(config: GatewayConfig, log_level: str, flag: ShutdownFlag) -> int:
     server = config.server
     listeners = []
     if server.http:
@@ -138,19 +144,30 @@ def _serve(config: GatewayConfig, log_level: str) -> int:
         flush=True,
     )
     if server.engine == "hypercorn":
-        return _serve_hypercorn(config, log_level)
+        return _serve_hypercorn(config, log_level, GracefulStop(flag, server.shutdown_grace))
     if server.http and server.tls is not None:
         # granian serves one address per server: the HTTPS one runs in a process of its own.
         https = multiprocessing.get_context("spawn").Process(
-            target=_serve_granian, args=(config, log_level, True), name="trino-gateway https", daemon=False
+            target=_serve_granian_alone, args=(config, log_level, flag), name="trino-gateway https", daemon=False
         )
         https.start()
+
+        def stop_https_too(signum: int) -> None:
+            # Its grace runs beside this process's, not after it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(https.pid, signum)
+
         try:
-            return _serve_granian(config, log_level, False)
+            return _serve_granian(config, log_level, False, GracefulStop(flag, server.shutdown_grace, stop_https_too))
         finally:
             https.terminate()
-            https.join(15)
-    return _serve_granian(config, log_level, server.tls is not None)
+            https.join(server.shutdown_grace + server.shutdown_timeout + 5)
+    return _serve_granian(config, log_level, server.tls is not None, GracefulStop(flag, server.shutdown_grace))
+
+
+def _serve_granian_alone(config: GatewayConfig, log_level: str, flag: ShutdownFlag) -> int:
+    """The HTTPS listener's process."""
+    return _serve_granian(config, log_level, True, GracefulStop(flag, config.server.shutdown_grace))
 
 
 def _uvloop_available() -> bool:
@@ -162,7 +179,7 @@ def _uvloop_available() -> bool:
     return True
 
 
-def _serve_granian(config: GatewayConfig, log_level: str, https: bool) -> int:
+def _serve_granian(config: GatewayConfig, log_level: str, https: bool, graceful: GracefulStop) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops, SSLProtocols
     from granian.http import HTTP1Settings
@@ -182,7 +199,9 @@ def _serve_granian(config: GatewayConfig, log_level: str, https: bool) -> int:
         http1_settings=HTTP1Settings(header_read_timeout=int(server.header_read_timeout * 1000)),
         log_level=LogLevels(log_level.lower()),
         respawn_failed_workers=True,
-        workers_kill_timeout=10,
+        # The drain: on its stop, granian's workers stop accepting and answer what is in flight, then
+        # run the lifespan shutdown (the history flushed); it kills those still running after this.
+        workers_kill_timeout=math.ceil(server.shutdown_timeout),
         ssl_cert=Path(tls.certificate) if tls is not None else None,
         ssl_key=Path(tls.key) if tls is not None else None,
         # TLS 1.2 too: Java 8-era JDBC drivers and BI tools still need it.
@@ -191,6 +210,15 @@ def _serve_granian(config: GatewayConfig, log_level: str, https: bool) -> int:
     if tls is not None:
         watcher = CertificateWatcher([Path(tls.certificate), Path(tls.key)], on_change=_respawn_workers)
         watcher.start()
+
+    @granian.on_startup
+    def take_the_stop_signals() -> None:
+        # granian has just installed its handlers (its stop: the drain above); ours go over them
+        # and call granian's once the grace is over. A public hook, no granian internals.
+        engine_stop = signal.getsignal(signal.SIGTERM)
+        assert callable(engine_stop), engine_stop
+        graceful.install(lambda: engine_stop(signal.SIGTERM, None))
+
     granian.serve()
     return 0
 
@@ -200,9 +228,10 @@ def _respawn_workers() -> None:
     os.kill(os.getpid(), signal.SIGHUP)
 
 
-def _serve_hypercorn(config: GatewayConfig, log_level: str) -> int:
+def _serve_hypercorn(config: GatewayConfig, log_level: str, graceful: GracefulStop) -> int:
     from hypercorn.config import Config as HypercornConfig
-    from hypercorn.run import run
+
+    from gateway import hypercorn_workers
 
     server = config.server
     hyper = HypercornConfig()
@@ -214,16 +243,16 @@ def _serve_hypercorn(config: GatewayConfig, log_level: str) -> int:
         hyper.insecure_bind = [f"{server.host}:{server.port}"] if server.http else []
     else:
         hyper.bind = [f"{server.host}:{server.port}"]
-    # workers=0 serves in this process; more start that many processes sharing the socket.
-    hyper.workers = server.workers if server.workers > 1 else 0
+    hyper.workers = server.workers
     hyper.worker_class = "uvloop" if _uvloop_available() else "asyncio"
     hyper.accesslog = None
     hyper.errorlog = "-"
     hyper.loglevel = log_level
     hyper.keep_alive_timeout = 75
-    hyper.graceful_timeout = 5
+    # Each worker's drain; its lifespan shutdown (the history flushed) comes after.
+    hyper.graceful_timeout = server.shutdown_timeout
     hyper.read_timeout = int(server.header_read_timeout)
-    return run(hyper)
+    return hypercorn_workers.serve(hyper, server.workers, graceful, server.shutdown_timeout)
 
 
 def main(argv: list[str] | None = None) -> None:

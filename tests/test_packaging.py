@@ -4,6 +4,7 @@ DuckDB/TPC-H dependencies come only with the ``[sim]`` extra."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -88,4 +89,5 @@ def test_the_package_without_extras_installs_only_the_gateway_and_serves(tmp_pat
         for asset in ("app.css", "app.js", "overview.js", "vendor/uplot/uPlot.iife.min.js"):
             assert requests.get(f"{url}/assets/{asset}", timeout=10).status_code == 200, asset
     finally:
-        stop_process(process)
+        # SIGINT: no shutdown grace to wait through.
+        stop_process(process, sig=signal.SIGINT)

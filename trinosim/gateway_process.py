@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import ssl
 import subprocess
@@ -168,8 +169,15 @@ class GatewayProcess(GatewayAdmin):
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
 
     def stop(self, timeout: float = 15.0) -> None:
-        # The whole process group: the server's worker processes included.
-        stop_process(self.process, timeout)
+        # The whole process group: the server's worker processes included. SIGINT: the gateway stops
+        # without its shutdown grace (SIGTERM would keep it serving for server.shutdown_grace).
+        stop_process(self.process, timeout, signal.SIGINT)
+
+    def terminate(self) -> None:
+        """SIGTERM to the main process only, as an orchestrator sends it: the graceful shutdown
+        (readiness fails, the grace, the drain); ``process.wait`` for its end."""
+        assert self.process is not None, "not started"
+        self.process.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         kill_process(self.process)

@@ -24,12 +24,14 @@ from typing import Any
 _LISTENING = re.compile(r"listening on (https?://\S+)")
 
 
-def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    """SIGTERM to the process group of ``process`` (started with ``start_new_session``, so its
+def stop_process(
+    process: subprocess.Popen[bytes] | None, timeout: float = 10.0, sig: signal.Signals = signal.SIGTERM
+) -> None:
+    """``sig`` to the process group of ``process`` (started with ``start_new_session``, so its
     children are in it), then SIGKILL if it has not ended within ``timeout``."""
     if process is None or process.poll() is not None:
         return
-    os.killpg(process.pid, signal.SIGTERM)
+    os.killpg(process.pid, sig)
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
