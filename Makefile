@@ -22,8 +22,8 @@ install: $(STAMP)
 # (only its binary: the package's service is never started by the tests); the LDAP tests start a throwaway
 # slapd (Debian's slapd and ldap-utils, never the system service); the UI tests drive Debian's
 # Chromium (Playwright never downloads a browser); the Kubernetes manifests' tests render them with
-# kubectl kustomize (Debian's kubernetes-client); the chaos suite's container clusters need a Docker
-# engine.
+# kubectl kustomize (Debian's kubernetes-client); the fleet scenarios put Debian's haproxy in front
+# of three gateway nodes; the chaos suite's container clusters need a Docker engine.
 system-deps: docker-engine
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
@@ -33,6 +33,7 @@ system-deps: docker-engine
 	{ command -v ldapadd >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1; } || missing="$$missing ldap-utils"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -73,8 +74,9 @@ bench-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-bench: install bench-deps
+bench: install bench-deps system-deps
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.fleet
 
 # What tracing costs on the poll path, with the OTLP endpoint up and down (docs/performance.md).
 bench-tracing: install bench-deps
