@@ -215,12 +215,11 @@ def test_a_stopping_pod_keeps_serving_then_has_time_to_finish(objects, pod_confi
     assert pre_stop[0] == "sleep"
     sleep = int(pre_stop[1])
     assert sleep >= 5
-    # The grace period counts from the preStop hook on: after the sleep, SIGTERM, and the gateway's
-    # own shutdown (readiness failing for server.shutdown_grace, then requests in flight finished
-    # within server.shutdown_timeout, where the gateway has them) must end before the kubelet kills.
+    # The grace period counts from the preStop hook on: after the sleep comes SIGTERM, and the gateway's
+    # own shutdown (readiness failing for server.shutdown_grace while it serves on, then the requests
+    # in flight answered within server.shutdown_timeout) must end before the kubelet kills.
     server = pod_config.server
-    shutdown = getattr(server, "shutdown_grace", 0) + getattr(server, "shutdown_timeout", 30)
-    assert pod["terminationGracePeriodSeconds"] >= sleep + shutdown
+    assert pod["terminationGracePeriodSeconds"] >= sleep + server.shutdown_grace + server.shutdown_timeout
 
 
 def test_the_pod_runs_as_the_images_user_on_a_read_only_root(objects, pod_config) -> None:
