@@ -23,7 +23,7 @@ from gateway.certificates import CertificateWatcher
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 from gateway.rules import check_rules
 from gateway.shutdown import GracefulStop, ShutdownFlag
-from gateway.store import StoreError, open_store, seed_backends
+from gateway.store import StoreError, open_store, redacted, seed_backends
 from observability.tracing import TracingError
 from observability.tracing import resolve as resolve_tracing
 
@@ -140,7 +140,7 @@ def _serve(config: GatewayConfig, log_level: str, flag: ShutdownFlag) -> int:
         listeners.append(f"https://{server.host}:{server.tls.port}")
     print(
         f"trino-gateway listening on {' and '.join(listeners)} ({server.engine}, {server.workers} worker(s) each, "
-        f"store {config.store.url}, {len(config.backends)} configured backend(s))",
+        f"store {redacted(config.store.url)}, {len(config.backends)} configured backend(s))",
         flush=True,
     )
     if server.engine == "hypercorn":

@@ -46,6 +46,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL's channel for changes other workers and nodes must see at once (payload: what changed).
 CHANGES_CHANNEL = "trino_gateway_changes"
 LISTEN_PING_SECONDS = 15.0
+# pg_advisory_xact_lock's key for schema migrations (any number other code of the database does not use).
+MIGRATION_LOCK = 0x7472696E6F6777
 LISTEN_RETRY_SECONDS = 5.0
 log = logging.getLogger("gateway.store")
 
@@ -94,6 +96,10 @@ class SqlStore:
         if migrate:
             try:
                 async with engine.begin() as connection:
+                    if engine.dialect.name == "postgresql":
+                        # Nodes of a fleet that start together on an empty database migrate one at a
+                        # time (the lock ends with this transaction); the later ones find it done.
+                        await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                     await connection.run_sync(upgrade)
             except Exception as error:
                 await engine.dispose()

@@ -39,3 +39,23 @@ def test_a_deactivation_on_one_node_is_obeyed_by_another_without_waiting_for_its
         print(f"\nnode B obeyed node A's deactivation after {time.monotonic() - started:.3f} s")
         a.activate("trino-1")
         wait_until(lambda: active_in_registry(b, "trino-1") is True, timeout=10, what="node B to see it back")
+
+
+def test_nodes_that_start_together_on_an_empty_database_all_come_up(sims):
+    """The first start of a fleet: every node migrates the schema at once; one does, the others wait
+    on its lock and find it done (before, one of three failed on a duplicate key)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.postgres import PostgresServer
+    from trinosim.gateway_process import GatewayProcess
+
+    config = {"backends": [{"name": "trino-1", "proxy_to": sims[0].url}]}
+    with PostgresServer() as postgres:
+        nodes = [GatewayProcess(store=postgres.url(), config=config) for _ in range(3)]
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                list(pool.map(lambda node: node.start(), nodes))
+            assert all(node.call("GET", "/gateway/readyz")[0] == 200 for node in nodes)
+        finally:
+            for node in nodes:
+                node.stop()
