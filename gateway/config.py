@@ -253,8 +253,29 @@ class SessionConfig(_Strict):
         description="signs UI session cookies; every worker and node must share it (default: a random one per "
         "start of this node, so sessions end with a restart)",
     )
+    secret_file: str | None = Field(
+        None,
+        description="a file holding the secret (a Kubernetes Secret mounted in every pod), instead of secret",
+    )
     max_age: float = Field(8 * 3600, gt=0, description="seconds a UI session lasts")
     secure_cookie: bool | None = Field(None, description="cookies only over HTTPS (default: when server.tls is set)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_from_file(cls, data: Any) -> Any:
+        # Read at start-up, so that a missing or short file stops the node with the reason.
+        if not isinstance(data, dict) or data.get("secret_file") is None:
+            return data
+        if data.get("secret") is not None:
+            raise ValueError("set secret or secret_file, not both")
+        path = data["secret_file"]
+        try:
+            secret = Path(str(path)).read_text().strip()
+        except OSError as error:
+            raise ValueError(f"secret_file {path}: {error.strerror}") from None
+        if len(secret) < 32:
+            raise ValueError(f"secret_file {path}: the secret must have at least 32 characters")
+        return {**data, "secret": secret}
 
 
 class LoginLimitConfig(_Strict):

@@ -106,3 +106,23 @@ def test_hypercorn_remains_available_as_the_server(clusters, tmp_path):
     ) as gateway:
         assert run_query(gateway.url, "SELECT count(*) FROM tpch.tiny.region") == [[5]]
         assert "(CTRL + C to quit)" in gateway.log()  # hypercorn's own start-up line
+
+
+def test_the_session_secret_can_come_from_a_file_every_node_mounts(tmp_path):
+    secret = tmp_path / "session-secret"
+    secret.write_text("s" * 40 + "\n")
+    passwords = tmp_path / "password.db"
+    passwords.write_text("")
+
+    def auth(**session: str) -> dict:
+        return {"auth": {"password_file": str(passwords), "roles": {"ADMIN": ["alice"]}, "session": session}}
+
+    config = parse_config(auth(secret_file=str(secret)), "gateway.yaml")
+    assert config.auth is not None and config.auth.session.secret == "s" * 40
+    with pytest.raises(ConfigError, match=r"secret_file .*: the secret must have at least 32 characters"):
+        secret.write_text("short")
+        parse_config(auth(secret_file=str(secret)), "gateway.yaml")
+    with pytest.raises(ConfigError, match=r"secret_file .*nowhere"):
+        parse_config(auth(secret_file=str(tmp_path / "nowhere")), "gateway.yaml")
+    with pytest.raises(ConfigError, match="not both"):
+        parse_config(auth(secret="x" * 40, secret_file=str(secret)), "gateway.yaml")
