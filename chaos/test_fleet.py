@@ -12,6 +12,7 @@ haproxy (health checks on /gateway/readyz, retries of what can be retried on ano
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -43,13 +44,16 @@ class Fleet:
 
 @pytest.fixture
 def fleet(three_clusters: list[Cluster]) -> Iterator[Fleet]:
-    config = gateway_config([(c.name, c.url, GROUPS[c.name]) for c in three_clusters])
+    # haproxy takes a node out within half a second of its readiness failing (checks every 250 ms,
+    # two failures): a grace of one second is enough, and keeps the rolling restart short.
+    config = gateway_config([(c.name, c.url, GROUPS[c.name]) for c in three_clusters], server={"shutdown_grace": 1.0})
     with PostgresServer() as postgres:
         nodes = [GatewayProcess(store=postgres.url(), config=config, workers=2) for _ in range(3)]
         balancer = None
         try:
-            for node in nodes:
-                node.start()
+            # Together, as a fleet starts (the first migrates the schema, the others wait on its lock).
+            with ThreadPoolExecutor(len(nodes)) as pool:
+                list(pool.map(lambda node: node.start(), nodes))
             balancer = Haproxy({f"node-{i}": node.port for i, node in enumerate(nodes)}).start()
             yield Fleet(postgres, nodes, balancer)
         finally:
