@@ -153,6 +153,11 @@ class RoutingRulesConfig(_Strict):
         description="read the user of a bearer JWT nobody verified (anyone can write such a token); with auth.oidc "
         "the token is verified and this is not needed",
     )
+    shared: bool = Field(
+        True,
+        description="FILE: a change of the rules (the file, or PUT /gateway/routing-rules) on one node counts on "
+        "every node on the store, the newest change winning; false: each node keeps to its own file",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> RoutingRulesConfig:

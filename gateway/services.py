@@ -25,13 +25,14 @@ from gateway.backends.registry import BackendRegistry
 from gateway.config import GatewayConfig
 from gateway.drain import DrainStatus, Reconciler
 from gateway.health import HealthChecker
-from gateway.health.shared import SharedChecks
+from gateway.health.shared import SharedChecks, holder_name
 from gateway.history import QueryHistory
 from gateway.proxy import Proxy
 from gateway.proxy.client_auth import ClientAuth
 from gateway.query_book import QueryBook
 from gateway.routing import RouteDecider
 from gateway.rules import FileRulesSelector, GroupSelector, create_selector
+from gateway.rules.shared import SharedRules
 from gateway.store import BackendWork, MemoryStore, Store, open_store, seed_backends
 from gateway.transactions import TransactionBindings
 from gateway.upstream import Upstream
@@ -59,6 +60,8 @@ class Services:
     proxy: Proxy
     authenticator: Authenticator | None
     audit: AuditTrail
+    shared_rules: SharedRules | None = None
+    """The rules file's changes, shared with every node through the store (FILE rules only)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -127,11 +130,20 @@ class Services:
             asyncio.create_task(transactions.housekeeping_forever()),
             asyncio.create_task(reconciler.reconcile_forever()),
             asyncio.create_task(services.refresh_gauges_forever()),
-            asyncio.create_task(store.watch_changes(registry.changed)),
+            asyncio.create_task(store.watch_changes(services.changed)),
         ]
         if isinstance(selector, FileRulesSelector):
             services.tasks.append(asyncio.create_task(selector.rules.watch_forever()))
+            if config.routing_rules.shared:
+                services.shared_rules = SharedRules(store, selector.rules, holder_name())
+                services.tasks.append(asyncio.create_task(services.shared_rules.follow_forever()))
         return services
+
+    def changed(self, what: str) -> None:
+        """Another worker or node changed shared state (the store's notification)."""
+        self.registry.changed(what)
+        if self.shared_rules is not None:
+            self.shared_rules.changed(what)
 
     async def stop(self) -> None:
         for task in self.tasks:

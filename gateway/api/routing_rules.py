@@ -113,6 +113,8 @@ def routing_rules_api(services: Services) -> Blueprint:
         except OSError as error:
             return api_error(500, f"the rules file {rules.path} cannot be written: {error.strerror or error}")
         await services.audit.record(principal(), address(), action(), os.fspath(rules.path), before=before, after=text)
+        if services.shared_rules is not None:
+            services.shared_rules.changed_here()  # every other node takes the new rules up now
         return json_response(described(selector))
 
     @api.post("/gateway/routing-rules/test")

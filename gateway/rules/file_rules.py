@@ -479,6 +479,17 @@ class RulesFile:
         log.info("routing rules replaced through the admin API in %s: %d rules", self.path, len(rules))
         return before
 
+    def adopt(self, text: str) -> None:
+        """Use ``text``'s rules here, as another node changed them (``gateway.rules.shared``); the file
+        is left as it is (it may be read-only, e.g. a ConfigMap). Raises RulesLoadError if it does
+        not load here."""
+        rules = parse_rules(text, os.fspath(self.path))
+        with self._lock:
+            self.text, self.rules = text, rules
+            self.last_error = None
+            self.reloads += 1
+        log.info("routing rules changed on another node taken up: %d rules", len(rules))
+
     async def watch_forever(self) -> None:
         while True:
             await asyncio.sleep(self.refresh_seconds)

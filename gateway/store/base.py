@@ -14,6 +14,7 @@ from gateway.store.records import (
     QueryOutcome,
     QueryRecord,
     SharedCheck,
+    SharedRulesText,
     TransactionBinding,
 )
 
@@ -135,6 +136,14 @@ class Store(Protocol):
 
     async def health_checks(self) -> dict[str, SharedCheck]:
         """Every backend's latest published check, by backend name."""
+        ...
+
+    async def get_routing_rules(self) -> SharedRulesText | None:
+        """The routing rules as last changed on any node; None before the first change."""
+        ...
+
+    async def put_routing_rules(self, rules: SharedRulesText) -> None:
+        """Make ``rules`` the fleet's routing rules (and tell every worker: ``RULES_CHANGED``)."""
         ...
 
     async def watch_changes(self, on_change: Callable[[str], None]) -> None:

@@ -20,6 +20,7 @@ from gateway.store.records import (
     QueryOutcome,
     QueryRecord,
     SharedCheck,
+    SharedRulesText,
     StoreError,
     TransactionBinding,
     count_queries,
@@ -35,6 +36,7 @@ class MemoryStore:
         self._audit: list[AuditEntry] = []
         self._leases: dict[str, tuple[str, int]] = {}
         self._checks: dict[str, SharedCheck] = {}
+        self._rules: SharedRulesText | None = None
         # Tests set this to make every call fail, as a store that is down does.
         self.failing: str | None = None
 
@@ -235,6 +237,14 @@ class MemoryStore:
     async def health_checks(self) -> dict[str, SharedCheck]:
         self._check()
         return dict(self._checks)
+
+    async def get_routing_rules(self) -> SharedRulesText | None:
+        self._check()
+        return self._rules
+
+    async def put_routing_rules(self, rules: SharedRulesText) -> None:
+        self._check()
+        self._rules = rules
 
     async def watch_changes(self, on_change: Callable[[str], None]) -> None:
         return  # one worker: its own changes count at once

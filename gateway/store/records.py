@@ -23,6 +23,7 @@ class DuplicateQuery(ValueError):
 
 # What a change told to every worker and node is about (Store.watch_changes).
 BACKENDS_CHANGED = "backends"
+RULES_CHANGED = "rules"
 ANYTHING_CHANGED = "*"
 """Listening (again): anything may have changed meanwhile."""
 
@@ -198,3 +199,12 @@ class SharedCheck:
     """The cluster's figures (running, queued, workers, uptime) when the check read them."""
     seconds: float | None = None
     """How long the check took."""
+
+
+@dataclass
+class SharedRulesText:
+    """The routing rules as last changed on any node."""
+
+    text: str
+    changed_at: int
+    changed_by: str

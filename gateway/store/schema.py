@@ -131,3 +131,13 @@ shared_checks = sa.Table(
     sa.Column("stats", Text(), nullable=True),  # JSON of ClusterStats
     sa.Column("seconds", sa.Float, nullable=True),
 )
+
+# The routing rules every node uses (migration 0008): one row, the last change made on any node.
+shared_rules = sa.Table(
+    "gateway_routing_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("text", Text(), nullable=False),
+    sa.Column("changed_at", sa.BigInteger, nullable=False),
+    sa.Column("changed_by", Text(256), nullable=False),
+)

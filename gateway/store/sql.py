@@ -27,6 +27,7 @@ from gateway.store.records import (
     ANYTHING_CHANGED,
     BACKENDS_CHANGED,
     FAILED,
+    RULES_CHANGED,
     AuditEntry,
     BackendWork,
     DuplicateBackend,
@@ -36,11 +37,20 @@ from gateway.store.records import (
     QueryOutcome,
     QueryRecord,
     SharedCheck,
+    SharedRulesText,
     StoreError,
     TransactionBinding,
     now_ms,
 )
-from gateway.store.schema import audit_log, backends, fitted, query_history, shared_checks, transactions
+from gateway.store.schema import (
+    audit_log,
+    backends,
+    fitted,
+    query_history,
+    shared_checks,
+    shared_rules,
+    transactions,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL's channel for changes other workers and nodes must see at once (payload: what changed).
@@ -166,6 +176,18 @@ class SqlStore:
         # PostgreSQL delivers a NOTIFY when its transaction commits, to every session listening.
         if self.engine.dialect.name == "postgresql":
             await connection.execute(sa.select(sa.func.pg_notify(CHANGES_CHANNEL, what)))
+
+    async def get_routing_rules(self) -> SharedRulesText | None:
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(sa.select(shared_rules).where(shared_rules.c.id == 1))).first()
+            return None if row is None else SharedRulesText(row.text, row.changed_at, row.changed_by)
+
+    async def put_routing_rules(self, rules: SharedRulesText) -> None:
+        values = {"text": rules.text, "changed_at": rules.changed_at, "changed_by": rules.changed_by}
+        upsert = _insert(self.engine.dialect.name, shared_rules).values(id=1, **values)
+        async with self.engine.begin() as connection:
+            await connection.execute(upsert.on_conflict_do_update(index_elements=["id"], set_=values))
+            await self._announce(connection, RULES_CHANGED)
 
     async def watch_changes(self, on_change: Callable[[str], None]) -> None:
         if self.engine.dialect.name != "postgresql":

@@ -59,3 +59,49 @@ def test_nodes_that_start_together_on_an_empty_database_all_come_up(sims):
         finally:
             for node in nodes:
                 node.stop()
+
+
+RULES = """---
+name: airflow
+condition: 'request.getHeader("X-Trino-Source") == "airflow"'
+actions:
+  - 'result.put("routingGroup", "etl")'
+"""
+
+
+def rules_in_use(gateway: InProcessGateway) -> str:
+    status, body = gateway.call("GET", "/gateway/routing-rules")
+    assert status == 200, body
+    return body["text"]
+
+
+def test_a_rules_change_on_one_node_reaches_every_node(loop_thread, sims, tmp_path):
+    """Each node has its own copy of the rules file (as pods mount a ConfigMap): a change made
+    through node A's API, or by editing node B's file, ends in the same rules on both."""
+    from tests.postgres import PostgresServer
+
+    files = [tmp_path / "a" / "rules.yaml", tmp_path / "b" / "rules.yaml"]
+    configs = []
+    for path in files:
+        path.parent.mkdir()
+        path.write_text(RULES)
+        configs.append(
+            {
+                "backends": [{"name": "trino-1", "proxy_to": sims[0].url}],
+                "routing_rules": {"enabled": True, "type": "FILE", "rules_file": str(path), "refresh_seconds": 0.2},
+            }
+        )
+    with (
+        PostgresServer() as postgres,
+        InProcessGateway(loop_thread, configs[0], postgres.url()) as a,
+        InProcessGateway(loop_thread, configs[1], postgres.url()) as b,
+    ):
+        changed = RULES.replace("airflow", "reports")
+        assert a.call("PUT", "/gateway/routing-rules", {"text": changed})[0] == 200
+        wait_until(lambda: rules_in_use(b) == changed, timeout=10, what="node B to use node A's new rules")
+        assert files[1].read_text() == RULES  # B's own file is left alone (it may be read-only)
+
+        edited = RULES.replace("airflow", "dbt")
+        files[1].write_text(edited)
+        wait_until(lambda: rules_in_use(a) == edited, timeout=15, what="node A to use node B's edited file")
+        assert rules_in_use(b) == edited
