@@ -480,12 +480,16 @@ class RulesFile:
         return before
 
     def adopt(self, text: str) -> None:
-        """Use ``text``'s rules here, as another node changed them (``gateway.rules.shared``); the file
-        is left as it is (it may be read-only, e.g. a ConfigMap). Raises RulesLoadError if it does
+        """Use ``text``'s rules here, as another node changed them (``gateway.rules.shared``), and write
+        them to this node's file where it can be written, so that a restart starts from them; a
+        read-only file (e.g. a ConfigMap) is left as it is. Raises RulesLoadError if the text does
         not load here."""
         rules = parse_rules(text, os.fspath(self.path))
         with self._lock:
-            self.text, self.rules = text, rules
+            with contextlib.suppress(OSError):
+                if self.path.read_text() != text:
+                    _write_atomically(self.path.resolve(), text)
+            self.text, self.rules, self._signature = text, rules, _signature(self.path)
             self.last_error = None
             self.reloads += 1
         log.info("routing rules changed on another node taken up: %d rules", len(rules))

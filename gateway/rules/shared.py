@@ -3,8 +3,10 @@
 A change is either an edit of a node's rules file (picked up by its file watcher) or the admin API's
 ``PUT /gateway/routing-rules``. Either way the node that made it publishes the text to the store,
 which tells every worker (PostgreSQL's NOTIFY; a poll every few seconds otherwise), and each takes it
-up in memory (``RulesFile.adopt``). So a file edited on one node, or a ConfigMap that updates every
-pod's file at its own pace, ends in the same rules everywhere: the newest change wins.
+up (``RulesFile.adopt``: in memory, and in its own file where that can be written). At start a node's
+file wins over the store's copy only if it changed later than it. So a file edited on one node, or
+a ConfigMap that updates every pod's file at its own pace, ends in the same rules everywhere: the
+newest change wins.
 """
 
 from __future__ import annotations
