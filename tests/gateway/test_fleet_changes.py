@@ -106,3 +106,42 @@ def test_a_rules_change_on_one_node_reaches_every_node(loop_thread, sims, tmp_pa
         files[1].write_text(edited)
         wait_until(lambda: rules_in_use(a) == edited, timeout=15, what="node A to use node B's edited file")
         assert rules_in_use(b) == edited
+
+
+def test_a_poll_reaching_a_node_that_did_not_route_the_query_costs_one_store_read_and_no_probe(
+    loop_thread, sims, tmp_path
+):
+    """Behind a load balancer a query's next poll may reach any node: that node reads the query from
+    the store once, knows it from then on, and asks no backend about it."""
+    import requests
+
+    store = f"sqlite:///{tmp_path / 'fleet.db'}"
+    config = {"backends": [{"name": "trino-1", "proxy_to": sims[0].url}, {"name": "trino-2", "proxy_to": sims[1].url}]}
+    with InProcessGateway(loop_thread, config, store) as a, InProcessGateway(loop_thread, config, store) as b:
+        page = requests.post(
+            f"{a.url}/v1/statement",
+            data="SELECT 1",
+            headers={"X-Trino-User": "u", "X-Trino-Session": "sim_run_time=1s"},
+            timeout=10,
+        ).json()
+        a.loop.run(a.services.history.flush())  # as a node does within 50 ms
+        book, reads, probes = b.services.book, [], []
+        real_read, real_probe = book.store.get_query, book._ask_backends
+
+        async def read(query_id: str):
+            reads.append(query_id)
+            return await real_read(query_id)
+
+        async def probe(query_id: str):
+            probes.append(query_id)
+            return await real_probe(query_id)
+
+        book.store.get_query, book._ask_backends = read, probe
+        polls, rows = 0, []
+        while "nextUri" in page:
+            # Every poll to node B, which never saw the query.
+            page = requests.get(page["nextUri"].replace(a.url, b.url), headers={"X-Trino-User": "u"}, timeout=10).json()
+            polls += 1
+            rows += page.get("data", [])
+        assert page["stats"]["state"] == "FINISHED" and rows == [[1]]
+        assert polls >= 2 and reads == [page["id"]] and probes == []
