@@ -9,6 +9,7 @@ from gateway.backends.record import Backend
 from gateway.store.records import (
     AuditEntry,
     BackendWork,
+    DuplicateBackend,
     QueryCount,
     QueryFilter,
     QueryOutcome,
@@ -164,6 +165,10 @@ async def seed_backends(store: Store, seeds: list[Backend]) -> None:
     for seed in seeds:
         current = existing.get(seed.name)
         if current is None:
-            await store.add_backend(seed)
+            try:
+                await store.add_backend(seed)
+            except DuplicateBackend:
+                # Another node of the fleet, starting at the same moment, added it: from the same file.
+                continue
         else:
             await store.update_backend(seed.model_copy(update={"active": current.active}))

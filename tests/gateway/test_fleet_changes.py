@@ -42,14 +42,15 @@ def test_a_deactivation_on_one_node_is_obeyed_by_another_without_waiting_for_its
 
 
 def test_nodes_that_start_together_on_an_empty_database_all_come_up(sims):
-    """The first start of a fleet: every node migrates the schema at once; one does, the others wait
-    on its lock and find it done (before, one of three failed on a duplicate key)."""
+    """The first start of a fleet: every node migrates the schema and seeds the configured backends
+    at once; one migrates, the others wait on its lock and find it done, and a backend another node
+    added a moment before is no error (before, one of three failed on a duplicate key)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tests.postgres import PostgresServer
     from trinosim.gateway_process import GatewayProcess
 
-    config = {"backends": [{"name": "trino-1", "proxy_to": sims[0].url}]}
+    config = {"backends": [{"name": f"trino-{i}", "proxy_to": sim.url} for i, sim in enumerate(sims, 1)]}
     with PostgresServer() as postgres:
         nodes = [GatewayProcess(store=postgres.url(), config=config) for _ in range(3)]
         try:
