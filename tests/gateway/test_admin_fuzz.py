@@ -1,12 +1,14 @@
 """Schemathesis fuzzes the admin API from its own OpenAPI document (``GET /gateway/openapi.json``), on an
-in-process gateway with auth on, once on SQLite and once on PostgreSQL. As ADMIN, as USER, as a user
-with no role and with no credentials: no answer is a server error, and every answer is one the
-document describes (status code, content type, headers, body). Callers who may not change anything
-change nothing: the store's backends and the routing rules file are the same after each of their
-requests, and the audit trail gains no change. The routing rules come from a file, so that replacing
-and trying them is fuzzed too.
+in-process gateway with auth on. As ADMIN and as USER on PostgreSQL (the stricter store about the
+text and numbers it keeps), as a user with no role on SQLite (refused before any handler, so the
+store plays no part), and without credentials (the ADMIN run's ``ignored_auth`` check asks each
+operation that answered it again without any): no answer is a server error, and every answer is
+one the document describes (status code, content type, headers, body). Callers who may not change
+anything change nothing: the store's backends and the routing rules file are the same after each of
+their requests, and the audit trail gains no change. The routing rules come from a file, so that
+replacing and trying them is fuzzed too.
 
-The budget (hypothesis settings below) keeps the module under three minutes: schemathesis' examples
+The budget (hypothesis settings below) keeps the module near two minutes: schemathesis' examples
 and coverage cases of each operation, then ``max_examples`` generated ones, derandomized so that a
 run repeats the one before it."""
 
@@ -61,7 +63,7 @@ CHECKS = [
     ignored_auth,
 ]
 BUDGET = settings(
-    max_examples=30,
+    max_examples=15,
     deadline=None,
     derandomize=True,
     database=None,
@@ -77,9 +79,10 @@ def basic(user: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=["postgres"])
 def fuzzed_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Both SQL stores: PostgreSQL is the stricter about what text and numbers it keeps."""
+    """PostgreSQL by default: the stricter SQL store about what text and numbers it keeps (it found
+    the NUL and BIGINT faults SQLite let pass)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'gateway.db'}"
         return
@@ -184,9 +187,10 @@ def test_a_user_gets_documented_answers_and_changes_nothing(
     call_and_check_nothing_changed(case, secured, refused)
 
 
-# Refused before any handler runs: the store plays no part, SQLite alone will do.
+# Refused before any handler runs: the store plays no part, SQLite will do. Without credentials:
+# the ADMIN run's ignored_auth check asks every operation that answered it again without any.
 @pytest.mark.parametrize("fuzzed_store", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("refused", ["mallory", None], ids=["no role", "no credentials"], indirect=True)
+@pytest.mark.parametrize("refused", ["mallory"], ids=["no role"], indirect=True)
 @pytest.mark.usefixtures("refused")
 @schema.parametrize()
 @REFUSED_BEFORE_THE_HANDLER
