@@ -69,7 +69,7 @@ def test_11_a_node_killed_under_load_loses_no_query(kind, fleet):
         load.wait_for("queries in flight", lambda: fleet.unfinished() >= 3)
         fault_at = load.mark("node-1 killed")
         fleet.nodes[1].kill()
-        load.wait_completed(15, where=lambda r: r.submitted > fault_at)
+        load.wait_completed(10, where=lambda r: r.submitted > fault_at)
     records = load.records
     SUMMARY.add(summarise("11 gateway node killed", kind, records, fault_at=fault_at, notes="3 nodes behind haproxy"))
     assert [r for r in records if r.outcome == LOST] == []
@@ -97,7 +97,7 @@ def test_12_a_rolling_restart_with_sigterm_fails_no_query(kind, fleet):
             assert node.process.wait(timeout=90) == 0, node.log()
             node.start()
         ended_at = load.mark("rolling restart done")
-        load.wait_completed(10, where=lambda r: r.submitted > ended_at)
+        load.wait_completed(6, where=lambda r: r.submitted > ended_at)
     records = load.records
     SUMMARY.add(
         summarise("12 rolling restart (SIGTERM)", kind, records, fault_at=started_at, notes="3 nodes behind haproxy")
@@ -113,8 +113,8 @@ def test_13_a_change_on_one_node_is_obeyed_by_the_others_within_a_second(kind, f
         on_c.wait_completed(5)
         changed_b, changed_c = on_b.mark("trino-1 deactivated on node A"), on_c.mark("trino-1 deactivated on node A")
         a.deactivate("trino-1")
-        on_b.wait_completed(10, where=lambda r: r.submitted > changed_b + 1.0)
-        on_c.wait_completed(10, where=lambda r: r.submitted > changed_c + 1.0)
+        on_b.wait_completed(6, where=lambda r: r.submitted > changed_b + 1.0)
+        on_c.wait_completed(6, where=lambda r: r.submitted > changed_c + 1.0)
     late = []
     for load, changed in ((on_b, changed_b), (on_c, changed_c)):
         for record in load.records:

@@ -63,7 +63,7 @@ CHECKS = [
     ignored_auth,
 ]
 BUDGET = settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     derandomize=True,
     database=None,

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 WORKER = "X-Trino-Gateway-Worker"
 # Long enough for queries of RUN_TIME started just before the SIGTERM to end inside it, with room.
-GRACE = 8.0
-RUN_TIME = "4s"
+GRACE = 5.0
+RUN_TIME = "2s"
 DRAIN = 10.0
 # Beyond grace and drain: the process's own exit.
 MARGIN = 15.0
