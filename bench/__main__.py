@@ -22,6 +22,15 @@ from trinosim.gateway_process import GatewayProcess
 RESULTS = Path(__file__).parent / "results"
 
 
+def save_report(name: str, report: dict[str, Any]) -> Path:
+    """Write ``report`` to ``bench/results/<name>-<UTC time>.json`` and say where."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {path}")
+    return path
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -97,13 +106,11 @@ def main() -> None:
         spooling.stop()
         backend.stop()
     print_table(report)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2))
+    print()
+    save_report("bench", report)
     if only >= {"poll", "e2e", "state", "routing", "large"}:
         # latest.json is the last complete run; partial runs (--only) keep their dated file only.
         (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
-    print(f"\nwritten to {path}")
 
 
 def print_table(report: dict[str, Any]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import json
 import statistics
 import tempfile
 import time
@@ -20,11 +19,10 @@ from pathlib import Path
 
 import requests
 
-from bench.__main__ import machine
+from bench.__main__ import machine, save_report
 from gateway.auth.password_file import hash_password
 from trinosim.gateway_process import GatewayProcess
 
-RESULTS = Path(__file__).parent / "results"
 CASES = {
     "known user, wrong password": ("alice", "wrong"),
     "unknown user": ("nobody", "wrong"),
@@ -75,10 +73,7 @@ def main() -> None:
     for case in CASES:
         print(f"{case:<28} {medians[case]:>10.2f} {report['p10_ms'][case]:>8.2f} {report['p90_ms'][case]:>8.2f}")
     print(f"unknown user / known user's wrong password: {ratio:.3f}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"auth-timing-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {path}")
+    save_report("auth-timing", report)
 
 
 def measure(url: str, count: int) -> dict[str, list[float]]:

@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from bench import scenarios
-from bench.__main__ import machine
+from bench.__main__ import machine, save_report
 from chaos.load_balancer import Haproxy
 from tests.conftest import run_query
 from tests.postgres import PostgresServer
 from trinosim import TrinoSimProcess
 from trinosim.gateway_process import GatewayProcess
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def committed(postgres: PostgresServer) -> int:
@@ -107,10 +103,7 @@ def main() -> None:
     print("store transactions per routed query (submission, polls, history), background taken out:")
     for name, value in store_work.items():
         print(f"  {name:<18} {value:.2f}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"fleet-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"written to {path}")
+    save_report("fleet", report)
 
 
 if __name__ == "__main__":

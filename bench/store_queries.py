@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
-import json
 import re
 import time
 import urllib.request
@@ -34,12 +33,11 @@ from typing import Any
 import trino
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.__main__ import machine
+from bench.__main__ import machine, save_report
 from tests.postgres import PostgresServer
 from trinosim import TrinoSimProcess
 from trinosim.gateway_process import GatewayProcess
 
-RESULTS = Path(__file__).parent / "results"
 SQL = "SELECT * FROM tpch.tiny.nation"
 # The measurement's own psql sessions are told apart from the gateway's connections by this name.
 PSQL = "psql"
@@ -216,10 +214,7 @@ def main() -> None:
     for text, count in list(report["per_routed_query"]["by_texts"].items())[:8]:
         print(f"  {count:6.2f}  {text}")
     print(f"proxied requests per query: {report['proxied_requests_per_query']}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"store-queries-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"written to {path}")
+    save_report("store-queries", report)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-from pathlib import Path
 from typing import Any
 
 from bench import scenarios
-from bench.__main__ import machine
+from bench.__main__ import machine, save_report
 from trinosim import TrinoSimProcess
 from trinosim.gateway_process import GatewayProcess, free_port
 from trinosim.otlp_receiver import OtlpReceiver
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -85,10 +81,7 @@ def main() -> None:
                 f"{cell['p99_ms']:>8.2f} {spread:>15}"
             )
     print(f"spans the receiver took: {report['spans_received']}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"tracing-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"written to {path}")
+    save_report("tracing", report)
 
 
 if __name__ == "__main__":
