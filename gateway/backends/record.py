@@ -78,6 +78,14 @@ class Backend(_Record):
     routing_group: str = Field("adhoc", min_length=1, max_length=256, pattern=TEXT_PATTERN)
     active: bool = Field(True, description="takes new queries (when healthy); inactive: running work finishes")
     weight: float = Field(1.0, ge=0, le=1_000_000, description="share of queries under the weighted router")
+    max_running: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        strict=True,
+        description="the most queries the gateway runs on this cluster at once; more wait in the gateway "
+        "(default: no limit)",
+    )
     monitor: MonitorKind | None = Field(None, description="health check for this backend (default: health.monitor)")
     tls: BackendTls | None = Field(None, description="TLS settings for an https:// proxy_to")
 

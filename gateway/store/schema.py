@@ -53,6 +53,8 @@ backends = sa.Table(
     sa.Column("weight", sa.Float, nullable=False, server_default="1.0"),
     sa.Column("monitor", Text(32), nullable=True),
     sa.Column("tls", Text(), nullable=True),  # JSON of BackendTls
+    # Migration 0009: the most queries the gateway runs there at once (null: no limit).
+    sa.Column("max_running", sa.Integer, nullable=True),
 )
 
 query_history = sa.Table(

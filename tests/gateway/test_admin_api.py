@@ -27,6 +27,7 @@ def test_add_update_delete_activate_deactivate_and_list(sims, make_gateway):
             "routingGroup": "etl",
             "externalUrl": sims[0].url,
             "weight": 1.0,
+            "maxRunning": None,
             "monitor": None,
             "tls": None,
         }
@@ -106,6 +107,56 @@ def test_bad_input_gets_clear_4xx_errors(sims, make_gateway):
         assert gateway.call("GET", "/gateway/no/such/thing")[0] == 404
         assert gateway.call("DELETE", "/gateway/backend/all")[0] == 405
         assert _names(gateway) == ["c1"]
+
+
+def test_max_running_is_set_read_back_cleared_and_audited(sims, make_gateway):
+    with make_gateway() as gateway:
+        body = {"name": "c1", "proxyTo": sims[0].url, "maxRunning": 4}
+        status, added = gateway.call("POST", "/gateway/backend/modify/add", body)
+        assert (status, added["maxRunning"]) == (200, 4), added
+        assert gateway.call("GET", "/gateway/backend/c1")[1]["maxRunning"] == 4
+        # Deactivating keeps it: only the active flag changes.
+        assert gateway.call("POST", "/gateway/backend/deactivate/c1")[1]["maxRunning"] == 4
+
+        assert gateway.call("POST", "/gateway/backend/modify/update", {**body, "maxRunning": 1})[1]["maxRunning"] == 1
+        assert gateway.call("POST", "/gateway/backend/modify/update", {**body, "maxRunning": None})[0] == 200
+        assert gateway.call("GET", "/gateway/backend/c1")[1]["maxRunning"] is None
+        # Left out: no limit either.
+        gateway.call("POST", "/gateway/backend/modify/update", {**body, "maxRunning": 2})
+        del body["maxRunning"]
+        assert gateway.call("POST", "/gateway/backend/modify/update", body)[1]["maxRunning"] is None
+        # The snake-case spelling of the config file is taken too.
+        assert gateway.call("POST", "/gateway/backend/modify/update", {**body, "max_running": 3})[1]["maxRunning"] == 3
+
+        for bad, message in (
+            (0, "backend: maxRunning: Input should be greater than or equal to 1"),
+            (-1, "backend: maxRunning: Input should be greater than or equal to 1"),
+            (1_000_001, "backend: maxRunning: Input should be less than or equal to 1000000"),
+            ("x", "backend: maxRunning: Input should be a valid integer"),
+            ("5", "backend: maxRunning: Input should be a valid integer"),
+            (True, "backend: maxRunning: Input should be a valid integer"),
+            (2.5, "backend: maxRunning: Input should be a valid integer"),
+        ):
+            for path in ("/gateway/backend/modify/add", "/gateway/backend/modify/update"):
+                status, answer = gateway.call("POST", path, {**body, "name": "c2", "maxRunning": bad})
+                assert (status, answer["error"]) == (400, message), (path, bad)
+        assert _names(gateway) == ["c1"]
+        assert gateway.call("GET", "/gateway/backend/c1")[1]["maxRunning"] == 3
+
+        entries = gateway.call("GET", "/gateway/audit?limit=100")[1]["entries"]
+        changes = [
+            (e["action"], e["before"] and e["before"]["maxRunning"], e["after"]["maxRunning"])
+            for e in reversed(entries)
+        ]
+        assert changes == [
+            ("backend.add", None, 4),
+            ("backend.deactivate", 4, 4),
+            ("backend.update", 4, 1),
+            ("backend.update", 1, None),
+            ("backend.update", None, 2),
+            ("backend.update", 2, None),
+            ("backend.update", None, 3),
+        ]
 
 
 def test_a_backend_added_through_the_api_has_the_whole_record_and_it_is_used(sims, make_gateway, lasting_store_url):

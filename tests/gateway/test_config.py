@@ -34,6 +34,17 @@ def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
             {"backends": [{"name": "a", "proxy_to": "http://h:1"}, {"name": "a", "proxy_to": "http://h:2"}]},
             "backend name 'a' appears twice",
         ),
+        *(
+            (
+                {"backends": [{"name": "a", "proxy_to": "http://h:1", "max_running": bad}]},
+                f"backends.0.max_running: {message}",
+            )
+            for bad, message in (
+                (0, "Input should be greater than or equal to 1"),
+                (-1, "Input should be greater than or equal to 1"),
+                ("x", "Input should be a valid integer"),
+            )
+        ),
         ({"proxy": {"read_timeout": -1}}, "proxy.read_timeout: Input should be greater than 0"),
         (["not", "a", "mapping"], "the top level must be a mapping"),
         (
@@ -48,6 +59,27 @@ def test_bad_configuration_is_rejected_naming_the_key(data, message):
         parse_config(data, "gateway.yaml")
     assert message in str(error.value)
     assert str(error.value).startswith("gateway.yaml")
+
+
+def test_a_backends_max_running_goes_from_the_file_to_the_store_and_the_api(
+    sims, make_gateway, lasting_store_url, tmp_path
+):
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        f"backends:\n  - name: capped\n    proxy_to: {sims[0].url}\n    max_running: 8\n"
+        f"  - name: open\n    proxy_to: {sims[1].url}\n"
+    )
+    config = load_config(path)
+    assert [(b.name, b.max_running) for b in config.backends] == [("capped", 8), ("open", None)]
+    data = config.model_dump(mode="json", include={"backends"})
+    with make_gateway(data, store=lasting_store_url) as gateway:
+        stored = {b["name"]: b["maxRunning"] for b in gateway.call("GET", "/gateway/backend/all")[1]}
+        assert stored == {"capped": 8, "open": None}
+    # Configured backends are updated from the file at each start: so is a limit changed or removed there.
+    data["backends"][0]["max_running"], data["backends"][1]["max_running"] = None, 2
+    with make_gateway(data, store=lasting_store_url) as gateway:
+        stored = {b["name"]: b["maxRunning"] for b in gateway.call("GET", "/gateway/backend/all")[1]}
+        assert stored == {"capped": None, "open": 2}
 
 
 def test_malformed_and_missing_files_are_clear_errors(tmp_path):
@@ -65,6 +97,10 @@ def test_serve_refuses_a_bad_config_file_without_a_traceback(tmp_path):
     result = _serve("--config", str(path))
     assert result.returncode == 2
     assert "server.colour: unknown key" in result.stderr and "Traceback" not in result.stderr
+    path.write_text("backends:\n  - name: a\n    proxy_to: http://127.0.0.1:1\n    max_running: 0\n")
+    result = _serve("--config", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "backends.0.max_running: Input should be greater than or equal to 1" in result.stderr
 
 
 def test_serve_refuses_a_bad_store_url_and_bad_backend_flags(tmp_path):
