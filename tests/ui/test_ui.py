@@ -84,9 +84,22 @@ def test_an_admin_adds_edits_and_deletes_a_cluster(as_user, ui_gateway, sims):
     form.get_by_label("Name").fill("trino-new")
     form.get_by_label("URL the gateway sends requests to").fill(sims[0].url)
     form.get_by_label("Routing group").fill("reports")
+    form.get_by_label("Max running queries").fill("4")
     form.get_by_role("button", name="Save").click()
-    expect(page.locator('tr[data-backend="trino-new"]')).to_contain_text("reports")
-    assert ui_gateway.call("GET", "/gateway/backend/trino-new")[1]["routingGroup"] == "reports"
+    row = page.locator('tr[data-backend="trino-new"]')
+    expect(row).to_contain_text("reports")
+    max_running = row.locator("td").nth(6)
+    expect(max_running).to_have_text("4")
+    added = ui_gateway.call("GET", "/gateway/backend/trino-new")[1]
+    assert (added["routingGroup"], added["maxRunning"]) == ("reports", 4)
+
+    # An empty limit is no limit.
+    row.get_by_role("button", name="Edit").click()
+    expect(form.get_by_label("Max running queries")).to_have_value("4")
+    form.get_by_label("Max running queries").fill("")
+    form.get_by_role("button", name="Save").click()
+    expect(max_running).to_have_text("—")
+    assert ui_gateway.call("GET", "/gateway/backend/trino-new")[1]["maxRunning"] is None
 
     # A bad URL is refused with the API's message, and nothing changes.
     page.locator('tr[data-backend="trino-new"]').get_by_role("button", name="Edit").click()

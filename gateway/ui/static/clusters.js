@@ -39,10 +39,11 @@ async function refresh() {
       el("td", {}, stateBadge(h.state || "PENDING")),
       el("td", { class: "num" }, h.inFlight ?? 0),
       el("td", { class: "num" }, b.weight),
+      el("td", { class: "num" }, b.maxRunning ?? "—"),
       mayChange ? actionButtons(b) : null,
     );
   });
-  replace(document.querySelector("#backends tbody"), rows.length ? rows : el("tr", {}, el("td", { colspan: 8 }, "No clusters yet.")));
+  replace(document.querySelector("#backends tbody"), rows.length ? rows : el("tr", {}, el("td", { colspan: 9 }, "No clusters yet.")));
   await refreshDrains();
 }
 
@@ -123,6 +124,7 @@ function edit(b) {
     form.elements.externalUrl.value = b.externalUrl === b.proxyTo ? "" : b.externalUrl || "";
     form.elements.routingGroup.value = b.routingGroup;
     form.elements.weight.value = b.weight;
+    form.elements.maxRunning.value = b.maxRunning ?? "";
     form.elements.active.checked = b.active;
   }
   document.getElementById("backend-error").hidden = true;
@@ -142,6 +144,7 @@ if (mayChange) {
       externalUrl: f.externalUrl.value.trim() || null,
       routingGroup: f.routingGroup.value.trim(),
       weight: Number(f.weight.value || 1),
+      maxRunning: f.maxRunning.value === "" ? null : Number(f.maxRunning.value),
       active: f.active.checked,
     };
     try {
