@@ -96,7 +96,10 @@ class InProcessGateway(GatewayAdmin):
         gc.collect()
         if self._stop is not None:
             self.loop.loop.call_soon_threadsafe(self._stop.set)
-        self._served.result(30)
+        try:
+            self._served.result(30)
+        except TimeoutError:
+            raise TimeoutError(f"the in-process gateway did not stop within 30 s; {_pending(self.loop)}") from None
         self._served = None
         logging.getLogger("gateway").removeHandler(self._log)
 
@@ -110,6 +113,34 @@ class InProcessGateway(GatewayAdmin):
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _pending(loop: LoopThread) -> str:
+    """What the loop is still waiting on, each task where it is stuck: a stop that hangs names why."""
+
+    def where(awaited: Any) -> str:
+        # A suspended task's own stack is one frame: follow what each coroutine awaits instead.
+        places = []
+        while awaited is not None and len(places) < 8:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                places.append(type(awaited).__name__)
+                break
+            places.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        return " > ".join(places)
+
+    async def stacks() -> list[str]:
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        return [f"{task.get_name()}: {where(task.get_coro())}" for task in others]
+
+    try:
+        tasks = loop.run(stacks(), timeout=5)
+    except Exception as error:  # the loop itself is stuck
+        return f"the loop does not answer ({error!r})"
+    executor = getattr(loop.loop, "_default_executor", None)
+    busy = executor._work_queue.qsize() if executor is not None else 0
+    return f"{len(tasks)} tasks pending ({busy} jobs waiting for an executor thread): " + "; ".join(tasks)
 
 
 class _Recorder(logging.Handler):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -23,6 +23,10 @@ class LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # Every server of a test session shares this loop, where each would have a process (and an
+        # executor: os.cpu_count() + 4 threads) of its own; a blocking call of one must not queue
+        # behind another's.
+        self.loop.set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="in-process"))
         self.thread = threading.Thread(target=self.loop.run_forever, name="in-process servers", daemon=True)
         self.thread.start()
 
