@@ -74,8 +74,58 @@ class StoreConfig(_Strict):
     )
 
 
+QueuePolicy = Literal["fair", "fifo"]
+
+
 class GroupConfig(_Strict):
     router: RouterKind = "score"
+    max_queued: int | None = Field(
+        None,
+        ge=0,
+        description="queries that may wait in the gateway for room on a backend of the group (backends' "
+        "max_running); one more fails at once with QUERY_QUEUE_FULL; unset: no limit, 0: none may wait",
+    )
+    max_queue_wait: float | None = Field(
+        None,
+        gt=0,
+        description="seconds a query may wait in the gateway; then it fails with EXCEEDED_TIME_LIMIT; unset: no limit",
+    )
+    queue_policy: QueuePolicy = Field(
+        "fair",
+        description="which waiting query starts next: fair (users take turns, by their weights) or fifo",
+    )
+
+
+class AdmissionConfig(_Strict):
+    """Queries the gateway holds back when a group's backends are full (their ``max_running``) or a user
+    runs as many as they may (docs/admission.md)."""
+
+    user_max_running: int | None = Field(
+        None, ge=1, description="queries one user may run at once through the gateway (a rule's maxRunning wins)"
+    )
+    user_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="a user's share of the starts among waiting users (default 1; a rule's queueWeight wins)",
+    )
+    fair_by: Literal["user", "source", "user_and_source"] = Field(
+        "user", description="whose turns the fair queue takes: users, client sources (X-Trino-Source), or both"
+    )
+    poll_wait: float = Field(
+        1.0, gt=0, le=30, description="seconds a poll of a waiting query is held before it is answered QUEUED again"
+    )
+    abandon_after: float = Field(
+        60.0,
+        gt=0,
+        description="a waiting query whose client has not polled for this many seconds leaves the queue",
+    )
+
+    @field_validator("user_weights")
+    @classmethod
+    def _positive(cls, weights: dict[str, float]) -> dict[str, float]:
+        for user, weight in weights.items():
+            if not weight > 0:
+                raise ValueError(f"the weight of {user!r} must be above 0, got {weight}")
+        return weights
 
 
 class ScoreWeights(_Strict):
@@ -376,6 +426,7 @@ class GatewayConfig(_Strict):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     transactions: TransactionsConfig = Field(default_factory=TransactionsConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     auth: AuthConfig | None = Field(None, description="authentication and roles for the admin API and the UI")
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backends: list[Backend] = Field(default_factory=list)

@@ -20,6 +20,29 @@ def gateway_query_id() -> str:
     return f"{now:%Y%m%d_%H%M%S}_{next(_sequence) % 100000:05d}_{_suffix}"
 
 
+def query_stats(state: str, queued: bool = False, waited_ms: int = 0) -> dict[str, Any]:
+    """A query's ``stats`` for a page no backend wrote (``waited_ms``: its time queued so far)."""
+    return {
+        "state": state,
+        "queued": queued,
+        "scheduled": False,
+        "nodes": 0,
+        "totalSplits": 0,
+        "queuedSplits": 0,
+        "runningSplits": 0,
+        "completedSplits": 0,
+        "cpuTimeMillis": 0,
+        "wallTimeMillis": 0,
+        "queuedTimeMillis": waited_ms,
+        "elapsedTimeMillis": waited_ms,
+        "processedRows": 0,
+        "processedBytes": 0,
+        "physicalInputBytes": 0,
+        "peakMemoryBytes": 0,
+        "spilledBytes": 0,
+    }
+
+
 def failed_query(
     base: str,
     message: str,
@@ -39,24 +62,7 @@ def failed_query(
     return {
         "id": query_id,
         "infoUri": f"{base}/ui/query.html?{query_id}",
-        "stats": {
-            "state": "FAILED",
-            "queued": False,
-            "scheduled": False,
-            "nodes": 0,
-            "totalSplits": 0,
-            "queuedSplits": 0,
-            "runningSplits": 0,
-            "completedSplits": 0,
-            "cpuTimeMillis": 0,
-            "wallTimeMillis": 0,
-            "queuedTimeMillis": 0,
-            "elapsedTimeMillis": 0,
-            "processedRows": 0,
-            "processedBytes": 0,
-            "peakMemoryBytes": 0,
-            "spilledBytes": 0,
-        },
+        "stats": query_stats("FAILED"),
         "error": error,
         "warnings": [],
     }

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from gateway.admission import Slot
 from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
 from gateway.history import QueryHistory
@@ -63,6 +64,8 @@ class Query:
     state: str | None = None
     """None while it runs; FINISHED, FAILED or ABANDONED once it ended."""
     error_name: str | None = None
+    slot: Slot | None = None
+    """Its claim on its backend's and its user's capacity (admission control), released when it ends."""
 
 
 def outcome_of_page(body: bytes) -> tuple[str, str | None]:
@@ -200,6 +203,8 @@ class QueryBook:
     def _leave(self, query: Query) -> None:
         if self._live.pop(query.id, None) is not None and query.counted:
             self._counts[query.backend.name] -= 1
+        if query.slot is not None:
+            query.slot.release()
         recent = self._recent
         recent[query.id] = query
         if len(recent) > self.recent_capacity:

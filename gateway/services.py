@@ -17,6 +17,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from gateway.admission import Admission
 from gateway.audit import AuditTrail
 from gateway.auth.authenticator import Authenticator
 from gateway.backend_status import BackendStatus, backend_statuses
@@ -42,6 +43,8 @@ from observability.observer import Observer
 log = logging.getLogger("gateway")
 
 GAUGE_REFRESH_SECONDS = 1.0
+# How often waiting queries are checked against their time limits and backends that came back.
+ADMISSION_TICK_SECONDS = 0.5
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Services:
     proxy: Proxy
     authenticator: Authenticator | None
     audit: AuditTrail
+    admission: Admission
+    """This worker's running counts and the queries waiting in it (``gateway.admission``)."""
     shared_rules: SharedRules | None = None
     """The rules file's changes, shared with every node through the store (FILE rules only)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -101,7 +106,12 @@ class Services:
             routers = [config.routing.router, *(group.router for group in config.routing.groups.values())]
             rules_need_user = config.routing_rules.enabled or "user-hash" in routers
             client_auth = ClientAuth(authenticator, config.auth, rules_need_user)
-        proxy = Proxy(proxy_settings, registry, selector, decider, book, health, upstream, observer, client_auth)
+        admission = Admission(
+            config.admission, config.routing.groups, decider, on_event=metrics.admission, on_wait=metrics.queue_waited
+        )
+        proxy = Proxy(
+            proxy_settings, registry, selector, decider, book, health, upstream, observer, admission, client_auth
+        )
         reconciler = Reconciler(store, registry, upstream, book)
         services = cls(
             config,
@@ -118,6 +128,7 @@ class Services:
             proxy,
             authenticator,
             AuditTrail(store),
+            admission,
         )
         await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
@@ -130,6 +141,7 @@ class Services:
             asyncio.create_task(transactions.housekeeping_forever()),
             asyncio.create_task(reconciler.reconcile_forever()),
             asyncio.create_task(services.refresh_gauges_forever()),
+            asyncio.create_task(services.admission_forever()),
             asyncio.create_task(store.watch_changes(services.changed)),
         ]
         if isinstance(selector, FileRulesSelector):
@@ -184,6 +196,18 @@ class Services:
         """Copy this worker's view of the backends into the gauges."""
         statuses = self.backend_statuses(await self.registry.all())
         self.observer.publish_backends(status.gauges() for status in statuses)
+        metrics.publish_queued(self.admission.queued_by_group_and_user())
+
+    async def admission_forever(self) -> None:
+        """Waiting queries meet backends that came back or got room, and their time limits."""
+        while True:
+            await asyncio.sleep(ADMISSION_TICK_SECONDS)
+            try:
+                self.admission.refresh(await self.registry.all())
+                self.admission.expire()
+                self.admission.dispatch_all()
+            except Exception:
+                log.exception("admission housekeeping failed")
 
     async def refresh_gauges_forever(self) -> None:
         while True:

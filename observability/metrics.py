@@ -1,6 +1,7 @@
 """The gateway's Prometheus metrics (the contract in README's Observability section).
 
-Label values are bounded: backend and routing group names and fixed enums, never query ids or users.
+Label values are bounded: backend and routing group names and fixed enums, never query ids; users
+only in the queued-queries gauge, at most 20 of them per group (the rest summed as ``(others)``).
 
 Several worker processes: ``trino-gateway serve --workers N`` (N > 1) points every worker at one
 fresh directory (``PROMETHEUS_MULTIPROC_DIR``, prometheus-client's multiprocess mode), so
@@ -165,6 +166,31 @@ UNFINISHED_QUERIES = Gauge(
     registry=REGISTRY,
 )
 
+QUEUED_IN_GATEWAY = Gauge(
+    "trino_gateway_queued_queries",
+    "Queries waiting in the gateway for room on a backend, by routing group and user (the "
+    '20 users with most waiting by name, the rest as user="(others)")',
+    ["routing_group", "user"],
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+ADMISSIONS = Counter(
+    "trino_gateway_admissions",
+    "Queries held back by admission control, by routing group and outcome: queued, admitted (after "
+    "waiting), queue_full, expired (max_queue_wait), canceled (while waiting), abandoned (client gone)",
+    ["routing_group", "outcome"],
+    registry=REGISTRY,
+)
+QUEUE_WAIT = Histogram(
+    "trino_gateway_queue_wait_seconds",
+    "How long queries that waited in the gateway waited before a backend had room",
+    ["routing_group"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+    registry=REGISTRY,
+)
+QUEUED_USERS_SHOWN = 20
+OTHER_USERS = "(others)"
+
 ERROR_CAUSES = ("connect", "timeout", "upstream_5xx", "no_backend", "refused", "internal")
 KINDS = ("submit", "poll", "cancel", "other")
 OUTCOMES = ("routed", "fallback", "no_backend")
@@ -306,6 +332,41 @@ def forget_backend(name: str) -> None:
     for state in HEALTH_STATES:
         with contextlib.suppress(KeyError):
             BACKEND_STATE.remove(name, state)
+
+
+def admission(group: str, outcome: str) -> None:
+    ADMISSIONS.labels(group, outcome).inc()
+
+
+def queue_waited(group: str, seconds: float) -> None:
+    QUEUE_WAIT.labels(group).observe(seconds)
+
+
+_queued_series: set[tuple[str, str]] = set()
+
+
+def publish_queued(counts: dict[tuple[str, str], int]) -> None:
+    """This worker's waiting queries per (group, user): user label values stay bounded (the users
+    with most waiting by name, the others summed), and series of groups and users no longer waiting
+    end."""
+    shown: dict[tuple[str, str], int] = {}
+    by_group: dict[str, list[tuple[str, int]]] = {}
+    for (group, user), count in counts.items():
+        by_group.setdefault(group, []).append((user, count))
+    for group, users in by_group.items():
+        users.sort(key=lambda pair: -pair[1])
+        for user, count in users[:QUEUED_USERS_SHOWN]:
+            shown[(group, user or "(none)")] = count
+        rest = sum(count for _, count in users[QUEUED_USERS_SHOWN:])
+        if rest:
+            shown[(group, OTHER_USERS)] = rest
+    for key in _queued_series - shown.keys():
+        with contextlib.suppress(KeyError):
+            QUEUED_IN_GATEWAY.remove(*key)
+    for key, count in shown.items():
+        QUEUED_IN_GATEWAY.labels(*key).set(count)
+    _queued_series.clear()
+    _queued_series.update(shown)
 
 
 def multiprocess_dir() -> str | None:

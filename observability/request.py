@@ -42,6 +42,7 @@ CANDIDATES = "trino.routing.candidates"
 BACKEND = "trino.backend"
 RETRY_COUNT = "trino.retry.count"
 REQUEST_KIND = "trino.request.kind"
+QUEUE_WAIT = "trino.queue.wait_seconds"
 HTTP_METHOD = "http.request.method"
 HTTP_STATUS = "http.response.status_code"
 HTTP_ROUTE = "http.route"
@@ -201,6 +202,30 @@ class ObservedRequest:
         if self.tracer is None:
             return None
         return format_traceparent(self._server().get_span_context())
+
+    def waiting(self, query_id: str, group: str) -> str | None:
+        """A new query waits in the gateway under ``query_id``; returns the trace context to keep."""
+        self.query_id = query_id
+        self.group = group
+        if self.tracer is None:
+            return None
+        return format_traceparent(self._server().get_span_context())
+
+    def queue_waited(self, group: str, seconds: float) -> None:
+        """The query of this poll waited ``seconds`` in the gateway and is sent now: a ``queue`` span
+        ending now shows the wait in the query's trace."""
+        self.group = group
+        if self.tracer is None:
+            return
+        end = time.time_ns()
+        span = self.tracer.start_span(
+            "queue",
+            context=set_span_in_context(self._server()),
+            kind=SpanKind.INTERNAL,
+            start_time=end - int(seconds * 1e9),
+            attributes={ROUTING_GROUP: group, QUEUE_WAIT: seconds},
+        )
+        span.end(end_time=end)
 
     def upstream_begin(
         self, backend: str, method: str, url: str, headers: list[tuple[bytes, bytes]]

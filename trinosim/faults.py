@@ -100,6 +100,18 @@ async def segment_counters(request: web.Request) -> web.Response:
     return web.json_response({**segments.counters, "held": segments.held})
 
 
+async def load(request: web.Request) -> web.Response:
+    """Queries running and queued now, the most that ever ran at once (the admission tests check a
+    gateway's limit here, at the cluster), and the counters. DELETE resets the peak to what runs now."""
+    manager = request.app[STATE].manager
+    if request.method == "DELETE":
+        manager.peak_running = len(manager.running)
+    return web.json_response(
+        {"running": len(manager.running), "queued": len(manager.queue), "peak_running": manager.peak_running}
+        | manager.counters
+    )
+
+
 async def list_transactions(request: web.Request) -> web.Response:
     state: SimState = request.app[STATE]
     return web.Response(body=orjson.dumps(state.manager.transactions.to_json()), content_type="application/json")
@@ -119,3 +131,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{ADMIN_PREFIX}/config", get_config)
     app.router.add_get(f"{ADMIN_PREFIX}/transactions", list_transactions)
     app.router.add_get(f"{ADMIN_PREFIX}/segments", segment_counters)
+    app.router.add_get(f"{ADMIN_PREFIX}/load", load)
+    app.router.add_delete(f"{ADMIN_PREFIX}/load", load)

@@ -81,6 +81,11 @@ class SimAdmin:
     def query(self, query_id: str) -> dict[str, Any]:
         return self._call("GET", f"/_sim/queries/{query_id}")
 
+    def load(self, reset: bool = False) -> dict[str, int]:
+        """Queries running and queued now, ``peak_running`` (the most at once; ``reset``: from now on)
+        and the query counters."""
+        return self._call("DELETE" if reset else "GET", "/_sim/load")
+
     def segments(self) -> dict[str, int]:
         """Spooled segments: how many were spooled, downloaded, acknowledged, expired, and are held now."""
         return self._call("GET", "/_sim/segments")

@@ -130,6 +130,7 @@ class QueryManager:
         self.config = config
         self.queries: dict[str, Query] = {}
         self.running: set[str] = set()
+        self.peak_running = 0  # the most queries that ran at once
         self.queue: deque[Query] = deque()
         self.started_at = time.monotonic()
         self.starting_until = self.started_at + config.faults.starting_seconds
@@ -185,6 +186,7 @@ class QueryManager:
     def _start(self, query: Query) -> None:
         self._loop = asyncio.get_running_loop()
         self.running.add(query.id)
+        self.peak_running = max(self.peak_running, len(self.running))
         self.counters["started"] += 1
         query.state = "RUNNING"
         query.started = time.monotonic()

@@ -10,6 +10,8 @@ request than it must (no framework request objects, headers kept as the bytes th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from urllib.parse import parse_qsl, urlencode
@@ -17,6 +19,9 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from gateway import errors
+from gateway.admission import ADMITTED, CANCELED, QUEUED, STARTED, Admission, QueueFull, Slot, WaitingQuery
+from gateway.admission import FAILED as FAILED_WAITING
+from gateway.admission.pages import queued_page, refused_page
 from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
 from gateway.classify import Classified, Route
@@ -31,6 +36,7 @@ from gateway.query_ids import killed_query_id
 from gateway.rewrite import BACKEND_PARAM, rewrite_uris
 from gateway.routing import NoBackendAvailable, RouteDecider
 from gateway.rules import VERIFIED_USER, GroupSelector
+from gateway.submission import Submission
 from gateway.transactions import is_transaction_id, transaction_control
 from gateway.upstream import Answer, NotSent, Upstream, UpstreamError, UpstreamTimeout, describe
 from observability.observer import Observer
@@ -64,6 +70,7 @@ class Proxy:
         health: HealthChecker,
         upstream: Upstream,
         observer: Observer,
+        admission: Admission,
         client_auth: ClientAuth | None = None,
     ) -> None:
         self.forwarded = settings.forwarded_headers
@@ -78,6 +85,7 @@ class Proxy:
         self.health = health
         self.upstream = upstream
         self.observer = observer
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, classified: Classified) -> None:
         observed = self.observer.begin(scope, send, classified.kind)
@@ -125,6 +133,7 @@ class Proxy:
         if killed is not None:
             # CALL system.runtime.kill_query must reach the cluster running its target.
             group, ranked = killed.group, [killed.backend]
+            limits: tuple[int | None, float | None] = (None, None)
             routed_by: tuple[str, str | None] = (ROUTED_TO_KILL_TARGET, None)
         elif binding is not None:
             # A statement of a transaction goes to the backend that owns it, whatever the rules, the
@@ -132,6 +141,7 @@ class Proxy:
             observed.transaction = transaction
             owner = await self.book.backend_at(binding.backend_name, binding.backend_url)
             group, ranked = owner.routing_group, [owner]
+            limits = (None, None)
             routed_by = (ROUTED_TO_TRANSACTION_OWNER, None)
             observed.decided(group, group, [owner.name], observed.clock(), "transaction")
         else:
@@ -141,14 +151,17 @@ class Proxy:
                 message = "trino-gateway: the routing service rejected the query: " + "; ".join(selection.rejected)
                 await x.respond_text(400, message)
                 return
+            backends = await self.registry.all()
+            self.admission.refresh(backends)
             try:
-                decision = self.decider.decide(await self.registry.all(), selection.group, user=user)
+                decision = self.decider.decide(backends, selection.group, user=user)
             except NoBackendAvailable as error:
                 observed.no_backend(error.group, routing_began, str(error))
                 log.warning("%s", error)
                 await x.respond_json(200, errors.no_backend_document(x.base, str(error)))
                 return
             group, ranked, extra = decision.group, decision.ranked, selection.headers
+            limits = (selection.max_running, selection.queue_weight)
             routed_by = (selection.source, selection.rule)
             observed.decided(decision.requested_group, group, [b.name for b in ranked], routing_began, selection.rule)
             if decision.fell_back:
@@ -160,32 +173,79 @@ class Proxy:
         headers = hdr.to_backend(x.scope, x.base, True, self.forwarded)
         if extra:
             headers = hdr.with_extra(headers, extra)
+        submission = Submission(
+            sql,
+            body,
+            user,
+            x.header(b"x-trino-source"),
+            x.header(b"x-trino-client-tags"),
+            transaction,
+            group,
+            routed_by,
+            headers,
+        )
+        if killed is None and binding is None:
+            # Statements of a transaction and kill_query calls must go where they go: never held back.
+            user_limit = self.admission.user_limit(user, limits[0])
+            room = self.admission.with_room(ranked, group, user, user_limit)
+            if not room:
+                await self._wait(x, submission, user_limit, limits[1])
+                return
+            ranked = room
+        await self._start(x, submission, ranked, bound=binding is not None)
+
+    async def _start(
+        self,
+        x: Exchange,
+        submission: Submission,
+        ranked: list[Backend],
+        bound: bool = False,
+        waited: WaitingQuery | None = None,
+    ) -> None:
+        """``submission`` is sent to the first of ``ranked`` that takes it, and the client gets its
+        answer (``bound``: it belongs to a transaction, whose backend is the only one; ``waited``: it
+        waited in the gateway, and holds a slot on ``ranked[0]`` already)."""
+        observed = x.observed
+        group, body = submission.group, submission.body
         refused: list[str] = []
         last = ranked[-1]
         for backend in ranked:
+            slot = waited.slot if waited is not None else self.admission.take(backend, submission.user)
             began = time.perf_counter()
-            sent = observed.upstream_begin(backend.name, "POST", backend.proxy_to + "/v1/statement", headers)
+            sent = observed.upstream_begin(backend.name, "POST", backend.proxy_to + "/v1/statement", submission.headers)
             try:
                 answer = await self.upstream.send(backend, "POST", "/v1/statement", sent, body)
             except NotSent as error:
                 self._call_failed(x, backend, error, refused=True)
-                if binding is not None:
-                    await self._query_failed(x, None, _owner_unreachable(backend.name, transaction, error))
+                if bound:
+                    slot.release()
+                    await self._query_failed(x, None, _owner_unreachable(backend.name, submission.transaction, error))
+                    return
+                if waited is not None:
+                    # Back to the head of its line: another backend (or this one, later) takes it.
+                    log.warning(
+                        "backend %s refused waiting query %s, which waits on: %s", backend.name, waited.id, error
+                    )
+                    self.admission.requeue(waited)
+                    await self._respond_waiting(x, waited)
                     return
                 # Nothing reached this backend: the next-best one may take the query.
+                slot.release()
                 refused.append(f"{backend.name} ({describe(error)})")
                 log.warning("backend %s refused a new query, trying the next one: %s", backend.name, error)
                 continue
             except UpstreamError as error:
                 # The statement may have reached the backend: sending it elsewhere could run it twice.
+                slot.release()
                 self._call_failed(x, backend, error)
                 message = f"trino-gateway: backend {backend.name} failed while taking the query: {describe(error)}"
-                await self._query_failed(x, None, message)
+                await self._query_failed(x, None, message, waited)
                 return
             status, content = answer.status, answer.body
             observed.upstream_end(status)
             if status in _NOT_TAKEN and backend is not last:
                 # The backend (or a proxy in front of it) did not take the query: the next one may.
+                slot.release()
                 observed.not_taken()
                 self.health.request_failed(backend.name, f"HTTP {status} to a new query")
                 refused.append(f"{backend.name} (HTTP {status})")
@@ -195,53 +255,144 @@ class Proxy:
                 self.health.request_failed(backend.name, f"HTTP {status} to a new query")
             elif status == 200 and not _is_document(content):
                 # The statement reached the backend: it is not sent elsewhere.
+                slot.release()
                 self.health.request_failed(backend.name, NOT_A_DOCUMENT)
                 await self._query_failed(
-                    x, None, f"trino-gateway: backend {backend.name} {NOT_A_DOCUMENT} to a new query"
+                    x, None, f"trino-gateway: backend {backend.name} {NOT_A_DOCUMENT} to a new query", waited
                 )
                 return
             else:
                 self.health.request_succeeded(backend.name, time.perf_counter() - began)
-            if status == 200:
-                await self._accepted(x, backend, group, sql, transaction, answer, routed_by)
+            query = await self._accepted(x, backend, submission, answer, slot) if status == 200 else None
+            if query is None:
+                slot.release()
             response_headers = hdr.to_client(answer.headers)
             if status == 401:
                 response_headers = oauth2.challenge_on_gateway(response_headers, x.base, backend.name)
-            await x.respond(status, response_headers, rewrite_uris(content, x.base, backend.proxy_to, backend.name))
+            content = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
+            if waited is not None:
+                waited.query = query
+                self.admission.started(waited)
+                waited.last = (waited.token, status, list(response_headers), content)
+            await x.respond(status, response_headers, content)
             return
         message = f"trino-gateway: no backend of routing group '{group}' could be reached: " + ", ".join(refused)
         observed.unreachable(message)
         await x.respond_json(200, errors.no_backend_document(x.base, message))
 
     async def _accepted(
-        self,
-        x: Exchange,
-        backend: Backend,
-        group: str,
-        sql: str,
-        transaction: str | None,
-        answer: Answer,
-        routed_by: tuple[str, str | None],
-    ) -> None:
-        """A backend took the query (``routed_by``: what chose its group, and the rule that did)."""
+        self, x: Exchange, backend: Backend, submission: Submission, answer: Answer, slot: Slot
+    ) -> Query | None:
+        """A backend took the query: the query (holding ``slot``), if the backend gave it an id."""
         content = answer.body
         query_id = _field(content, "id")
         if query_id is None:
-            return
-        trace_parent = x.observed.accepted(query_id, backend.name, group)
+            return None
+        trace_parent = x.observed.accepted(query_id, backend.name, submission.group)
         query = Query(
             query_id,
             backend,
-            group,
-            user=x.scope.get(VERIFIED_USER) or x.header(b"x-trino-user"),
+            submission.group,
+            user=submission.user,
             trace_parent=trace_parent,
-            transaction=transaction,
-            control=transaction_control(sql),
-            routing_source=routed_by[0],
-            routing_rule=routed_by[1],
+            transaction=submission.transaction,
+            control=transaction_control(submission.sql),
+            routing_source=submission.routed_by[0],
+            routing_rule=submission.routed_by[1],
+            slot=slot,
         )
-        self.book.accepted(query, sql, x.header(b"x-trino-source"), x.header(b"x-trino-client-tags"))
+        self.book.accepted(query, submission.sql, submission.source, submission.client_tags)
         await self._answered(query, answer)
+        return query
+
+    # -- queries that wait in the gateway ------------------------------------------------------
+    async def _wait(self, x: Exchange, submission: Submission, user_limit: int | None, weight: float | None) -> None:
+        """No backend of the group has room (or the user is at their limit): the query waits here,
+        and the client gets Trino's QUEUED page for it."""
+        try:
+            waiting = self.admission.enqueue(submission, user_limit, weight)
+        except QueueFull as full:
+            log.warning("routing group %r: %s", submission.group, full)
+            x.observed.refused_by_gateway(str(full))
+            await x.respond_json(200, refused_page(x.base, "QUERY_QUEUE_FULL", str(full)))
+            return
+        waiting.trace_parent = x.observed.waiting(waiting.id, submission.group)
+        await self._respond_waiting(x, waiting)
+
+    async def _respond_waiting(self, x: Exchange, waiting: WaitingQuery) -> None:
+        """The answer to request ``waiting.token``: the QUEUED page pointing at the next token, or the
+        query's end if it ended while waiting. Kept for a client that asks again."""
+        asked = waiting.token
+        if waiting.state == FAILED_WAITING and waiting.error is not None:
+            document = refused_page(x.base, waiting.error[0], waiting.error[1], waiting.id)
+        elif waiting.state == CANCELED:
+            document = errors.failed_query(x.base, "Query was canceled", "USER_CANCELED", 1, "USER_ERROR", waiting.id)
+        else:
+            waiting.token += 1
+            document = queued_page(x.base, waiting)
+        body = orjson.dumps(document)
+        waiting.last = (asked, 200, [(b"content-type", b"application/json")], body)
+        await x.respond(200, [(b"content-type", b"application/json")], body)
+
+    async def _poll_waiting(self, x: Exchange, waiting: WaitingQuery) -> None:
+        """A request for a query waiting in the gateway: a poll is held until the query may start (then
+        it is sent, and the answer is the backend's first page) or ``poll_wait`` passes; a DELETE
+        cancels it without any backend knowing."""
+        token = _token_of(x.scope["path"], waiting)
+        if token is None:
+            await x.respond_text(404, "Query not found")
+            return
+        waiting.last_seen = time.monotonic()
+        x.observed.located(waiting.id, "", waiting.trace_parent)
+        async with waiting.lock:
+            if x.method == "DELETE":
+                if waiting.state in (QUEUED, ADMITTED):
+                    self.admission.cancel(waiting)
+                    await x.respond(204, [], b"")
+                elif waiting.state == STARTED and waiting.query is not None:
+                    await self._stream(x, waiting.query.backend, b"", waiting.query)
+                else:
+                    await x.respond(204, [], b"")
+                return
+            last = waiting.last
+            if last is not None and token == last[0]:
+                # The client asks again for the page it had (a retry): the same answer.
+                await x.respond(last[1], list(last[2]), last[3])
+                return
+            if token != waiting.token:
+                await x.respond_text(410, "Query page is gone")
+                return
+            if waiting.state == QUEUED:
+                waiting.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll_timeout(waiting)):
+                        await waiting.changed.wait()
+                if waiting.state == QUEUED:
+                    self.admission.expire_one(waiting)
+            if waiting.state == ADMITTED and waiting.backend is not None:
+                x.observed.queue_waited(waiting.group, waiting.waited)
+                await self._start(x, waiting.submission, [waiting.backend], waited=waiting)
+                return
+            await self._respond_waiting(x, waiting)
+
+    async def _of_waiting(self, x: Exchange, waiting: WaitingQuery, statement: bool) -> None:
+        """Any request naming a query that waits (or waited) in the gateway."""
+        if statement and x.method in ("GET", "DELETE"):
+            await self._poll_waiting(x, waiting)
+        elif waiting.query is not None:
+            # It runs on a backend now, under the backend's id: its pages are there.
+            await x.respond_text(404, f"Query {waiting.id} runs as {waiting.query.id}")
+        elif x.method == "DELETE" and x.scope["path"].startswith("/v1/query/"):
+            self.admission.cancel(waiting)  # Trino's REST cancel: the caller had its id
+            await x.respond(204, [], b"")
+        else:
+            await x.respond_text(404, f"Query {waiting.id} waits in the gateway and has no backend page")
+
+    def _poll_timeout(self, waiting: WaitingQuery) -> float:
+        wait = self.admission.settings.poll_wait
+        if waiting.deadline is not None:
+            wait = min(wait, max(0.0, waiting.deadline - time.monotonic()) + 0.01)
+        return wait
 
     async def _answered(self, query: Query, answer: Answer) -> None:
         """A result page of ``query`` came: what it says about the query's life goes to the book."""
@@ -257,7 +408,13 @@ class Proxy:
         query_id = x.classified.query_id
         assert query_id is not None
         # The book answers almost every poll; only a miss costs a store lookup.
-        query = self.book.get(query_id) or await self.book.find(query_id)
+        query = self.book.get(query_id)
+        if query is None:
+            waiting = self.admission.get(query_id)
+            if waiting is not None:
+                await self._of_waiting(x, waiting, statement)
+                return
+            query = await self.book.find(query_id)
         if query is None:
             await x.respond_text(404, "Query not found")
             return
@@ -391,14 +548,20 @@ class Proxy:
         x.observed.upstream_failed(error, isinstance(error, UpstreamTimeout), refused=refused)
         self.health.request_failed(backend.name, describe(error))
 
-    async def _query_failed(self, x: Exchange, query: Query | None, message: str) -> None:
+    async def _query_failed(
+        self, x: Exchange, query: Query | None, message: str, waited: WaitingQuery | None = None
+    ) -> None:
         """A statement request whose backend is gone, hung or talking nonsense: the query is FAILED,
         said the way every Trino client reads it (HTTP 200 and the error in the document). A 502/504
         made clients retry in vain and then report only the status: the Python client raised
         "error 502: bad gateway"; garbage passed on made it raise a JSON decoding error."""
-        document = errors.failed_query(x.base, message, query_id=None if query is None else query.id)
+        query_id = query.id if query is not None else waited.id if waited is not None else None
+        document = errors.failed_query(x.base, message, query_id=query_id)
         if query is not None:
             self.book.finished(query, FAILED, document["error"]["errorName"])
+        if waited is not None:
+            self.admission.fail(waited, document["error"]["errorName"], message)
+            waited.last = (waited.token, 200, [(b"content-type", b"application/json")], orjson.dumps(document))
         await x.respond_json(200, document)
 
 
@@ -429,6 +592,15 @@ def _failure_message(name: str, query_id: str | None, error: BaseException) -> s
     if isinstance(error, UpstreamTimeout):
         return f"trino-gateway: backend {name} did not answer in time for query {query_id or '?'}: {describe(error)}"
     return f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {describe(error)}"
+
+
+def _token_of(path: str, waiting: WaitingQuery) -> int | None:
+    """The token of a request for a waiting query's page: ``/v1/statement/queued/{id}/{slug}/{token}``;
+    None if the slug is not the query's (an id alone, guessed or seen in a log, controls nothing)."""
+    parts = path.split("/")
+    if len(parts) != 7 or parts[5] != waiting.slug or not parts[6].isdigit() or len(parts[6]) > 9:
+        return None
+    return int(parts[6])
 
 
 def _query_string(scope: Scope) -> str:

@@ -101,6 +101,22 @@ class Outcome:
         group = self.result.get(RESULTS_ROUTING_GROUP_KEY)
         return str(group) if group not in (None, "") else None
 
+    @property
+    def max_running(self) -> int | None:
+        """``result.put("maxRunning", n)``: how many queries the user may run at once (n >= 1)."""
+        value = self.result.get("maxRunning")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+            return None
+        return int(value)
+
+    @property
+    def queue_weight(self) -> float | None:
+        """``result.put("queueWeight", w)``: the user's share of starts while queries wait (w > 0)."""
+        value = self.result.get("queueWeight")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            return None
+        return float(value)
+
 
 class Rule:
     """A rule with a condition and actions."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gateway.rules.external import ExternalRoutingError, ExternalRoutingService
@@ -38,6 +38,10 @@ class Selection:
     """Headers to add to the request sent to the backend."""
     rejected: tuple[str, ...] = ()
     """Errors of an external service that rejects the query (propagate_errors)."""
+    max_running: int | None = None
+    """How many queries the user may run at once, if a rule said (``result.put("maxRunning", 5)``)."""
+    queue_weight: float | None = None
+    """The user's share of starts while queries wait, if a rule said (``result.put("queueWeight", 2)``)."""
 
 
 def _by_header(scope: dict[str, Any]) -> Selection:
@@ -47,9 +51,10 @@ def _by_header(scope: dict[str, Any]) -> Selection:
 
 def _selection(outcome: Outcome, scope: dict[str, Any]) -> Selection:
     """The group the rules set, else the header's."""
+    limits = {"max_running": outcome.max_running, "queue_weight": outcome.queue_weight}
     if outcome.routing_group is not None:
-        return Selection(outcome.routing_group, "rule", outcome.decided_by)
-    return _by_header(scope)
+        return Selection(outcome.routing_group, "rule", outcome.decided_by, **limits)
+    return replace(_by_header(scope), **limits)
 
 
 class GroupSelector(Protocol):

@@ -1,0 +1,25 @@
+"""Admission control: queries wait in the gateway while their group's backends are full."""
+
+from gateway.admission.controller import (
+    ADMITTED,
+    CANCELED,
+    FAILED,
+    QUEUED,
+    STARTED,
+    Admission,
+    QueueFull,
+    Slot,
+    WaitingQuery,
+)
+
+__all__ = [
+    "ADMITTED",
+    "CANCELED",
+    "FAILED",
+    "QUEUED",
+    "STARTED",
+    "Admission",
+    "QueueFull",
+    "Slot",
+    "WaitingQuery",
+]

@@ -1,0 +1,384 @@
+"""Admission control: who may start a query now, and the queries that wait in the gateway until
+they may.
+
+    submit ──room on a backend and under the user's limit──▶ slot taken, sent at once (as before)
+       │
+       └─no room──▶ WAITING (gateway query id, QUEUED pages) ──room appears: dispatch──▶ ADMITTED
+                      │  │                                                   (slot taken, backend chosen)
+                      │  └─ max_queue_wait passed / client gone / cancelled ──▶ FAILED / CANCELED
+                      └─ max_queued reached at submission ──▶ FAILED at once (QUERY_QUEUE_FULL)
+
+    ADMITTED ──the client's next poll sends it (gateway.proxy)──▶ STARTED: the client goes on with
+                                                                the backend's own pages
+
+A *slot* is one query running on one backend for one user; every query this worker starts holds
+one until the query book sees it end. A backend has room while its slots are fewer than its
+``max_running`` (none set: always); a user while theirs are fewer than their limit. Whenever a
+slot is released, a waiting query of that backend's group may take it (``dispatch``), picked by
+the group's fair queue. Nothing here awaits: a release dispatches at once, before any new
+submission can take the slot ahead of the queries that waited for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.admission.fair_queue import FairQueue
+from gateway.backends.record import Backend
+from gateway.config import AdmissionConfig, GroupConfig
+from gateway.routing import NoBackendAvailable, RouteDecider
+from gateway.submission import Submission
+
+log = logging.getLogger("gateway.admission")
+
+QUEUED, ADMITTED, STARTED, FAILED, CANCELED = "QUEUED", "ADMITTED", "STARTED", "FAILED", "CANCELED"
+NO_USER = ""
+
+
+class Slot:
+    """One query's claim on a backend's and a user's capacity; released once."""
+
+    __slots__ = ("backend", "owner", "released", "user")
+
+    def __init__(self, owner: Admission, backend: str, user: str) -> None:
+        self.owner = owner
+        self.backend = backend
+        self.user = user
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.owner.released(self)
+
+
+class QueueFull(Exception):
+    """The group's queue holds ``max_queued`` queries already."""
+
+
+class WaitingQuery:
+    """A query the gateway holds: what it needs to send it later, and where it is in its life."""
+
+    __slots__ = (
+        "backend",
+        "changed",
+        "created_ms",
+        "deadline",
+        "enqueued",
+        "error",
+        "id",
+        "last",
+        "last_seen",
+        "lock",
+        "max_queue_wait",
+        "party",
+        "query",
+        "queued",
+        "slot",
+        "slug",
+        "started_at",
+        "state",
+        "submission",
+        "token",
+        "trace_parent",
+        "user_limit",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        submission: Submission,
+        party: str,
+        weight: float,
+        user_limit: int | None,
+        max_queue_wait: float | None,
+    ) -> None:
+        self.id = waiting_query_id()
+        self.slug = secrets.token_hex(8)
+        self.submission = submission
+        self.party = party
+        self.weight = weight
+        self.user_limit = user_limit
+        self.trace_parent: str | None = None
+        now = time.monotonic()
+        self.enqueued = now
+        self.created_ms = int(time.time() * 1000)
+        self.last_seen = now
+        self.max_queue_wait = max_queue_wait
+        self.deadline = None if max_queue_wait is None else now + max_queue_wait
+        self.queued = 0
+        self.state = QUEUED
+        self.backend: Backend | None = None
+        self.slot: Slot | None = None
+        self.started_at: float | None = None
+        self.query: Any = None  # the book's Query once a backend took it
+        self.error: tuple[str, str] | None = None  # (Trino error name, message) once FAILED
+        self.token = 0  # the token of the request the client is expected to send next (0: the submission)
+        self.last: tuple[int, int, list[tuple[bytes, bytes]], bytes] | None = None  # (token, status, headers, body)
+        self.changed = asyncio.Event()
+        self.lock = asyncio.Lock()
+
+    @property
+    def group(self) -> str:
+        return self.submission.group
+
+    @property
+    def user(self) -> str | None:
+        return self.submission.user
+
+    @property
+    def waited(self) -> float:
+        """Seconds it waited (so far, or until it was admitted)."""
+        return (self.started_at or time.monotonic()) - self.enqueued
+
+    def next_uri(self, base: str) -> str:
+        return f"{base}/v1/statement/queued/{self.id}/{self.slug}/{self.token}"
+
+
+_sequence = itertools.count(1)
+# Distinct per process: ids made by two workers (or nodes) in the same second never collide.
+_SUFFIX = "gw" + secrets.token_hex(6)
+
+
+def waiting_query_id() -> str:
+    """A query id in Trino's form, for a query before any backend gave it one."""
+    now = dt.datetime.now(dt.UTC)
+    return f"{now:%Y%m%d_%H%M%S}_{next(_sequence) % 100000:05d}_{_SUFFIX}"
+
+
+class Admission:
+    """One worker's running counts and waiting queries."""
+
+    def __init__(
+        self,
+        settings: AdmissionConfig,
+        groups: dict[str, GroupConfig],
+        decider: RouteDecider,
+        on_event: Callable[[str, str], None] = lambda group, outcome: None,
+        on_wait: Callable[[str, float], None] = lambda group, seconds: None,
+    ) -> None:
+        """``on_event(group, outcome)``: told each admission outcome (queued, admitted, queue_full,
+        expired, canceled, abandoned); ``on_wait(group, seconds)``: how long each admitted query
+        waited (the metrics', handed in so that this package imports no metrics)."""
+        self.settings = settings
+        self.groups = groups
+        self.decider = decider
+        self.on_event = on_event
+        self.on_wait = on_wait
+        self.running: dict[str, int] = {}
+        self.user_running: dict[str, int] = {}
+        self.queues: dict[str, FairQueue[WaitingQuery]] = {}
+        self.queries: dict[str, WaitingQuery] = {}  # waiting, admitted, and lately started or ended ones
+        self.backends: list[Backend] = []
+        self.by_name: dict[str, Backend] = {}
+
+    # -- capacity ----------------------------------------------------------------------------
+    def take(self, backend: Backend, user: str | None) -> Slot:
+        slot = Slot(self, backend.name, user or NO_USER)
+        self.running[slot.backend] = self.running.get(slot.backend, 0) + 1
+        self.user_running[slot.user] = self.user_running.get(slot.user, 0) + 1
+        return slot
+
+    def released(self, slot: Slot) -> None:
+        self.running[slot.backend] -= 1
+        self.user_running[slot.user] -= 1
+        if not self.user_running[slot.user]:
+            del self.user_running[slot.user]
+        # The freed backend's group may start one; a user's freed turn may be in any group.
+        self.dispatch_all()
+
+    def has_room(self, backend: Backend) -> bool:
+        limit = backend.max_running
+        return limit is None or self.running.get(backend.name, 0) < limit
+
+    def user_limit(self, user: str | None, rule_limit: int | None) -> int | None:
+        return rule_limit if rule_limit is not None else self.settings.user_max_running
+
+    def user_has_room(self, user: str | None, limit: int | None) -> bool:
+        return limit is None or self.user_running.get(user or NO_USER, 0) < limit
+
+    def weight_of(self, user: str | None, rule_weight: float | None) -> float:
+        if rule_weight is not None:
+            return rule_weight
+        return self.settings.user_weights.get(user or NO_USER, 1.0)
+
+    def party_of(self, user: str | None, source: str | None) -> str:
+        by = self.settings.fair_by
+        if by == "user":
+            return user or NO_USER
+        if by == "source":
+            return source or NO_USER
+        return f"{user or NO_USER}/{source or NO_USER}"
+
+    def with_room(self, ranked: list[Backend], group: str, user: str | None, user_limit: int | None) -> list[Backend]:
+        """The backends of ``ranked`` a new query may start on now, best first; empty: it must wait
+        (every backend is full, the user is at their limit, or others of the group wait already)."""
+        if self.queues.get(group):
+            # Queries that waited go first. Dispatch stops only when no backend has room (then none
+            # has for this one either) or when every waiting user is at their limit (then this one
+            # may start, if its user is not).
+            self.dispatch(group)
+        if not self.user_has_room(user, user_limit):
+            return []
+        return [backend for backend in ranked if self.has_room(backend)]
+
+    def _eligible_somewhere(self, waiting: WaitingQuery) -> bool:
+        return self.user_has_room(waiting.user, waiting.user_limit)
+
+    # -- waiting queries -----------------------------------------------------------------------
+    def enqueue(self, submission: Submission, user_limit: int | None, rule_weight: float | None) -> WaitingQuery:
+        """A new query that may not start now waits in its group's queue; QueueFull if the group's
+        ``max_queued`` queries wait already."""
+        group = submission.group
+        settings = self.groups.get(group)
+        queue = self.queues.get(group)
+        if queue is None:
+            fifo = settings is not None and settings.queue_policy == "fifo"
+            queue = self.queues[group] = FairQueue(fifo=fifo)
+        limit = None if settings is None else settings.max_queued
+        if limit is not None and len(queue) >= limit:
+            self.on_event(group, "queue_full")
+            raise QueueFull(f'Too many queued queries for "{group}"')
+        waiting = WaitingQuery(
+            submission,
+            self.party_of(submission.user, submission.source),
+            self.weight_of(submission.user, rule_weight),
+            user_limit,
+            None if settings is None else settings.max_queue_wait,
+        )
+        queue.push(waiting)
+        self.queries[waiting.id] = waiting
+        self.on_event(group, "queued")
+        return waiting
+
+    def get(self, query_id: str) -> WaitingQuery | None:
+        return self.queries.get(query_id)
+
+    def requeue(self, waiting: WaitingQuery) -> None:
+        """An admitted query its backend would not take goes back first in line."""
+        if waiting.slot is not None:
+            slot, waiting.slot = waiting.slot, None
+            waiting.state, waiting.backend = QUEUED, None
+            self.queues[waiting.group].push(waiting, front=True)
+            slot.release()
+        else:
+            waiting.state, waiting.backend = QUEUED, None
+            self.queues[waiting.group].push(waiting, front=True)
+
+    def started(self, waiting: WaitingQuery) -> None:
+        """A backend took the admitted query: its slot now belongs to the book's query."""
+        waiting.state = STARTED
+        waiting.slot = None
+
+    def fail(self, waiting: WaitingQuery, error_name: str, message: str) -> None:
+        waiting.error = (error_name, message)
+        self._end(waiting, FAILED, "expired" if error_name == "EXCEEDED_TIME_LIMIT" else "failed")
+
+    def cancel(self, waiting: WaitingQuery, outcome: str = "canceled") -> None:
+        self._end(waiting, CANCELED, outcome)
+
+    def _end(self, waiting: WaitingQuery, state: str, outcome: str) -> None:
+        if waiting.state in (QUEUED, ADMITTED):
+            self.on_event(waiting.group, outcome)
+        queue = self.queues.get(waiting.group)
+        if queue is not None:
+            queue.remove(waiting)
+        waiting.state = state
+        waiting.changed.set()
+        if waiting.slot is not None:
+            slot, waiting.slot = waiting.slot, None
+            slot.release()
+
+    # -- dispatch: waiting queries onto free slots ----------------------------------------------
+    def refresh(self, backends: list[Backend]) -> None:
+        """The registry's current backends (re-read by the tick and by every submission)."""
+        if backends is not self.backends:
+            self.backends = backends
+            self.by_name = {backend.name: backend for backend in backends}
+
+    def dispatch_all(self) -> None:
+        for group, queue in list(self.queues.items()):
+            if queue:
+                self.dispatch(group)
+
+    def dispatch(self, group: str) -> None:
+        """Admit waiting queries of ``group`` while one of its backends has room."""
+        queue = self.queues.get(group)
+        if not queue:
+            return
+        while queue:
+            try:
+                ranked = self.decider.decide(self.backends, group).ranked
+            except NoBackendAvailable:
+                break  # they wait (until their max_queue_wait) for a backend to come back
+            room = [backend for backend in ranked if self.has_room(backend)]
+            if not room:
+                break
+            waiting = queue.pick(self._eligible_somewhere)
+            if waiting is None:
+                break
+            waiting.slot = self.take(room[0], waiting.user)
+            waiting.backend = room[0]
+            waiting.state = ADMITTED
+            waiting.started_at = time.monotonic()
+            waiting.changed.set()
+            self.on_event(group, "admitted")
+            self.on_wait(group, waiting.waited)
+
+    def expire(self, now: float | None = None) -> list[WaitingQuery]:
+        """Waiting queries past their ``max_queue_wait`` fail; those whose client stopped polling
+        leave; ended ones are forgotten once no late poll can need their last answer. Returns the
+        expired ones."""
+        now = time.monotonic() if now is None else now
+        expired: list[WaitingQuery] = []
+        forget_before = now - self.settings.abandon_after
+        for waiting in list(self.queries.values()):
+            if waiting.state == QUEUED:
+                if waiting.deadline is not None and now >= waiting.deadline:
+                    self._exceeded(waiting)
+                    expired.append(waiting)
+                elif waiting.last_seen < forget_before:
+                    log.info("query %s left the queue: its client stopped polling", waiting.id)
+                    self.cancel(waiting, "abandoned")
+            elif waiting.state == ADMITTED and waiting.last_seen < forget_before:
+                self.cancel(waiting, "abandoned")  # admitted, but nobody came to send it
+            elif waiting.state != ADMITTED and waiting.last_seen < forget_before:
+                del self.queries[waiting.id]
+        return expired
+
+    def expire_one(self, waiting: WaitingQuery) -> None:
+        """``waiting`` fails if its ``max_queue_wait`` has passed (its own poll checks; the tick checks all)."""
+        if waiting.state == QUEUED and waiting.deadline is not None and time.monotonic() >= waiting.deadline:
+            self._exceeded(waiting)
+
+    def _exceeded(self, waiting: WaitingQuery) -> None:
+        limit = _duration(waiting.max_queue_wait or 0)
+        self.fail(waiting, "EXCEEDED_TIME_LIMIT", f"Query exceeded maximum queued time limit of {limit}")
+
+    # -- views ---------------------------------------------------------------------------------
+    def queued_by_group_and_user(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for group, queue in self.queues.items():
+            for waiting in queue:
+                key = (group, waiting.user or NO_USER)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def queued(self, group: str) -> int:
+        queue = self.queues.get(group)
+        return 0 if queue is None else len(queue)
+
+
+def _duration(seconds: float) -> str:
+    # Trino's Duration.toString: the largest unit with a value of at least 1, two decimals.
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            return f"{seconds / size:.2f}{unit}"
+    return f"{seconds * 1000:.2f}ms"

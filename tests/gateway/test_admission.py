@@ -1,0 +1,249 @@
+"""Admission control through real clients: queries wait in the gateway while their group's backends
+are full, start when room appears, can be cancelled while they wait, and fail with Trino's errors
+when the queue is full or they waited too long. The clusters count what they ran at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import trino
+
+from tests.conftest import connect
+from tests.inprocess import InProcessGateway
+from trinosim.inprocess import InProcessSim, LoopThread
+
+SLOW = "sim_run_time=1.5s"
+
+
+@pytest.fixture
+def admission_gateway(loop_thread: LoopThread) -> Iterator[Callable[..., InProcessGateway]]:
+    """Gateways on the in-memory store (admission is each worker's own: the store plays no part)."""
+    started: list[InProcessGateway] = []
+
+    def start(config: dict[str, Any]) -> InProcessGateway:
+        gateway = InProcessGateway(loop_thread, config).start()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+def backends(*sims: InProcessSim, max_running: int | None = 1) -> list[dict[str, Any]]:
+    return [{"name": sim.name, "proxy_to": sim.url, "max_running": max_running} for sim in sims]
+
+
+def submit(gateway: InProcessGateway, sql: str, user: str = "alice", session: str | None = SLOW) -> dict[str, Any]:
+    headers = {"X-Trino-User": user}
+    if session:
+        headers["X-Trino-Session"] = session
+    answer = httpx.post(f"{gateway.url}/v1/statement", content=sql, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def follow(page: dict[str, Any], user: str = "alice") -> tuple[dict[str, Any], list[Any], list[str]]:
+    """Poll a query to its end: its last page, its rows, and the states seen."""
+    rows: list[Any] = []
+    states = [page["stats"]["state"]]
+    deadline = time.monotonic() + 60
+    while "nextUri" in page:
+        assert time.monotonic() < deadline, f"query {page['id']} did not end: {states[-5:]}"
+        answer = httpx.get(page["nextUri"], headers={"X-Trino-User": user}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        rows.extend(page.get("data") or [])
+        states.append(page["stats"]["state"])
+    return page, rows, states
+
+
+def follow_in_background(page: dict[str, Any], user: str = "alice") -> Callable[[], list[Any]]:
+    """A client polling ``page``'s query (a slot is released when its client reads the last page);
+    returns a function that waits for its rows."""
+    rows: list[Any] = []
+    thread = threading.Thread(target=lambda: rows.extend(follow(page, user)[1]))
+    thread.start()
+
+    def result() -> list[Any]:
+        thread.join(60)
+        assert not thread.is_alive()
+        return rows
+
+    return result
+
+
+def is_waiting_in_gateway(gateway: InProcessGateway, page: dict[str, Any]) -> bool:
+    return page["stats"]["state"] == "QUEUED" and gateway.services.admission.get(page["id"]) is not None
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_query_waits_in_the_gateway_while_its_cluster_is_full_and_then_runs_there(admission_gateway, make_sim):
+    sim = make_sim(name="solo")
+    gateway = admission_gateway({"backends": backends(sim)})
+    first = submit(gateway, "SELECT 1")
+    assert not is_waiting_in_gateway(gateway, first)  # room: sent at once, as without admission
+    first_rows = follow_in_background(first)
+
+    second = submit(gateway, "SELECT 2")
+    assert is_waiting_in_gateway(gateway, second)
+    assert second["nextUri"].startswith(f"{gateway.url}/v1/statement/queued/{second['id']}/")
+    assert sim.load()["submitted"] == 1  # the cluster has not seen the waiting query
+
+    last, rows, states = follow(second)
+    assert rows == [[2]] and last["stats"]["state"] == "FINISHED"
+    assert states.count("QUEUED") >= 2  # polled in the gateway's queue, then the cluster's pages
+    assert last["id"] != second["id"]  # the cluster's own id once it runs there
+    assert first_rows() == [[1]]
+    load = sim.load()
+    assert load["peak_running"] == 1 and load["submitted"] == 2
+
+
+def test_the_python_client_reads_queued_queries_on_two_full_clusters(admission_gateway, make_sim):
+    sims = [make_sim(name="a"), make_sim(name="b")]
+    gateway = admission_gateway({"backends": backends(*sims)})
+    results: dict[int, Any] = {}
+
+    def run(n: int) -> None:
+        with connect(gateway.url, session_properties={"sim_run_time": "0.3s"}) as conn:
+            cursor = conn.cursor()
+            cursor.execute(f"SELECT {n}, 'x{n}'")
+            results[n] = cursor.fetchall()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {n: [[n, f"x{n}"]] for n in range(6)}
+    assert [sim.load()["peak_running"] for sim in sims] == [1, 1]
+    assert sum(sim.load()["submitted"] for sim in sims) == 6
+
+
+def test_a_query_cancelled_while_it_waits_never_reaches_a_cluster(admission_gateway, make_sim):
+    sim = make_sim(name="solo")
+    gateway = admission_gateway({"backends": backends(sim)})
+    blocker = follow_in_background(submit(gateway, "SELECT 1"))
+
+    # Raw protocol: DELETE on the waiting query's nextUri.
+    waiting = submit(gateway, "SELECT 2")
+    assert httpx.delete(waiting["nextUri"], headers={"X-Trino-User": "alice"}).status_code == 204
+
+    # The Python client's cancel, from another thread while execute() polls the gateway's queue.
+    conn = connect(gateway.url, session_properties={"sim_run_time": "1.5s"})
+    cursor = conn.cursor()
+    outcome: list[Any] = []
+
+    def execute() -> None:
+        try:
+            cursor.execute("SELECT 3")
+            outcome.append(cursor.fetchall())
+        except Exception as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=execute)
+    thread.start()
+    wait_until(lambda: gateway.services.admission.queued("adhoc") == 1, "the client's query to wait")
+    cursor.cancel()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert gateway.services.admission.queued("adhoc") == 0
+
+    assert blocker() == [[1]]
+    time.sleep(0.5)  # the freed slot would go to a waiting query now, were one left
+    assert sim.load()["submitted"] == 1
+    assert [q["query"] for q in sim.queries()] == ["SELECT 1"]
+
+
+def test_a_full_queue_fails_the_query_at_once_with_query_queue_full(admission_gateway, make_sim):
+    sim = make_sim(name="solo")
+    gateway = admission_gateway({"backends": backends(sim), "routing": {"groups": {"adhoc": {"max_queued": 1}}}})
+    submit(gateway, "SELECT 1")
+    assert is_waiting_in_gateway(gateway, submit(gateway, "SELECT 2"))
+    refused = submit(gateway, "SELECT 3")
+    assert refused["stats"]["state"] == "FAILED" and "nextUri" not in refused
+    assert refused["error"]["errorName"] == "QUERY_QUEUE_FULL"
+    assert refused["error"]["errorType"] == "INSUFFICIENT_RESOURCES"
+    assert refused["error"]["message"] == 'Too many queued queries for "adhoc"'
+
+    with pytest.raises(trino.exceptions.TrinoQueryError) as raised, connect(gateway.url) as conn:
+        conn.cursor().execute("SELECT 4")
+    assert raised.value.error_name == "QUERY_QUEUE_FULL"
+
+
+def test_a_query_that_waits_too_long_fails_with_exceeded_time_limit(admission_gateway, make_sim):
+    sim = make_sim(name="solo")
+    gateway = admission_gateway({"backends": backends(sim), "routing": {"groups": {"adhoc": {"max_queue_wait": 0.3}}}})
+    submit(gateway, "SELECT 1", session="sim_run_time=5s")
+    with pytest.raises(trino.exceptions.TrinoQueryError) as raised, connect(gateway.url) as conn:
+        conn.cursor().execute("SELECT 2")
+    assert raised.value.error_name == "EXCEEDED_TIME_LIMIT"
+    assert raised.value.message == "Query exceeded maximum queued time limit of 300.00ms"
+    assert sim.load()["submitted"] == 1
+
+
+def test_a_rule_limits_a_user_who_waits_while_others_start_at_once(admission_gateway, make_sim, tmp_path):
+    sim = make_sim(name="roomy")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        '---\nname: dashboards\npriority: 1\ncondition: \'request.getHeader("X-Trino-User") == "dash"\'\n'
+        "actions:\n  - 'result.put(\"maxRunning\", 1)'\n"
+    )
+    gateway = admission_gateway(
+        {
+            "backends": backends(sim, max_running=None),
+            "routing_rules": {"enabled": True, "type": "FILE", "rules_file": str(rules)},
+        }
+    )
+    first = submit(gateway, "SELECT 1", user="dash")
+    second = submit(gateway, "SELECT 2", user="dash")
+    other = submit(gateway, "SELECT 3", user="bob")
+    assert not is_waiting_in_gateway(gateway, first)
+    assert is_waiting_in_gateway(gateway, second)
+    assert not is_waiting_in_gateway(gateway, other)
+    first_rows = follow_in_background(first, "dash")
+    assert follow(second, "dash")[1] == [[2]]
+    assert follow(other, "bob")[1] == [[3]] and first_rows() == [[1]]
+
+
+def test_a_waiting_query_answers_only_its_own_uris(admission_gateway, make_sim):
+    sim = make_sim(name="solo")
+    gateway = admission_gateway({"backends": backends(sim)})
+    blocker = follow_in_background(submit(gateway, "SELECT 1"))
+    waiting = submit(gateway, "SELECT 2")
+    next_uri = waiting["nextUri"]
+    prefix, slug, token = next_uri.rsplit("/", 2)
+    headers = {"X-Trino-User": "alice"}
+    forged = f"{prefix}/{'0' * len(slug)}/{token}"
+    assert httpx.get(forged, headers=headers).status_code == 404
+    assert httpx.delete(forged, headers=headers).status_code == 404
+    assert httpx.get(f"{prefix}/{slug}/{int(token) + 5}", headers=headers).status_code == 410
+    # The same page asked twice (a client's retry) is answered the same, and the query goes on.
+    again = httpx.get(next_uri, headers=headers, timeout=30).json()
+    assert httpx.get(next_uri, headers=headers, timeout=30).json()["nextUri"] == again["nextUri"]
+    assert follow(again)[1] == [[2]] and blocker() == [[1]]
+    assert sim.load()["submitted"] == 2
+
+
+@pytest.mark.slow
+def test_the_trino_cli_runs_a_query_that_waited_in_the_gateway(admission_gateway, make_sim, trino_cli):
+    sim = make_sim(name="solo")
+    gateway = admission_gateway({"backends": backends(sim)})
+    blocker = follow_in_background(submit(gateway, "SELECT 1", session="sim_run_time=2s"))
+    result = trino_cli(gateway.url, "SELECT 42, 'waited'", "--output-format", "CSV")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '"42","waited"'
+    assert gateway.services.admission.queries  # it did wait in the gateway
+    assert blocker() == [[1]]
+    assert sim.load()["peak_running"] == 1
