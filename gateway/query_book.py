@@ -66,6 +66,14 @@ class Query:
     error_name: str | None = None
     slot: Slot | None = None
     """Its claim on its backend's and its user's capacity (admission control), released when it ends."""
+    gateway_id: str | None = None
+    """The id the gateway gave it while it waited (or while it could still move to another backend):
+    the id its client saw first."""
+    queued_ms: int | None = None
+    """How long it waited in the gateway before a backend had room."""
+    attempts: list[str] | None = None
+    """Earlier attempts on other backends that failed before any row reached the client ("trino-1:
+    connection refused"), when it was sent again (transparent failover)."""
 
 
 def outcome_of_page(body: bytes) -> tuple[str, str | None]:

@@ -263,7 +263,7 @@ class Proxy:
                 return
             else:
                 self.health.request_succeeded(backend.name, time.perf_counter() - began)
-            query = await self._accepted(x, backend, submission, answer, slot) if status == 200 else None
+            query = await self._accepted(x, backend, submission, answer, slot, waited) if status == 200 else None
             if query is None:
                 slot.release()
             response_headers = hdr.to_client(answer.headers)
@@ -281,7 +281,13 @@ class Proxy:
         await x.respond_json(200, errors.no_backend_document(x.base, message))
 
     async def _accepted(
-        self, x: Exchange, backend: Backend, submission: Submission, answer: Answer, slot: Slot
+        self,
+        x: Exchange,
+        backend: Backend,
+        submission: Submission,
+        answer: Answer,
+        slot: Slot,
+        waited: WaitingQuery | None = None,
     ) -> Query | None:
         """A backend took the query: the query (holding ``slot``), if the backend gave it an id."""
         content = answer.body
@@ -300,6 +306,8 @@ class Proxy:
             routing_source=submission.routed_by[0],
             routing_rule=submission.routed_by[1],
             slot=slot,
+            gateway_id=None if waited is None else waited.id,
+            queued_ms=None if waited is None else int(waited.waited * 1000),
         )
         self.book.accepted(query, submission.sql, submission.source, submission.client_tags)
         await self._answered(query, answer)
