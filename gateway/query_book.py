@@ -155,6 +155,9 @@ class QueryBook:
                 transaction_id=query.transaction,
                 routing_source=query.routing_source,
                 routing_rule=query.routing_rule,
+                gateway_query_id=query.gateway_id,
+                queued_ms=query.queued_ms,
+                attempts="; ".join(query.attempts) if query.attempts else None,
             )
         )
         if query.transaction is not None:

@@ -56,6 +56,14 @@ class QueryRecord:
     ``Selection.source``); transaction or kill_query when the statement had to go to one backend."""
     routing_rule: str | None = None
     """The rule that set the group (``external`` for the routing service), if one did."""
+    gateway_query_id: str | None = None
+    """The id the gateway gave the query while it waited in the gateway's queue: the id its client saw
+    first (None: it was sent to its backend at once)."""
+    queued_ms: int | None = None
+    """How long it waited in the gateway before a backend had room (None: it did not wait)."""
+    attempts: str | None = None
+    """Earlier attempts on other backends that failed before any row reached the client, joined by
+    "; " ("trino-1: connection refused"); None when the first backend took it."""
 
 
 @dataclass
@@ -155,7 +163,7 @@ class QueryFilter:
     text: str | None = None
     """A part of the SQL, any case; ``%`` and ``_`` are themselves, not wildcards."""
     id_prefix: str | None = None
-    """The start of the query id (``20261201_``), or all of it."""
+    """The start of the query id (``20261201_``), or all of it; or of the gateway id it waited under."""
     routing_rule: str | None = None
 
     def matches(self, record: QueryRecord) -> bool:
@@ -176,7 +184,9 @@ class QueryFilter:
             return False
         if self.routing_rule is not None and record.routing_rule != self.routing_rule:
             return False
-        if self.id_prefix is not None and not record.query_id.startswith(self.id_prefix):
+        if self.id_prefix is not None and not (
+            record.query_id.startswith(self.id_prefix) or (record.gateway_query_id or "").startswith(self.id_prefix)
+        ):
             return False
         if self.text is not None and self.text.lower() not in (record.query_text or "").lower():
             return False

@@ -80,6 +80,11 @@ query_history = sa.Table(
     # How the query was routed (migration 0006): what chose the group, and which rule.
     sa.Column("routing_source", Text(32), nullable=True),
     sa.Column("routing_rule", Text(256), nullable=True),
+    # Admission control (migration 0010): the id the client saw while the query waited in the gateway,
+    # how long it waited, and earlier attempts on other backends ("; "-joined).
+    sa.Column("gateway_query_id", Text(256), nullable=True),
+    sa.Column("queued_ms", sa.BigInteger, nullable=True),
+    sa.Column("attempts", Text(2048), nullable=True),
     sa.Index("query_history_submitted_idx", "submitted_at"),
     sa.Index("query_history_user_idx", "user_name"),
     sa.Index("query_history_backend_idx", "backend_name"),

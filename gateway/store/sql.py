@@ -275,9 +275,17 @@ class SqlStore:
             conditions.append(query_history.c.query_text.icontains(where.text, autoescape=True))
         if where.id_prefix is not None:
             # Not LIKE: SQLite's is case-insensitive, and a prefix cut to the column's length could end
-            # in half an escape. The prefix is fitted as the ids were when written.
+            # in half an escape. The prefix is fitted as the ids were when written. The query's id, or
+            # the gateway id it waited under (what its client saw first).
             prefix = fitted(query_history.c.query_id, where.id_prefix)
-            conditions.append(sa.func.substr(query_history.c.query_id, 1, len(prefix)) == prefix)
+            conditions.append(
+                sa.or_(
+                    *(
+                        sa.func.substr(column, 1, len(prefix)) == prefix
+                        for column in (query_history.c.query_id, query_history.c.gateway_query_id)
+                    )
+                )
+            )
         if where.state is not None:
             conditions.append(
                 query_history.c.state.is_(None) if where.state == "RUNNING" else query_history.c.state == where.state

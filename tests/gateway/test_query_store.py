@@ -1,6 +1,6 @@
 """The query history in each store (memory, SQLite, PostgreSQL), below the API: how a query was
-routed (migration 0006) is kept, rows written before it are kept too, and every store answers the
-same filters alike."""
+routed (migration 0006) and what admission control did to it (migration 0010) are kept, rows written
+before them are kept too, and every store answers the same filters alike."""
 
 from __future__ import annotations
 
@@ -47,22 +47,29 @@ OLD_ROW = (
 )
 
 
-def test_a_history_from_before_0006_keeps_its_rows_and_new_rows_say_how_they_were_routed(lasting_store_url):
+def _migrated(url: str, revision: str, new: QueryRecord) -> tuple[QueryRecord | None, QueryRecord | None]:
+    """A store at ``revision`` with OLD_ROW in it, brought up to date by opening it; then ``new`` is
+    written. Both rows as read back."""
+
     async def scenario() -> tuple[QueryRecord | None, QueryRecord | None]:
-        old_schema = await SqlStore.open(lasting_store_url, migrate=False)
+        old_schema = await SqlStore.open(url, migrate=False)
         async with old_schema.engine.begin() as connection:
-            await connection.run_sync(upgrade, "0005")
+            await connection.run_sync(upgrade, revision)
             await connection.execute(sa.text(OLD_ROW))
         await old_schema.close()
-        store = await SqlStore.open(lasting_store_url)  # 0005 -> 0006 with a row in place
+        store = await SqlStore.open(url)  # revision -> head with a row in place
         try:
-            new = _record("20261201_000000_00002_bbbbb", routing_source="rule", routing_rule="airflow")
             await store.record_queries([new])
             return await store.get_query("20261201_000000_00001_aaaaa"), await store.get_query(new.query_id)
         finally:
             await store.close()
 
-    old, new = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_history_from_before_0006_keeps_its_rows_and_new_rows_say_how_they_were_routed(lasting_store_url):
+    new = _record("20261201_000000_00002_bbbbb", routing_source="rule", routing_rule="airflow")
+    old, new = _migrated(lasting_store_url, "0005", new)
     assert old is not None and (old.backend_name, old.routing_source, old.routing_rule) == ("trino-1", None, None)
     assert new is not None and (new.routing_source, new.routing_rule) == ("rule", "airflow")
 
@@ -184,3 +191,51 @@ def test_query_counts_are_bucketed_by_submission_time_group_and_backend(store_ur
         (0, "a", "trino-2", 1, 0),
         (0, "etl", "trino-3", 1, 1),
     ]
+
+
+WAITED = {"gateway_query_id": "20261201_000000_00007_gw0123456789ab", "queued_ms": 1534}
+FAILED_OVER = {"attempts": "trino-1: connection refused; trino-2: timed out"}
+
+
+def test_what_admission_did_to_a_query_is_kept_and_its_gateway_id_finds_it(store_url):
+    async def scenario(store: Store) -> tuple[list[QueryRecord | None], list[set[str]]]:
+        await store.record_queries(
+            [
+                _record("20261202_000000_00001_waited", 1, **WAITED),
+                _record("20261202_000000_00002_again", 2, **FAILED_OVER),
+                _record("20261202_000000_00003_plain", 3),
+            ]
+        )
+        kept = [await store.get_query(f"20261202_000000_0000{n}") for n in ("1_waited", "2_again", "3_plain")]
+        found = []
+        for prefix in ("20261201_000000_00007_gw0123456789ab", "20261201_", "20261202_", "gw"):
+            found.append({r.query_id for r in (await store.find_queries(QueryFilter(id_prefix=prefix)))[1]})
+        return kept, found
+
+    (waited, again, plain), found = _on_store(store_url, scenario)
+    assert waited is not None and (waited.gateway_query_id, waited.queued_ms, waited.attempts) == (
+        WAITED["gateway_query_id"],
+        1534,
+        None,
+    )
+    assert again is not None and (again.gateway_query_id, again.queued_ms, again.attempts) == (
+        None,
+        None,
+        FAILED_OVER["attempts"],
+    )
+    assert plain is not None and (plain.gateway_query_id, plain.queued_ms, plain.attempts) == (None, None, None)
+    # The id filter finds a query by the gateway id its client saw first, or by its own.
+    everything = {"20261202_000000_00001_waited", "20261202_000000_00002_again", "20261202_000000_00003_plain"}
+    assert found == [{"20261202_000000_00001_waited"}, {"20261202_000000_00001_waited"}, everything, set()]
+
+
+def test_a_history_from_before_0010_keeps_its_rows_and_new_rows_say_how_long_they_waited(lasting_store_url):
+    old, new = _migrated(lasting_store_url, "0009", _record("20261201_000000_00002_bbbbb", **WAITED, **FAILED_OVER))
+    assert old is not None and old.backend_name == "trino-1"
+    assert (old.gateway_query_id, old.queued_ms, old.attempts) == (None, None, None)
+    assert new is not None
+    assert (new.gateway_query_id, new.queued_ms, new.attempts) == (
+        WAITED["gateway_query_id"],
+        WAITED["queued_ms"],
+        FAILED_OVER["attempts"],
+    )
