@@ -1,7 +1,8 @@
 """The gateway's metrics as JMX-style MBeans, in the JSON shape of Trino's ``/v1/jmx/mbean``.
 
 Every value is computed from the same samples ``/metrics`` serves (summed over workers the same
-way), so tools that read Trino's JMX REST API read the gateway's numbers without a second source.
+way), so tools that read Trino's JMX REST API read the gateway's numbers without a second source;
+Tracing and Admission are the answering worker's own figures, as it hands them in.
 
     trino.gateway:name=ProxyHandler                  requests by kind and status class, errors by
                                                      cause, retries, in-flight queries
@@ -10,6 +11,9 @@ way), so tools that read Trino's JMX REST API read the gateway's numbers without
     trino.gateway:name=Backend,backend=<backend>     health, activity, score and cost, monitored counts,
                                                      routed and in-flight queries, upstream requests
     trino.gateway:name=Tracing                       this worker's span export queue
+    trino.gateway:name=Admission                     this worker's admission control: queries waiting
+                                                     in the gateway per routing group, slots in use
+                                                     and max_running per backend
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ DOMAIN = "trino.gateway"
 PROXY = f"{DOMAIN}:name=ProxyHandler"
 ROUTING = f"{DOMAIN}:name=RoutingManager"
 TRACING = f"{DOMAIN}:name=Tracing"
+ADMISSION = f"{DOMAIN}:name=Admission"
 _CLASS = "io.trino.gateway.python"
 
 _KIND_ATTRIBUTE = {
@@ -80,8 +85,11 @@ def _new_routing() -> dict[str, float]:
     return attributes
 
 
-def mbeans(families: Iterable[Metric], tracing: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Object name -> {attribute: value}, from the Prometheus metric families."""
+def mbeans(
+    families: Iterable[Metric], tracing: dict[str, Any] | None = None, admission: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Object name -> {attribute: value}, from the Prometheus metric families (and this worker's
+    ``tracing`` and ``admission`` figures, as they are given)."""
     proxy = _new_proxy()
     routing = _new_routing()
     groups: dict[str, dict[str, float]] = defaultdict(
@@ -147,6 +155,8 @@ def mbeans(families: Iterable[Metric], tracing: dict[str, Any] | None = None) ->
         beans[backend_name(backend)] = attributes
     if tracing is not None:
         beans[TRACING] = tracing
+    if admission is not None:
+        beans[ADMISSION] = admission
     return beans
 
 

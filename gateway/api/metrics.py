@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Blueprint, Response
 
+from gateway.admission_status import jmx_attributes
 from gateway.api.access import reader
 from gateway.errors import api_error, json_response
 from observability import jmx, metrics
@@ -30,6 +31,7 @@ def metrics_api(services: Services) -> Blueprint:
                 "QueuedSpans": tracing.queued_spans(),
                 "MaxQueueSize": tracing.max_queue_size(),
             },
+            jmx_attributes(services.admission, await services.registry.all()),
         )
 
     @api.get("/metrics")

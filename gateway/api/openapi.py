@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import orjson
 from quart import Quart, Response
@@ -22,7 +22,9 @@ from gateway.api.queries import BIGINT_MAX, STATS_STEP_MAX, STATS_STEP_MIN
 from gateway.api.routing_rules import RULES_BODY_MAX_BYTES
 from gateway.auth.principal import Principal, Role
 from gateway.backends.record import Backend
+from gateway.config import QueuePolicy
 from gateway.health.state import Health
+from observability.metrics import QUEUED_USERS_SHOWN
 
 if TYPE_CHECKING:
     from gateway.config import AuthConfig
@@ -187,8 +189,11 @@ def _parameter(
     return parameter
 
 
-def _nullable(kind: str) -> Schema:
-    return {"type": [kind, "null"]}
+def _nullable(kind: str, description: str | None = None, **more: Any) -> Schema:
+    schema: Schema = {"type": [kind, "null"], **more}
+    if description is not None:
+        schema["description"] = description
+    return schema
 
 
 def _record(properties: dict[str, Schema], description: str = "") -> Schema:
@@ -245,8 +250,37 @@ _SCHEMAS: dict[str, Schema] = {
             "score": _NUMBER,
             "cost": _NUMBER,
             **{key: value for key, value in _DRAIN.items() if key not in ("name", "active")},
+            "maxRunning": _nullable("integer", "the most queries the gateway runs there at once; null: no limit"),
+            "runningSlots": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "queries this worker runs there under admission control (its slots in use)",
+            },
+            "gatewayQueue": _ref("GatewayQueue"),
         },
-        "a backend's admin state beside what this worker observes of it, and its drain",
+        "a backend's admin state beside what this worker observes of it, its drain, and its capacity",
+    ),
+    "GatewayQueue": _record(
+        {
+            "worker": {"type": "string", "description": "the worker (host:pid) whose queue this is"},
+            "waiting": {"type": "integer", "minimum": 0},
+            "waitingByUser": {
+                "type": "array",
+                "description": f"most waiting first, at most {QUEUED_USERS_SHOWN} users (as the queued-queries "
+                "gauge); a caller who may not see every query sees its own user only",
+                "items": _record({"user": _nullable("string"), "waiting": {"type": "integer", "minimum": 1}}),
+            },
+            "otherUsersWaiting": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "waiting queries of the users not named",
+            },
+            "maxQueued": _nullable("integer"),
+            "maxQueueWait": _nullable("number", "seconds"),
+            "queuePolicy": {"enum": list(get_args(QueuePolicy))},
+        },
+        "the queries of the backend's routing group waiting in the gateway, as the answering worker holds them "
+        "(each worker queues its own), and the group's queue settings",
     ),
     "Query": _record(
         {
@@ -274,6 +308,21 @@ _SCHEMAS: dict[str, Schema] = {
                 "type": ["string", "null"],
                 "description": "the routing rule that set the group (external for the routing service)",
             },
+            "gatewayQueryId": _nullable(
+                "string",
+                "the id the gateway gave the query while it waited in the gateway's queue (the id its client saw "
+                "first); null: it was sent to its backend at once",
+            ),
+            "queuedMs": _nullable(
+                "integer",
+                "how long it waited in the gateway before a backend had room; null: it did not wait",
+                minimum=0,
+            ),
+            "attempts": _nullable(
+                "string",
+                'earlier attempts on other backends that failed before any row reached the client, joined by "; " '
+                '(e.g. "trino-1: connection refused"); null: the first backend took it',
+            ),
             "traceId": {
                 "type": ["string", "null"],
                 "pattern": "^[0-9a-f]{32}$",
@@ -552,7 +601,12 @@ _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                 _parameter("query", "since", "submitted at or after (epoch milliseconds)", _EPOCH_MS),
                 _parameter("query", "until", "submitted before (epoch milliseconds)", _EPOCH_MS),
                 _parameter("query", "text", "only those whose SQL contains this, in any case (% and _ are literal)"),
-                _parameter("query", "id", "only those whose query id starts with this", example="20261201_"),
+                _parameter(
+                    "query",
+                    "id",
+                    "only those whose query id, or the gateway id they waited under, starts with this",
+                    example="20261201_",
+                ),
                 _parameter("query", "rule", "only those whose group this routing rule chose"),
                 *_PAGINATION,
             ],
@@ -596,7 +650,8 @@ _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "/gateway/health": {
         "get": {
             "tags": ["status"],
-            "summary": "Every backend's observed health, beside its admin state and drain",
+            "summary": "Every backend's observed health, beside its admin state and drain; its capacity, and "
+            "the queries of its group waiting in the gateway",
             "responses": {"200": _json("the backends", {"type": "array", "items": _ref("BackendHealth")})},
         }
     },

@@ -37,6 +37,9 @@ def query_json(record: QueryRecord, tracing: GatewayTracingConfig) -> dict[str, 
         "transactionId": record.transaction_id,
         "routingSource": record.routing_source,
         "routingRule": record.routing_rule,
+        "gatewayQueryId": record.gateway_query_id,
+        "queuedMs": record.queued_ms,
+        "attempts": record.attempts,
         "traceId": trace_id,
         "traceUrl": tracing.trace_url(trace_id),
     }
@@ -87,8 +90,9 @@ def queries_api(services: Services) -> Blueprint:
     async def queries() -> Response:
         """Routed queries, newest first. Filters: user, backend, group, transaction, state (RUNNING for
         unfinished), since/until (epoch milliseconds), text (a part of the SQL, any case), id (the start
-        of the query id), rule (the routing rule that chose the group); pagination: limit (max 1000),
-        offset. A caller who may not see every query (USER) sees its own only."""
+        of the query id, or of the gateway id it waited under), rule (the routing rule that chose the
+        group); pagination: limit (max 1000), offset. A caller who may not see every query (USER) sees
+        its own only."""
         args = request.args
         caller = principal()
         user = args.get("user") if caller.sees_all_queries else caller.name
