@@ -48,6 +48,11 @@ class Cluster(Protocol):
         """The cluster's open transactions (``/_sim/transactions``)."""
         ...
 
+    def load(self, reset: bool = False) -> dict[str, int]:
+        """``/_sim/load``: queries running and queued now, ``peak_running`` (the most at once;
+        ``reset``: counted from now on) and the query counters."""
+        ...
+
 
 class ProcessCluster:
     """A trinosim server in a child process (``trinosim.TrinoSimProcess``)."""
@@ -96,6 +101,9 @@ class ProcessCluster:
 
     def transactions(self) -> list[dict[str, Any]]:
         return self._sim.transactions()
+
+    def load(self, reset: bool = False) -> dict[str, int]:
+        return self._sim.load(reset)
 
     def log(self) -> str:
         return self._sim.log()

@@ -82,13 +82,20 @@ def three_clusters(kind: str, cluster_factory: ClusterFactory) -> list[Cluster]:
         return list(pool.map(lambda name: cluster_factory(kind, name), ["trino-1", "trino-2", "trino-3"]))
 
 
-def gateway_config(backends: list[tuple[str, str, str]], **sections: dict[str, Any]) -> dict[str, Any]:
-    """The chaos gateway's config for ``(name, url, routing group)`` backends; ``sections`` are
-    merged over the chaos defaults."""
+# (name, url, routing group), or with a fourth element: the backend's max_running.
+BackendSpec = tuple[str, str, str] | tuple[str, str, str, int]
+
+
+def gateway_config(backends: list[BackendSpec], **sections: dict[str, Any]) -> dict[str, Any]:
+    """The chaos gateway's config for ``(name, url, routing group[, max_running])`` backends;
+    ``sections`` are merged over the chaos defaults."""
     config: dict[str, Any] = {key: dict(value) for key, value in CHAOS_GATEWAY_CONFIG.items()}
     for key, value in sections.items():
         config.setdefault(key, {}).update(value)
-    config["backends"] = [{"name": n, "proxy_to": url, "routing_group": g} for n, url, g in backends]
+    config["backends"] = [
+        {"name": n, "proxy_to": url, "routing_group": g} | ({"max_running": rest[0]} if rest else {})
+        for n, url, g, *rest in backends
+    ]
     return config
 
 
@@ -100,7 +107,7 @@ def gateway_factory(tmp_path) -> Iterator[GatewayFactory]:
     """``gateway_factory(backends, store=None, **sections)``: a started gateway, stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def make(backends: list[tuple[str, str, str]], store: str | None = None, **sections: Any) -> GatewayProcess:
+    def make(backends: list[BackendSpec], store: str | None = None, **sections: Any) -> GatewayProcess:
         gateway = GatewayProcess(store=store, config=gateway_config(backends, **sections))
         started.append(gateway)
         return gateway.start()
