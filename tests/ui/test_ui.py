@@ -8,10 +8,12 @@ import re
 import threading
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import connect, run_query
+from tests.gateway.test_admission import follow, follow_in_background
 from tests.inprocess import InProcessGateway
 from tests.ui.conftest import PASSWORDS, RULES, TRACING_UI
 
@@ -258,6 +260,57 @@ def test_the_overview_shows_every_group_and_the_queries_just_run(as_user, ui_gat
     shoot(page, screenshots, "overview-dark")
     # A browser that prefers dark gets dark without choosing.
     assert as_user("alice", color_scheme="dark").goto("/").evaluate(theme) == "dark"
+
+
+def _limit(gateway: InProcessGateway, backend: str, max_running: int | None) -> None:
+    record = gateway.call("GET", f"/gateway/backend/{backend}")[1]
+    status, _ = gateway.call("POST", "/gateway/backend/modify/update", {**record, "maxRunning": max_running})
+    assert status == 200
+
+
+def _submit_to_etl(gateway: InProcessGateway, sql: str) -> dict[str, Any]:
+    headers = {"X-Trino-User": "alice", "X-Trino-Routing-Group": "etl", "X-Trino-Session": "sim_run_time=1s"}
+    answer = httpx.post(f"{gateway.url}/v1/statement", content=sql, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_query_waiting_in_the_gateway_shows_on_the_overview_and_its_page_says_how_long_it_waited(
+    as_user, ui_gateway, screenshots
+):
+    # etl's one cluster runs one query at a time: the blocker holds its slot until its client reads
+    # its last page, and the next query waits in the gateway meanwhile.
+    _limit(ui_gateway, "trino-3", 1)
+    try:
+        blocker = _submit_to_etl(ui_gateway, "SELECT 'blocker'")
+        assert ui_gateway.services.admission.get(blocker["id"]) is None  # sent at once
+        waiting = _submit_to_etl(ui_gateway, "SELECT 'waited'")
+        assert ui_gateway.services.admission.get(waiting["id"]) is not None
+
+        page = as_user("alice").goto("/")
+        expect(page.locator('[data-group="etl"] p.queue')).to_contain_text("1 waiting in the gateway (alice 1)")
+        expect(page.locator('[data-group="etl"] tr[data-backend="trino-3"] td').last).to_have_text("1 / 1")
+        expect(page.locator('[data-group="adhoc"] p.queue')).to_contain_text("None waiting in the gateway")
+        expect(page.locator('[data-group="adhoc"] tr[data-backend="trino-1"] td').last).to_have_text("—")
+        shoot(page, screenshots, "overview-queue")
+
+        blocker_rows = follow_in_background(blocker)
+        last, rows, _ = follow(waiting)
+        assert rows == [["waited"]] and blocker_rows() == [["blocker"]]
+    finally:
+        _limit(ui_gateway, "trino-3", None)
+
+    page = as_user("alice").goto(f"/queries/{last['id']}")
+    expect(page.locator("#gateway-id")).to_have_text(waiting["id"])
+    expect(page.locator("#queued")).to_have_text(re.compile(r"^\d+ ms$|^\d+\.\d s$"))
+    queued = page.locator("#queued").inner_text()
+    shoot(page, screenshots, "query-queued")
+    # The list finds it by the id its client saw first, and shows how long it was queued.
+    page = as_user("alice").goto(f"/queries?id={waiting['id']}")
+    rows = page.locator("#queries tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.locator("th")).to_have_text(last["id"])
+    expect(rows.locator("td").nth(5)).to_have_text(queued)
 
 
 def _total_in_chart(page: Any) -> int:

@@ -1,6 +1,28 @@
-// Overview: every routing group and its clusters (GET /gateway/health), and the last hour's queries
-// per second and error rate (GET /gateway/queries/stats), both refreshed live.
-import { api, el, every, replace, stateBadge } from "/assets/app.js";
+// Overview: every routing group and its clusters (GET /gateway/health) with the queries waiting in the
+// gateway, and the last hour's queries per second and error rate (GET /gateway/queries/stats), both
+// refreshed live.
+import { api, duration, el, every, replace, stateBadge } from "/assets/app.js";
+
+// "running / max running" of the gateway's slots on a cluster, where it has a limit.
+function slots(b) {
+  return b.maxRunning == null ? "—" : `${b.runningSlots} / ${b.maxRunning}`;
+}
+
+// The group's queue in the gateway (as the answering worker holds it) and its settings.
+function queueLine(queue) {
+  const users = queue.waitingByUser.map((u) => `${u.user ?? "(no user)"} ${u.waiting}`);
+  if (queue.otherUsersWaiting) users.push(`others ${queue.otherUsersWaiting}`);
+  const settings = [`${queue.queuePolicy} turns`];
+  if (queue.maxQueued != null) settings.push(`at most ${queue.maxQueued} waiting`);
+  if (queue.maxQueueWait != null) settings.push(`at most ${duration(Math.round(queue.maxQueueWait * 1000))} each`);
+  return el(
+    "p",
+    { class: "queue", dataset: { waiting: queue.waiting } },
+    el("strong", {}, queue.waiting ? `${queue.waiting} waiting in the gateway` : "None waiting in the gateway"),
+    users.length ? ` (${users.join(", ")})` : "",
+    el("span", { class: "hint" }, ` · ${settings.join(", ")} · worker ${queue.worker}`),
+  );
+}
 
 function clusterRow(b) {
   return el(
@@ -14,6 +36,7 @@ function clusterRow(b) {
     el("td", { class: "num" }, b.queuedQueries ?? "–"),
     el("td", { class: "num" }, b.workers ?? "–"),
     el("td", { class: "num" }, b.inFlight),
+    el("td", { class: "num" }, slots(b)),
   );
 }
 
@@ -36,6 +59,7 @@ async function refreshGroups() {
         "article",
         { class: "group", dataset: { group } },
         el("h3", {}, group, " ", el("span", { class: serving ? "badge state-healthy" : "badge state-unhealthy" }, `${serving}/${backends.length} serving`)),
+        queueLine(backends[0].gatewayQueue),
         el(
           "div",
           { class: "scroll" },
@@ -46,7 +70,7 @@ async function refreshGroups() {
             el(
               "thead",
               {},
-              el("tr", {}, ...["Cluster", "State", "Active", "Score", "Running", "Queued", "Workers", "In flight"].map((h) => el("th", { scope: "col" }, h))),
+              el("tr", {}, ...["Cluster", "State", "Active", "Score", "Running", "Queued", "Workers", "In flight", "Slots"].map((h) => el("th", { scope: "col" }, h))),
             ),
             el("tbody", {}, backends.map(clusterRow)),
           ),

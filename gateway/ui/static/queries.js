@@ -38,6 +38,7 @@ function row(q) {
     el("td", {}, q.backend),
     el("td", {}, stateBadge(q.state)),
     el("td", {}, time(q.submittedAt)),
+    el("td", { class: "num" }, duration(q.queuedMs)),
     el("td", { class: "num" }, duration(q.elapsedMs)),
     el("td", { class: "sql", title: sql }, sql.length > 120 ? `${sql.slice(0, 120)}…` : sql),
   );
@@ -53,7 +54,7 @@ async function load() {
   const page = await api("GET", `/gateway/queries?${search}`);
   replace(
     document.querySelector("#queries tbody"),
-    page.queries.length ? page.queries.map(row) : el("tr", {}, el("td", { colspan: 8 }, "No query matches.")),
+    page.queries.length ? page.queries.map(row) : el("tr", {}, el("td", { colspan: 9 }, "No query matches.")),
   );
   const last = Math.min(page.total, offset + page.queries.length);
   document.getElementById("count").textContent = page.total
@@ -63,7 +64,7 @@ async function load() {
 }
 
 function show(error) {
-  replace(document.querySelector("#queries tbody"), el("tr", {}, el("td", { colspan: 8, class: "error" }, error.message)));
+  replace(document.querySelector("#queries tbody"), el("tr", {}, el("td", { colspan: 9, class: "error" }, error.message)));
 }
 
 for (const [name, value] of Object.entries(params())) {

@@ -1,5 +1,6 @@
-// One query (GET /gateway/queries/{id}): its SQL, timings, where it ran and why, its error, its
-// trace, and its page in the Trino UI (through the gateway, which sends it to the query's cluster).
+// One query (GET /gateway/queries/{id}): its SQL, timings (its wait in the gateway too), where it ran
+// and why, its earlier attempts, its error, its trace, and its page in the Trino UI (through the
+// gateway, which sends it to the query's cluster).
 import { api, duration, el, replace, stateBadge, time } from "/assets/app.js";
 
 const box = document.getElementById("query");
@@ -45,6 +46,9 @@ async function load() {
       fact("Routing group", q.routingGroup),
       fact("Chosen by", ...routedBy(q)),
       fact("Cluster", el("a", { href: `/clusters#${encodeURIComponent(q.backend)}` }, q.backend), " ", el("span", { class: "url" }, q.backendUrl)),
+      fact("Gateway id", q.gatewayQueryId ? el("code", { id: "gateway-id" }, q.gatewayQueryId) : "–"),
+      fact("Queued in the gateway", q.queuedMs == null ? "–" : el("span", { id: "queued" }, duration(q.queuedMs))),
+      fact("Earlier attempts", q.attempts ? el("span", { id: "attempts" }, q.attempts) : "–"),
       fact("Submitted", time(q.submittedAt)),
       fact("Finished", q.finishedAt ? time(q.finishedAt) : "–"),
       fact("Elapsed", duration(q.elapsedMs) || "–"),
