@@ -376,6 +376,14 @@ class AuthConfig(_Strict):
         return self
 
 
+class FailoverConfig(_Strict):
+    """Read-only queries sent again to another backend of their group when theirs fails before any row
+    reached the client (docs/admission.md)."""
+
+    enabled: bool = Field(True, description="false: a query whose backend fails fails, as without failover")
+    max_attempts: int = Field(3, ge=1, le=10, description="backends a query may be sent to, the first included")
+
+
 class TransactionsConfig(_Strict):
     idle_timeout: float = Field(
         600.0,
@@ -427,6 +435,7 @@ class GatewayConfig(_Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     transactions: TransactionsConfig = Field(default_factory=TransactionsConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    failover: FailoverConfig = Field(default_factory=FailoverConfig)
     auth: AuthConfig | None = Field(None, description="authentication and roles for the admin API and the UI")
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backends: list[Backend] = Field(default_factory=list)

@@ -17,7 +17,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from gateway.admission import Admission
+from gateway.admission import Admission, holds_queries
 from gateway.audit import AuditTrail
 from gateway.auth.authenticator import Authenticator
 from gateway.backend_status import BackendStatus, backend_statuses
@@ -106,11 +106,33 @@ class Services:
             routers = [config.routing.router, *(group.router for group in config.routing.groups.values())]
             rules_need_user = config.routing_rules.enabled or "user-hash" in routers
             client_auth = ClientAuth(authenticator, config.auth, rules_need_user)
+        holds = holds_queries(config.server.workers, config.store.url)
         admission = Admission(
-            config.admission, config.routing.groups, decider, on_event=metrics.admission, on_wait=metrics.queue_waited
+            config.admission,
+            config.routing.groups,
+            decider,
+            on_event=metrics.admission,
+            on_wait=metrics.queue_waited,
+            enabled=holds,
         )
+        if not holds:
+            log.warning(
+                "admission control (max_running, max_queued, user limits) and failover of read-only queries "
+                "are off: they need server.workers 1 on a store no other node shares (a queue shared by "
+                "workers and nodes is not built yet); every query goes to a backend at once"
+            )
         proxy = Proxy(
-            proxy_settings, registry, selector, decider, book, health, upstream, observer, admission, client_auth
+            proxy_settings,
+            registry,
+            selector,
+            decider,
+            book,
+            health,
+            upstream,
+            observer,
+            admission,
+            config.failover,
+            client_auth,
         )
         reconciler = Reconciler(store, registry, upstream, book)
         services = cls(

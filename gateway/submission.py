@@ -20,3 +20,6 @@ class Submission:
     """What chose the group (header, rule, external, default, transaction, kill_query) and the rule."""
     headers: list[tuple[bytes, bytes]]
     """The request's headers as sent to a backend."""
+    failover: bool = False
+    """It may be sent to another backend if its own fails before any row reached the client (a
+    read-only statement outside a transaction, unless the config or a rule said no)."""

@@ -188,6 +188,13 @@ QUEUE_WAIT = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
     registry=REGISTRY,
 )
+FAILOVERS = Counter(
+    "trino_gateway_failovers",
+    "Read-only queries sent to another backend because theirs failed before returning a row, by routing "
+    "group and the backend that failed",
+    ["routing_group", "backend"],
+    registry=REGISTRY,
+)
 QUEUED_USERS_SHOWN = 20
 OTHER_USERS = "(others)"
 
@@ -241,6 +248,10 @@ class HotPathMetrics:
 
     def error(self, cause: str) -> None:
         self.errors[cause].inc()
+
+    @staticmethod
+    def failover(group: str, backend: str) -> None:
+        FAILOVERS.labels(group, backend).inc()
 
 
 class RuleFiredCounts:

@@ -227,6 +227,12 @@ class ObservedRequest:
         )
         span.end(end_time=end)
 
+    def failed_over(self, backend: str, reason: str) -> None:
+        """The query's backend failed before it returned a row; it is sent to another one."""
+        self.metrics.failover(self.group or "", backend)
+        if self.tracer is not None:
+            self._server().add_event("failover", {BACKEND: backend, "trino.failover.reason": reason})
+
     def upstream_begin(
         self, backend: str, method: str, url: str, headers: list[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, bytes]]:

@@ -10,6 +10,7 @@ from gateway.admission.controller import (
     QueueFull,
     Slot,
     WaitingQuery,
+    holds_queries,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "QueueFull",
     "Slot",
     "WaitingQuery",
+    "holds_queries",
 ]

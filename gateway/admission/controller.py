@@ -28,6 +28,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from gateway.admission.fair_queue import FairQueue
@@ -67,12 +68,14 @@ class WaitingQuery:
     """A query the gateway holds: what it needs to send it later, and where it is in its life."""
 
     __slots__ = (
+        "attempts",
         "backend",
         "changed",
         "created_ms",
         "deadline",
         "enqueued",
         "error",
+        "excluded",
         "id",
         "last",
         "last_seen",
@@ -88,6 +91,7 @@ class WaitingQuery:
         "submission",
         "token",
         "trace_parent",
+        "upstream_next",
         "user_limit",
         "weight",
     )
@@ -121,6 +125,11 @@ class WaitingQuery:
         self.query: Any = None  # the book's Query once a backend took it
         self.error: tuple[str, str] | None = None  # (Trino error name, message) once FAILED
         self.token = 0  # the token of the request the client is expected to send next (0: the submission)
+        self.excluded: set[str] = set()  # backends that failed it (failover): not tried again while others can
+        self.attempts: list[str] = []  # those failures, "trino-1: connection refused"
+        # While it runs on a backend that has sent no row yet: the backend's own nextUri, polled for the
+        # client behind the gateway's (the query may still move to another backend); None otherwise.
+        self.upstream_next: str | None = None
         self.last: tuple[int, int, list[tuple[bytes, bytes]], bytes] | None = None  # (token, status, headers, body)
         self.changed = asyncio.Event()
         self.lock = asyncio.Lock()
@@ -139,7 +148,20 @@ class WaitingQuery:
         return (self.started_at or time.monotonic()) - self.enqueued
 
     def next_uri(self, base: str) -> str:
-        return f"{base}/v1/statement/queued/{self.id}/{self.slug}/{self.token}"
+        # The phase the query is in, as Trino writes it: queued until its backend says executing.
+        queued = self.state in (QUEUED, ADMITTED) or "/v1/statement/queued/" in (self.upstream_next or "")
+        phase = "queued" if queued else "executing"
+        return f"{base}/v1/statement/{phase}/{self.id}/{self.slug}/{self.token}"
+
+    def backends_for(self, room: list[Backend], routable: list[Backend]) -> list[Backend]:
+        """Of the backends with ``room``, those it may go to: not one that failed it, unless every
+        routable backend has."""
+        if not self.excluded:
+            return room
+        fresh = [backend for backend in room if backend.name not in self.excluded]
+        if fresh or any(backend.name not in self.excluded for backend in routable):
+            return fresh
+        return room
 
 
 _sequence = itertools.count(1)
@@ -153,6 +175,14 @@ def waiting_query_id() -> str:
     return f"{now:%Y%m%d_%H%M%S}_{next(_sequence) % 100000:05d}_{_SUFFIX}"
 
 
+def holds_queries(workers: int, store_url: str) -> bool:
+    """Whether a worker may hold queries (waiting ones, and ones that may still move to another
+    backend): only when every request of the query reaches it, that is one worker on a store no other
+    node shares. A query the gateway holds is known to its worker alone for now; a poll reaching
+    another worker (or node) would not find it."""
+    return workers == 1 and not store_url.startswith(("postgresql", "postgres:"))
+
+
 class Admission:
     """One worker's running counts and waiting queries."""
 
@@ -163,14 +193,18 @@ class Admission:
         decider: RouteDecider,
         on_event: Callable[[str, str], None] = lambda group, outcome: None,
         on_wait: Callable[[str, float], None] = lambda group, seconds: None,
+        enabled: bool = True,
     ) -> None:
         """``on_event(group, outcome)``: told each admission outcome (queued, admitted, queue_full,
         expired, canceled, abandoned); ``on_wait(group, seconds)``: how long each admitted query
-        waited (the metrics', handed in so that this package imports no metrics)."""
+        waited (the metrics', handed in so that this package imports no metrics). ``enabled``: False
+        where this worker cannot hold queries (see ``holds_queries``): every query is sent at once,
+        as without admission control, and none is held for failover; slots are still counted."""
         self.settings = settings
         self.groups = groups
         self.decider = decider
         self.on_event = on_event
+        self.enabled = enabled
         self.on_wait = on_wait
         self.running: dict[str, int] = {}
         self.user_running: dict[str, int] = {}
@@ -229,8 +263,8 @@ class Admission:
             return []
         return [backend for backend in ranked if self.has_room(backend)]
 
-    def _eligible_somewhere(self, waiting: WaitingQuery) -> bool:
-        return self.user_has_room(waiting.user, waiting.user_limit)
+    def _may_start(self, waiting: WaitingQuery, room: list[Backend], routable: list[Backend]) -> bool:
+        return self.user_has_room(waiting.user, waiting.user_limit) and bool(waiting.backends_for(room, routable))
 
     # -- waiting queries -----------------------------------------------------------------------
     def enqueue(self, submission: Submission, user_limit: int | None, rule_weight: float | None) -> WaitingQuery:
@@ -238,10 +272,7 @@ class Admission:
         ``max_queued`` queries wait already."""
         group = submission.group
         settings = self.groups.get(group)
-        queue = self.queues.get(group)
-        if queue is None:
-            fifo = settings is not None and settings.queue_policy == "fifo"
-            queue = self.queues[group] = FairQueue(fifo=fifo)
+        queue = self._queue(group)
         limit = None if settings is None else settings.max_queued
         if limit is not None and len(queue) >= limit:
             self.on_event(group, "queue_full")
@@ -261,16 +292,38 @@ class Admission:
     def get(self, query_id: str) -> WaitingQuery | None:
         return self.queries.get(query_id)
 
+    def _queue(self, group: str) -> FairQueue[WaitingQuery]:
+        queue = self.queues.get(group)
+        if queue is None:
+            settings = self.groups.get(group)
+            queue = self.queues[group] = FairQueue(fifo=settings is not None and settings.queue_policy == "fifo")
+        return queue
+
+    def track(self, submission: Submission) -> WaitingQuery:
+        """A query that started at once but may still move to another backend (failover): known by
+        a gateway id from now on, as if it had waited."""
+        waiting = WaitingQuery(
+            submission,
+            self.party_of(submission.user, submission.source),
+            self.weight_of(submission.user, None),
+            self.user_limit(submission.user, None),
+            None,
+        )
+        waiting.state = STARTED
+        waiting.started_at = waiting.enqueued
+        self.queries[waiting.id] = waiting
+        return waiting
+
     def requeue(self, waiting: WaitingQuery) -> None:
-        """An admitted query its backend would not take goes back first in line."""
-        if waiting.slot is not None:
-            slot, waiting.slot = waiting.slot, None
-            waiting.state, waiting.backend = QUEUED, None
-            self.queues[waiting.group].push(waiting, front=True)
+        """An admitted query its backend would not take, or a query whose backend failed before it
+        returned a row, goes back first in its group's line (and starts at once if a backend has room)."""
+        slot, waiting.slot = waiting.slot, None
+        waiting.state, waiting.backend, waiting.upstream_next = QUEUED, None, None
+        waiting.deadline = None  # a query sent again is not failed for the time it already waited
+        self._queue(waiting.group).push(waiting, front=True)
+        if slot is not None:
             slot.release()
-        else:
-            waiting.state, waiting.backend = QUEUED, None
-            self.queues[waiting.group].push(waiting, front=True)
+        self.dispatch(waiting.group)
 
     def started(self, waiting: WaitingQuery) -> None:
         """A backend took the admitted query: its slot now belongs to the book's query."""
@@ -321,11 +374,12 @@ class Admission:
             room = [backend for backend in ranked if self.has_room(backend)]
             if not room:
                 break
-            waiting = queue.pick(self._eligible_somewhere)
+            waiting = queue.pick(partial(self._may_start, room=room, routable=ranked))
             if waiting is None:
                 break
-            waiting.slot = self.take(room[0], waiting.user)
-            waiting.backend = room[0]
+            backend = waiting.backends_for(room, ranked)[0]
+            waiting.slot = self.take(backend, waiting.user)
+            waiting.backend = backend
             waiting.state = ADMITTED
             waiting.started_at = time.monotonic()
             waiting.changed.set()

@@ -14,24 +14,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
 from gateway import errors
 from gateway.admission import ADMITTED, CANCELED, QUEUED, STARTED, Admission, QueueFull, Slot, WaitingQuery
 from gateway.admission import FAILED as FAILED_WAITING
-from gateway.admission.pages import queued_page, refused_page
+from gateway.admission.pages import ERROR_CODES, queued_page, refused_page
+from gateway.admission.read_only import is_read_only
 from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
 from gateway.classify import Classified, Route
-from gateway.config import ProxyConfig
+from gateway.config import FailoverConfig, ProxyConfig
 from gateway.health import HealthChecker
 from gateway.proxy import headers as hdr
 from gateway.proxy import oauth2
 from gateway.proxy.client_auth import ClientAuth
 from gateway.proxy.exchange import WORKER, BodyRefused, Exchange, Receive, Scope, Send
-from gateway.query_book import FAILED, Query, QueryBook
+from gateway.query_book import FAILED, Query, QueryBook, outcome_of_page
 from gateway.query_ids import killed_query_id
 from gateway.rewrite import BACKEND_PARAM, rewrite_uris
 from gateway.routing import NoBackendAvailable, RouteDecider
@@ -43,6 +44,13 @@ from observability.observer import Observer
 
 log = logging.getLogger("gateway.proxy")
 
+# Trino errors that are the cluster's fault, not the query's: a read-only query that has returned no
+# row may run on another cluster instead.
+CLUSTER_FAULTS = frozenset(
+    {"SERVER_SHUTTING_DOWN", "SERVER_STARTING_UP", "NO_NODES_AVAILABLE", "REMOTE_HOST_GONE", "TOO_MANY_REQUESTS_FAILED"}
+)
+# The outcome recorded for an attempt of a query that was sent to another backend after it.
+FAILED_OVER = "FAILED_OVER"
 # Answers to a submission that mean no query was created: it may go to the next backend.
 _NOT_TAKEN = frozenset({502, 503, 504})
 NOT_A_DOCUMENT = "answered something that is not a Trino query result"
@@ -71,6 +79,7 @@ class Proxy:
         upstream: Upstream,
         observer: Observer,
         admission: Admission,
+        failover: FailoverConfig,
         client_auth: ClientAuth | None = None,
     ) -> None:
         self.forwarded = settings.forwarded_headers
@@ -86,6 +95,8 @@ class Proxy:
         self.upstream = upstream
         self.observer = observer
         self.admission = admission
+        self.failover = failover
+        self._background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, classified: Classified) -> None:
         observed = self.observer.begin(scope, send, classified.kind)
@@ -133,7 +144,7 @@ class Proxy:
         if killed is not None:
             # CALL system.runtime.kill_query must reach the cluster running its target.
             group, ranked = killed.group, [killed.backend]
-            limits: tuple[int | None, float | None] = (None, None)
+            limits: tuple[int | None, float | None, bool | None] = (None, None, False)
             routed_by: tuple[str, str | None] = (ROUTED_TO_KILL_TARGET, None)
         elif binding is not None:
             # A statement of a transaction goes to the backend that owns it, whatever the rules, the
@@ -141,7 +152,7 @@ class Proxy:
             observed.transaction = transaction
             owner = await self.book.backend_at(binding.backend_name, binding.backend_url)
             group, ranked = owner.routing_group, [owner]
-            limits = (None, None)
+            limits = (None, None, False)
             routed_by = (ROUTED_TO_TRANSACTION_OWNER, None)
             observed.decided(group, group, [owner.name], observed.clock(), "transaction")
         else:
@@ -161,7 +172,7 @@ class Proxy:
                 await x.respond_json(200, errors.no_backend_document(x.base, str(error)))
                 return
             group, ranked, extra = decision.group, decision.ranked, selection.headers
-            limits = (selection.max_running, selection.queue_weight)
+            limits = (selection.max_running, selection.queue_weight, selection.failover)
             routed_by = (selection.source, selection.rule)
             observed.decided(decision.requested_group, group, [b.name for b in ranked], routing_began, selection.rule)
             if decision.fell_back:
@@ -183,8 +194,15 @@ class Proxy:
             group,
             routed_by,
             headers,
+            # Read-only and in no transaction: it may run again elsewhere (unless a rule says no).
+            failover=self.failover.enabled
+            and self.admission.enabled
+            and transaction is None
+            and limits[2] is not False
+            and killed is None
+            and is_read_only(sql),
         )
-        if killed is None and binding is None:
+        if killed is None and binding is None and self.admission.enabled:
             # Statements of a transaction and kill_query calls must go where they go: never held back.
             user_limit = self.admission.user_limit(user, limits[0])
             room = self.admission.with_room(ranked, group, user, user_limit)
@@ -203,14 +221,15 @@ class Proxy:
         waited: WaitingQuery | None = None,
     ) -> None:
         """``submission`` is sent to the first of ``ranked`` that takes it, and the client gets its
-        answer (``bound``: it belongs to a transaction, whose backend is the only one; ``waited``: it
-        waited in the gateway, and holds a slot on ``ranked[0]`` already)."""
+        answer (``bound``: it belongs to a transaction, whose backend is the only one; ``waited``: the
+        gateway holds it under its own id, with a slot on ``ranked[0]`` taken already)."""
         observed = x.observed
         group, body = submission.group, submission.body
         refused: list[str] = []
         last = ranked[-1]
         for backend in ranked:
-            slot = waited.slot if waited is not None else self.admission.take(backend, submission.user)
+            slot = waited.slot if waited is not None and waited.slot is not None else None
+            slot = slot or self.admission.take(backend, submission.user)
             began = time.perf_counter()
             sent = observed.upstream_begin(backend.name, "POST", backend.proxy_to + "/v1/statement", submission.headers)
             try:
@@ -223,11 +242,10 @@ class Proxy:
                     return
                 if waited is not None:
                     # Back to the head of its line: another backend (or this one, later) takes it.
-                    log.warning(
-                        "backend %s refused waiting query %s, which waits on: %s", backend.name, waited.id, error
-                    )
-                    self.admission.requeue(waited)
-                    await self._respond_waiting(x, waited)
+                    log.warning("backend %s refused query %s, which waits again: %s", backend.name, waited.id, error)
+                    waited.excluded.add(backend.name)
+                    waited.slot = slot
+                    await self._wait_again(x, waited)
                     return
                 # Nothing reached this backend: the next-best one may take the query.
                 slot.release()
@@ -235,32 +253,50 @@ class Proxy:
                 log.warning("backend %s refused a new query, trying the next one: %s", backend.name, error)
                 continue
             except UpstreamError as error:
-                # The statement may have reached the backend: sending it elsewhere could run it twice.
                 slot.release()
                 self._call_failed(x, backend, error)
                 message = f"trino-gateway: backend {backend.name} failed while taking the query: {describe(error)}"
+                if submission.failover:
+                    # Read-only: running it twice does no harm, so it may go elsewhere.
+                    await self._fail_over(x, submission, waited, backend.name, describe(error), message)
+                    return
+                # The statement may have reached the backend: sending it elsewhere could run it twice.
                 await self._query_failed(x, None, message, waited)
                 return
             status, content = answer.status, answer.body
             observed.upstream_end(status)
-            if status in _NOT_TAKEN and backend is not last:
+            if status in _NOT_TAKEN and (backend is not last or waited is not None):
                 # The backend (or a proxy in front of it) did not take the query: the next one may.
-                slot.release()
                 observed.not_taken()
                 self.health.request_failed(backend.name, f"HTTP {status} to a new query")
+                if waited is not None:
+                    log.warning(
+                        "backend %s answered HTTP %d to query %s, which waits again", backend.name, status, waited.id
+                    )
+                    waited.excluded.add(backend.name)
+                    waited.slot = slot
+                    await self._wait_again(x, waited)
+                    return
+                slot.release()
                 refused.append(f"{backend.name} (HTTP {status})")
                 log.warning("backend %s answered HTTP %d to a new query, trying the next one", backend.name, status)
                 continue
-            if status >= 500:
-                self.health.request_failed(backend.name, f"HTTP {status} to a new query")
-            elif status == 200 and not _is_document(content):
-                # The statement reached the backend: it is not sent elsewhere.
-                slot.release()
-                self.health.request_failed(backend.name, NOT_A_DOCUMENT)
-                await self._query_failed(
-                    x, None, f"trino-gateway: backend {backend.name} {NOT_A_DOCUMENT} to a new query", waited
-                )
-                return
+            broken = status >= 500 or (status == 200 and not _is_document(content))
+            if broken:
+                why = f"HTTP {status}" if status >= 500 else NOT_A_DOCUMENT
+                self.health.request_failed(backend.name, f"{why} to a new query")
+                message = f"trino-gateway: backend {backend.name} {NOT_A_DOCUMENT} to a new query"
+                if submission.failover and status not in _NOT_TAKEN:
+                    slot.release()
+                    if status != 200:
+                        message = f"trino-gateway: backend {backend.name} answered HTTP {status} to a new query"
+                    await self._fail_over(x, submission, waited, backend.name, why, message)
+                    return
+                if status == 200:
+                    # The statement reached the backend: it is not sent elsewhere.
+                    slot.release()
+                    await self._query_failed(x, None, message, waited)
+                    return
             else:
                 self.health.request_succeeded(backend.name, time.perf_counter() - began)
             query = await self._accepted(x, backend, submission, answer, slot, waited) if status == 200 else None
@@ -269,16 +305,99 @@ class Proxy:
             response_headers = hdr.to_client(answer.headers)
             if status == 401:
                 response_headers = oauth2.challenge_on_gateway(response_headers, x.base, backend.name)
-            content = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
-            if waited is not None:
+            rewritten = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
+            if query is not None and submission.failover and _no_rows_yet(content):
+                # The client polls the gateway until rows come: until then the query may move.
+                holder = waited or self.admission.track(submission)
+                holder.trace_parent = holder.trace_parent or query.trace_parent
+                holder.query = query
+                self.admission.started(holder)
+                rewritten = self._held_page(x, holder, content, rewritten, response_headers)
+            elif waited is not None:
                 waited.query = query
                 self.admission.started(waited)
-                waited.last = (waited.token, status, list(response_headers), content)
-            await x.respond(status, response_headers, content)
+                waited.last = (waited.token, status, list(response_headers), rewritten)
+            await x.respond(status, response_headers, rewritten)
             return
         message = f"trino-gateway: no backend of routing group '{group}' could be reached: " + ", ".join(refused)
         observed.unreachable(message)
         await x.respond_json(200, errors.no_backend_document(x.base, message))
+
+    def _held_page(
+        self, x: Exchange, holder: WaitingQuery, content: bytes, rewritten: bytes, headers: hdr.RawHeaders
+    ) -> bytes:
+        """A backend's page without rows, its ``nextUri`` replaced by the gateway's own for ``holder``
+        (the backend's is kept, and polled for the client). Kept for a client that asks again."""
+        holder.upstream_next = _field(content, "nextUri")
+        page = orjson.loads(rewritten)
+        asked = holder.token
+        holder.token += 1
+        page["nextUri"] = holder.next_uri(x.base)
+        body = orjson.dumps(page)
+        holder.last = (asked, 200, list(headers), body)
+        return body
+
+    async def _fail_over(
+        self, x: Exchange, submission: Submission, holder: WaitingQuery | None, backend: str, why: str, message: str
+    ) -> None:
+        """A read-only query's backend failed before any row reached the client: it goes back first in
+        its group's line, to another backend at once if one has room, and the client, polling the
+        gateway's URIs, does not notice. With no other backend to try (or after
+        ``failover.max_attempts``) it fails with ``message``, as it would without failover."""
+        holder = holder or self.admission.track(submission)
+        holder.attempts.append(f"{backend}: {why}")
+        holder.excluded.add(backend)
+        backends = await self.registry.all()
+        self.admission.refresh(backends)
+        untried = self._untried(backends, holder)
+        giving_up = not untried or len(holder.attempts) >= self.failover.max_attempts
+        if holder.query is not None:
+            # That attempt ends here (its slot with it); the next gets an id of its own.
+            self.book.finished(holder.query, FAILED, "GENERIC_INTERNAL_ERROR" if giving_up else FAILED_OVER)
+            self._cancel_quietly(holder.query, submission.user)
+            holder.query = None
+        if giving_up:
+            if len(holder.attempts) > 1:
+                message += " (after failing on " + "; ".join(holder.attempts[:-1]) + ")"
+            slot, holder.slot = holder.slot, None
+            if slot is not None:
+                slot.release()
+            self.admission.fail(holder, "GENERIC_INTERNAL_ERROR", message)
+            await self._respond_waiting(x, holder)
+            return
+        x.observed.failed_over(backend, why)
+        log.warning("query %s failed on %s before returning a row (%s); it is sent again", holder.id, backend, why)
+        await self._wait_again(x, holder)
+
+    def _cancel_quietly(self, query: Query, user: str | None) -> None:
+        """The gateway gave up on ``query`` on its backend: should the backend still run it (slow, not
+        dead), it is cancelled there, in the background."""
+
+        async def cancel() -> None:
+            with contextlib.suppress(UpstreamError):
+                headers = [(b"x-trino-user", (user or "trino-gateway").encode())]
+                await self.upstream.send(query.backend, "DELETE", f"/v1/query/{query.id}", headers)
+
+        task = asyncio.create_task(cancel())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _untried(self, backends: list[Backend], holder: WaitingQuery) -> list[Backend]:
+        """The routable backends of the query's group (or its fallback) that have not failed it."""
+        try:
+            ranked = self.decider.decide(backends, holder.group).ranked
+        except NoBackendAvailable:
+            return []
+        return [backend for backend in ranked if backend.name not in holder.excluded]
+
+    async def _wait_again(self, x: Exchange, holder: WaitingQuery) -> None:
+        """``holder`` goes back first in line; started at once if a backend has room, else QUEUED."""
+        self.admission.refresh(await self.registry.all())
+        self.admission.requeue(holder)
+        if holder.state == ADMITTED and holder.backend is not None:
+            await self._start(x, holder.submission, [holder.backend], waited=holder)
+        else:
+            await self._respond_waiting(x, holder)
 
     async def _accepted(
         self,
@@ -332,7 +451,11 @@ class Proxy:
         query's end if it ended while waiting. Kept for a client that asks again."""
         asked = waiting.token
         if waiting.state == FAILED_WAITING and waiting.error is not None:
-            document = refused_page(x.base, waiting.error[0], waiting.error[1], waiting.id)
+            name, message = waiting.error
+            if name in ERROR_CODES:
+                document = refused_page(x.base, name, message, waiting.id)
+            else:
+                document = errors.failed_query(x.base, message, query_id=waiting.id)
         elif waiting.state == CANCELED:
             document = errors.failed_query(x.base, "Query was canceled", "USER_CANCELED", 1, "USER_ERROR", waiting.id)
         else:
@@ -354,13 +477,7 @@ class Proxy:
         x.observed.located(waiting.id, "", waiting.trace_parent)
         async with waiting.lock:
             if x.method == "DELETE":
-                if waiting.state in (QUEUED, ADMITTED):
-                    self.admission.cancel(waiting)
-                    await x.respond(204, [], b"")
-                elif waiting.state == STARTED and waiting.query is not None:
-                    await self._stream(x, waiting.query.backend, b"", waiting.query)
-                else:
-                    await x.respond(204, [], b"")
+                await self._cancel_waiting(x, waiting)
                 return
             last = waiting.last
             if last is not None and token == last[0]:
@@ -378,10 +495,83 @@ class Proxy:
                 if waiting.state == QUEUED:
                     self.admission.expire_one(waiting)
             if waiting.state == ADMITTED and waiting.backend is not None:
-                x.observed.queue_waited(waiting.group, waiting.waited)
+                if not waiting.attempts:
+                    x.observed.queue_waited(waiting.group, waiting.waited)
                 await self._start(x, waiting.submission, [waiting.backend], waited=waiting)
-                return
-            await self._respond_waiting(x, waiting)
+            elif waiting.state == STARTED and waiting.upstream_next is not None:
+                await self._poll_held(x, waiting)
+            else:
+                await self._respond_waiting(x, waiting)
+
+    async def _cancel_waiting(self, x: Exchange, waiting: WaitingQuery) -> None:
+        """A DELETE of a query the gateway holds: a waiting one is forgotten without any backend
+        knowing; one running is cancelled on its backend."""
+        query = waiting.query
+        if waiting.state == STARTED and query is not None and waiting.upstream_next is not None:
+            backend = query.backend
+            target = _target(waiting.upstream_next)
+            headers = x.observed.upstream_begin(
+                backend.name, "DELETE", waiting.upstream_next, hdr.to_backend(x.scope, x.base, True, self.forwarded)
+            )
+            try:
+                answer = await self.upstream.send(backend, "DELETE", target, headers)
+                x.observed.upstream_end(answer.status)
+            except UpstreamError as error:
+                self._call_failed(x, backend, error)  # it was cancelled here; its backend ends it by itself
+            self.book.finished(query, FAILED, "USER_CANCELED")
+        if waiting.state in (QUEUED, ADMITTED, STARTED) and (waiting.state != STARTED or waiting.upstream_next):
+            self.admission.cancel(waiting)
+        await x.respond(204, [], b"")
+
+    async def _poll_held(self, x: Exchange, holder: WaitingQuery) -> None:
+        """A poll of a query running on a backend that has sent no row yet: the backend's next page is
+        fetched for the client. A page with rows (or the last) hands the client over to the backend's
+        own URIs; a backend that fails before that sends the query elsewhere."""
+        query = holder.query
+        assert query is not None and holder.upstream_next is not None
+        backend = query.backend
+        observed = x.observed
+        headers = observed.upstream_begin(
+            backend.name, "GET", holder.upstream_next, hdr.to_backend(x.scope, x.base, True, self.forwarded)
+        )
+        try:
+            answer = await self.upstream.send(backend, "GET", _target(holder.upstream_next), headers)
+        except UpstreamError as error:
+            self._call_failed(x, backend, error)
+            message = _failure_message(backend.name, query.id, error)
+            await self._fail_over(x, holder.submission, holder, backend.name, describe(error), message)
+            return
+        status, content = answer.status, answer.body
+        observed.upstream_end(status)
+        if status == 503 or (400 <= status < 500 and status not in (404, 410)):
+            # Busy (the client retries this same URI, as Trino clients do), or a refusal of this
+            # request: the client gets it as it is.
+            await x.respond(status, hdr.to_client(answer.headers), content)
+            return
+        if status != 200 or not _is_document(content):
+            # A 404/410: the backend forgot the query (it restarted); else it is broken.
+            why = f"HTTP {status}" if status != 200 else NOT_A_DOCUMENT
+            self.health.request_failed(backend.name, why)
+            message = f"trino-gateway: backend {backend.name} answered {why} for query {query.id}"
+            await self._fail_over(x, holder.submission, holder, backend.name, why, message)
+            return
+        self.health.poll_answered(backend.name)
+        failed_by_cluster = _cluster_fault(content)
+        if failed_by_cluster is not None:
+            holder.upstream_next = None
+            message = f"trino-gateway: backend {backend.name} failed query {query.id}: {failed_by_cluster}"
+            await self._fail_over(x, holder.submission, holder, backend.name, failed_by_cluster, message)
+            return
+        response_headers = hdr.to_client(answer.headers)
+        rewritten = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
+        if _no_rows_yet(content):
+            rewritten = self._held_page(x, holder, content, rewritten, response_headers)
+        else:
+            # Rows (or the end): from here the client follows the backend's own URIs, as any query.
+            holder.upstream_next = None
+            holder.last = (holder.token, 200, list(response_headers), rewritten)
+            await self._answered(query, answer)
+        await x.respond(200, response_headers, rewritten)
 
     async def _of_waiting(self, x: Exchange, waiting: WaitingQuery, statement: bool) -> None:
         """Any request naming a query that waits (or waited) in the gateway."""
@@ -600,6 +790,26 @@ def _failure_message(name: str, query_id: str | None, error: BaseException) -> s
     if isinstance(error, UpstreamTimeout):
         return f"trino-gateway: backend {name} did not answer in time for query {query_id or '?'}: {describe(error)}"
     return f"trino-gateway: backend {name} running query {query_id or '?'} is unreachable: {describe(error)}"
+
+
+def _no_rows_yet(content: bytes) -> bool:
+    """A page that continues (``nextUri``) and has handed out no rows (no ``data``, inline or spooled)."""
+    return b'"nextUri"' in content and b'"data"' not in content
+
+
+def _cluster_fault(content: bytes) -> str | None:
+    """The error of a FAILED page when it is the cluster's fault, not the query's (another cluster
+    would run it): its name, else None."""
+    if b'"FAILED"' not in content:
+        return None
+    state, error_name = outcome_of_page(content)
+    return error_name if state == FAILED and error_name in CLUSTER_FAULTS else None
+
+
+def _target(url: str) -> str:
+    """The path and query string of a backend's URL."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _token_of(path: str, waiting: WaitingQuery) -> int | None:

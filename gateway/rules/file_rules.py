@@ -110,6 +110,12 @@ class Outcome:
         return int(value)
 
     @property
+    def failover(self) -> bool | None:
+        """``result.put("failover", false)``: the query is never sent again to another backend."""
+        value = self.result.get("failover")
+        return value if isinstance(value, bool) else None
+
+    @property
     def queue_weight(self) -> float | None:
         """``result.put("queueWeight", w)``: the user's share of starts while queries wait (w > 0)."""
         value = self.result.get("queueWeight")

@@ -39,6 +39,7 @@ _BY_EXPRESSION: tuple[tuple[type[exp.Expression], str], ...] = (
     (exp.Commit, "Commit"),
     (exp.Rollback, "Rollback"),
     (exp.Query, "Query"),
+    (exp.Values, "Query"),  # a bare VALUES list is a query in Trino's grammar
 )
 # Statements sqlglot keeps as text, by their leading keywords.
 _BY_KEYWORDS: tuple[tuple[str, str], ...] = (

@@ -42,6 +42,8 @@ class Selection:
     """How many queries the user may run at once, if a rule said (``result.put("maxRunning", 5)``)."""
     queue_weight: float | None = None
     """The user's share of starts while queries wait, if a rule said (``result.put("queueWeight", 2)``)."""
+    failover: bool | None = None
+    """False if a rule said the query must not be sent again elsewhere (``result.put("failover", false)``)."""
 
 
 def _by_header(scope: dict[str, Any]) -> Selection:
@@ -51,7 +53,7 @@ def _by_header(scope: dict[str, Any]) -> Selection:
 
 def _selection(outcome: Outcome, scope: dict[str, Any]) -> Selection:
     """The group the rules set, else the header's."""
-    limits = {"max_running": outcome.max_running, "queue_weight": outcome.queue_weight}
+    limits = {"max_running": outcome.max_running, "queue_weight": outcome.queue_weight, "failover": outcome.failover}
     if outcome.routing_group is not None:
         return Selection(outcome.routing_group, "rule", outcome.decided_by, **limits)
     return replace(_by_header(scope), **limits)

@@ -15,6 +15,7 @@ import trino
 
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
+from tests.trinosim.helpers import wait_until
 from trinosim.inprocess import InProcessSim, LoopThread
 
 SLOW = "sim_run_time=1.5s"
@@ -82,13 +83,6 @@ def is_waiting_in_gateway(gateway: InProcessGateway, page: dict[str, Any]) -> bo
     return page["stats"]["state"] == "QUEUED" and gateway.services.admission.get(page["id"]) is not None
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_a_query_waits_in_the_gateway_while_its_cluster_is_full_and_then_runs_there(admission_gateway, make_sim):
     sim = make_sim(name="solo")
     gateway = admission_gateway({"backends": backends(sim)})
@@ -154,7 +148,7 @@ def test_a_query_cancelled_while_it_waits_never_reaches_a_cluster(admission_gate
 
     thread = threading.Thread(target=execute)
     thread.start()
-    wait_until(lambda: gateway.services.admission.queued("adhoc") == 1, "the client's query to wait")
+    wait_until(lambda: gateway.services.admission.queued("adhoc") == 1, what="the client's query to wait")
     cursor.cancel()
     thread.join(30)
     assert not thread.is_alive()
