@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check chaos screenshots bench bench-tracing bench-auth lint format clean system-deps bench-deps docker-engine
+.PHONY: install demo test check chaos screenshots bench bench-tracing bench-auth lint format clean system-deps bench-deps docker-engine js-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,8 @@ install: $(STAMP)
 # slapd (Debian's slapd and ldap-utils, never the system service); the UI tests drive Debian's
 # Chromium (Playwright never downloads a browser); the Kubernetes manifests' tests render them with
 # kubectl kustomize (Debian's kubernetes-client); the fleet scenarios put Debian's haproxy in front
-# of three gateway nodes; the chaos suite's container clusters need a Docker engine.
+# of three gateway nodes; the JavaScript client tests run Node.js (Debian's nodejs and npm); the chaos
+# suite's container clusters need a Docker engine.
 system-deps: docker-engine
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
@@ -34,6 +35,7 @@ system-deps: docker-engine
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
 	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
+	{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -46,7 +48,15 @@ docker-engine:
 demo: install
 	$(BIN)/python -m trinosim.demo
 
-test: install system-deps
+# The Trino JavaScript client the tests drive (tests/js, from the npm registry, pinned by its lock file).
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --silent
+	touch $(JS_STAMP)
+
+js-deps: system-deps $(JS_STAMP)
+
+test: install system-deps js-deps
 	$(BIN)/python -m pytest -q --durations=20 tests chaos
 
 # The inner loop (about a minute and a half): lint, and every test that needs no child process and no SQL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -107,6 +108,24 @@ def run_query(url: str, sql: str, **options: object) -> list[list[object]]:
         cursor = conn.cursor()
         cursor.execute(sql)
         return cursor.fetchall()
+
+
+@pytest.fixture(scope="session")
+def trino_js() -> Callable[..., dict[str, Any]]:
+    """Run one statement with the Trino JavaScript client (trino-client from npm, in tests/js, which
+    ``make test`` installs): what the client saw, as ``tests/js/query.mjs`` prints it."""
+    directory = Path(__file__).parent / "js"
+    node = shutil.which("node")
+    if node is None or not (directory / "node_modules" / "trino-client").is_dir():
+        pytest.fail("the JavaScript client needs node and tests/js/node_modules: `make js-deps` (make test runs it)")
+
+    def run(server: str, sql: str, *args: str, user: str = "js-user", timeout: float = 120) -> dict[str, Any]:
+        command = [node, str(directory / "query.mjs"), server, user, sql, *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -241,3 +241,24 @@ def test_the_trino_cli_runs_a_query_that_waited_in_the_gateway(admission_gateway
     assert gateway.services.admission.queries  # it did wait in the gateway
     assert blocker() == [[1]]
     assert sim.load()["peak_running"] == 1
+
+
+@pytest.mark.slow
+def test_the_javascript_client_reads_a_queued_query_and_cancels_one_while_it_waits(
+    admission_gateway, make_sim, trino_js
+):
+    sim = make_sim(name="solo")
+    gateway = admission_gateway({"backends": backends(sim)})
+    blocker = follow_in_background(submit(gateway, "SELECT 1", session="sim_run_time=3s"))
+
+    cancelled = trino_js(gateway.url, "SELECT 'never'", "--cancel-at-once")
+    assert cancelled["cancelled"] and cancelled["states"] == ["QUEUED", "FAILED"], cancelled
+    assert cancelled["error"]["errorName"] == "USER_CANCELED"
+    assert gateway.services.admission.get(cancelled["ids"][0]).state == "CANCELED"
+
+    seen = trino_js(gateway.url, "SELECT 42, 'waited'")
+    assert seen["error"] is None and seen["rows"] == [[42, "waited"]]
+    assert seen["ids"][0] != seen["ids"][-1]  # the gateway's id while it waited, then the cluster's
+    assert blocker() == [[1]]
+    assert [q["query"] for q in sim.queries()] == ["SELECT 1", "SELECT 42, 'waited'"]
+    assert sim.load()["peak_running"] == 1

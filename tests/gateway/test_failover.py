@@ -215,3 +215,18 @@ def test_read_only_means_the_rules_query_types_query_show_describe_and_explain(s
     query_type = analyse(sql).query_type
     by_rules = query_type in ("Query", "Explain") or query_type.startswith(("Show", "Describe"))
     assert is_read_only(sql) == by_rules, query_type
+
+
+@pytest.mark.slow
+def test_the_javascript_client_reads_a_failed_over_query(pair, trino_js):
+    gateway, sims = pair()
+    outcome: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(trino_js(gateway.url, "SELECT 13, 'thirteen'", "--session", "sim_run_time=3s"))
+    )
+    thread.start()
+    wait_until(lambda: any(sim.queries() for sim in sims), what="the query to reach a cluster", timeout=60)
+    next(sim for sim in sims if sim.queries()).stop()
+    thread.join(120)
+    assert outcome[0]["error"] is None, outcome[0]
+    assert outcome[0]["rows"] == [[13, "thirteen"]]
