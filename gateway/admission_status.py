@@ -5,7 +5,9 @@ from ``gateway.admission.Admission`` on demand, never stored.
 
 Each worker process admits and queues its own queries, so every figure here is the view of the
 worker that answers (``worker`` names it); the queued-queries gauge of ``/metrics`` is the sum over
-a node's workers.
+a node's workers. A worker that cannot hold queries (several workers, or a store other nodes share:
+``gateway.admission.holds_queries``) says so (``enabled`` false): it sends every query at once, and
+counts its slots all the same.
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ class GroupQueue:
     other_users: int
     """Waiting queries of the users not in ``by_user``."""
     settings: GroupConfig
+    enabled: bool
+    """Whether this worker holds queries back at all (``Admission.enabled``)."""
 
     def api_json(self) -> dict[str, Any]:
         return {
             "worker": worker_name(),
+            "enabled": self.enabled,
             "waiting": self.waiting,
             "waitingByUser": [{"user": user, "waiting": count} for user, count in self.by_user],
             "otherUsersWaiting": self.other_users,
@@ -72,6 +77,7 @@ def group_queues(
             named,
             waiting - sum(count for _, count in named),
             admission.groups.get(group) or GroupConfig(),
+            admission.enabled,
         )
     return out
 
@@ -90,6 +96,7 @@ def jmx_attributes(admission: Admission, backends: list[Backend]) -> dict[str, A
     running = {backend.name: admission.running.get(backend.name, 0) for backend in backends}
     attributes: dict[str, Any] = {
         "Worker": worker_name(),
+        "Enabled": admission.enabled,
         "WaitingQueries": sum(queue.waiting for queue in queues.values()),
         "RunningSlots": sum(admission.running.values()),
     }

@@ -263,6 +263,11 @@ _SCHEMAS: dict[str, Schema] = {
     "GatewayQueue": _record(
         {
             "worker": {"type": "string", "description": "the worker (host:pid) whose queue this is"},
+            "enabled": {
+                "type": "boolean",
+                "description": "false: this worker holds no query back (several workers, or a store other nodes "
+                "share): every query is sent at once, whatever max_running, max_queued and max_queue_wait say",
+            },
             "waiting": {"type": "integer", "minimum": 0},
             "waitingByUser": {
                 "type": "array",

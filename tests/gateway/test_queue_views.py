@@ -1,13 +1,15 @@
 """The gateway's queue where operators look: while a query waits in the gateway, ``/gateway/health``
 and the JMX view show it beside its group's queue settings and the slots in use on its backend (this
 worker's view); once it ran, its history row has the gateway id its client saw first and how long it
-waited. On every store: the history is the store's."""
+waited. A worker on a store other nodes share holds no query (``gateway.admission.holds_queries``),
+and says so in the same places."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
+import pytest
 import requests
 
 from gateway.auth.password_file import hash_password
@@ -28,7 +30,8 @@ def health_of(gateway: InProcessGateway, user: str) -> dict[str, Any]:
     return {backend["name"]: backend for backend in answer.json()}
 
 
-def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gateway_id(make_gateway, make_sim, tmp_path):
+def start(make_gateway, make_sim, tmp_path) -> InProcessGateway:
+    """One cluster, solo, that the gateway runs one query at a time on; alice is ADMIN, bob USER."""
     sim = make_sim(name="solo")
     password_file = tmp_path / "password.db"
     password_file.write_text("".join(f"{u}:{hash_password(pw, rounds=4)}\n" for u, pw in PASSWORDS.items()))
@@ -40,6 +43,21 @@ def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gatew
         }
     )
     gateway.admin_headers = basic("alice")
+    return gateway
+
+
+def admission_bean(gateway: InProcessGateway) -> dict[str, Any]:
+    status, bean = gateway.call("GET", "/v1/jmx/mbean/trino.gateway:name=Admission")
+    assert status == 200
+    return {a["name"]: a["value"] for a in bean["attributes"] if a["name"] != "Worker"}
+
+
+def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gateway_id(
+    make_gateway, make_sim, tmp_path, store_kind
+):
+    if store_kind == "postgres":
+        pytest.skip("on a store other nodes share the gateway holds no query: see the test below")
+    gateway = start(make_gateway, make_sim, tmp_path)
     # The blocker holds solo's one slot until its client reads its last page: nothing frees it meanwhile.
     blocker = submit(gateway, "SELECT 1", user="carol")
     waiting = submit(gateway, "SELECT 2", user="dave")
@@ -50,6 +68,7 @@ def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gatew
     queue = solo["gatewayQueue"]
     assert queue["worker"]  # whose view this is
     assert {k: v for k, v in queue.items() if k != "worker"} == {
+        "enabled": True,
         "waiting": 1,
         "waitingByUser": [{"user": "dave", "waiting": 1}],
         "otherUsersWaiting": 0,
@@ -61,10 +80,8 @@ def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gatew
     seen_by_bob = health_of(gateway, "bob")["solo"]["gatewayQueue"]
     assert (seen_by_bob["waiting"], seen_by_bob["waitingByUser"], seen_by_bob["otherUsersWaiting"]) == (1, [], 1)
 
-    status, bean = gateway.call("GET", "/v1/jmx/mbean/trino.gateway:name=Admission")
-    assert status == 200
-    attributes = {a["name"]: a["value"] for a in bean["attributes"]}
-    assert {k: v for k, v in attributes.items() if k != "Worker"} == {
+    assert admission_bean(gateway) == {
+        "Enabled": True,
         "WaitingQueries": 1,
         "RunningSlots": 1,
         "WaitingQueries.adhoc": 1,
@@ -75,7 +92,8 @@ def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gatew
     blocker_rows = follow_in_background(blocker, "carol")
     last, rows, _ = follow(waiting, "dave")
     assert rows == [[2]] and blocker_rows() == [[1]]
-    assert health_of(gateway, "alice")["solo"]["gatewayQueue"]["waiting"] == 0
+    solo = health_of(gateway, "alice")["solo"]
+    assert (solo["gatewayQueue"]["waiting"], solo["runningSlots"]) == (0, 0)  # both ended: their slots are free
 
     # Found by the id its client saw first; recorded under the cluster's own id.
     found = gateway.queries(id=waiting["id"])["queries"]
@@ -85,3 +103,18 @@ def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gatew
     assert record["gatewayQueryId"] == waiting["id"] and record["queuedMs"] > 0 and record["attempts"] is None
     sent_at_once = gateway.queries(user="carol")["queries"][0]
     assert (sent_at_once["gatewayQueryId"], sent_at_once["queuedMs"], sent_at_once["attempts"]) == (None, None, None)
+
+
+def test_a_worker_that_holds_no_query_says_so_and_still_counts_its_slots(make_gateway, make_sim, tmp_path, store_kind):
+    if store_kind != "postgres":
+        pytest.skip("only a store other nodes share (PostgreSQL) keeps the gateway from holding queries")
+    gateway = start(make_gateway, make_sim, tmp_path)
+    first, second = submit(gateway, "SELECT 1"), submit(gateway, "SELECT 2")
+    assert not is_waiting_in_gateway(gateway, second)  # sent at once, past solo's max_running
+
+    solo = health_of(gateway, "alice")["solo"]
+    assert (solo["maxRunning"], solo["runningSlots"]) == (1, 2)
+    assert (solo["gatewayQueue"]["enabled"], solo["gatewayQueue"]["waiting"]) == (False, 0)
+    bean = admission_bean(gateway)
+    assert (bean["Enabled"], bean["WaitingQueries"], bean["RunningSlots.solo"]) == (False, 0, 2)
+    assert follow(first)[1] == [[1]] and follow(second)[1] == [[2]]
