@@ -41,6 +41,8 @@ log = logging.getLogger("gateway.admission")
 
 QUEUED, ADMITTED, STARTED, FAILED, CANCELED = "QUEUED", "ADMITTED", "STARTED", "FAILED", "CANCELED"
 NO_USER = ""
+# How long a query that moved on to its backend's own URIs stays known by its gateway id.
+HANDED_OVER_KEPT_SECONDS = 10.0
 
 
 class Slot:
@@ -393,6 +395,7 @@ class Admission:
         now = time.monotonic() if now is None else now
         expired: list[WaitingQuery] = []
         forget_before = now - self.settings.abandon_after
+        let_go_before = now - min(self.settings.abandon_after, HANDED_OVER_KEPT_SECONDS)
         for waiting in list(self.queries.values()):
             if waiting.state == QUEUED:
                 if waiting.deadline is not None and now >= waiting.deadline:
@@ -403,6 +406,9 @@ class Admission:
                     self.cancel(waiting, "abandoned")
             elif waiting.state == ADMITTED and waiting.last_seen < forget_before:
                 self.cancel(waiting, "abandoned")  # admitted, but nobody came to send it
+            elif waiting.state == STARTED and waiting.upstream_next is None and waiting.last_seen < let_go_before:
+                # It runs on its backend's own URIs: only a repeat of its last page could still come.
+                del self.queries[waiting.id]
             elif waiting.state != ADMITTED and waiting.last_seen < forget_before:
                 del self.queries[waiting.id]
         return expired

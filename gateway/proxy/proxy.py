@@ -49,6 +49,8 @@ log = logging.getLogger("gateway.proxy")
 CLUSTER_FAULTS = frozenset(
     {"SERVER_SHUTTING_DOWN", "SERVER_STARTING_UP", "NO_NODES_AVAILABLE", "REMOTE_HOST_GONE", "TOO_MANY_REQUESTS_FAILED"}
 )
+# The largest page the gateway keeps for a repeated request once the query runs on its backend's URIs.
+REPLAYED_PAGE_BYTES = 65_536
 # The outcome recorded for an attempt of a query that was sent to another backend after it.
 FAILED_OVER = "FAILED_OVER"
 # Answers to a submission that mean no query was created: it may go to the next backend.
@@ -569,7 +571,10 @@ class Proxy:
         else:
             # Rows (or the end): from here the client follows the backend's own URIs, as any query.
             holder.upstream_next = None
-            holder.last = (holder.token, 200, list(response_headers), rewritten)
+            # Kept for a client that asks for this page again, unless it is large (rows): the gateway
+            # would hold every such page for a while; a repeat of a large one is answered 410.
+            small = len(rewritten) <= REPLAYED_PAGE_BYTES
+            holder.last = (holder.token, 200, list(response_headers), rewritten) if small else None
             await self._answered(query, answer)
         await x.respond(200, response_headers, rewritten)
 
