@@ -227,9 +227,10 @@ class ObservedRequest:
         )
         span.end(end_time=end)
 
-    def failed_over(self, backend: str, reason: str) -> None:
+    def failed_over(self, group: str, backend: str, reason: str) -> None:
         """The query's backend failed before it returned a row; it is sent to another one."""
-        self.metrics.failover(self.group or "", backend)
+        self.group = group
+        self.metrics.failover(group, backend)
         if self.tracer is not None:
             self._server().add_event("failover", {BACKEND: backend, "trino.failover.reason": reason})
 

@@ -86,9 +86,10 @@ class WaitingQuery:
         "party",
         "query",
         "queued",
+        "queued_seconds",
+        "queued_since",
         "slot",
         "slug",
-        "started_at",
         "state",
         "submission",
         "token",
@@ -123,7 +124,8 @@ class WaitingQuery:
         self.state = QUEUED
         self.backend: Backend | None = None
         self.slot: Slot | None = None
-        self.started_at: float | None = None
+        self.queued_since = now  # when it last joined its queue
+        self.queued_seconds = 0.0  # time spent in the queue before its last admission
         self.query: Any = None  # the book's Query once a backend took it
         self.error: tuple[str, str] | None = None  # (Trino error name, message) once FAILED
         self.token = 0  # the token of the request the client is expected to send next (0: the submission)
@@ -146,8 +148,10 @@ class WaitingQuery:
 
     @property
     def waited(self) -> float:
-        """Seconds it waited (so far, or until it was admitted)."""
-        return (self.started_at or time.monotonic()) - self.enqueued
+        """Seconds it waited in the gateway's queue, over every time it was there (a query sent
+        again after a failover waits again only if no backend had room)."""
+        current = time.monotonic() - self.queued_since if self.state == QUEUED else 0.0
+        return self.queued_seconds + current
 
     def next_uri(self, base: str) -> str:
         # The phase the query is in, as Trino writes it: queued until its backend says executing.
@@ -312,9 +316,12 @@ class Admission:
             None,
         )
         waiting.state = STARTED
-        waiting.started_at = waiting.enqueued
         self.queries[waiting.id] = waiting
         return waiting
+
+    def forget(self, waiting: WaitingQuery) -> None:
+        """A query tracked for nothing (its backend gave it no id)."""
+        self.queries.pop(waiting.id, None)
 
     def requeue(self, waiting: WaitingQuery) -> None:
         """An admitted query its backend would not take, or a query whose backend failed before it
@@ -322,7 +329,9 @@ class Admission:
         slot, waiting.slot = waiting.slot, None
         waiting.state, waiting.backend, waiting.upstream_next = QUEUED, None, None
         waiting.deadline = None  # a query sent again is not failed for the time it already waited
+        waiting.queued_since = time.monotonic()
         self._queue(waiting.group).push(waiting, front=True)
+        self.on_event(waiting.group, "queued")
         if slot is not None:
             slot.release()
         self.dispatch(waiting.group)
@@ -383,10 +392,11 @@ class Admission:
             waiting.slot = self.take(backend, waiting.user)
             waiting.backend = backend
             waiting.state = ADMITTED
-            waiting.started_at = time.monotonic()
+            this_wait = time.monotonic() - waiting.queued_since
+            waiting.queued_seconds += this_wait
             waiting.changed.set()
             self.on_event(group, "admitted")
-            self.on_wait(group, waiting.waited)
+            self.on_wait(group, this_wait)
 
     def expire(self, now: float | None = None) -> list[WaitingQuery]:
         """Waiting queries past their ``max_queue_wait`` fail; those whose client stopped polling

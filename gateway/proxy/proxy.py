@@ -301,20 +301,25 @@ class Proxy:
                     return
             else:
                 self.health.request_succeeded(backend.name, time.perf_counter() - began)
-            query = await self._accepted(x, backend, submission, answer, slot, waited) if status == 200 else None
+            holder = waited
+            held = status == 200 and submission.failover and _no_rows_yet(content)
+            if held and holder is None:
+                # The client will poll the gateway until rows come: until then the query may move.
+                holder = self.admission.track(submission)
+            query = await self._accepted(x, backend, submission, answer, slot, holder) if status == 200 else None
             if query is None:
                 slot.release()
             response_headers = hdr.to_client(answer.headers)
             if status == 401:
                 response_headers = oauth2.challenge_on_gateway(response_headers, x.base, backend.name)
             rewritten = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
-            if query is not None and submission.failover and _no_rows_yet(content):
-                # The client polls the gateway until rows come: until then the query may move.
-                holder = waited or self.admission.track(submission)
+            if query is not None and held and holder is not None:
                 holder.trace_parent = holder.trace_parent or query.trace_parent
                 holder.query = query
                 self.admission.started(holder)
                 rewritten = self._held_page(x, holder, content, rewritten, response_headers)
+            elif holder is not None and waited is None:
+                self.admission.forget(holder)  # no id came back: nothing to hold
             elif waited is not None:
                 waited.query = query
                 self.admission.started(waited)
@@ -367,7 +372,7 @@ class Proxy:
             self.admission.fail(holder, "GENERIC_INTERNAL_ERROR", message)
             await self._respond_waiting(x, holder)
             return
-        x.observed.failed_over(backend, why)
+        x.observed.failed_over(holder.group, backend, why)
         log.warning("query %s failed on %s before returning a row (%s); it is sent again", holder.id, backend, why)
         await self._wait_again(x, holder)
 
@@ -428,7 +433,8 @@ class Proxy:
             routing_rule=submission.routed_by[1],
             slot=slot,
             gateway_id=None if waited is None else waited.id,
-            queued_ms=None if waited is None else int(waited.waited * 1000),
+            queued_ms=None if waited is None else round(waited.waited * 1000) or None,
+            attempts=None if waited is None else list(waited.attempts) or None,
         )
         self.book.accepted(query, submission.sql, submission.source, submission.client_tags)
         await self._answered(query, answer)

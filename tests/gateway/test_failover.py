@@ -64,7 +64,16 @@ def test_a_query_whose_cluster_dies_before_any_row_runs_on_the_other_one(pair):
     survivor = next(sim for sim in sims if sim is not doomed)
     assert [q["query"] for q in survivor.queries()] == ["SELECT 7, 'seven'"]
     assert holder.attempts and holder.attempts[0].startswith(f"{doomed.name}: ")
-    assert "trino_gateway_failovers_total" in httpx.get(f"{gateway.url}/metrics").text
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert f'trino_gateway_failovers_total{{backend="{doomed.name}",routing_group="adhoc"}} 1.0' in metrics
+    # Both attempts are in the history under the gateway's id: the first FAILED_OVER, the last with
+    # the attempts before it; neither waited for room.
+    wait_until(lambda: len(gateway.queries(id=holder.id)["queries"]) == 2, what="both attempts in the history")
+    records = {r["backend"]: r for r in gateway.queries(id=holder.id)["queries"]}
+    assert records[doomed.name]["errorName"] == "FAILED_OVER" and records[doomed.name]["attempts"] is None
+    assert records[survivor.name]["attempts"] == holder.attempts[0]
+    assert {r["gatewayQueryId"] for r in records.values()} == {holder.id}
+    assert {r["queuedMs"] for r in records.values()} == {None}
 
 
 def test_after_the_first_rows_a_failure_fails_the_query_as_before(pair):
