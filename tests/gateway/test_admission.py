@@ -79,6 +79,26 @@ def follow_in_background(page: dict[str, Any], user: str = "alice") -> Callable[
     return result
 
 
+def release_when_one_waits(gateway: InProcessGateway, blocker: dict[str, Any]) -> Callable[[], list[Any]]:
+    """The blocker's client reads it to its end (freeing its slot) only once a query waits in the
+    gateway: whatever a client takes to start (a JVM), its query finds the cluster full."""
+    rows: list[Any] = []
+
+    def run() -> None:
+        wait_until(lambda: gateway.services.admission.queued("adhoc") >= 1, what="a query to wait", timeout=60)
+        rows.extend(follow(blocker)[1])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def result() -> list[Any]:
+        thread.join(90)
+        assert not thread.is_alive()
+        return rows
+
+    return result
+
+
 def is_waiting_in_gateway(gateway: InProcessGateway, page: dict[str, Any]) -> bool:
     return page["stats"]["state"] == "QUEUED" and gateway.services.admission.get(page["id"]) is not None
 
@@ -234,12 +254,11 @@ def test_a_waiting_query_answers_only_its_own_uris(admission_gateway, make_sim):
 def test_the_trino_cli_runs_a_query_that_waited_in_the_gateway(admission_gateway, make_sim, trino_cli):
     sim = make_sim(name="solo")
     gateway = admission_gateway({"backends": backends(sim)})
-    blocker = follow_in_background(submit(gateway, "SELECT 1", session="sim_run_time=2s"))
+    blocker = release_when_one_waits(gateway, submit(gateway, "SELECT 1", session=None))
     result = trino_cli(gateway.url, "SELECT 42, 'waited'", "--output-format", "CSV")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '"42","waited"'
-    assert gateway.services.admission.queries  # it did wait in the gateway
-    assert blocker() == [[1]]
+    assert blocker() == [[1]]  # it was released because the CLI's query waited
     assert sim.load()["peak_running"] == 1
 
 
@@ -249,13 +268,14 @@ def test_the_javascript_client_reads_a_queued_query_and_cancels_one_while_it_wai
 ):
     sim = make_sim(name="solo")
     gateway = admission_gateway({"backends": backends(sim)})
-    blocker = follow_in_background(submit(gateway, "SELECT 1", session="sim_run_time=3s"))
+    blocker = submit(gateway, "SELECT 1", session=None)  # holds the slot until its client reads it
 
     cancelled = trino_js(gateway.url, "SELECT 'never'", "--cancel-at-once")
     assert cancelled["cancelled"] and cancelled["states"] == ["QUEUED", "FAILED"], cancelled
     assert cancelled["error"]["errorName"] == "USER_CANCELED"
     assert gateway.services.admission.get(cancelled["ids"][0]).state == "CANCELED"
 
+    blocker = release_when_one_waits(gateway, blocker)
     seen = trino_js(gateway.url, "SELECT 42, 'waited'")
     assert seen["error"] is None and seen["rows"] == [[42, "waited"]]
     assert seen["ids"][0] != seen["ids"][-1]  # the gateway's id while it waited, then the cluster's
