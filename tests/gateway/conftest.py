@@ -7,7 +7,8 @@ background thread of the test process, with real sockets and real clients.
 Child processes (what needs them: killing, pausing, restarting, several workers): ``clusters``
 (three trinosim processes) and ``GatewayProcess``.
 
-Every test that uses a store runs with each kind: in memory, the embedded SQLite, and PostgreSQL.
+Every test that uses a store runs with each kind: in memory, the embedded SQLite, and PostgreSQL,
+unless it is marked ``store_plays_no_part``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from trinosim.gateway_process import running
 from trinosim.inprocess import InProcessSim, LoopThread
 
 STORES = ["memory", "sqlite", "postgres"]
+
+# For a test whose store plays no part in what it proves (a backend's health, a router, a backend
+# failing under a query): it runs on the in-memory store alone. What a store keeps and shares (the
+# history, transactions, state across workers and restarts) is proved on each kind.
+store_plays_no_part = pytest.mark.parametrize("store_kind", ["memory"], scope="session")
 
 
 @pytest.fixture(scope="session")

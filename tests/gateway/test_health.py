@@ -1,4 +1,7 @@
-"""Health monitoring, passive signals, the score and every router, against real trinosim clusters."""
+"""Health monitoring, passive signals, the score and every router, against real trinosim clusters.
+
+Each backend's health is this worker's own (kept in memory; what several workers share through the
+store is tests/gateway/test_shared_health.py's): these tests run on the in-memory store alone."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import connect, run_query
+from tests.gateway.conftest import store_plays_no_part
 from tests.trinosim.helpers import run_ignoring_cancel, wait_until
 from trinosim import TrinoSimProcess
 from trinosim.gateway_process import GatewayProcess
@@ -32,6 +36,7 @@ def _route(gateway, count: int, **options) -> Counter:
     return backends
 
 
+@store_plays_no_part
 def test_killed_paused_and_restarted_backends(sim_factory, store_url):
     b1 = sim_factory(name="b1")
     b2 = sim_factory(name="b2")
@@ -76,6 +81,7 @@ def test_killed_paused_and_restarted_backends(sim_factory, store_url):
             revived.stop()
 
 
+@store_plays_no_part
 def test_one_failed_check_does_not_flip_a_backend(make_sim, make_gateway):
     b1 = make_sim(name="flaky")
     config = {
@@ -90,6 +96,7 @@ def test_one_failed_check_does_not_flip_a_backend(make_sim, make_gateway):
         assert _states(gateway)["flaky"]["state"] == "HEALTHY"
 
 
+@store_plays_no_part
 def test_a_starting_backend_stays_pending_and_gets_no_queries(make_sim, make_gateway):
     booting = make_sim(name="booting", starting="60s")
     ready = make_sim(name="ready")
@@ -105,6 +112,7 @@ def test_a_starting_backend_stays_pending_and_gets_no_queries(make_sim, make_gat
         wait_until(lambda: _states(gateway)["booting"]["state"] == "HEALTHY", timeout=10, what="start-up to end")
 
 
+@store_plays_no_part
 def test_5xx_answers_count_against_a_backend_at_once(make_sim, make_gateway):
     broken = make_sim(name="broken")
     fine = make_sim(name="fine")
@@ -124,6 +132,7 @@ def test_5xx_answers_count_against_a_backend_at_once(make_sim, make_gateway):
         assert _route(gateway, 4) == {"fine": 4}
 
 
+@store_plays_no_part
 def test_hanging_queries_take_a_backend_out_even_while_its_health_checks_pass(make_sim, make_gateway):
     import requests
 
@@ -177,6 +186,7 @@ def test_request_failures_survive_passing_checks_until_a_request_is_answered():
     assert health.state == Health.HEALTHY
 
 
+@store_plays_no_part
 @pytest.mark.parametrize("monitor", ["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"])
 def test_every_monitor_checks_a_real_cluster(make_sim, make_gateway, monitor):
     cluster = make_sim(name=f"m-{monitor.lower()}", workers=2)
@@ -196,6 +206,7 @@ def test_every_monitor_checks_a_real_cluster(make_sim, make_gateway, monitor):
             wait_until(lambda: _states(gateway)["c"]["state"] == "UNHEALTHY", timeout=10, what="no workers noticed")
 
 
+@store_plays_no_part
 def test_metric_thresholds_mark_a_cluster_unhealthy(make_sim, make_gateway):
     cluster = make_sim(name="small", workers=1)
     config = {
@@ -213,6 +224,7 @@ def test_metric_thresholds_mark_a_cluster_unhealthy(make_sim, make_gateway):
         wait_until(lambda: _states(gateway)["small"]["state"] == "HEALTHY", timeout=10, what="enough nodes")
 
 
+@store_plays_no_part
 def test_a_saturated_backend_gets_no_new_queries(make_sim, make_gateway):
     busy = make_sim(name="busy", max_running=1)
     idle = make_sim(name="idle")
@@ -239,6 +251,7 @@ def test_a_saturated_backend_gets_no_new_queries(make_sim, make_gateway):
                 thread.join(20)
 
 
+@store_plays_no_part
 def test_injected_latency_lowers_a_backends_share(make_sim, make_gateway):
     slow = make_sim(name="slow")
     quick = make_sim(name="quick")
@@ -254,6 +267,7 @@ def test_injected_latency_lowers_a_backends_share(make_sim, make_gateway):
     assert after["slow"] <= 3 and after["slow"] < before["slow"], (before, after)
 
 
+@store_plays_no_part
 def test_routers_round_robin_random_weighted_and_user_hash(sims, make_gateway):
     a, b = sims[0].url, sims[1].url
     backends = []
@@ -293,6 +307,7 @@ def test_routers_round_robin_random_weighted_and_user_hash(sims, make_gateway):
         assert owners == {"uh-a", "uh-b"}
 
 
+@store_plays_no_part
 def test_health_api_shows_state_checks_errors_and_score(gateway):
     states = _states(gateway)
     assert set(states) == {"trino-1", "trino-2", "trino-3"}
@@ -304,6 +319,7 @@ def test_health_api_shows_state_checks_errors_and_score(gateway):
     assert _states(gateway)["trino-3"]["state"] == "HEALTHY"  # admin intent and health stay apart
 
 
+@store_plays_no_part
 def test_score_and_cost_say_the_same_everywhere(gateway):
     """Higher is better for the score, lower for the cost, in /gateway/health, /metrics and the JMX view alike."""
     run_query(gateway.url, "SELECT 1")
