@@ -84,9 +84,12 @@ bench-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# bench: direct, nginx and the gateway; bench.fleet: nodes behind haproxy; bench.admission: what
+# admission control and failover's held queries cost (docs/performance.md).
 bench: install bench-deps system-deps
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.fleet
+	$(BIN)/python -m bench.admission
 
 # What tracing costs on the poll path, with the OTLP endpoint up and down (docs/performance.md).
 bench-tracing: install bench-deps

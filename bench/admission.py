@@ -1,0 +1,451 @@
+"""``python -m bench.admission``: what admission control and failover's held queries cost.
+
+Two gateways in front of one trinosim, measured in one run: failover on (the default: a read-only
+query is held behind the gateway's own nextUri until its first rows) and ``failover: {enabled:
+false}`` (every poll follows the backend's own, rewritten, URIs: the pass-through of before). Both
+1 worker on SQLite, no ``max_running``: no query waits, every query is "not queued".
+
+1. Poll round trip: clients (1 and 32 at a time) run ``SELECT * FROM tpch.tiny.nation`` to its end
+   over keep-alive connections, timing every request. trinosim answers the 1st poll at once (RUNNING,
+   no rows) and the 2nd with the rows once the query ran; with failover on both are held (the
+   gateway's URIs), the 3rd (the last page) is pass-through on both gateways. Rounds alternate the
+   gateways (ABBA); the samples of all rounds are pooled. Also each gateway's CPU time per query
+   (its processes' user + system time, from /proc), the figure least disturbed by a busy machine.
+2. End to end: the same SELECT through the trino Python client, per query, one client and 8 clients
+   at once, each alternating the two gateways query by query; medians, p99s and the ratio held /
+   pass-through, against the requirement "queries that are not queued must not get slower than
+   today by more than 5 %".
+3. The admission decision, in process: ``Admission.with_room`` for a new query, a freed slot's
+   dispatch (one pick), ``enqueue`` and the housekeeping tick's ``expire``, with 10,000 queries
+   waiting across 5 and 1,000 users (fair; fifo too), and with none waiting: per call, wall and CPU.
+
+Figures are printed and written to ``bench/results/admission-<time>.json``; never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import gc
+import itertools
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trino
+
+from bench.__main__ import machine, save_report
+from bench.scenarios import rss_bytes, with_children
+from gateway.admission import Admission, Slot
+from gateway.backends.record import Backend
+from gateway.config import AdmissionConfig, GroupConfig, HealthConfig, RoutingConfig
+from gateway.health import HealthChecker
+from gateway.routing import RouteDecider
+from gateway.submission import Submission
+from gateway.upstream.pool import UpstreamPool
+from trinosim import TrinoSimProcess
+from trinosim.gateway_process import GatewayProcess
+
+SQL = "SELECT * FROM tpch.tiny.nation"
+ROWS = 25
+HELD, PASS_THROUGH = "failover on (held)", "failover off (pass-through)"
+# A gateway query id (gateway.admission.controller.waiting_query_id) in a nextUri: a held poll.
+_GATEWAY_ID = re.compile(r"_gw[0-9a-f]{12}/")
+# Requests of a query by their place: the submission, the polls before the first rows (held with
+# failover on), and the polls after them (the backend's own URIs on both gateways).
+STEPS = ("submit", "poll 1", "poll 2", "poll 3+")
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    """Median and p99 of ``values`` (milliseconds or microseconds, as given)."""
+    p99 = statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]
+    return {"count": len(values), "median": round(statistics.median(values), 4), "p99": round(p99, 4)}
+
+
+def _ratio(held: dict[str, Any], passed: dict[str, Any]) -> dict[str, float]:
+    return {stat: round(held[stat] / passed[stat], 3) for stat in ("median", "p99")}
+
+
+# -- 1. polls through the gateway, held and pass-through ----------------------------------------
+async def _client(pool: UpstreamPool, url: str, stop_at: float, steps: dict[str, list[float]], held: list[int]) -> None:
+    """Runs ``SQL`` to its end, again and again until ``stop_at``, timing each request (ms)."""
+    headers = [(b"x-trino-user", b"bench")]
+    body = SQL.encode()
+    while time.perf_counter() < stop_at:
+        began = time.perf_counter()
+        answer = await pool.request(url, "POST", "/v1/statement", headers, body)
+        steps["submit"].append((time.perf_counter() - began) * 1000)
+        page = orjson.loads(answer.body)
+        position = rows = 0
+        while "nextUri" in page:
+            position += 1
+            uri = page["nextUri"]
+            if _GATEWAY_ID.search(uri):
+                held[position <= 2] += 1  # held[1]: polls 1-2 held, held[0]: any later one held
+            sent = time.perf_counter()
+            answer = await pool.request(url, "GET", "/" + uri.split("/", 3)[3], headers)
+            steps[STEPS[min(position, 3)]].append((time.perf_counter() - sent) * 1000)
+            if answer.status != 200:
+                raise RuntimeError(f"{url}: HTTP {answer.status} to a poll: {answer.body[:200]!r}")
+            page = orjson.loads(answer.body)
+            rows += len(page.get("data") or [])
+        steps["query"].append((time.perf_counter() - began) * 1000)
+        if page["stats"]["state"] != "FINISHED" or rows != ROWS:
+            raise RuntimeError(f"{url}: query ended {page['stats']['state']} with {rows} rows: {page.get('error')}")
+
+
+async def _load(url: str, clients: int, seconds: float, steps: dict[str, list[float]], held: list[int]) -> None:
+    pool = UpstreamPool(connect_timeout=5.0, read_timeout=30.0)
+    try:
+        stop_at = time.perf_counter() + seconds
+        await asyncio.gather(*(_client(pool, url, stop_at, steps, held) for _ in range(clients)))
+    finally:
+        pool.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its children (the server's workers), from /proc."""
+    total = 0
+    for one in with_children(pid):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def poll_round_trips(
+    targets: dict[str, str], pids: dict[str, int], concurrency: list[int], seconds: float, rounds: int
+) -> dict[str, Any]:
+    """Per request of a query, its round trip through each gateway, ``concurrency`` clients at a time;
+    and the CPU time each gateway's processes spent per query."""
+    for url in targets.values():
+        asyncio.run(_load(url, 4, 0.5, {step: [] for step in (*STEPS, "query")}, [0, 0]))  # warm up
+    out: dict[str, Any] = {}
+    for clients in concurrency:
+        samples = {name: {step: [] for step in (*STEPS, "query")} for name in targets}
+        held = {name: [0, 0] for name in targets}
+        queries_per_round: dict[str, list[int]] = {name: [] for name in targets}
+        cpu = dict.fromkeys(targets, 0.0)
+        order = list(targets)
+        for round_number in range(rounds):
+            for name in order if round_number % 4 in (0, 3) else order[::-1]:
+                before, cpu_before = len(samples[name]["query"]), cpu_seconds(pids[name])
+                asyncio.run(_load(targets[name], clients, seconds, samples[name], held[name]))
+                queries_per_round[name].append(len(samples[name]["query"]) - before)
+                cpu[name] += cpu_seconds(pids[name]) - cpu_before
+        cell: dict[str, Any] = {}
+        for name in targets:
+            by_step = samples[name]
+            cell[name] = {
+                "steps_ms": {step: percentiles(by_step[step]) for step in (*STEPS, "query")},
+                # Polls 1 and 2, the ones a held query's client makes behind the gateway's URIs.
+                "before_rows_ms": percentiles(by_step["poll 1"] + by_step["poll 2"]),
+                "held_polls": held[name][1],
+                "held_polls_after_rows": held[name][0],
+                "queries_per_second": round(sum(queries_per_round[name]) / (seconds * rounds), 1),
+                "gateway_cpu_ms_per_query": round(cpu[name] * 1000 / max(1, sum(queries_per_round[name])), 3),
+                "queries_each_round": queries_per_round[name],
+            }
+        on, off = cell[HELD], cell[PASS_THROUGH]
+        pairs = {"before_rows_ms": (on["before_rows_ms"], off["before_rows_ms"])}
+        pairs |= {step: (on["steps_ms"][step], off["steps_ms"][step]) for step in (*STEPS, "query")}
+        cell["ratio_held_pass_through"] = {key: _ratio(*pair) for key, pair in pairs.items()}
+        out[str(clients)] = cell
+    return out
+
+
+# -- 2. end to end, with the trino Python client -------------------------------------------------
+def _query(url: str) -> float:
+    """One ``SQL`` with the trino client, to its last row: seconds."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = trino.dbapi.connect(host=host, port=int(port), user="bench")
+    began = time.perf_counter()
+    cursor = connection.cursor()
+    cursor.execute(SQL)
+    rows = cursor.fetchall()
+    elapsed = time.perf_counter() - began
+    if len(rows) != ROWS:
+        raise RuntimeError(f"{url} returned {len(rows)} rows, not {ROWS}")
+    return elapsed
+
+
+def end_to_end(targets: dict[str, str], sequential: int, concurrent: int, concurrency: int) -> dict[str, Any]:
+    """Per-query wall time (ms) through each gateway, the gateways alternating query by query (ABBA,
+    so that neither always runs right after the other): one client, ``sequential`` queries on each;
+    then ``concurrency`` clients at once, each alternating, starting on different gateways (about half
+    of them on each at any moment), ``concurrent`` queries on each. Alternating by query, not by
+    round, puts both gateways under the same moment's load on a shared machine."""
+    names = list(targets)
+    for url in targets.values():
+        for _ in range(10):
+            _query(url)  # warm up
+
+    def client(pairs: int, offset: int) -> list[tuple[str, float]]:
+        times = []
+        for i in range(pairs):
+            for name in names if (i + offset) % 4 in (0, 3) else names[::-1]:
+                times.append((name, _query(targets[name]) * 1000))
+        return times
+
+    samples = {"1": client(sequential, 0)}
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        pairs = max(1, concurrent // concurrency)
+        parts = pool.map(lambda offset: client(pairs, offset), range(concurrency))
+        samples[str(concurrency)] = [sample for part in parts for sample in part]
+    out: dict[str, Any] = {}
+    for clients, measured in samples.items():
+        cell: dict[str, Any] = {name: percentiles([ms for n, ms in measured if n == name]) for name in names}
+        cell["ratio_held_pass_through"] = _ratio(cell[HELD], cell[PASS_THROUGH])
+        out[clients] = cell
+    return out
+
+
+# -- 3. the admission decision, in process -------------------------------------------------------
+BACKENDS, MAX_RUNNING, GROUP = 3, 4, "adhoc"
+
+
+def _admission(policy: str) -> tuple[Admission, list[Backend], list[Backend], RouteDecider]:
+    """An Admission as gateway.services builds it, over 3 healthy backends of max_running 4."""
+    backends = [
+        Backend(name=f"b{i}", proxy_to=f"http://127.0.0.1:{9000 + i}", routing_group=GROUP, max_running=MAX_RUNNING)
+        for i in range(BACKENDS)
+    ]
+    health = HealthChecker(None, None, HealthConfig(monitor="NOOP"))  # type: ignore[arg-type]
+    for backend in backends:
+        health.of(backend.name).succeeded(None)
+    decider = RouteDecider(RoutingConfig(), health, lambda name: 0)
+    admission = Admission(AdmissionConfig(), {GROUP: GroupConfig(queue_policy=policy)}, decider)  # type: ignore[arg-type]
+    admission.refresh(backends)
+    return admission, backends, decider.decide(backends, GROUP).ranked, decider
+
+
+def _submission(user: str) -> Submission:
+    return Submission(SQL, SQL.encode(), user, "bench", None, None, GROUP, ("default", None), [], failover=True)
+
+
+def _timed(calls: int, before: Callable[[], Any], call: Callable[[Any], Any], after: Callable[[Any, Any], Any]) -> dict:
+    """Per-call microseconds of ``call(before())``, with ``after(prepared, result)`` outside the timing:
+    wall time (``median``, ``p99``) and the thread's CPU time (``cpu_median``, ``cpu_p99``; on a busy
+    machine a wall p99 is mostly the time another process had the core)."""
+    wall: list[float] = []
+    cpu: list[float] = []
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    for n in range(calls + calls // 10):
+        prepared = before()
+        cpu_began = cpu_clock()
+        began = clock()
+        result = call(prepared)
+        elapsed = clock() - began
+        cpu_elapsed = cpu_clock() - cpu_began
+        after(prepared, result)
+        if n >= calls // 10:  # the first tenth warms up
+            wall.append(elapsed / 1000)
+            cpu.append(cpu_elapsed / 1000)
+    on_cpu = percentiles(cpu)
+    return {**percentiles(wall), "cpu_median": on_cpu["median"], "cpu_p99": on_cpu["p99"]}
+
+
+def admission_decision(waiting: int, users: list[int], calls: int) -> dict[str, Any]:
+    """``with_room``, a freed slot's dispatch and ``enqueue``, each per call, with nothing waiting and
+    with ``waiting`` queries spread over each number of ``users`` (fair queue; fifo for the largest)."""
+    cases: list[tuple[str, int, int, str]] = [("nothing waiting", 0, 1, "fair")]
+    cases += [(f"{waiting:,} waiting, {count:,} users", waiting, count, "fair") for count in users]
+    cases.append((f"{waiting:,} waiting, {users[-1]:,} users, fifo", waiting, users[-1], "fifo"))
+    return {label: _decision_case(queued, parties, policy, calls) for label, queued, parties, policy in cases}
+
+
+def _decision_case(queued: int, parties: int, policy: str, calls: int) -> dict[str, Any]:
+    gc.collect()
+    admission, backends, ranked, decider = _admission(policy)
+    full = queued > 0
+    # Queries wait only while every backend is full; with nothing waiting, backends have room.
+    slots = [admission.take(b, f"runner-{i}") for b in backends for i in range(MAX_RUNNING)] if full else []
+    for n in range(queued):
+        admission.enqueue(_submission(f"user-{n % parties}"), None, None)
+    row: dict[str, Any] = {"waiting": queued, "users": parties, "policy": policy}
+    row["decide_us"] = _timed(calls, lambda: None, lambda _: decider.decide(backends, GROUP), lambda *_: None)
+
+    def with_room(_: None) -> list[Backend]:
+        return admission.with_room(ranked, GROUP, "newcomer", None)
+
+    def check_room(_: None, room: list[Backend]) -> None:
+        if bool(room) == full:
+            raise RuntimeError(f"with_room gave {len(room)} backends with {admission.queued(GROUP)} waiting")
+
+    row["with_room_us"] = _timed(calls, lambda: None, with_room, check_room)
+    newcomers = itertools.count()
+    row["enqueue_us"] = _timed(
+        calls,
+        lambda: _submission(f"user-{next(newcomers) % parties}"),
+        lambda submission: admission.enqueue(submission, None, None),
+        lambda _, waiting: (admission.cancel(waiting), admission.queries.pop(waiting.id)),
+    )
+    # The housekeeping tick (every 0.5 s) looks at every query the worker holds.
+    row["expire_us"] = _timed(max(10, calls // 100), lambda: None, lambda _: admission.expire(), lambda *_: None)
+    row["dispatch_us"] = _dispatch(admission, backends, slots, parties, calls)
+    row["waiting_after"] = admission.queued(GROUP)
+    return row
+
+
+def _dispatch(admission: Admission, backends: list[Backend], slots: list[Slot], parties: int, calls: int) -> dict:
+    """A running query ends: its slot's release dispatches one waiting query, which takes it; the next
+    call releases that one's slot, and a new query joins (untimed) to keep the count. With nothing
+    waiting (no ``slots`` taken), the release finds nobody to start."""
+    if not slots:
+        spare = [admission.take(backends[0], "runner")]
+        return _timed(calls, spare.pop, Slot.release, lambda *_: spare.append(admission.take(backends[0], "runner")))
+    taken: list[Slot] = []
+    take = admission.take
+
+    def recorded(backend: Backend, user: str | None) -> Slot:
+        slot = take(backend, user)
+        taken.append(slot)
+        return slot
+
+    admission.take = recorded  # type: ignore[method-assign]
+    freed = [slots[0]]
+    newcomers = itertools.count()
+
+    def refill(*_: Any) -> None:
+        if len(taken) != 1:
+            raise RuntimeError(f"a freed slot admitted {len(taken)} queries")
+        freed.append(taken.pop())
+        admission.enqueue(_submission(f"user-{next(newcomers) % parties}"), None, None)
+
+    return _timed(calls, freed.pop, Slot.release, refill)
+
+
+# -- the run -------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=1.5, help="length of one round of the poll measurement")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per gateway and concurrency (gateways alternate)")
+    parser.add_argument("--queries", type=int, default=400, help="end to end: queries per gateway, one client")
+    parser.add_argument(
+        "--concurrent-queries", type=int, default=400, help="end to end: queries per gateway, 8 clients"
+    )
+    parser.add_argument("--waiting", type=int, default=10_000, help="queries waiting for the admission figures")
+    parser.add_argument("--calls", type=int, default=5_000, help="timed calls per admission figure")
+    parser.add_argument("--only", default="poll,e2e,decision")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "sql": SQL,
+        "gateway_workers": 1,
+        "store": "sqlite",
+        "load_average_before": os.getloadavg(),
+    }
+    if only & {"poll", "e2e"}:
+        backend = TrinoSimProcess(name="bench-backend", max_running=100000).start()
+        backends = [{"name": "b1", "proxy_to": backend.url}]
+        gateways = {
+            HELD: GatewayProcess(config={"backends": backends}, extra_args=["--log-level", "WARNING"]),
+            PASS_THROUGH: GatewayProcess(
+                config={"backends": backends, "failover": {"enabled": False}}, extra_args=["--log-level", "WARNING"]
+            ),
+        }
+        try:
+            for gateway in gateways.values():
+                gateway.start()
+            targets = {name: gateway.url for name, gateway in gateways.items()}
+            if "poll" in only:
+                pids = {name: gateway.process.pid for name, gateway in gateways.items()}  # type: ignore[union-attr]
+                report["poll_round_trip"] = poll_round_trips(targets, pids, [1, 32], args.seconds, args.rounds)
+            if "e2e" in only:
+                report["end_to_end"] = end_to_end(targets, args.queries, args.concurrent_queries, 8)
+            # A held query is remembered (its last page too) until admission.abandon_after after its
+            # client's last poll; a pass-through one only in the query book.
+            report["gateway_rss_mb_after"] = {
+                name: round(rss_bytes(gateway.process.pid) / 2**20, 1)  # type: ignore[union-attr]
+                for name, gateway in gateways.items()
+            }
+        finally:
+            for gateway in gateways.values():
+                gateway.stop()
+            backend.stop()
+    if "decision" in only:
+        report["admission_decision"] = admission_decision(args.waiting, [5, 1000], args.calls)
+    report["load_average_after"] = os.getloadavg()
+    print_report(report)
+    save_report("admission", report)
+
+
+def _ms(cell: dict[str, Any]) -> str:
+    return f"{cell['median']:>7.2f} {cell['p99']:>7.2f}"
+
+
+def _us(cell: dict[str, Any]) -> str:
+    return f"{cell['median']:.1f} / {cell['p99']:.1f} ({cell['cpu_p99']:.1f})"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    load = ", ".join(f"{value:.1f}" for value in report["load_average_before"])
+    print(f"\nmachine: {report['machine']}; load average before: {load}")
+    print(f"gateways: 1 worker, SQLite, no max_running; {report['sql']}")
+    polls = report.get("poll_round_trip")
+    if polls:
+        print("\n1. round trip of each request through the gateway, ms (median, p99; all rounds pooled)")
+        print(
+            f"{'clients':>7} {'request':<24} | {'held':>7} {'p99':>7} | {'pass':>7} {'p99':>7} | "
+            f"{'ratio':>6} {'p99':>6}"
+        )
+        for clients, cell in polls.items():
+            on, off, ratio = cell[HELD], cell[PASS_THROUGH], cell["ratio_held_pass_through"]
+            rows = [("polls 1-2 (before rows)", "before_rows_ms", on["before_rows_ms"], off["before_rows_ms"])]
+            rows += [(step, step, on["steps_ms"][step], off["steps_ms"][step]) for step in (*STEPS, "query")]
+            for title, key, held, passed in rows:
+                name = {"query": "whole query (raw HTTP)"}.get(title, title)
+                print(
+                    f"{clients:>7} {name:<24} | {_ms(held)} | {_ms(passed)} | "
+                    f"{ratio[key]['median']:>6.3f} {ratio[key]['p99']:>6.3f}"
+                )
+            print(
+                f"{'':>7} queries/s: held {on['queries_per_second']}, pass-through {off['queries_per_second']}; "
+                f"gateway CPU per query: held {on['gateway_cpu_ms_per_query']:.2f} ms, pass-through "
+                f"{off['gateway_cpu_ms_per_query']:.2f} ms; held polls {on['held_polls']} (after rows: "
+                f"{on['held_polls_after_rows']}), with failover off {off['held_polls']}"
+            )
+    e2e = report.get("end_to_end")
+    if e2e:
+        print(
+            "\n2. end to end: one SELECT with the trino Python client, ms per query (median, p99); "
+            "each client alternates the gateways query by query"
+        )
+        for clients, cell in e2e.items():
+            on, off, ratio = cell[HELD], cell[PASS_THROUGH], cell["ratio_held_pass_through"]
+            within = "within" if ratio["median"] <= 1.05 else "NOT within"
+            print(
+                f"  {clients} client(s): held {on['median']:.2f} (p99 {on['p99']:.2f}, {on['count']} queries), "
+                f"pass-through {off['median']:.2f} (p99 {off['p99']:.2f}); ratio median {ratio['median']:.3f}, "
+                f"p99 {ratio['p99']:.3f}: {within} 5 % at the median"
+            )
+    rss = report.get("gateway_rss_mb_after")
+    if rss:
+        print("  gateway RSS after the run: " + ", ".join(f"{name} {mb} MB" for name, mb in rss.items()))
+    decision = report.get("admission_decision")
+    if decision:
+        print("\n3. admission decision, in process, µs per call: median / p99 (p99 of CPU time in brackets)")
+        columns = {
+            "with_room_us": "with_room",
+            "dispatch_us": "dispatch (1 pick)",
+            "enqueue_us": "enqueue",
+            "decide_us": "decide (routing)",
+            "expire_us": "expire (tick)",
+        }
+        print(f"{'':<34} " + " ".join(f"{title:>22}" for title in columns.values()))
+        for label, row in decision.items():
+            print(f"{label:<34} " + " ".join(f"{_us(row[key]):>22}" for key in columns))
+
+
+if __name__ == "__main__":
+    main()
