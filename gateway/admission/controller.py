@@ -175,10 +175,16 @@ _sequence = itertools.count(1)
 _SUFFIX = "gw" + secrets.token_hex(6)
 
 
+_second: list[Any] = [0, ""]  # the last second an id was made in, and its formatted prefix
+
+
 def waiting_query_id() -> str:
-    """A query id in Trino's form, for a query before any backend gave it one."""
-    now = dt.datetime.now(dt.UTC)
-    return f"{now:%Y%m%d_%H%M%S}_{next(_sequence) % 100000:05d}_{_SUFFIX}"
+    """A query id in Trino's form, for a query before any backend gave it one (the date is formatted
+    once a second: every read-only query gets such an id)."""
+    now = int(time.time())
+    if now != _second[0]:
+        _second[0], _second[1] = now, f"{dt.datetime.fromtimestamp(now, dt.UTC):%Y%m%d_%H%M%S}"
+    return f"{_second[1]}_{next(_sequence) % 100000:05d}_{_SUFFIX}"
 
 
 def holds_queries(workers: int, store_url: str) -> bool:

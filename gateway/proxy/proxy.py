@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -49,6 +50,8 @@ log = logging.getLogger("gateway.proxy")
 CLUSTER_FAULTS = frozenset(
     {"SERVER_SHUTTING_DOWN", "SERVER_STARTING_UP", "NO_NODES_AVAILABLE", "REMOTE_HOST_GONE", "TOO_MANY_REQUESTS_FAILED"}
 )
+# A page's nextUri, the first occurrence (in pages without rows, the protocol's own).
+_NEXT_URI = re.compile(rb'"nextUri"\s*:\s*"([^"]*)"')
 # The largest page the gateway keeps for a repeated request once the query runs on its backend's URIs.
 REPLAYED_PAGE_BYTES = 65_536
 # The outcome recorded for an attempt of a query that was sent to another backend after it.
@@ -335,12 +338,15 @@ class Proxy:
     ) -> bytes:
         """A backend's page without rows, its ``nextUri`` replaced by the gateway's own for ``holder``
         (the backend's is kept, and polled for the client). Kept for a client that asks again."""
-        holder.upstream_next = _field(content, "nextUri")
-        page = orjson.loads(rewritten)
+        found = _NEXT_URI.search(content)
+        assert found is not None  # _no_rows_yet saw "nextUri"
+        holder.upstream_next = found.group(1).decode()
         asked = holder.token
         holder.token += 1
-        page["nextUri"] = holder.next_uri(x.base)
-        body = orjson.dumps(page)
+        # The URI is replaced in the bytes, as rewrite_uris does, not by parsing and writing the page
+        # again: this runs on every poll of a held query.
+        ours = b'"nextUri":"' + holder.next_uri(x.base).encode() + b'"'
+        body = _NEXT_URI.sub(lambda _: ours, rewritten, count=1)
         holder.last = (asked, 200, list(headers), body)
         return body
 
@@ -818,9 +824,9 @@ def _cluster_fault(content: bytes) -> str | None:
 
 
 def _target(url: str) -> str:
-    """The path and query string of a backend's URL."""
-    parts = urlsplit(url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    """The path and query string of a backend's URL (``scheme://host[:port]/path?query``)."""
+    slash = url.find("/", url.find("//") + 2)
+    return url[slash:] if slash != -1 else "/"
 
 
 def _token_of(path: str, waiting: WaitingQuery) -> int | None:
