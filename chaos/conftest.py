@@ -21,8 +21,8 @@ from chaos.containers import ContainerCluster, unavailable_reasons
 from chaos.report import RESULTS, SUMMARY
 from trinosim.gateway_process import GatewayProcess
 
-# kind name -> class constructed with the cluster's name.
-CLUSTER_KINDS: dict[str, Callable[[str], Cluster]] = {"process": ProcessCluster, "container": ContainerCluster}
+# kind name -> class constructed with the cluster's name (and trinosim's options as keywords).
+CLUSTER_KINDS: dict[str, Callable[..., Cluster]] = {"process": ProcessCluster, "container": ContainerCluster}
 
 # Health checked every 0.5 s, two failures in a row make a backend UNHEALTHY, two successes
 # HEALTHY again; a backend that does not answer a request within 3 s has timed out (trinosim holds
@@ -56,16 +56,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-ClusterFactory = Callable[[str, str], Cluster]
+ClusterFactory = Callable[..., Cluster]
 
 
 @pytest.fixture
 def cluster_factory() -> Iterator[ClusterFactory]:
-    """``cluster_factory(kind, name)``: a started cluster, stopped after the test."""
+    """``cluster_factory(kind, name, **options)``: a started cluster (``options``: trinosim's, e.g.
+    ``page_rows``), stopped after the test."""
     started: list[Cluster] = []
 
-    def make(kind: str, name: str) -> Cluster:
-        cluster = CLUSTER_KINDS[kind](name)
+    def make(kind: str, name: str, **options: Any) -> Cluster:
+        cluster = CLUSTER_KINDS[kind](name, **options)
         started.append(cluster)
         cluster.start()
         return cluster

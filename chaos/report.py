@@ -1,6 +1,7 @@
 """The chaos suite's summary: one row per scenario and cluster kind, printed and written as JSON.
 
-Columns: queries submitted / succeeded / failed / lost; the time the gateway took to detect the
+Columns: queries submitted / succeeded / failed (and of those, how many had returned no row: the
+ones failover could have saved) / lost; the time the gateway took to detect the
 fault (the scenario measures it, e.g. until ``/gateway/health`` shows the backend UNHEALTHY); the
 time until new queries flow normally again: from the fault to the submission of the first query
 after which every later query succeeded (0 when no query submitted after the fault failed).
@@ -33,6 +34,8 @@ class ScenarioRow:
     recover_s: float | None
     errors: dict[str, int] = field(default_factory=dict)
     notes: str = ""
+    # Failed queries no row of which had reached the client (the rest had returned rows).
+    failed_without_rows: int = 0
 
 
 def recovery_time(records: list[QueryOutcome], fault_at: float) -> float:
@@ -77,6 +80,7 @@ def summarise(
         recover_s=None if fault_at is None else round(recovery_time(records, fault_at), 2),
         errors=dict(errors.most_common(5)),
         notes=notes,
+        failed_without_rows=sum(1 for r in records if r.outcome == FAILED and r.rows_at is None),
     )
 
 
@@ -90,7 +94,17 @@ class Summary:
         self.rows.append(row)
 
     def table(self) -> str:
-        header = ("scenario", "kind", "submitted", "succeeded", "failed", "lost", "detect s", "recover s")
+        header = (
+            "scenario",
+            "kind",
+            "submitted",
+            "succeeded",
+            "failed",
+            "failed, no row",
+            "lost",
+            "detect s",
+            "recover s",
+        )
         rows = sorted(self.rows, key=lambda r: (_number(r.scenario), r.scenario, r.kind))
         lines = [header] + [
             (
@@ -99,6 +113,7 @@ class Summary:
                 str(r.submitted),
                 str(r.succeeded),
                 str(r.failed),
+                str(r.failed_without_rows),
                 str(r.lost),
                 _seconds(r.detect_s),
                 _seconds(r.recover_s),

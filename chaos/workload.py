@@ -1,7 +1,9 @@
 """Users running queries through the gateway with the real ``trino`` client, recorded query by query.
 
 The seed's story: BI analysts run short interactive queries, data scientists a mix, data engineers
-long ETL-style queries in their own routing group. Each user is a thread running one query after
+long ETL-style queries in their own routing group; every statement is a SELECT (read-only: the
+gateway may fail it over). ``read_only_users`` adds exporters reading long results, in many pages
+on a cluster started with a small ``page_rows``. Each user is a thread running one query after
 another; each query runs in its own daemon thread so that one that never answers is recorded as
 *lost* once its bound has passed, and the user goes on.
 
@@ -65,6 +67,15 @@ ETL = QueryKind(
 )
 
 
+# 15,000 rows: many pages, read for a while after the first rows came.
+EXPORT = QueryKind(
+    "export",
+    ("SELECT orderkey, custkey, orderstatus, totalprice FROM tpch.tiny.orders",),
+    (0.2, 0.6),
+    bound=45.0,
+)
+
+
 TRANSACTION = QueryKind(
     "transaction",
     ("SELECT count(*) FROM tpch.tiny.nation", "SELECT name FROM tpch.tiny.region ORDER BY name"),
@@ -94,6 +105,14 @@ def seed_users(adhoc: str = "adhoc", etl: str | None = "etl") -> list[User]:
     return users
 
 
+def read_only_users(group: str | None = "adhoc", heavy: int = 3) -> list[User]:
+    """A BI analyst, ``heavy`` data scientists (their long queries keep a cluster busy for seconds
+    before any row) and ``heavy`` exporters copying tables out (one long result after another)."""
+    scientists = [User(f"data-scientist-{i + 1}", group, (INTERACTIVE, ETL)) for i in range(heavy)]
+    exporters = [User(f"exporter-{i + 1}", group, (EXPORT,)) for i in range(heavy)]
+    return [User("bi-analyst-1", group, (INTERACTIVE,)), *scientists, *exporters]
+
+
 def transactional_users(count: int = 2, group: str | None = "adhoc") -> list[User]:
     """Users of a BI tool or dbt that wraps its statements in transactions."""
     return [User(f"transactional-{i + 1}", group, (TRANSACTION,), think_time=0.1) for i in range(count)]
@@ -114,6 +133,8 @@ class QueryOutcome:
     error_type: str | None = None
     query_id: str | None = None
     rows: list[Any] | None = None
+    # When the first rows (or the whole result) reached the client; None: no row did before its end.
+    rows_at: float | None = None
     transaction_statements: int = 0
     transaction_id: str | None = None
 
@@ -214,7 +235,9 @@ class Workload:
             ) as connection:
                 cursor = connection.cursor()
                 try:
+                    # The client's execute returns once the first rows (or the end) came.
                     cursor.execute(record.sql)
+                    record.query_id, record.rows_at = cursor.query_id, self.now()
                     rows = cursor.fetchall()
                 finally:
                     record.query_id = cursor.query_id
@@ -248,6 +271,8 @@ class Workload:
                 cursor = connection.cursor()
                 for _ in range(record.transaction_statements):
                     cursor.execute(record.sql)
+                    if record.rows_at is None:
+                        record.rows_at = self.now()
                     rows.append(cursor.fetchall())
                     record.query_id = cursor.query_id
                 record.transaction_id = connection.transaction.id if connection.transaction else None
