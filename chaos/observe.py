@@ -44,15 +44,21 @@ def wait_drained(gateway: GatewayProcess, name: str, timeout: float = 60.0) -> f
     raise TimeoutError(f"backend {name} still had queries in flight after {timeout:g}s")
 
 
-def routed_backends(gateway: GatewayProcess) -> dict[str, str]:
-    """Query id -> the backend the gateway routed it to, from its query history."""
-    routed: dict[str, str] = {}
+def query_history(gateway: GatewayProcess) -> dict[str, dict[str, Any]]:
+    """Query id -> the query's entry in the gateway's history (each attempt of a query that moved
+    to another backend has its own: the earlier ones FAILED with ``FAILED_OVER``)."""
+    history: dict[str, dict[str, Any]] = {}
     offset = 0
     while True:
         status, body = gateway.call("GET", f"/gateway/queries?limit=1000&offset={offset}")
         if status != 200:
             raise RuntimeError(f"/gateway/queries answered {status}: {body}")
-        routed.update({q["queryId"]: q["backend"] for q in body["queries"]})
+        history.update({q["queryId"]: q for q in body["queries"]})
         offset += len(body["queries"])
         if not body["queries"] or offset >= body["total"]:
-            return routed
+            return history
+
+
+def routed_backends(gateway: GatewayProcess) -> dict[str, str]:
+    """Query id -> the backend the gateway routed it to, from its query history."""
+    return {query_id: query["backend"] for query_id, query in query_history(gateway).items()}

@@ -13,6 +13,7 @@ and one that has not.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ import pytest
 from chaos import faults
 from chaos.clusters import Cluster
 from chaos.conftest import GROUPS, ClusterFactory, GatewayFactory
-from chaos.observe import backend_health, routed_backends, wait_state
+from chaos.observe import backend_health, query_history, wait_state
 from chaos.report import SUMMARY, summarise
 from chaos.workload import FAILED, LOST, SUCCEEDED, QueryOutcome, User, Workload, read_only_users, seed_users
 from trinosim.durations import parse_duration
@@ -45,7 +46,12 @@ class Run:
     fault_at: float
     detected_at: float
     why: str
-    routed: dict[str, str]  # query id -> backend, from the gateway's history
+    history: dict[str, dict[str, Any]]  # the gateway's, by query id
+
+    @functools.cached_property
+    def routed(self) -> dict[str, str]:
+        """Query id -> the backend the gateway sent it to."""
+        return {query_id: query["backend"] for query_id, query in self.history.items()}
 
     def notes(self, victim: str) -> str:
         """What the fault hit and what failed, for the summary."""
@@ -55,8 +61,16 @@ class Run:
         return (
             f"on {victim} at the fault: {len(hit)} queries, {len(returning)} of them returning rows; "
             f"failed: {sum(r.rows_at is None for r in failed)} without a row, "
-            f"{sum(r.rows_at is not None for r in failed)} after rows; {victim}'s last error: {self.why}"
+            f"{sum(r.rows_at is not None for r in failed)} after rows; moved to another cluster: "
+            f"{len(self.moved())}; {victim}'s last error: {self.why}"
         )
+
+    def moved(self) -> list[QueryOutcome]:
+        """Queries that went on on another cluster: in the gateway's history, their first attempt
+        (the id their client saw) FAILED_OVER."""
+        return [
+            r for r in self.load.records if self.history.get(r.query_id or "", {}).get("errorName") == "FAILED_OVER"
+        ]
 
     def on_victim_at_fault(self, victim: str) -> list[QueryOutcome]:
         """The queries the victim had when it broke (by the id their client saw: for a query that
@@ -144,7 +158,7 @@ def _break_under_load(
         repair(victim)
     runs = {}
     for i, (scenario, gateway) in enumerate(scenarios.items()):
-        run = runs[scenario] = Run(loads[i], fault_at[i], detected_at[i], why[i], routed_backends(gateway))
+        run = runs[scenario] = Run(loads[i], fault_at[i], detected_at[i], why[i], query_history(gateway))
         SUMMARY.add(
             summarise(
                 scenario,
@@ -194,10 +208,11 @@ def _assert_failover_guarantees(run: Run, victim: str, failover: bool = True) ->
 
 
 def _assert_moved(run: Run, victim: str) -> None:
-    """Queries ``victim`` had returned no row of when it broke ended with their rows from another
-    cluster."""
-    moved = [r for r in run.on_victim_at_fault(victim) if r.rows_at is None or r.rows_at > run.fault_at]
-    assert moved and all(r.outcome == SUCCEEDED and r.rows for r in moved), moved
+    """Queries ``victim`` had returned no row of went on on another cluster and ended with their
+    rows: in the gateway's history their attempt on ``victim`` (the id their client saw) FAILED_OVER."""
+    moved = run.moved()
+    assert moved, "no query moved off the victim"
+    assert all(r.outcome == SUCCEEDED and r.rows and run.routed[r.query_id or ""] == victim for r in moved), moved
 
 
 @pytest.fixture
