@@ -8,7 +8,7 @@ Child processes (what needs them: killing, pausing, restarting, several workers)
 (three trinosim processes) and ``GatewayProcess``.
 
 Every test that uses a store runs with each kind: in memory, the embedded SQLite, and PostgreSQL,
-unless it is marked ``store_plays_no_part``.
+unless it is marked ``store_plays_no_part`` or ``one_store_per_query_path``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,15 @@ from trinosim.inprocess import InProcessSim, LoopThread
 
 STORES = ["memory", "sqlite", "postgres"]
 
-# For a test whose store plays no part in what it proves (a backend's health, a router, a backend
-# failing under a query): it runs on the in-memory store alone. What a store keeps and shares (the
-# history, transactions, state across workers and restarts) is proved on each kind.
-store_plays_no_part = pytest.mark.parametrize("store_kind", ["memory"], scope="session")
+# For a test whose store plays no part in what it proves (a backend's health, a router): it runs on
+# the in-memory store alone. What a store keeps and shares (the history, transactions, state across
+# workers and restarts) is proved on each kind.
+store_plays_no_part = pytest.mark.parametrize("store_kind", ["memory"], indirect=True, scope="session")
+# For a test of the query path whose store plays no other part (clients, a backend failing under a
+# query): one worker holds its queries (admission, failover) on an unshared store and not on
+# PostgreSQL (gateway.admission.holds_queries), so it runs in memory and on PostgreSQL, once per
+# path; SQLite would take the in-memory store's path again.
+one_store_per_query_path = pytest.mark.parametrize("store_kind", ["memory", "postgres"], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")

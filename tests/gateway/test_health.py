@@ -1,7 +1,8 @@
 """Health monitoring, passive signals, the score and every router, against real trinosim clusters.
 
 Each backend's health is this worker's own (kept in memory; what several workers share through the
-store is tests/gateway/test_shared_health.py's): these tests run on the in-memory store alone."""
+store is tests/gateway/test_shared_health.py's): these tests run on the in-memory store alone, but
+for the one whose signal comes from the polls of held queries or of queries passed through."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import connect, run_query
-from tests.gateway.conftest import store_plays_no_part
+from tests.gateway.conftest import one_store_per_query_path, store_plays_no_part
 from tests.trinosim.helpers import run_ignoring_cancel, wait_until
 from trinosim import TrinoSimProcess
 from trinosim.gateway_process import GatewayProcess
@@ -132,7 +133,7 @@ def test_5xx_answers_count_against_a_backend_at_once(make_sim, make_gateway):
         assert _route(gateway, 4) == {"fine": 4}
 
 
-@store_plays_no_part
+@one_store_per_query_path
 def test_hanging_queries_take_a_backend_out_even_while_its_health_checks_pass(make_sim, make_gateway):
     import requests
 
