@@ -1,5 +1,8 @@
 """Spooled results through the gateway: segments and acks reach the backend that served them, from
-any worker, streamed; storage URLs pass untouched; a backend without spooling gives inline rows."""
+any worker, streamed; storage URLs pass untouched; a backend without spooling gives inline rows.
+
+A segment's URI names its backend: in one worker the store plays no part (the in-memory one will do);
+from either of two workers, the query's polls find it through the store, so that runs on each SQL one."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import run_query
+from tests.gateway.conftest import store_plays_no_part
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 from trinosim.spooling import supported_encodings
@@ -28,6 +32,7 @@ def _config(first, second) -> dict:
     }
 
 
+@store_plays_no_part
 @pytest.mark.parametrize("encoding", ["json", *COMPRESSED])
 def test_the_python_client_reads_spooled_results_through_the_gateway(make_sim, make_gateway, sims, encoding):
     first, second = _spooling_pair(make_sim)
@@ -47,6 +52,7 @@ def test_the_python_client_reads_spooled_results_through_the_gateway(make_sim, m
         wait_until(all_acknowledged, timeout=10, what=f"the acknowledgements to reach {sim.name}")
 
 
+@store_plays_no_part
 def test_segment_uris_lead_back_to_their_backend_through_the_gateway(make_sim, make_gateway):
     first, second = _spooling_pair(make_sim)
     gateway = make_gateway(_config(first, second))
@@ -72,6 +78,7 @@ def test_segment_uris_lead_back_to_their_backend_through_the_gateway(make_sim, m
         requests.delete(page["nextUri"], timeout=10)
 
 
+@store_plays_no_part
 def test_a_backend_without_spooling_gives_inline_rows_to_a_client_that_asks_for_segments(sims, gateway):
     assert run_query(gateway.url, NATION, encoding="json") == run_query(sims[0].url, NATION)
 
