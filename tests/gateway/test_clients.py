@@ -7,6 +7,10 @@ import requests
 from trino.exceptions import TrinoUserError
 
 from tests.conftest import connect, run_query
+from tests.gateway.conftest import one_store_per_query_path
+
+# Clients see the query path alone: once where the gateway holds queries, once where it passes them through.
+pytestmark = one_store_per_query_path
 
 QUERIES = [
     "SELECT * FROM tpch.tiny.nation ORDER BY nationkey",
