@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import connect, run_query
+from tests.gateway.conftest import one_store_per_query_path
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 
@@ -21,6 +22,7 @@ def _submit(url: str, sql: str = "SELECT 1", **headers: str) -> dict:
     return response.json()
 
 
+@one_store_per_query_path
 def test_backend_dying_mid_query_gives_a_trino_style_json_error(sim_factory, store_url):
     backend = sim_factory(name="doomed")
     with GatewayProcess(store=store_url, config={"backends": [{"name": "doomed", "proxy_to": backend.url}]}) as gw:
@@ -36,6 +38,7 @@ def test_backend_dying_mid_query_gives_a_trino_style_json_error(sim_factory, sto
         assert "unreachable" in body["error"]["message"]
 
 
+@one_store_per_query_path
 def test_a_client_whose_backend_died_reads_why(sim_factory, store_url):
     from trino.exceptions import TrinoQueryError
 
@@ -55,6 +58,7 @@ def test_a_client_whose_backend_died_reads_why(sim_factory, store_url):
     assert "backend doomed running query" in error.value.message and "unreachable" in error.value.message
 
 
+@one_store_per_query_path
 def test_hanging_backend_gives_a_gateway_timeout_not_a_hang(make_sim, make_gateway):
     backend = make_sim(name="stuck")
     config = {"proxy": {"read_timeout": 2}, "backends": [{"name": "stuck", "proxy_to": backend.url}]}
@@ -67,6 +71,7 @@ def test_hanging_backend_gives_a_gateway_timeout_not_a_hang(make_sim, make_gatew
         assert "backend stuck did not answer in time" in response.json()["error"]["message"]
 
 
+@one_store_per_query_path
 def test_garbage_from_a_backend_becomes_a_clear_failed_query_without_breaking_the_gateway(make_sim, make_gateway):
     backend = make_sim(name="junk")
     with make_gateway({"backends": [{"name": "junk", "proxy_to": backend.url}]}) as gw:
@@ -97,7 +102,9 @@ def test_queries_survive_a_gateway_kill_and_restart(clusters, store_url):
                 cursor.execute(f"SELECT {100 + i}")
                 results[i] = cursor.fetchall()
 
-        threads = [threading.Thread(target=python_client, args=(i,)) for i in range(3)]
+        # Daemons: should the test fail, clients still retrying a stopped gateway (12 attempts, backing
+        # off) must not hold the session's exit for minutes.
+        threads = [threading.Thread(target=python_client, args=(i,), daemon=True) for i in range(3)]
         for thread in threads:
             thread.start()
         wait_until(lambda: len(gateway.queries(state="RUNNING")["queries"]) >= 9, what="nine queries in flight")
@@ -157,6 +164,7 @@ def test_polls_for_an_unknown_query_answer_not_found(gateway):
     assert response.status_code == 404
 
 
+@one_store_per_query_path
 def test_a_submission_whose_connection_drops_is_not_sent_again(make_sim, make_gateway):
     dropper = make_sim(name="dropper", drop_rate=1.0)
     with make_gateway({"backends": [{"name": "dropper", "proxy_to": dropper.url}]}) as gateway:
@@ -168,6 +176,7 @@ def test_a_submission_whose_connection_drops_is_not_sent_again(make_sim, make_ga
         assert "dropper failed while taking the query" in response.json()["error"]["message"]
 
 
+@one_store_per_query_path
 def test_a_submission_answered_503_goes_to_the_next_backend(make_sim, make_gateway):
     busy = make_sim(name="busy")
     fine = make_sim(name="fine")
