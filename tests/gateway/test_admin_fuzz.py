@@ -1,8 +1,8 @@
 """Schemathesis fuzzes the admin API from its own OpenAPI document (``GET /gateway/openapi.json``), on an
 in-process gateway with auth on. As ADMIN and as USER on PostgreSQL (the stricter store about the
 text and numbers it keeps), as a user with no role on the in-memory store (refused before any
-handler, so the store plays no part), and without credentials (the ADMIN run's ``ignored_auth`` check asks each
-operation that answered it again without any): no answer is a server error, and every answer is
+handler, so the store plays no part), and without credentials (the ADMIN run's ``ignored_auth``
+check asks each operation that answered it again without any): no answer is a server error, and every answer is
 one the document describes (status code, content type, headers, body). Callers who may not change
 anything change nothing: the store's backends and the routing rules file are the same after each of
 their requests, and the audit trail gains no change. The routing rules come from a file, so that
@@ -80,14 +80,11 @@ def basic(user: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", params=["postgres"])
-def fuzzed_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def fuzzed_store(request: pytest.FixtureRequest) -> Iterator[str]:
     """PostgreSQL by default: the stricter SQL store about what text and numbers it keeps (it found
     the NUL and BIGINT faults SQLite let pass)."""
     if request.param == "memory":
         yield "memory://"
-        return
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'gateway.db'}"
         return
     with PostgresServer() as server:
         yield server.url(driver="postgresql")
