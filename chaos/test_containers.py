@@ -116,7 +116,9 @@ def test_killed_container_fails_its_running_query_and_the_gateway_marks_it_unhea
 
     def slow_query() -> None:
         try:
-            outcome["rows"] = run_query(gateway.port, "SELECT 42", sim_run_time="60")
+            # A statement that writes: never sent to another cluster (a read-only one that has
+            # returned no row would move to the survivor: chaos scenario 1 with failover).
+            outcome["rows"] = run_query(gateway.port, "CREATE TABLE t AS SELECT 42 AS n", sim_run_time="60")
         except Exception as error:
             outcome["error"] = error
 

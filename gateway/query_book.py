@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from gateway.admission import Slot
+from gateway.admission import Slot, WaitingQuery
 from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
 from gateway.history import QueryHistory
@@ -74,6 +74,10 @@ class Query:
     attempts: list[str] | None = None
     """Earlier attempts on other backends that failed before any row reached the client ("trino-1:
     connection refused"), when it was sent again (transparent failover)."""
+    holder: WaitingQuery | None = None
+    """While it may still move to another backend (no row reached its client yet), the gateway's
+    record of it, which polls its backend for the client. The client's URIs are the backend's own,
+    as for any query: a poll reaching a worker or node without that record is passed through."""
 
 
 def outcome_of_page(body: bytes) -> tuple[str, str | None]:

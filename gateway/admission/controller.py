@@ -131,10 +131,11 @@ class WaitingQuery:
         self.token = 0  # the token of the request the client is expected to send next (0: the submission)
         self.excluded: set[str] = set()  # backends that failed it (failover): not tried again while others can
         self.attempts: list[str] = []  # those failures, "trino-1: connection refused"
-        # While it runs on a backend that has sent no row yet: the backend's own nextUri, polled for the
-        # client behind the gateway's (the query may still move to another backend); None otherwise.
+        # While it runs on a backend that has sent no row yet: the backend's own nextUri, which the
+        # gateway polls when the client asks for it (the query may still move to another backend).
         self.upstream_next: str | None = None
-        self.last: tuple[int, int, list[tuple[bytes, bytes]], bytes] | None = None  # (token, status, headers, body)
+        # The last answer, for a client that asks again (a retry): (request path, status, headers, body).
+        self.last: tuple[str, int, list[tuple[bytes, bytes]], bytes] | None = None
         self.changed = asyncio.Event()
         self.lock = asyncio.Lock()
 

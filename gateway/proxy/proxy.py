@@ -318,15 +318,15 @@ class Proxy:
             rewritten = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
             if query is not None and held and holder is not None:
                 holder.trace_parent = holder.trace_parent or query.trace_parent
-                holder.query = query
+                holder.query, query.holder = query, holder
                 self.admission.started(holder)
-                rewritten = self._held_page(x, holder, content, rewritten, response_headers)
+                self._held_page(x, holder, content, rewritten, response_headers)
             elif holder is not None and waited is None:
                 self.admission.forget(holder)  # no id came back: nothing to hold
             elif waited is not None:
                 waited.query = query
                 self.admission.started(waited)
-                waited.last = (waited.token, status, list(response_headers), rewritten)
+                waited.last = (x.scope["path"], status, list(response_headers), rewritten)
             await x.respond(status, response_headers, rewritten)
             return
         message = f"trino-gateway: no backend of routing group '{group}' could be reached: " + ", ".join(refused)
@@ -335,20 +335,14 @@ class Proxy:
 
     def _held_page(
         self, x: Exchange, holder: WaitingQuery, content: bytes, rewritten: bytes, headers: hdr.RawHeaders
-    ) -> bytes:
-        """A backend's page without rows, its ``nextUri`` replaced by the gateway's own for ``holder``
-        (the backend's is kept, and polled for the client). Kept for a client that asks again."""
+    ) -> None:
+        """A backend's page without rows goes to the client as any page (its URIs the backend's, on
+        the gateway); the gateway notes its ``nextUri``, to poll it for the client (the query may
+        still move), and keeps the page for a client that asks again."""
         found = _NEXT_URI.search(content)
         assert found is not None  # _no_rows_yet saw "nextUri"
         holder.upstream_next = found.group(1).decode()
-        asked = holder.token
-        holder.token += 1
-        # The URI is replaced in the bytes, as rewrite_uris does, not by parsing and writing the page
-        # again: this runs on every poll of a held query.
-        ours = b'"nextUri":"' + holder.next_uri(x.base).encode() + b'"'
-        body = _NEXT_URI.sub(lambda _: ours, rewritten, count=1)
-        holder.last = (asked, 200, list(headers), body)
-        return body
+        holder.last = (x.scope["path"], 200, list(headers), rewritten)
 
     async def _fail_over(
         self, x: Exchange, submission: Submission, holder: WaitingQuery | None, backend: str, why: str, message: str
@@ -364,6 +358,8 @@ class Proxy:
         self.admission.refresh(backends)
         untried = self._untried(backends, holder)
         giving_up = not untried or len(holder.attempts) >= self.failover.max_attempts
+        # The id the client saw last: its last attempt's (the gateway's own if it waited in between).
+        shown_id = holder.id if holder.query is None else holder.query.id
         if holder.query is not None:
             # That attempt ends here (its slot with it); the next gets an id of its own.
             self.book.finished(holder.query, FAILED, "GENERIC_INTERNAL_ERROR" if giving_up else FAILED_OVER)
@@ -376,7 +372,7 @@ class Proxy:
             if slot is not None:
                 slot.release()
             self.admission.fail(holder, "GENERIC_INTERNAL_ERROR", message)
-            await self._respond_waiting(x, holder)
+            await self._respond_waiting(x, holder, shown_id)
             return
         x.observed.failed_over(holder.group, backend, why)
         log.warning("query %s failed on %s before returning a row (%s); it is sent again", holder.id, backend, why)
@@ -460,23 +456,23 @@ class Proxy:
         waiting.trace_parent = x.observed.waiting(waiting.id, submission.group)
         await self._respond_waiting(x, waiting)
 
-    async def _respond_waiting(self, x: Exchange, waiting: WaitingQuery) -> None:
+    async def _respond_waiting(self, x: Exchange, waiting: WaitingQuery, shown_id: str | None = None) -> None:
         """The answer to request ``waiting.token``: the QUEUED page pointing at the next token, or the
-        query's end if it ended while waiting. Kept for a client that asks again."""
-        asked = waiting.token
+        query's end if it ended while waiting (``shown_id``: the id its client knows it by, if not the
+        gateway's). Kept for a client that asks again."""
         if waiting.state == FAILED_WAITING and waiting.error is not None:
             name, message = waiting.error
             if name in ERROR_CODES:
                 document = refused_page(x.base, name, message, waiting.id)
             else:
-                document = errors.failed_query(x.base, message, query_id=waiting.id)
+                document = errors.failed_query(x.base, message, query_id=shown_id or waiting.id)
         elif waiting.state == CANCELED:
             document = errors.failed_query(x.base, "Query was canceled", "USER_CANCELED", 1, "USER_ERROR", waiting.id)
         else:
             waiting.token += 1
             document = queued_page(x.base, waiting)
         body = orjson.dumps(document)
-        waiting.last = (asked, 200, [(b"content-type", b"application/json")], body)
+        waiting.last = (x.scope["path"], 200, [(b"content-type", b"application/json")], body)
         await x.respond(200, [(b"content-type", b"application/json")], body)
 
     async def _poll_waiting(self, x: Exchange, waiting: WaitingQuery) -> None:
@@ -494,7 +490,7 @@ class Proxy:
                 await self._cancel_waiting(x, waiting)
                 return
             last = waiting.last
-            if last is not None and token == last[0]:
+            if last is not None and last[0] == x.scope["path"]:
                 # The client asks again for the page it had (a retry): the same answer.
                 await x.respond(last[1], list(last[2]), last[3])
                 return
@@ -523,9 +519,9 @@ class Proxy:
         query = waiting.query
         if waiting.state == STARTED and query is not None and waiting.upstream_next is not None:
             backend = query.backend
-            target = _target(waiting.upstream_next)
+            target = _upstream_target(x.scope, waiting.upstream_next)
             headers = x.observed.upstream_begin(
-                backend.name, "DELETE", waiting.upstream_next, hdr.to_backend(x.scope, x.base, True, self.forwarded)
+                backend.name, "DELETE", backend.proxy_to + target, hdr.to_backend(x.scope, x.base, True, self.forwarded)
             )
             try:
                 answer = await self.upstream.send(backend, "DELETE", target, headers)
@@ -545,11 +541,12 @@ class Proxy:
         assert query is not None and holder.upstream_next is not None
         backend = query.backend
         observed = x.observed
+        target = _upstream_target(x.scope, holder.upstream_next)
         headers = observed.upstream_begin(
-            backend.name, "GET", holder.upstream_next, hdr.to_backend(x.scope, x.base, True, self.forwarded)
+            backend.name, "GET", backend.proxy_to + target, hdr.to_backend(x.scope, x.base, True, self.forwarded)
         )
         try:
-            answer = await self.upstream.send(backend, "GET", _target(holder.upstream_next), headers)
+            answer = await self.upstream.send(backend, "GET", target, headers)
         except UpstreamError as error:
             self._call_failed(x, backend, error)
             message = _failure_message(backend.name, query.id, error)
@@ -579,16 +576,40 @@ class Proxy:
         response_headers = hdr.to_client(answer.headers)
         rewritten = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
         if _no_rows_yet(content):
-            rewritten = self._held_page(x, holder, content, rewritten, response_headers)
+            self._held_page(x, holder, content, rewritten, response_headers)
         else:
             # Rows (or the end): from here the client follows the backend's own URIs, as any query.
             holder.upstream_next = None
             # Kept for a client that asks for this page again, unless it is large (rows): the gateway
             # would hold every such page for a while; a repeat of a large one is answered 410.
             small = len(rewritten) <= REPLAYED_PAGE_BYTES
-            holder.last = (holder.token, 200, list(response_headers), rewritten) if small else None
+            holder.last = (x.scope["path"], 200, list(response_headers), rewritten) if small else None
             await self._answered(query, answer)
         await x.respond(200, response_headers, rewritten)
+
+    async def _of_held(self, x: Exchange, holder: WaitingQuery, query: Query) -> bool:
+        """A poll or cancel of a query that may still move to another backend: answered here when it
+        asks for the page the gateway polls for the client (or the one it had, again); False for any
+        other request, which goes to the backend as for any query (the backend checks its URIs)."""
+        path = x.scope["path"]
+        last = holder.last
+        if holder.upstream_next is None and (last is None or last[0] != path):
+            return False  # handed over: its rows come from the backend's URIs, as any query's
+        async with holder.lock:
+            last = holder.last
+            if x.method == "GET" and last is not None and last[0] == path:
+                # The client asks again for the page it had (a retry): the same answer.
+                await x.respond(last[1], list(last[2]), last[3])
+                return True
+            upstream = holder.upstream_next
+            if holder.query is not query or upstream is None or path != _path_of(upstream):
+                return False
+            holder.last_seen = time.monotonic()
+            if x.method == "DELETE":
+                await self._cancel_waiting(x, holder)
+            else:
+                await self._poll_held(x, holder)
+            return True
 
     async def _of_waiting(self, x: Exchange, waiting: WaitingQuery, statement: bool) -> None:
         """Any request naming a query that waits (or waited) in the gateway."""
@@ -638,6 +659,9 @@ class Proxy:
             x.observed.transaction = query.transaction
         self.book.polled(query)
         method = x.method
+        holder = query.holder
+        if holder is not None and statement and method in ("GET", "DELETE") and await self._of_held(x, holder, query):
+            return
         body = b"" if method in ("GET", "HEAD", "DELETE") else await x.body()
         if statement and method != "HEAD":
             await self._statement(x, query.backend, body, query)
@@ -776,7 +800,7 @@ class Proxy:
             self.book.finished(query, FAILED, document["error"]["errorName"])
         if waited is not None:
             self.admission.fail(waited, document["error"]["errorName"], message)
-            waited.last = (waited.token, 200, [(b"content-type", b"application/json")], orjson.dumps(document))
+            waited.last = (x.scope["path"], 200, [(b"content-type", b"application/json")], orjson.dumps(document))
         await x.respond_json(200, document)
 
 
@@ -827,6 +851,22 @@ def _target(url: str) -> str:
     """The path and query string of a backend's URL (``scheme://host[:port]/path?query``)."""
     slash = url.find("/", url.find("//") + 2)
     return url[slash:] if slash != -1 else "/"
+
+
+def _upstream_target(scope: Scope, upstream_next: str) -> str:
+    """What to ask a held query's backend for: the client's own request when it asks for the page
+    the gateway polls (its query string kept, as for any query), else that page."""
+    target = _target(upstream_next)
+    if scope["path"] == _path_of(upstream_next):
+        return scope["path"] + _query_string(scope)
+    return target
+
+
+def _path_of(url: str) -> str:
+    """The path of a backend's URL, without its query string."""
+    target = _target(url)
+    question = target.find("?")
+    return target if question == -1 else target[:question]
 
 
 def _token_of(path: str, waiting: WaitingQuery) -> int | None:

@@ -39,9 +39,10 @@ def pair(loop_thread: LoopThread, make_sim) -> Iterator[Callable[..., tuple[InPr
 
 
 def held(gateway: InProcessGateway, page: dict[str, Any]):
-    """The gateway's record of a query it holds (its client polls the gateway's own URIs), or None."""
+    """The gateway's record of a query that may still move (the gateway polls its backend for the
+    client), or None."""
     for waiting in gateway.services.admission.queries.values():
-        if waiting.id in page.get("nextUri", ""):
+        if waiting.query is not None and waiting.query.id == page["id"] and waiting.upstream_next is not None:
             return waiting
     return None
 
@@ -56,7 +57,9 @@ def test_a_query_whose_cluster_dies_before_any_row_runs_on_the_other_one(pair):
     gateway, sims = pair()
     first = submit(gateway, "SELECT 7, 'seven'", session="sim_run_time=1s")
     holder = held(gateway, first)
-    assert holder is not None and holder.id in first["nextUri"]  # the client polls the gateway's URI
+    assert holder is not None
+    # The client polls the backend's URIs on the gateway, as for any query.
+    assert first["nextUri"].startswith(f"{gateway.url}/v1/statement/") and first["id"] in first["nextUri"]
     doomed = running_on(gateway, first, sims)
     doomed.stop()
     last, rows, _ = follow(first)
