@@ -117,9 +117,9 @@ class Services:
         )
         if not holds:
             log.warning(
-                "admission control (max_running, max_queued, user limits) and failover of read-only queries "
-                "are off: they need server.workers 1 on a store no other node shares (a queue shared by "
-                "workers and nodes is not built yet); every query goes to a backend at once"
+                "admission control (max_running, max_queued, user limits) is off: it needs server.workers 1 "
+                "on a store no other node shares (a queue shared by workers and nodes is not built yet); "
+                "every query goes to a backend at once (failover of read-only queries stays on)"
             )
         proxy = Proxy(
             proxy_settings,

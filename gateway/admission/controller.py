@@ -189,10 +189,10 @@ def waiting_query_id() -> str:
 
 
 def holds_queries(workers: int, store_url: str) -> bool:
-    """Whether a worker may hold queries (waiting ones, and ones that may still move to another
-    backend): only when every request of the query reaches it, that is one worker on a store no other
-    node shares. A query the gateway holds is known to its worker alone for now; a poll reaching
-    another worker (or node) would not find it."""
+    """Whether a worker may hold waiting queries: only when every request of the query reaches it,
+    that is one worker on a store no other node shares. A waiting query is known to its worker alone
+    for now, under the gateway's id; a poll reaching another worker (or node) would not find it. (A
+    query held for failover is not affected: its URIs are its backend's, found by any worker.)"""
     return workers == 1 and not store_url.startswith(("postgresql", "postgres:"))
 
 
@@ -211,8 +211,9 @@ class Admission:
         """``on_event(group, outcome)``: told each admission outcome (queued, admitted, queue_full,
         expired, canceled, abandoned); ``on_wait(group, seconds)``: how long each admitted query
         waited (the metrics', handed in so that this package imports no metrics). ``enabled``: False
-        where this worker cannot hold queries (see ``holds_queries``): every query is sent at once,
-        as without admission control, and none is held for failover; slots are still counted."""
+        where this worker cannot hold waiting queries (see ``holds_queries``): every query is sent
+        at once, as without admission control (a query that fails over goes to the next backend at
+        once, never to a queue); slots are still counted."""
         self.settings = settings
         self.groups = groups
         self.decider = decider

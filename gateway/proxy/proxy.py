@@ -201,7 +201,6 @@ class Proxy:
             headers,
             # Read-only and in no transaction: it may run again elsewhere (unless a rule says no).
             failover=self.failover.enabled
-            and self.admission.enabled
             and transaction is None
             and limits[2] is not False
             and killed is None
@@ -401,12 +400,32 @@ class Proxy:
 
     async def _wait_again(self, x: Exchange, holder: WaitingQuery) -> None:
         """``holder`` goes back first in line; started at once if a backend has room, else QUEUED."""
-        self.admission.refresh(await self.registry.all())
+        backends = await self.registry.all()
+        self.admission.refresh(backends)
+        if not self.admission.enabled:
+            await self._send_elsewhere(x, holder, backends)
+            return
         self.admission.requeue(holder)
         if holder.state == ADMITTED and holder.backend is not None:
             await self._start(x, holder.submission, [holder.backend], waited=holder)
         else:
             await self._respond_waiting(x, holder)
+
+    async def _send_elsewhere(self, x: Exchange, holder: WaitingQuery, backends: list[Backend]) -> None:
+        """Where this worker queues nothing (several workers, or a fleet: a waiting query's URIs would
+        be known to it alone), a query whose backend failed goes to the next untried one at once."""
+        slot, holder.slot = holder.slot, None
+        if slot is not None:
+            slot.release()
+        untried = self._untried(backends, holder)
+        if untried:
+            await self._start(x, holder.submission, untried[:1], waited=holder)
+            return
+        message = f"trino-gateway: no backend of routing group '{holder.group}' could take the query"
+        if holder.attempts:
+            message += " after it failed on " + "; ".join(holder.attempts)
+        self.admission.fail(holder, "GENERIC_INTERNAL_ERROR", message)
+        await self._respond_waiting(x, holder)
 
     async def _accepted(
         self,
@@ -597,10 +616,16 @@ class Proxy:
             return False  # handed over: its rows come from the backend's URIs, as any query's
         async with holder.lock:
             last = holder.last
-            if x.method == "GET" and last is not None and last[0] == path:
-                # The client asks again for the page it had (a retry): the same answer.
-                await x.respond(last[1], list(last[2]), last[3])
-                return True
+            if last is not None and last[0] == path:
+                if x.method == "GET":
+                    # The client asks again for the page it had (a retry): the same answer.
+                    await x.respond(last[1], list(last[2]), last[3])
+                    return True
+                if holder.state in (FAILED_WAITING, CANCELED):
+                    # A cancel of the query the gateway ended (and cancelled on its backend) with
+                    # that answer: nothing is left to cancel, on a backend that may be gone.
+                    await x.respond(204, [], b"")
+                    return True
             upstream = holder.upstream_next
             if holder.query is not query or upstream is None or path != _path_of(upstream):
                 return False

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trino
 
+from gateway.admission import ADMITTED, QUEUED
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from tests.trinosim.helpers import wait_until
@@ -148,7 +149,9 @@ def test_the_python_client_reads_queued_queries_on_two_full_clusters(admission_g
 def test_a_query_cancelled_while_it_waits_never_reaches_a_cluster(admission_gateway, make_sim):
     sim = make_sim(name="solo")
     gateway = admission_gateway({"backends": backends(sim)})
-    blocker = follow_in_background(submit(gateway, "SELECT 1"))
+    # Its client reads it only after the cancels: the cluster stays full until then, however long
+    # the Python client takes to start.
+    blocker = submit(gateway, "SELECT 1")
 
     # Raw protocol: DELETE on the waiting query's nextUri.
     waiting = submit(gateway, "SELECT 2")
@@ -174,8 +177,9 @@ def test_a_query_cancelled_while_it_waits_never_reaches_a_cluster(admission_gate
     assert not thread.is_alive()
     assert gateway.services.admission.queued("adhoc") == 0
 
-    assert blocker() == [[1]]
-    time.sleep(0.5)  # the freed slot would go to a waiting query now, were one left
+    assert follow(blocker)[1] == [[1]]
+    # The freed slot would have gone to a waiting query at once (dispatch runs on release), were one left.
+    assert [w.state for w in gateway.services.admission.queries.values() if w.state in (QUEUED, ADMITTED)] == []
     assert sim.load()["submitted"] == 1
     assert [q["query"] for q in sim.queries()] == ["SELECT 1"]
 
