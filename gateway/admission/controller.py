@@ -246,7 +246,8 @@ class Admission:
         limit = backend.max_running
         return limit is None or self.running.get(backend.name, 0) < limit
 
-    def user_limit(self, user: str | None, rule_limit: int | None) -> int | None:
+    def user_limit(self, rule_limit: int | None) -> int | None:
+        """A rule's limit for the query's user, else admission.user_max_running."""
         return rule_limit if rule_limit is not None else self.settings.user_max_running
 
     def user_has_room(self, user: str | None, limit: int | None) -> bool:
@@ -320,7 +321,7 @@ class Admission:
             submission,
             self.party_of(submission.user, submission.source),
             self.weight_of(submission.user, None),
-            self.user_limit(submission.user, None),
+            self.user_limit(None),
             None,
         )
         waiting.state = STARTED

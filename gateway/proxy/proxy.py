@@ -208,7 +208,7 @@ class Proxy:
         )
         if killed is None and binding is None and self.admission.enabled:
             # Statements of a transaction and kill_query calls must go where they go: never held back.
-            user_limit = self.admission.user_limit(user, limits[0])
+            user_limit = self.admission.user_limit(limits[0])
             room = self.admission.with_room(ranked, group, user, user_limit)
             if not room:
                 await self._wait(x, submission, user_limit, limits[1])
