@@ -1,14 +1,15 @@
 """``python -m bench.admission``: what admission control and failover's held queries cost.
 
 Two gateways in front of one trinosim, measured in one run: failover on (the default: a read-only
-query is held behind the gateway's own nextUri until its first rows) and ``failover: {enabled:
+query is held until its first rows: the worker that sent it answers its polls, free to send it
+elsewhere; the client sees the backend's URIs either way) and ``failover: {enabled:
 false}`` (every poll follows the backend's own, rewritten, URIs: the pass-through of before). Both
 1 worker on SQLite, no ``max_running``: no query waits, every query is "not queued".
 
 1. Poll round trip: clients (1 and 32 at a time) run ``SELECT * FROM tpch.tiny.nation`` to its end
    over keep-alive connections, timing every request. trinosim answers the 1st poll at once (RUNNING,
-   no rows) and the 2nd with the rows once the query ran; with failover on both are held (the
-   gateway's URIs), the 3rd (the last page) is pass-through on both gateways. Rounds alternate the
+   no rows) and the 2nd with the rows once the query ran; with failover on both are held (answered
+   by the gateway's record of the query), the 3rd (the last page) is pass-through on both gateways. Rounds alternate the
    gateways (ABBA); the samples of all rounds are pooled. Also each gateway's CPU time per query
    (its processes' user + system time, from /proc), the figure least disturbed by a busy machine.
 2. End to end: the same SELECT through the trino Python client, per query, one client and 8 clients
@@ -31,7 +32,6 @@ import datetime as dt
 import gc
 import itertools
 import os
-import re
 import statistics
 import time
 from collections.abc import Callable
@@ -57,8 +57,6 @@ from trinosim.gateway_process import GatewayProcess
 SQL = "SELECT * FROM tpch.tiny.nation"
 ROWS = 25
 HELD, PASS_THROUGH = "failover on (held)", "failover off (pass-through)"
-# A gateway query id (gateway.admission.controller.waiting_query_id) in a nextUri: a held poll.
-_GATEWAY_ID = re.compile(r"_gw[0-9a-f]{12}/")
 # Requests of a query by their place: the submission, the polls before the first rows (held with
 # failover on), and the polls after them (the backend's own URIs on both gateways).
 STEPS = ("submit", "poll 1", "poll 2", "poll 3+")
@@ -75,7 +73,7 @@ def _ratio(held: dict[str, Any], passed: dict[str, Any]) -> dict[str, float]:
 
 
 # -- 1. polls through the gateway, held and pass-through ----------------------------------------
-async def _client(pool: UpstreamPool, url: str, stop_at: float, steps: dict[str, list[float]], held: list[int]) -> None:
+async def _client(pool: UpstreamPool, url: str, stop_at: float, steps: dict[str, list[float]]) -> None:
     """Runs ``SQL`` to its end, again and again until ``stop_at``, timing each request (ms)."""
     headers = [(b"x-trino-user", b"bench")]
     body = SQL.encode()
@@ -88,8 +86,6 @@ async def _client(pool: UpstreamPool, url: str, stop_at: float, steps: dict[str,
         while "nextUri" in page:
             position += 1
             uri = page["nextUri"]
-            if _GATEWAY_ID.search(uri):
-                held[position <= 2] += 1  # held[1]: polls 1-2 held, held[0]: any later one held
             sent = time.perf_counter()
             answer = await pool.request(url, "GET", "/" + uri.split("/", 3)[3], headers)
             steps[STEPS[min(position, 3)]].append((time.perf_counter() - sent) * 1000)
@@ -102,11 +98,11 @@ async def _client(pool: UpstreamPool, url: str, stop_at: float, steps: dict[str,
             raise RuntimeError(f"{url}: query ended {page['stats']['state']} with {rows} rows: {page.get('error')}")
 
 
-async def _load(url: str, clients: int, seconds: float, steps: dict[str, list[float]], held: list[int]) -> None:
+async def _load(url: str, clients: int, seconds: float, steps: dict[str, list[float]]) -> None:
     pool = UpstreamPool(connect_timeout=5.0, read_timeout=30.0)
     try:
         stop_at = time.perf_counter() + seconds
-        await asyncio.gather(*(_client(pool, url, stop_at, steps, held) for _ in range(clients)))
+        await asyncio.gather(*(_client(pool, url, stop_at, steps) for _ in range(clients)))
     finally:
         pool.close()
 
@@ -127,18 +123,17 @@ def poll_round_trips(
     """Per request of a query, its round trip through each gateway, ``concurrency`` clients at a time;
     and the CPU time each gateway's processes spent per query."""
     for url in targets.values():
-        asyncio.run(_load(url, 4, 0.5, {step: [] for step in (*STEPS, "query")}, [0, 0]))  # warm up
+        asyncio.run(_load(url, 4, 0.5, {step: [] for step in (*STEPS, "query")}))  # warm up
     out: dict[str, Any] = {}
     for clients in concurrency:
         samples = {name: {step: [] for step in (*STEPS, "query")} for name in targets}
-        held = {name: [0, 0] for name in targets}
         queries_per_round: dict[str, list[int]] = {name: [] for name in targets}
         cpu = dict.fromkeys(targets, 0.0)
         order = list(targets)
         for round_number in range(rounds):
             for name in order if round_number % 4 in (0, 3) else order[::-1]:
                 before, cpu_before = len(samples[name]["query"]), cpu_seconds(pids[name])
-                asyncio.run(_load(targets[name], clients, seconds, samples[name], held[name]))
+                asyncio.run(_load(targets[name], clients, seconds, samples[name]))
                 queries_per_round[name].append(len(samples[name]["query"]) - before)
                 cpu[name] += cpu_seconds(pids[name]) - cpu_before
         cell: dict[str, Any] = {}
@@ -146,10 +141,8 @@ def poll_round_trips(
             by_step = samples[name]
             cell[name] = {
                 "steps_ms": {step: percentiles(by_step[step]) for step in (*STEPS, "query")},
-                # Polls 1 and 2, the ones a held query's client makes behind the gateway's URIs.
+                # Polls 1 and 2, the ones the gateway answers for a held query.
                 "before_rows_ms": percentiles(by_step["poll 1"] + by_step["poll 2"]),
-                "held_polls": held[name][1],
-                "held_polls_after_rows": held[name][0],
                 "queries_per_second": round(sum(queries_per_round[name]) / (seconds * rounds), 1),
                 "gateway_cpu_ms_per_query": round(cpu[name] * 1000 / max(1, sum(queries_per_round[name])), 3),
                 "queries_each_round": queries_per_round[name],
@@ -412,8 +405,7 @@ def print_report(report: dict[str, Any]) -> None:
             print(
                 f"{'':>7} queries/s: held {on['queries_per_second']}, pass-through {off['queries_per_second']}; "
                 f"gateway CPU per query: held {on['gateway_cpu_ms_per_query']:.2f} ms, pass-through "
-                f"{off['gateway_cpu_ms_per_query']:.2f} ms; held polls {on['held_polls']} (after rows: "
-                f"{on['held_polls_after_rows']}), with failover off {off['held_polls']}"
+                f"{off['gateway_cpu_ms_per_query']:.2f} ms"
             )
     e2e = report.get("end_to_end")
     if e2e:

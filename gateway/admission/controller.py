@@ -427,10 +427,17 @@ class Admission:
                 self.cancel(waiting, "abandoned")  # admitted, but nobody came to send it
             elif waiting.state == STARTED and waiting.upstream_next is None and waiting.last_seen < let_go_before:
                 # It runs on its backend's own URIs: only a repeat of its last page could still come.
-                del self.queries[waiting.id]
+                self._let_go(waiting)
             elif waiting.state != ADMITTED and waiting.last_seen < forget_before:
-                del self.queries[waiting.id]
+                self._let_go(waiting)
         return expired
+
+    def _let_go(self, waiting: WaitingQuery) -> None:
+        del self.queries[waiting.id]
+        if waiting.query is not None and waiting.query.holder is waiting:
+            # The book keeps ended queries a while (late infoUri requests): not their submission
+            # and last page too.
+            waiting.query.holder = None
 
     def expire_one(self, waiting: WaitingQuery) -> None:
         """``waiting`` fails if its ``max_queue_wait`` has passed (its own poll checks; the tick checks all)."""

@@ -347,8 +347,8 @@ class Proxy:
         self, x: Exchange, submission: Submission, holder: WaitingQuery | None, backend: str, why: str, message: str
     ) -> None:
         """A read-only query's backend failed before any row reached the client: it goes back first in
-        its group's line, to another backend at once if one has room, and the client, polling the
-        gateway's URIs, does not notice. With no other backend to try (or after
+        its group's line, to another backend at once if one has room, and the client, whose poll gets
+        that backend's first page, does not notice. With no other backend to try (or after
         ``failover.max_attempts``) it fails with ``message``, as it would without failover."""
         holder = holder or self.admission.track(submission)
         holder.attempts.append(f"{backend}: {why}")
