@@ -148,3 +148,64 @@ shared_rules = sa.Table(
     sa.Column("changed_at", sa.BigInteger, nullable=False),
     sa.Column("changed_by", Text(256), nullable=False),
 )
+
+# Admission control shared by a fleet (migration 0011, used on PostgreSQL): the queries that wait in
+# the gateway, whichever node took them, so that any node answers their polls and a node's restart
+# or death loses none.
+waiting_queries = sa.Table(
+    "gateway_waiting_query",
+    metadata,
+    sa.Column("query_id", Text(256), primary_key=True),  # the gateway's id its client polls
+    sa.Column("slug", Text(64), nullable=False),
+    sa.Column("routing_group", Text(256), nullable=False),
+    sa.Column("party", Text(1024), nullable=False),
+    sa.Column("user_name", Text(256), nullable=True),
+    sa.Column("weight", sa.Float, nullable=False),
+    sa.Column("user_limit", sa.Integer, nullable=True),
+    sa.Column("state", Text(16), nullable=False),  # QUEUED, ADMITTED, SENDING, STARTED, FAILED, CANCELED
+    sa.Column("backend_name", Text(256), nullable=True),  # chosen when ADMITTED
+    sa.Column("token", sa.Integer, nullable=False),  # of the page its client asks for next
+    sa.Column("enqueued_at", sa.BigInteger, nullable=False),
+    sa.Column("deadline_at", sa.BigInteger, nullable=True),
+    sa.Column("max_queue_wait", sa.Float, nullable=True),
+    sa.Column("queued_ms", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_seen_at", sa.BigInteger, nullable=False),
+    sa.Column("submission", Text(), nullable=False),  # JSON: what is needed to send it
+    sa.Column("trace_parent", Text(64), nullable=True),
+    sa.Column("error_name", Text(128), nullable=True),
+    sa.Column("error_message", Text(), nullable=True),
+    sa.Column("started_query_id", Text(256), nullable=True),
+    sa.Index("gateway_waiting_query_group_idx", "routing_group", "state"),
+    # The waiting ones, by party and arrival: the fair queue's heads (gateway.store.shared_queue).
+    sa.Index(
+        "gateway_waiting_query_party_idx",
+        "routing_group",
+        "party",
+        "enqueued_at",
+        "query_id",
+        postgresql_where=sa.text("state = 'QUEUED'"),
+        sqlite_where=sa.text("state = 'QUEUED'"),
+    ),
+)
+
+# One row per query running on a backend under admission control, whichever node sent it: the
+# backend's and the user's counts are the rows' counts. A row's lease is renewed while the query's
+# client polls (on any node); the row is deleted when any node sees the query end.
+admission_slots = sa.Table(
+    "gateway_admission_slot",
+    metadata,
+    sa.Column("slot_id", Text(256), primary_key=True),
+    sa.Column("query_id", Text(256), nullable=True),  # the backend's id, once it took the query
+    sa.Column("backend_name", Text(256), nullable=False),
+    sa.Column("user_name", Text(256), nullable=False),
+    sa.Column("lease_until", sa.BigInteger, nullable=False),
+    sa.Index("gateway_admission_slot_query_idx", "query_id"),
+)
+
+# The fair queue's turns per routing group (JSON: virtual time and each party's pass).
+fair_turns = sa.Table(
+    "gateway_fair_turns",
+    metadata,
+    sa.Column("routing_group", Text(256), primary_key=True),
+    sa.Column("turns", Text(), nullable=False),
+)
