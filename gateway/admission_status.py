@@ -3,11 +3,11 @@ the group's queue settings; per backend, the slots in use and its ``max_running`
 ``/gateway/health``, the JMX view (``trino.gateway:name=Admission``) and the UI's overview; computed
 from ``gateway.admission.Admission`` on demand, never stored.
 
-Each worker process admits and queues its own queries, so every figure here is the view of the
-worker that answers (``worker`` names it); the queued-queries gauge of ``/metrics`` is the sum over
-a node's workers. A worker that cannot hold queries (several workers, or a store other nodes share:
-``gateway.admission.holds_queries``) says so (``enabled`` false): it sends every query at once, and
-counts its slots all the same.
+On SQLite or the in-memory store one worker admits and queues its own queries, so every figure here
+is the view of the worker that answers (``worker`` names it). On PostgreSQL the queue and the slots
+are the fleet's (``gateway.admission.shared``): the figures are the store's, read each second. A
+worker that cannot hold queries (several workers on SQLite: ``gateway.admission.holds_queries``)
+says so (``enabled`` false): it sends every query at once, and counts its slots all the same.
 """
 
 from __future__ import annotations

@@ -118,6 +118,12 @@ class AdmissionConfig(_Strict):
         gt=0,
         description="a waiting query whose client has not polled for this many seconds leaves the queue",
     )
+    slot_lease: float = Field(
+        300.0,
+        gt=0,
+        description="a fleet on PostgreSQL: a running query's slot is freed if no node has seen its client "
+        "poll for this many seconds (Trino's query.client.timeout is 5 minutes)",
+    )
 
     @field_validator("user_weights")
     @classmethod

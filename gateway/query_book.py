@@ -109,6 +109,7 @@ class QueryBook:
         history: QueryHistory,
         transactions: TransactionBindings,
         on_routed: Callable[[str], None] = lambda backend: None,
+        on_ended: Callable[[Query], None] = lambda query: None,
         idle_expiry: float = 600.0,
         recent_capacity: int = 10_000,
         settle_seconds: float = 0.0,
@@ -119,6 +120,8 @@ class QueryBook:
         self.history = history
         self.transactions = transactions
         self.on_routed = on_routed
+        # Told of a query that ended here without a slot of this worker's (a fleet frees it by id).
+        self.on_ended = on_ended
         self.idle_expiry = idle_expiry
         self.recent_capacity = recent_capacity
         # With tracing on: how long a query unknown to the store may still be on its way there (the
@@ -220,6 +223,8 @@ class QueryBook:
             self._counts[query.backend.name] -= 1
         if query.slot is not None:
             query.slot.release()
+        else:
+            self.on_ended(query)
         recent = self._recent
         recent[query.id] = query
         if len(recent) > self.recent_capacity:
@@ -233,6 +238,10 @@ class QueryBook:
     def count(self, backend: str) -> int:
         """Queries this worker accepted for ``backend`` that have not ended."""
         return self._counts.get(backend, 0)
+
+    def seen_since(self, moment: float) -> list[str]:
+        """The ids of running queries whose clients asked about them since monotonic ``moment``."""
+        return [query.id for query in self._live.values() if query.last_seen >= moment]
 
     @property
     def live(self) -> int:

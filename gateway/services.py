@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 
 from gateway.admission import Admission, holds_queries
+from gateway.admission.shared import SharedAdmission
 from gateway.audit import AuditTrail
 from gateway.auth.authenticator import Authenticator
 from gateway.backend_status import BackendStatus, backend_statuses
@@ -34,7 +35,9 @@ from gateway.query_book import QueryBook
 from gateway.routing import RouteDecider
 from gateway.rules import FileRulesSelector, GroupSelector, create_selector
 from gateway.rules.shared import SharedRules
-from gateway.store import BackendWork, MemoryStore, Store, open_store, seed_backends
+from gateway.store import BackendWork, MemoryStore, SqlStore, Store, open_store, seed_backends
+from gateway.store.records import ADMISSION_CHANGED, ANYTHING_CHANGED
+from gateway.store.shared_queue import SharedQueueStore
 from gateway.transactions import TransactionBindings
 from gateway.upstream import Upstream
 from observability import metrics
@@ -43,8 +46,6 @@ from observability.observer import Observer
 log = logging.getLogger("gateway")
 
 GAUGE_REFRESH_SECONDS = 1.0
-# How often waiting queries are checked against their time limits and backends that came back.
-ADMISSION_TICK_SECONDS = 0.5
 
 
 @dataclass
@@ -106,21 +107,7 @@ class Services:
             routers = [config.routing.router, *(group.router for group in config.routing.groups.values())]
             rules_need_user = config.routing_rules.enabled or "user-hash" in routers
             client_auth = ClientAuth(authenticator, config.auth, rules_need_user)
-        holds = holds_queries(config.server.workers, config.store.url)
-        admission = Admission(
-            config.admission,
-            config.routing.groups,
-            decider,
-            on_event=metrics.admission,
-            on_wait=metrics.queue_waited,
-            enabled=holds,
-        )
-        if not holds:
-            log.warning(
-                "admission control (max_running, max_queued, user limits) is off: it needs server.workers 1 "
-                "on a store no other node shares (a queue shared by workers and nodes is not built yet); "
-                "every query goes to a backend at once (failover of read-only queries stays on)"
-            )
+        admission = create_admission(config, store, decider, book)
         proxy = Proxy(
             proxy_settings,
             registry,
@@ -163,7 +150,7 @@ class Services:
             asyncio.create_task(transactions.housekeeping_forever()),
             asyncio.create_task(reconciler.reconcile_forever()),
             asyncio.create_task(services.refresh_gauges_forever()),
-            asyncio.create_task(services.admission_forever()),
+            asyncio.create_task(admission.run_forever(registry.all)),
             asyncio.create_task(store.watch_changes(services.changed)),
         ]
         if isinstance(selector, FileRulesSelector):
@@ -176,6 +163,8 @@ class Services:
     def changed(self, what: str) -> None:
         """Another worker or node changed shared state (the store's notification)."""
         self.registry.changed(what)
+        if what in (ADMISSION_CHANGED, ANYTHING_CHANGED):
+            self.admission.changed_elsewhere()
         if self.shared_rules is not None:
             self.shared_rules.changed(what)
 
@@ -220,17 +209,6 @@ class Services:
         self.observer.publish_backends(status.gauges() for status in statuses)
         metrics.publish_queued(self.admission.queued_by_group_and_user())
 
-    async def admission_forever(self) -> None:
-        """Waiting queries meet backends that came back or got room, and their time limits."""
-        while True:
-            await asyncio.sleep(ADMISSION_TICK_SECONDS)
-            try:
-                self.admission.refresh(await self.registry.all())
-                self.admission.expire()
-                self.admission.dispatch_all()
-            except Exception:
-                log.exception("admission housekeeping failed")
-
     async def refresh_gauges_forever(self) -> None:
         while True:
             try:
@@ -238,3 +216,39 @@ class Services:
             except Exception as error:
                 log.error("cannot update the backend gauges: %s", error)
             await asyncio.sleep(GAUGE_REFRESH_SECONDS)
+
+
+def create_admission(config: GatewayConfig, store: Store, decider: RouteDecider, book: QueryBook) -> Admission:
+    """One worker's admission control; on PostgreSQL, the fleet's, shared through the store. With
+    several workers on a store no other process can share (SQLite), it is off (logged)."""
+    settings = config.admission
+    if isinstance(store, SqlStore) and store.engine.dialect.name == "postgresql":
+        # Routing rules (a file or a service) may give any query a user limit (maxRunning).
+        users_limited = settings.user_max_running is not None or config.routing_rules.enabled
+        shared = SharedAdmission(
+            settings,
+            config.routing.groups,
+            decider,
+            SharedQueueStore(store.engine),
+            users_limited,
+            book.seen_since,
+            on_event=metrics.admission,
+            on_wait=metrics.queue_waited,
+        )
+        book.on_ended = lambda query: shared.query_ended(query.id, query.backend)
+        return shared
+    holds = holds_queries(config.server.workers)
+    if not holds:
+        log.warning(
+            "admission control (max_running, max_queued, user limits) is off: with server.workers above 1 "
+            "it needs a store every worker shares (PostgreSQL); every query goes to a backend at once "
+            "(failover of read-only queries stays on)"
+        )
+    return Admission(
+        settings,
+        config.routing.groups,
+        decider,
+        on_event=metrics.admission,
+        on_wait=metrics.queue_waited,
+        enabled=holds,
+    )

@@ -22,12 +22,15 @@ submission can take the slot ahead of the queries that waited for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -43,6 +46,8 @@ QUEUED, ADMITTED, STARTED, FAILED, CANCELED = "QUEUED", "ADMITTED", "STARTED", "
 NO_USER = ""
 # How long a query that moved on to its backend's own URIs stays known by its gateway id.
 HANDED_OVER_KEPT_SECONDS = 10.0
+# How often waiting queries meet backends that came back (a released slot dispatches at once).
+ADMISSION_TICK_SECONDS = 0.5
 
 
 class Slot:
@@ -60,6 +65,10 @@ class Slot:
         if not self.released:
             self.released = True
             self.owner.released(self)
+
+    async def bind(self, query_id: str) -> None:
+        """The backend took the slot's query under ``query_id`` (a fleet's slot is then freed by
+        whichever node sees that query end)."""
 
 
 class QueueFull(Exception):
@@ -91,6 +100,7 @@ class WaitingQuery:
         "slot",
         "slug",
         "state",
+        "stored",
         "submission",
         "token",
         "trace_parent",
@@ -108,7 +118,7 @@ class WaitingQuery:
         max_queue_wait: float | None,
     ) -> None:
         self.id = waiting_query_id()
-        self.slug = secrets.token_hex(8)
+        self.slug = secrets.token_hex(16)  # the secret its pages' slugs are made with
         self.submission = submission
         self.party = party
         self.weight = weight
@@ -138,6 +148,7 @@ class WaitingQuery:
         self.last: tuple[str, int, list[tuple[bytes, bytes]], bytes] | None = None
         self.changed = asyncio.Event()
         self.lock = asyncio.Lock()
+        self.stored = False  # kept in the store for a fleet (gateway.admission.shared), not only here
 
     @property
     def group(self) -> str:
@@ -158,7 +169,13 @@ class WaitingQuery:
         # The phase the query is in, as Trino writes it: queued until its backend says executing.
         queued = self.state in (QUEUED, ADMITTED) or "/v1/statement/queued/" in (self.upstream_next or "")
         phase = "queued" if queued else "executing"
-        return f"{base}/v1/statement/{phase}/{self.id}/{self.slug}/{self.token}"
+        return f"{base}/v1/statement/{phase}/{self.id}/{self.slug_for(self.token)}/{self.token}"
+
+    def slug_for(self, token: int) -> str:
+        """The slug of the URI of page ``token``, as Trino makes them: a keyed hash of the token with
+        the query's secret. Whoever holds the secret (any node of a fleet, from the store) checks a
+        poll without knowing which page was handed out last, and a client cannot skip ahead."""
+        return hmac.new(self.slug.encode(), str(token).encode(), hashlib.sha256).hexdigest()[:32]
 
     def backends_for(self, room: list[Backend], routable: list[Backend]) -> list[Backend]:
         """Of the backends with ``room``, those it may go to: not one that failed it, unless every
@@ -188,12 +205,13 @@ def waiting_query_id() -> str:
     return f"{_second[1]}_{next(_sequence) % 100000:05d}_{_SUFFIX}"
 
 
-def holds_queries(workers: int, store_url: str) -> bool:
-    """Whether a worker may hold waiting queries: only when every request of the query reaches it,
-    that is one worker on a store no other node shares. A waiting query is known to its worker alone
-    for now, under the gateway's id; a poll reaching another worker (or node) would not find it. (A
-    query held for failover is not affected: its URIs are its backend's, found by any worker.)"""
-    return workers == 1 and not store_url.startswith(("postgresql", "postgres:"))
+def holds_queries(workers: int) -> bool:
+    """Whether a worker on a store no other process shares (SQLite, memory) may hold waiting queries:
+    only when every request of the query reaches it, that is when it is the only worker. Its waiting
+    queries live in its memory; a poll reaching another worker would not find them. (On PostgreSQL
+    the queue is the store's, ``gateway.admission.shared``; a query held for failover is not
+    affected: its URIs are its backend's, found by any worker.)"""
+    return workers == 1
 
 
 class Admission:
@@ -226,6 +244,64 @@ class Admission:
         self.queries: dict[str, WaitingQuery] = {}  # waiting, admitted, and lately started or ended ones
         self.backends: list[Backend] = []
         self.by_name: dict[str, Backend] = {}
+
+    @property
+    def requeues(self) -> bool:
+        """Whether a query whose backend failed (or refused it) waits again in its group's queue; else
+        it goes to the next untried backend at once."""
+        return self.enabled
+
+    # -- what the proxy awaits: this worker's decisions need no store (gateway.admission.shared's do)
+    async def admit(
+        self, ranked: list[Backend], submission: Submission, user_limit: int | None, rule_weight: float | None
+    ) -> tuple[list[Backend], Slot | None, WaitingQuery | None]:
+        """A new query of ``ranked``'s group: the backends it may start on now, best first, with a
+        slot on the first if one is taken already; or, when it must wait, it waits (QueueFull when
+        its group's queue is full)."""
+        room = self.with_room(ranked, submission.group, submission.user, user_limit)
+        if room:
+            return room, None, None
+        return [], None, self.enqueue(submission, user_limit, rule_weight)
+
+    async def claim_slot(self, backend: Backend, user: str | None) -> Slot:
+        return self.take(backend, user)
+
+    async def find(self, query_id: str) -> WaitingQuery | None:
+        """A waiting query this worker does not know (one kept in a fleet's store)."""
+        return None
+
+    async def reread(self, waiting: WaitingQuery) -> None:
+        """``waiting`` as it stands now (another node may have moved it on)."""
+
+    async def wait_turn(self, waiting: WaitingQuery, timeout: float) -> None:
+        """Until ``waiting`` leaves the queue or ``timeout`` passes; then its time limit is checked."""
+        waiting.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await waiting.changed.wait()
+        if waiting.state == QUEUED:
+            self.expire_one(waiting)
+
+    async def claim(self, waiting: WaitingQuery) -> bool:
+        """Whether this worker sends the admitted ``waiting`` (in a fleet, one node does)."""
+        return True
+
+    async def persist(self, waiting: WaitingQuery) -> None:
+        """``waiting``'s token and state, for the other nodes of a fleet."""
+
+    def changed_elsewhere(self) -> None:
+        """Another node freed a slot or admitted a query (the store's notification)."""
+
+    async def run_forever(self, backends: Callable[[], Awaitable[list[Backend]]]) -> None:
+        """Waiting queries meet backends that came back or got room, and their time limits."""
+        while True:
+            await asyncio.sleep(ADMISSION_TICK_SECONDS)
+            try:
+                self.refresh(await backends())
+                self.expire()
+                self.dispatch_all()
+            except Exception:
+                log.exception("admission housekeeping failed")
 
     # -- capacity ----------------------------------------------------------------------------
     def take(self, backend: Backend, user: str | None) -> Slot:
@@ -416,6 +492,8 @@ class Admission:
         forget_before = now - self.settings.abandon_after
         let_go_before = now - min(self.settings.abandon_after, HANDED_OVER_KEPT_SECONDS)
         for waiting in list(self.queries.values()):
+            if waiting.stored:
+                continue  # a fleet's: its store decides (gateway.admission.shared)
             if waiting.state == QUEUED:
                 if waiting.deadline is not None and now >= waiting.deadline:
                     self._exceeded(waiting)

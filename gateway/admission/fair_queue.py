@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class Waiter(Protocol):
@@ -121,6 +121,22 @@ class FairQueue(Generic[W]):
         arrivals = self._arrivals
         while arrivals and arrivals[0][1].queued != arrivals[0][0]:
             arrivals.popleft()
+
+    def turns(self) -> dict[str, Any]:
+        """Where the turns stand (virtual time, each party's pass): what a queue rebuilt elsewhere
+        needs to go on fairly (``restore``)."""
+        passes = {
+            party: line.pass_
+            for party, line in self._lines.items()
+            if line.head() is not None or line.pass_ > self._virtual_time
+        }
+        return {"time": self._virtual_time, "passes": passes}
+
+    def restore(self, turns: dict[str, Any]) -> None:
+        """Takes up the turns another queue left (before any push): a party keeps its pass."""
+        self._virtual_time = float(turns.get("time", 0.0))
+        for party, pass_ in dict(turns.get("passes", {})).items():
+            self._lines[str(party)] = _Line(float(pass_))
 
     def parties(self) -> dict[str, int]:
         """How many wait per party."""

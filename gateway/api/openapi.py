@@ -254,7 +254,8 @@ _SCHEMAS: dict[str, Schema] = {
             "runningSlots": {
                 "type": "integer",
                 "minimum": 0,
-                "description": "queries this worker runs there under admission control (its slots in use)",
+                "description": "queries run there under admission control (slots in use): this worker's on "
+                "SQLite, the fleet's on PostgreSQL",
             },
             "gatewayQueue": _ref("GatewayQueue"),
         },
@@ -265,8 +266,9 @@ _SCHEMAS: dict[str, Schema] = {
             "worker": {"type": "string", "description": "the worker (host:pid) whose queue this is"},
             "enabled": {
                 "type": "boolean",
-                "description": "false: this worker holds no query back (several workers, or a store other nodes "
-                "share): every query is sent at once, whatever max_running, max_queued and max_queue_wait say",
+                "description": "false: this worker holds no query back (several workers on a store they cannot "
+                "share, SQLite): every query is sent at once, whatever max_running, max_queued and max_queue_wait "
+                "say",
             },
             "waiting": {"type": "integer", "minimum": 0},
             "waitingByUser": {

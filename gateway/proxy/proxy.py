@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import re
 import time
@@ -206,15 +207,26 @@ class Proxy:
             and killed is None
             and is_read_only(sql),
         )
+        taken: Slot | None = None
         if killed is None and binding is None and self.admission.enabled:
             # Statements of a transaction and kill_query calls must go where they go: never held back.
-            user_limit = self.admission.user_limit(limits[0])
-            room = self.admission.with_room(ranked, group, user, user_limit)
-            if not room:
-                await self._wait(x, submission, user_limit, limits[1])
+            try:
+                room, taken, waiting = await self.admission.admit(
+                    ranked, submission, self.admission.user_limit(limits[0]), limits[1]
+                )
+            except QueueFull as full:
+                log.warning("routing group %r: %s", group, full)
+                x.observed.refused_by_gateway(str(full))
+                await x.respond_json(200, refused_page(x.base, "QUERY_QUEUE_FULL", str(full)))
+                return
+            if waiting is not None:
+                # No backend of the group has room (or the user is at their limit): the query waits
+                # here, and the client gets Trino's QUEUED page for it.
+                waiting.trace_parent = x.observed.waiting(waiting.id, group)
+                await self._respond_waiting(x, waiting)
                 return
             ranked = room
-        await self._start(x, submission, ranked, bound=binding is not None)
+        await self._start(x, submission, ranked, bound=binding is not None, taken=taken)
 
     async def _start(
         self,
@@ -223,17 +235,21 @@ class Proxy:
         ranked: list[Backend],
         bound: bool = False,
         waited: WaitingQuery | None = None,
+        taken: Slot | None = None,
     ) -> None:
         """``submission`` is sent to the first of ``ranked`` that takes it, and the client gets its
         answer (``bound``: it belongs to a transaction, whose backend is the only one; ``waited``: the
-        gateway holds it under its own id, with a slot on ``ranked[0]`` taken already)."""
+        gateway holds it under its own id, with a slot on ``ranked[0]`` taken already; ``taken``: a
+        slot on ``ranked[0]`` admission control took for it)."""
         observed = x.observed
         group, body = submission.group, submission.body
         refused: list[str] = []
         last = ranked[-1]
         for backend in ranked:
             slot = waited.slot if waited is not None and waited.slot is not None else None
-            slot = slot or self.admission.take(backend, submission.user)
+            if slot is None and taken is not None and taken.backend == backend.name:
+                slot, taken = taken, None
+            slot = slot or await self.admission.claim_slot(backend, submission.user)
             began = time.perf_counter()
             sent = observed.upstream_begin(backend.name, "POST", backend.proxy_to + "/v1/statement", submission.headers)
             try:
@@ -311,6 +327,8 @@ class Proxy:
             query = await self._accepted(x, backend, submission, answer, slot, holder) if status == 200 else None
             if query is None:
                 slot.release()
+            else:
+                await slot.bind(query.id)
             response_headers = hdr.to_client(answer.headers)
             if status == 401:
                 response_headers = oauth2.challenge_on_gateway(response_headers, x.base, backend.name)
@@ -402,7 +420,7 @@ class Proxy:
         """``holder`` goes back first in line; started at once if a backend has room, else QUEUED."""
         backends = await self.registry.all()
         self.admission.refresh(backends)
-        if not self.admission.enabled:
+        if not self.admission.requeues:
             await self._send_elsewhere(x, holder, backends)
             return
         self.admission.requeue(holder)
@@ -462,19 +480,6 @@ class Proxy:
         return query
 
     # -- queries that wait in the gateway ------------------------------------------------------
-    async def _wait(self, x: Exchange, submission: Submission, user_limit: int | None, weight: float | None) -> None:
-        """No backend of the group has room (or the user is at their limit): the query waits here,
-        and the client gets Trino's QUEUED page for it."""
-        try:
-            waiting = self.admission.enqueue(submission, user_limit, weight)
-        except QueueFull as full:
-            log.warning("routing group %r: %s", submission.group, full)
-            x.observed.refused_by_gateway(str(full))
-            await x.respond_json(200, refused_page(x.base, "QUERY_QUEUE_FULL", str(full)))
-            return
-        waiting.trace_parent = x.observed.waiting(waiting.id, submission.group)
-        await self._respond_waiting(x, waiting)
-
     async def _respond_waiting(self, x: Exchange, waiting: WaitingQuery, shown_id: str | None = None) -> None:
         """The answer to request ``waiting.token``: the QUEUED page pointing at the next token, or the
         query's end if it ended while waiting (``shown_id``: the id its client knows it by, if not the
@@ -492,6 +497,7 @@ class Proxy:
             document = queued_page(x.base, waiting)
         body = orjson.dumps(document)
         waiting.last = (x.scope["path"], 200, [(b"content-type", b"application/json")], body)
+        await self.admission.persist(waiting)
         await x.respond(200, [(b"content-type", b"application/json")], body)
 
     async def _poll_waiting(self, x: Exchange, waiting: WaitingQuery) -> None:
@@ -506,6 +512,7 @@ class Proxy:
         x.observed.located(waiting.id, "", waiting.trace_parent)
         async with waiting.lock:
             if x.method == "DELETE":
+                await self.admission.reread(waiting)  # in a fleet, another node may have moved it on
                 await self._cancel_waiting(x, waiting)
                 return
             last = waiting.last
@@ -513,16 +520,24 @@ class Proxy:
                 # The client asks again for the page it had (a retry): the same answer.
                 await x.respond(last[1], list(last[2]), last[3])
                 return
+            if waiting.stored and token > waiting.token:
+                # In a fleet another node answered its last polls (the slug proves it gave this token).
+                waiting.token = token
+            elif token == waiting.token - 1 and waiting.stored and waiting.state == QUEUED:
+                # A retry of a poll whose answer was lost (its node stopped): that page again.
+                waiting.token -= 1
             if token != waiting.token:
                 await x.respond_text(410, "Query page is gone")
                 return
+            if waiting.stored and waiting.state == STARTED and waiting.query is None:
+                # Sent by another node, whose answer moved its client on to the backend's pages.
+                await x.respond_text(410, "Query page is gone")
+                return
             if waiting.state == QUEUED:
-                waiting.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll_timeout(waiting)):
-                        await waiting.changed.wait()
-                if waiting.state == QUEUED:
-                    self.admission.expire_one(waiting)
+                await self.admission.wait_turn(waiting, self._poll_timeout(waiting))
+            if waiting.state == ADMITTED and waiting.backend is not None and not await self.admission.claim(waiting):
+                await self._respond_waiting(x, waiting)  # another node sends it
+                return
             if waiting.state == ADMITTED and waiting.backend is not None:
                 if not waiting.attempts:
                     x.observed.queue_waited(waiting.group, waiting.waited)
@@ -550,6 +565,7 @@ class Proxy:
             self.book.finished(query, FAILED, "USER_CANCELED")
         if waiting.state in (QUEUED, ADMITTED, STARTED) and (waiting.state != STARTED or waiting.upstream_next):
             self.admission.cancel(waiting)
+            await self.admission.persist(waiting)
         await x.respond(204, [], b"")
 
     async def _poll_held(self, x: Exchange, holder: WaitingQuery) -> None:
@@ -645,6 +661,7 @@ class Proxy:
             await x.respond_text(404, f"Query {waiting.id} runs as {waiting.query.id}")
         elif x.method == "DELETE" and x.scope["path"].startswith("/v1/query/"):
             self.admission.cancel(waiting)  # Trino's REST cancel: the caller had its id
+            await self.admission.persist(waiting)
             await x.respond(204, [], b"")
         else:
             await x.respond_text(404, f"Query {waiting.id} waits in the gateway and has no backend page")
@@ -671,7 +688,7 @@ class Proxy:
         # The book answers almost every poll; only a miss costs a store lookup.
         query = self.book.get(query_id)
         if query is None:
-            waiting = self.admission.get(query_id)
+            waiting = self.admission.get(query_id) or await self.admission.find(query_id)
             if waiting is not None:
                 await self._of_waiting(x, waiting, statement)
                 return
@@ -826,6 +843,7 @@ class Proxy:
         if waited is not None:
             self.admission.fail(waited, document["error"]["errorName"], message)
             waited.last = (x.scope["path"], 200, [(b"content-type", b"application/json")], orjson.dumps(document))
+            await self.admission.persist(waited)
         await x.respond_json(200, document)
 
 
@@ -898,9 +916,10 @@ def _token_of(path: str, waiting: WaitingQuery) -> int | None:
     """The token of a request for a waiting query's page: ``/v1/statement/queued/{id}/{slug}/{token}``;
     None if the slug is not the query's (an id alone, guessed or seen in a log, controls nothing)."""
     parts = path.split("/")
-    if len(parts) != 7 or parts[5] != waiting.slug or not parts[6].isdigit() or len(parts[6]) > 9:
+    if len(parts) != 7 or not parts[6].isdigit() or len(parts[6]) > 9:
         return None
-    return int(parts[6])
+    token = int(parts[6])
+    return token if hmac.compare_digest(parts[5], waiting.slug_for(token)) else None
 
 
 def _query_string(scope: Scope) -> str:

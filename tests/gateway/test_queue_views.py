@@ -1,20 +1,19 @@
 """The gateway's queue where operators look: while a query waits in the gateway, ``/gateway/health``
 and the JMX view show it beside its group's queue settings and the slots in use on its backend (this
-worker's view); once it ran, its history row has the gateway id its client saw first and how long it
-waited. A worker on a store other nodes share holds no query (``gateway.admission.holds_queries``),
-and says so in the same places."""
+worker's view; on PostgreSQL the fleet's); once it ran, its history row has the gateway id its client
+saw first and how long it waited."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
-import pytest
 import requests
 
 from gateway.auth.password_file import hash_password
 from tests.gateway.test_admission import backends, follow, follow_in_background, is_waiting_in_gateway, submit
 from tests.inprocess import InProcessGateway
+from tests.trinosim.helpers import wait_until
 
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw"}
 GROUP = {"max_queued": 5, "max_queue_wait": 120, "queue_policy": "fifo"}
@@ -52,16 +51,23 @@ def admission_bean(gateway: InProcessGateway) -> dict[str, Any]:
     return {a["name"]: a["value"] for a in bean["attributes"] if a["name"] != "Worker"}
 
 
-def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gateway_id(
-    make_gateway, make_sim, tmp_path, store_kind
-):
-    if store_kind == "postgres":
-        pytest.skip("on a store other nodes share the gateway holds no query: see the test below")
+def settled(gateway: InProcessGateway, waiting: int, running: int) -> None:
+    """On PostgreSQL the views show the fleet's counts, read from the store each second."""
+    admission = gateway.services.admission
+    wait_until(
+        lambda: (admission.queued("adhoc"), admission.running.get("solo", 0)) == (waiting, running),
+        timeout=15,
+        what=f"{waiting} waiting and {running} running in the views",
+    )
+
+
+def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gateway_id(make_gateway, make_sim, tmp_path):
     gateway = start(make_gateway, make_sim, tmp_path)
     # The blocker holds solo's one slot until its client reads its last page: nothing frees it meanwhile.
     blocker = submit(gateway, "SELECT 1", user="carol")
     waiting = submit(gateway, "SELECT 2", user="dave")
     assert is_waiting_in_gateway(gateway, waiting)
+    settled(gateway, 1, 1)
 
     solo = health_of(gateway, "alice")["solo"]
     assert (solo["maxRunning"], solo["runningSlots"]) == (1, 1)
@@ -92,6 +98,7 @@ def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gatew
     blocker_rows = follow_in_background(blocker, "carol")
     last, rows, _ = follow(waiting, "dave")
     assert rows == [[2]] and blocker_rows() == [[1]]
+    settled(gateway, 0, 0)
     solo = health_of(gateway, "alice")["solo"]
     assert (solo["gatewayQueue"]["waiting"], solo["runningSlots"]) == (0, 0)  # both ended: their slots are free
 
@@ -105,18 +112,3 @@ def test_a_waiting_query_shows_in_health_and_jmx_and_its_history_keeps_its_gatew
     assert (sent_at_once["queuedMs"], sent_at_once["attempts"]) == (None, None)
     # Read-only, it was held until its first rows (for failover): under a gateway id of its own.
     assert sent_at_once["gatewayQueryId"] not in (None, waiting["id"])
-
-
-def test_a_worker_that_holds_no_query_says_so_and_still_counts_its_slots(make_gateway, make_sim, tmp_path, store_kind):
-    if store_kind != "postgres":
-        pytest.skip("only a store other nodes share (PostgreSQL) keeps the gateway from holding queries")
-    gateway = start(make_gateway, make_sim, tmp_path)
-    first, second = submit(gateway, "SELECT 1"), submit(gateway, "SELECT 2")
-    assert not is_waiting_in_gateway(gateway, second)  # sent at once, past solo's max_running
-
-    solo = health_of(gateway, "alice")["solo"]
-    assert (solo["maxRunning"], solo["runningSlots"]) == (1, 2)
-    assert (solo["gatewayQueue"]["enabled"], solo["gatewayQueue"]["waiting"]) == (False, 0)
-    bean = admission_bean(gateway)
-    assert (bean["Enabled"], bean["WaitingQueries"], bean["RunningSlots.solo"]) == (False, 0, 2)
-    assert follow(first)[1] == [[1]] and follow(second)[1] == [[2]]
