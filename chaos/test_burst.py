@@ -40,7 +40,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 
 from chaos.clusters import Cluster
 from chaos.conftest import ClusterFactory, GatewayFactory
+from chaos.load_balancer import Haproxy
 from chaos.report import SUMMARY, summarise
 from chaos.workload import FAILED, LOST, SUCCEEDED, QueryOutcome
 from trinosim.gateway_process import GatewayProcess
@@ -65,7 +66,7 @@ class Burst:
     raw HTTP on a keep-alive connection of its own, as a Trino client does (the answer to the
     submission is timed, to the microsecond)."""
 
-    def __init__(self, gateway: GatewayProcess, first: int, seed: int) -> None:
+    def __init__(self, gateway: GatewayProcess | Haproxy, first: int, seed: int) -> None:
         self.address = urlsplit(gateway.url).netloc
         self.began = time.time()
         self.records: list[QueryOutcome] = []
@@ -209,11 +210,23 @@ class Run:
         )
 
 
-def run_burst(policy: str, gateway: GatewayProcess, clusters: list[Cluster], first: int) -> Run:
+def run_burst(
+    policy: str,
+    gateway: GatewayProcess | Haproxy,
+    clusters: list[Cluster],
+    first: int,
+    during: Callable[[Burst], None] | None = None,
+) -> Run:
+    """``during(burst)``: a fault, run in a thread of its own while the burst runs."""
     for cluster in clusters:
         cluster.load(reset=True)
     burst = Burst(gateway, first=first, seed=first)
+    fault = None if during is None else threading.Thread(target=during, args=(burst,), daemon=True)
+    if fault is not None:
+        fault.start()
     records = burst.run()
+    if fault is not None:
+        fault.join(QUERY_BOUND)
     heavy, light = records[:HEAVY_QUERIES], records[HEAVY_QUERIES:]
     return Run(
         policy,
