@@ -19,6 +19,11 @@ false}`` (every poll follows the backend's own, rewritten, URIs: the pass-throug
 3. The admission decision, in process: ``Admission.with_room`` for a new query, a freed slot's
    dispatch (one pick), ``enqueue`` and the housekeeping tick's ``expire``, with 10,000 queries
    waiting across 5 and 1,000 users (fair; fifo too), and with none waiting: per call, wall and CPU.
+4. The fleet's decision on PostgreSQL (``gateway.admission.shared``, a local PostgreSQL started for
+   it): ``admit`` of a new query (with room it takes a slot; with every backend full it joins the
+   queue), a freed slot's dispatch (one pick, under the group's lock) and the once-a-second
+   dispatch that also ends overdue queries, with nothing waiting and with 10,000 waiting across
+   5 and 1,000 users: wall milliseconds per call, store round trips included.
 
 Figures are printed and written to ``bench/results/admission-<time>.json``; never asserted.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import itertools
@@ -40,15 +46,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 import trino
 
 from bench.__main__ import machine, save_report
 from bench.scenarios import rss_bytes, with_children
 from gateway.admission import Admission, Slot
+from gateway.admission.shared import SharedAdmission
 from gateway.backends.record import Backend
 from gateway.config import AdmissionConfig, GroupConfig, HealthConfig, RoutingConfig
 from gateway.health import HealthChecker
 from gateway.routing import RouteDecider
+from gateway.store import SqlStore, now_ms
+from gateway.store.schema import admission_slots, fair_turns, waiting_queries
+from gateway.store.shared_queue import SharedQueueStore
 from gateway.submission import Submission
 from gateway.upstream.pool import UpstreamPool
 from trinosim import TrinoSimProcess
@@ -316,6 +327,74 @@ def _dispatch(admission: Admission, backends: list[Backend], slots: list[Slot], 
     return _timed(calls, freed.pop, Slot.release, refill)
 
 
+# -- 4. the fleet's decision, on PostgreSQL -------------------------------------------------------
+def fleet_decision(waiting: int, users: list[int], calls: int) -> dict[str, Any]:
+    from tests.postgres import PostgresServer
+
+    with PostgresServer() as postgres:
+        return asyncio.run(_fleet_decision(postgres.url(), waiting, users, calls))
+
+
+async def _fleet_decision(url: str, waiting: int, users: list[int], calls: int) -> dict[str, Any]:
+    store = await SqlStore.open(url)
+    try:
+        cases = [("nothing waiting", 0, 1)]
+        cases += [(f"{waiting:,} waiting, {count:,} users", waiting, count) for count in users]
+        return {label: await _fleet_case(store, queued, parties, calls) for label, queued, parties in cases}
+    finally:
+        await store.close()
+
+
+async def _fleet_case(store: SqlStore, queued: int, parties: int, calls: int) -> dict[str, Any]:
+    async with store.engine.begin() as connection:
+        for table in (waiting_queries, admission_slots, fair_turns):
+            await connection.execute(sa.delete(table))
+    _, backends, ranked, decider = _admission("fair")
+    queue = SharedQueueStore(store.engine)
+    admission = SharedAdmission(AdmissionConfig(), {GROUP: GroupConfig()}, decider, queue, False, lambda _: [])
+    admission.refresh(backends)
+    full = queued > 0
+    if full:
+        for backend in backends:
+            for _ in range(MAX_RUNNING):
+                await admission.claim_slot(backend, "runner")
+        rows = [
+            admission._new_waiting(_submission(f"user-{n % parties}"), None, None, now_ms() + n)[1]
+            for n in range(queued)
+        ]
+        async with store.engine.begin() as connection:
+            await connection.execute(sa.insert(waiting_queries), [dataclasses.asdict(row) for row in rows])
+    row: dict[str, Any] = {"waiting": queued, "users": parties}
+    newcomers = itertools.count()
+    admit_ms: list[float] = []
+    for _ in range(calls):
+        began = time.perf_counter()
+        room, slot, _ = await admission.admit(ranked, _submission(f"user-{next(newcomers) % parties}"), None, None)
+        admit_ms.append((time.perf_counter() - began) * 1000)
+        if bool(room) == full:
+            raise RuntimeError(f"admit gave {len(room)} backends with {queued} waiting")
+        if slot is not None:
+            slot.release()
+    await asyncio.sleep(0.2)  # the releases, in the background
+    row["admit_ms"] = percentiles(admit_ms)
+    if full:
+        # A query ends: its slot is freed, and a dispatch starts one waiting query in its place.
+        for key, housekeeping in (("dispatch_ms", False), ("dispatch_with_housekeeping_ms", True)):
+            timings: list[float] = []
+            for _ in range(calls):
+                async with store.engine.begin() as connection:
+                    slot_id = await connection.scalar(sa.select(admission_slots.c.slot_id).limit(1))
+                await queue.release(slot_id=slot_id)
+                began = time.perf_counter()
+                await admission._dispatch_group(GROUP, now_ms(), housekeeping)
+                timings.append((time.perf_counter() - began) * 1000)
+            row[key] = percentiles(timings)
+        queued_now, running = await queue.counts(now_ms())
+        row["waiting_after"] = sum(queued_now.values())
+        row["running_after"] = running
+    return row
+
+
 # -- the run -------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -327,7 +406,8 @@ def main() -> None:
     )
     parser.add_argument("--waiting", type=int, default=10_000, help="queries waiting for the admission figures")
     parser.add_argument("--calls", type=int, default=5_000, help="timed calls per admission figure")
-    parser.add_argument("--only", default="poll,e2e,decision")
+    parser.add_argument("--fleet-calls", type=int, default=300, help="timed calls per fleet admission figure")
+    parser.add_argument("--only", default="poll,e2e,decision,fleet")
     args = parser.parse_args()
     only = set(args.only.split(","))
     report: dict[str, Any] = {
@@ -368,6 +448,8 @@ def main() -> None:
             backend.stop()
     if "decision" in only:
         report["admission_decision"] = admission_decision(args.waiting, [5, 1000], args.calls)
+    if "fleet" in only:
+        report["fleet_decision"] = fleet_decision(args.waiting, [5, 1000], args.fleet_calls)
     report["load_average_after"] = os.getloadavg()
     print_report(report)
     save_report("admission", report)
@@ -437,6 +519,18 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"{'':<34} " + " ".join(f"{title:>22}" for title in columns.values()))
         for label, row in decision.items():
             print(f"{label:<34} " + " ".join(f"{_us(row[key]):>22}" for key in columns))
+    fleet = report.get("fleet_decision")
+    if fleet:
+        print("\n4. the fleet's decision on PostgreSQL (gateway.admission.shared), ms per call: median / p99")
+        columns = {
+            "admit_ms": "admit",
+            "dispatch_ms": "dispatch (1 pick)",
+            "dispatch_with_housekeeping_ms": "dispatch + housekeeping",
+        }
+        print(f"{'':<34} " + " ".join(f"{title:>24}" for title in columns.values()))
+        for label, row in fleet.items():
+            cells = [f"{row[key]['median']:.2f} / {row[key]['p99']:.2f}" if key in row else "-" for key in columns]
+            print(f"{label:<34} " + " ".join(f"{cell:>24}" for cell in cells))
 
 
 if __name__ == "__main__":
