@@ -166,12 +166,16 @@ UNFINISHED_QUERIES = Gauge(
     registry=REGISTRY,
 )
 
+# Queries wait in one worker (SQLite: admission control needs server.workers 1 there) or in the
+# fleet's store (PostgreSQL: every worker reads the same counts): the last figure read is the node's,
+# not a sum over workers, and every node of a fleet reports the fleet's queue.
 QUEUED_IN_GATEWAY = Gauge(
     "trino_gateway_queued_queries",
     "Queries waiting in the gateway for room on a backend, by routing group and user (the "
-    '20 users with most waiting by name, the rest as user="(others)")',
+    '20 users with most waiting by name, the rest as user="(others)"); on PostgreSQL the fleet\'s, '
+    "the same on every node",
     ["routing_group", "user"],
-    multiprocess_mode="livesum",
+    multiprocess_mode="mostrecent",
     registry=REGISTRY,
 )
 ADMISSIONS = Counter(
@@ -357,9 +361,9 @@ _queued_series: set[tuple[str, str]] = set()
 
 
 def publish_queued(counts: dict[tuple[str, str], int]) -> None:
-    """This worker's waiting queries per (group, user): user label values stay bounded (the users
-    with most waiting by name, the others summed), and series of groups and users no longer waiting
-    end."""
+    """The waiting queries per (group, user), this worker's or on PostgreSQL the fleet's: user label
+    values stay bounded (the users with most waiting by name, the others summed), and series of
+    groups and users no longer waiting end (read 0 with several workers)."""
     shown: dict[tuple[str, str], int] = {}
     by_group: dict[str, list[tuple[str, int]]] = {}
     for (group, user), count in counts.items():
@@ -372,6 +376,11 @@ def publish_queued(counts: dict[tuple[str, str], int]) -> None:
         if rest:
             shown[(group, OTHER_USERS)] = rest
     for key in _queued_series - shown.keys():
+        if multiprocess_dir() is not None:
+            # prometheus-client cannot remove a series of several workers' files: it would stay
+            # at its last count, so it reads 0 from now on.
+            QUEUED_IN_GATEWAY.labels(*key).set(0)
+            continue
         with contextlib.suppress(KeyError):
             QUEUED_IN_GATEWAY.remove(*key)
     for key, count in shown.items():

@@ -5,6 +5,7 @@ restart of the node that held it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,3 +149,44 @@ def test_a_query_whose_sending_node_stopped_is_sent_again_only_if_read_only(loop
             assert last["stats"]["state"] == outcome, last
         assert rows == [] and "stopped before it answered" in last["error"]["message"]
         assert [q["query"] for q in sim.queries()] == ["SELECT 1", "SELECT 2"]
+
+
+def watch(seconds: float) -> Iterator[None]:
+    """Yields every 0.2 s for the given time (for readings that must hold, not just appear)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        yield
+        time.sleep(0.2)
+
+
+def queued_metric(gateway: Any, user: str) -> float | None:
+    text = httpx.get(f"{gateway.url}/metrics", timeout=15).text
+    for line in text.splitlines():
+        if line.startswith("trino_gateway_queued_queries{") and f'user="{user}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_the_workers_of_a_node_share_the_queue_and_report_it_once(make_sim, postgres):
+    """Two workers of one node on PostgreSQL: each admits against the store's counts, and /metrics
+    (one figure for the node, whichever worker answers the scrape) shows the queue once, not once per
+    worker."""
+    from trinosim.gateway_process import GatewayProcess
+
+    sim = make_sim(name="solo")
+    config = {"backends": backends(sim, max_running=1)}
+    with GatewayProcess(store=postgres.url(), config=config, workers=2) as gateway:
+        blocker = submit(gateway, "SELECT 1", user="carol")
+        waiting = [submit(gateway, f"SELECT {n}", user="dave") for n in (2, 3)]
+        assert all("_gw" in page["id"] for page in waiting), waiting
+        wait_until(lambda: queued_metric(gateway, "dave") == 2, timeout=15, what="the queue in /metrics")
+        # Each worker reads the store's counts and then sets its gauges once a second: two seconds on,
+        # both show the two waiting, and a sum over workers would read 4.
+        time.sleep(2.5)
+        readings = [queued_metric(gateway, "dave") for _ in watch(seconds=3)]
+        assert set(readings) == {2}, readings
+        results = [follow_in_background(page, "dave") for page in waiting]
+        assert follow(blocker, "carol")[1] == [[1]]
+        assert sorted(result()[0][0] for result in results) == [2, 3]
+        assert sim.load()["peak_running"] == 1
+        wait_until(lambda: queued_metric(gateway, "dave") in (None, 0), timeout=15, what="an empty queue")
