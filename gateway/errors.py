@@ -68,9 +68,9 @@ def failed_query(
     }
 
 
-def no_backend_document(base: str, message: str) -> dict[str, Any]:
+def no_backend_document(base: str, message: str, query_id: str | None = None) -> dict[str, Any]:
     """A submission no cluster can take: a FAILED query at once, so clients do not retry in vain."""
-    return failed_query(base, message, "NO_NODES_AVAILABLE", 65541, "INTERNAL_ERROR")
+    return failed_query(base, message, "NO_NODES_AVAILABLE", 65541, "INTERNAL_ERROR", query_id)
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -465,8 +465,12 @@ class Admission:
         while queue:
             try:
                 ranked = self.decider.decide(self.backends, group).ranked
-            except NoBackendAvailable:
-                break  # they wait (until their max_queue_wait) for a backend to come back
+            except NoBackendAvailable as error:
+                # New queries wait (until their max_queue_wait) for a backend to come back; one
+                # sent again after its backend failed had already found one, and it fails now with
+                # the group's error, as it would have without failover.
+                self._fail_sent_before(queue, str(error))
+                break
             room = [backend for backend in ranked if self.has_room(backend)]
             if not room:
                 break
@@ -482,6 +486,10 @@ class Admission:
             waiting.changed.set()
             self.on_event(group, "admitted")
             self.on_wait(group, this_wait)
+
+    def _fail_sent_before(self, queue: FairQueue[WaitingQuery], why: str) -> None:
+        for waiting in [waiting for waiting in queue if waiting.attempts]:
+            self.fail(waiting, "NO_NODES_AVAILABLE", f"{why} (after failing on {'; '.join(waiting.attempts)})")
 
     def expire(self, now: float | None = None) -> list[WaitingQuery]:
         """Waiting queries past their ``max_queue_wait`` fail; those whose client stopped polling

@@ -488,6 +488,8 @@ class Proxy:
             name, message = waiting.error
             if name in ERROR_CODES:
                 document = refused_page(x.base, name, message, waiting.id)
+            elif name == "NO_NODES_AVAILABLE":
+                document = errors.no_backend_document(x.base, message, shown_id or waiting.id)
             else:
                 document = errors.failed_query(x.base, message, query_id=shown_id or waiting.id)
         elif waiting.state == CANCELED:

@@ -26,9 +26,11 @@ from trinosim.inprocess import InProcessSim, LoopThread
 def pair(loop_thread: LoopThread, make_sim) -> Iterator[Callable[..., tuple[InProcessGateway, list[InProcessSim]]]]:
     started: list[InProcessGateway] = []
 
-    def start(count: int = 2, **config: Any) -> tuple[InProcessGateway, list[InProcessSim]]:
+    def start(
+        count: int = 2, max_running: int | None = None, **config: Any
+    ) -> tuple[InProcessGateway, list[InProcessSim]]:
         sims = [make_sim(name=f"c{n}", **config.pop("sim", {})) for n in range(count)]
-        backends = [{"name": sim.name, "proxy_to": sim.url} for sim in sims]
+        backends = [{"name": sim.name, "proxy_to": sim.url, "max_running": max_running} for sim in sims]
         gateway = InProcessGateway(loop_thread, {"backends": backends, **config}).start()
         started.append(gateway)
         return gateway, sims
@@ -141,6 +143,35 @@ def test_with_no_other_cluster_the_query_fails_with_the_clear_error_of_today(pai
     last, _, _ = follow(first)
     assert last["stats"]["state"] == "FAILED"
     assert f"backend {sims[0].name} running query" in last["error"]["message"]
+
+
+def test_a_query_waiting_after_its_cluster_failed_fails_once_its_group_has_no_cluster(pair):
+    """A read-only query whose cluster died waits in the gateway for room on the other, full one;
+    when no cluster of its group is left, it fails at once with the group's error, as a new query
+    does (chaos scenario 9), instead of waiting for a cluster to come back."""
+    gateway, sims = pair(max_running=1)
+    blocker = submit(gateway, "SELECT 2", session="sim_run_time=30s")
+    moved = submit(gateway, "SELECT 1", session="sim_run_time=30s")
+    doomed = running_on(gateway, moved, sims)
+    full = next(sim for sim in sims if sim is not doomed)
+    doomed.stop()
+    headers = {"X-Trino-User": "alice"}
+    page = httpx.get(moved["nextUri"], headers=headers, timeout=30).json()
+    assert page["stats"]["state"] == "QUEUED" and "nextUri" in page, page  # waits for room on `full`
+    for sim in sims:
+        gateway.deactivate(sim.name)
+    pages: list[dict[str, Any]] = []
+
+    def ended() -> bool:
+        pages.append(httpx.get(pages[-1]["nextUri"] if pages else page["nextUri"], headers=headers, timeout=30).json())
+        return "nextUri" not in pages[-1]
+
+    wait_until(ended, timeout=15, what="the waiting query's end")
+    error = pages[-1]["error"]
+    assert pages[-1]["stats"]["state"] == "FAILED" and error["errorName"] == "NO_NODES_AVAILABLE", pages[-1]
+    assert "routing group 'adhoc'" in error["message"] and f"after failing on {doomed.name}: " in error["message"]
+    assert [q["query"] for q in full.queries()] == ["SELECT 2"]  # never sent to the full one
+    httpx.delete(blocker["nextUri"], headers=headers, timeout=30)
 
 
 def test_a_query_failing_everywhere_stops_after_max_attempts_naming_each(pair):
