@@ -59,7 +59,7 @@ js-deps: system-deps $(JS_STAMP)
 test: install system-deps js-deps
 	$(BIN)/python -m pytest -q --durations=20 tests chaos
 
-# The inner loop (about a minute and a half): lint, and every test that needs no child process and no SQL
+# The inner loop (about two and a half minutes): lint, and every test that needs no child process and no SQL
 # store (in-process trinosim servers, the gateway in process on the in-memory store).
 check: install
 	$(BIN)/ruff check .
