@@ -14,6 +14,7 @@ import pytest
 
 from tests.gateway.test_admission import backends, follow, follow_in_background, submit
 from tests.inprocess import InProcessGateway
+from tests.observability.test_metrics import scrape, total
 from tests.postgres import PostgresServer
 from tests.trinosim.helpers import wait_until
 
@@ -159,12 +160,8 @@ def watch(seconds: float) -> Iterator[None]:
         time.sleep(0.2)
 
 
-def queued_metric(gateway: Any, user: str) -> float | None:
-    text = httpx.get(f"{gateway.url}/metrics", timeout=15).text
-    for line in text.splitlines():
-        if line.startswith("trino_gateway_queued_queries{") and f'user="{user}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return None
+def queued_metric(gateway: Any, user: str) -> float:
+    return total(scrape(gateway.url), "trino_gateway_queued_queries", user=user)
 
 
 def test_the_workers_of_a_node_share_the_queue_and_report_it_once(make_sim, postgres):
@@ -189,4 +186,4 @@ def test_the_workers_of_a_node_share_the_queue_and_report_it_once(make_sim, post
         assert follow(blocker, "carol")[1] == [[1]]
         assert sorted(result()[0][0] for result in results) == [2, 3]
         assert sim.load()["peak_running"] == 1
-        wait_until(lambda: queued_metric(gateway, "dave") in (None, 0), timeout=15, what="an empty queue")
+        wait_until(lambda: queued_metric(gateway, "dave") == 0, timeout=15, what="an empty queue")
