@@ -19,7 +19,7 @@ false}`` (every poll follows the backend's own, rewritten, URIs: the pass-throug
 3. The admission decision, in process: ``Admission.with_room`` for a new query, a freed slot's
    dispatch (one pick), ``enqueue`` and the housekeeping tick's ``expire``, with 10,000 queries
    waiting across 5 and 1,000 users (fair; fifo too), and with none waiting: per call, wall and CPU.
-4. The fleet's decision on PostgreSQL (``gateway.admission.shared``, a local PostgreSQL started for
+4. The fleet's decision on PostgreSQL (``gateway.queries.admission.shared``, a local PostgreSQL started for
    it): ``admit`` of a new query (with room it takes a slot; with every backend full it joins the
    queue), a freed slot's dispatch (one pick, under the group's lock) and the once-a-second
    dispatch that also ends overdue queries, with nothing waiting and with 10,000 waiting across
@@ -51,16 +51,16 @@ import trino
 
 from bench.__main__ import machine, save_report
 from bench.scenarios import rss_bytes, with_children
-from gateway.admission import Admission, Slot
-from gateway.admission.shared import SharedAdmission
-from gateway.backends.record import Backend
+from gateway.backends.health import HealthChecker
 from gateway.config import AdmissionConfig, GroupConfig, HealthConfig, RoutingConfig
-from gateway.health import HealthChecker
-from gateway.routing import RouteDecider
+from gateway.queries.admission import Admission, Slot
+from gateway.queries.admission.shared import SharedAdmission
+from gateway.queries.submission import Submission
+from gateway.routing.decider import RouteDecider
 from gateway.store import SqlStore, now_ms
+from gateway.store.backend import Backend
 from gateway.store.schema import admission_slots, fair_turns, waiting_queries
 from gateway.store.shared_queue import SharedQueueStore
-from gateway.submission import Submission
 from gateway.upstream.pool import UpstreamPool
 from trinosim import TrinoSimProcess
 from trinosim.gateway_process import GatewayProcess
@@ -217,7 +217,7 @@ BACKENDS, MAX_RUNNING, GROUP = 3, 4, "adhoc"
 
 
 def _admission(policy: str) -> tuple[Admission, list[Backend], list[Backend], RouteDecider]:
-    """An Admission as gateway.services builds it, over 3 healthy backends of max_running 4."""
+    """An Admission as gateway.node.services builds it, over 3 healthy backends of max_running 4."""
     backends = [
         Backend(name=f"b{i}", proxy_to=f"http://127.0.0.1:{9000 + i}", routing_group=GROUP, max_running=MAX_RUNNING)
         for i in range(BACKENDS)
@@ -521,7 +521,7 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"{label:<34} " + " ".join(f"{_us(row[key]):>22}" for key in columns))
     fleet = report.get("fleet_decision")
     if fleet:
-        print("\n4. the fleet's decision on PostgreSQL (gateway.admission.shared), ms per call: median / p99")
+        print("\n4. the fleet's decision on PostgreSQL (gateway.queries.admission.shared), ms per call: median / p99")
         columns = {
             "admit_ms": "admit",
             "dispatch_ms": "dispatch (1 pick)",

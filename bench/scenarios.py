@@ -250,11 +250,11 @@ def _generated_rules(count: int, operator: str) -> str:
 
 def routing_decision(backend_counts: list[int], rule_counts: list[int], iterations: int = 20000) -> dict[str, Any]:
     """Time of one routing decision, in process: group selection by the rules, then the router."""
-    from gateway.backends.record import Backend
+    from gateway.backends.health import HealthChecker
     from gateway.config import HealthConfig, RoutingConfig
-    from gateway.health import HealthChecker
-    from gateway.routing import RouteDecider
-    from gateway.rules import FileRulesSelector, parse_rules
+    from gateway.routing.decider import RouteDecider
+    from gateway.routing.rules import FileRulesSelector, parse_rules
+    from gateway.store.backend import Backend
 
     scope = {
         "type": "http",

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.backends.record import Backend, BackendTls, MonitorKind, normalise_url
+from gateway.store.backend import Backend, BackendTls, MonitorKind, normalise_url
 from observability.tracing import TracingConfig
 
 
@@ -135,7 +135,7 @@ class AdmissionConfig(_Strict):
 
 
 class ScoreWeights(_Strict):
-    """Weights of the health score's cost terms (``gateway.scoring``)."""
+    """Weights of the health score's cost terms (``gateway.routing.scoring``)."""
 
     queued: float = Field(1.0, ge=0, description="per queued query, per worker")
     running: float = Field(0.25, ge=0, description="per running query, per worker")

@@ -18,9 +18,9 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
-from gateway.app import GatewayApp
 from gateway.config import parse_config
-from gateway.services import Services
+from gateway.node.app import GatewayApp
+from gateway.node.services import Services
 from trinosim.gateway_process import GatewayAdmin, free_port
 from trinosim.inprocess import LoopThread
 

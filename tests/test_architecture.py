@@ -156,3 +156,92 @@ def test_everything_the_product_imports_is_declared():
             and _top(name) not in {"multidict", "yarl"}
         )
         assert not undeclared, f"{label} imports what is not declared: {undeclared}"
+
+
+# The layers inside gateway/, top to bottom (docs/architecture.md draws them): a module imports from
+# its own layer or the ones below it, never from one above. Within one layer, the packages named
+# together may not import each other.
+LAYERS: list[tuple[str, ...]] = [
+    ("node",),  # the process: CLI, ASGI entry, a worker's services, shutdown
+    ("control",),  # the admin API, the web UI, the audit trail, operator views and commands
+    ("dataplane",),  # the Trino protocol through the gateway: forwarding, held queries, rewriting
+    ("queries",),  # the queries the gateway owns: book, transactions, history, admission
+    ("routing",),  # which group and which backend: rules, decider, routers, scoring
+    ("backends",),  # each worker's list of backends, and their health
+    ("auth", "upstream"),  # who a caller is; talking to backends
+    ("config",),  # typed configuration
+    ("store",),  # the records and where they are kept (the backend's record among them)
+    ("errors",),  # Trino's error documents
+]
+# Type annotations only (under ``if TYPE_CHECKING``) may name the container a layer is handed.
+HANDED_IN = {"gateway.node.services", "gateway.node.shutdown"}
+
+
+def _layer_of(module: str) -> tuple[int, str] | None:
+    parts = module.split(".")
+    if parts[0] != "gateway" or len(parts) < 2:
+        return None
+    for index, names in enumerate(LAYERS):
+        if parts[1] in names:
+            return index, parts[1]
+    return None
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Absolute gateway imports of a module, leaving out those under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text(), str(path))
+    type_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            type_only.update(id(inner) for inner in ast.walk(node))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.startswith("gateway.")}
+
+
+def _type_only_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.module:
+                    out.add(inner.module)
+    return out
+
+
+def test_every_gateway_module_belongs_to_a_layer():
+    top = ROOT / "gateway"
+    loose = {
+        path.name
+        for path in top.iterdir()
+        if path.name not in {"__init__.py", "__main__.py", "__pycache__"} and _layer_of(f"gateway.{path.stem}") is None
+    }
+    assert not loose, f"gateway/ entries in no layer (tests/test_architecture.py LAYERS): {sorted(loose)}"
+
+
+def test_layers_inside_the_gateway_import_downwards_only():
+    wrong: list[str] = []
+    for path in sorted((ROOT / "gateway").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        own = _layer_of(module)
+        if own is None:
+            continue
+        for name in _runtime_imports(path):
+            other = _layer_of(name)
+            if other is None:
+                continue
+            if other[0] < own[0] or (other[0] == own[0] and other[1] != own[1]):
+                wrong.append(f"{module} ({LAYERS[own[0]][0]}) imports {name} ({other[1]})")
+        for name in _type_only_imports(path):
+            other = _layer_of(name)
+            if other is not None and other[0] < own[0] and name not in HANDED_IN:
+                wrong.append(f"{module} names {name} in its annotations ({other[1]} is above it)")
+    assert not wrong, "\n".join(sorted(wrong))

@@ -1,3 +1,3 @@
-"""Backends: ``record`` (one Trino cluster's record: the model of the config file, the store and the
-admin API) and ``registry`` (each worker's view of the list). Import from the modules: the record sits
-below the store, the registry above it."""
+"""Backends as the gateway sees them: ``registry`` (each worker's copy of the list, re-read from the
+store) and ``health`` (the checks and each backend's state machine). The backend's record itself is
+the store's (``gateway.store.backend``)."""

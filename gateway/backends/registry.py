@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway.backends.record import Backend
 from gateway.store import Store
+from gateway.store.backend import Backend
 from gateway.store.records import ANYTHING_CHANGED, BACKENDS_CHANGED
 
 log = logging.getLogger("gateway.backends")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from gateway.backends.record import Backend
+from gateway.store.backend import Backend
 from gateway.store.records import (
     AuditEntry,
     BackendWork,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from gateway.backends.record import Backend
+from gateway.store.backend import Backend
 from gateway.store.records import (
     AuditEntry,
     BackendWork,

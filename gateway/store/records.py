@@ -24,7 +24,7 @@ class DuplicateQuery(ValueError):
 # What a change told to every worker and node is about (Store.watch_changes).
 BACKENDS_CHANGED = "backends"
 RULES_CHANGED = "rules"
-ADMISSION_CHANGED = "admission"  # a slot was freed or a waiting query admitted (gateway.admission.shared)
+ADMISSION_CHANGED = "admission"  # a slot was freed or a waiting query admitted (gateway.queries.admission.shared)
 ANYTHING_CHANGED = "*"
 """Listening (again): anything may have changed meanwhile."""
 

@@ -1,7 +1,7 @@
 """The tables of admission control shared by a fleet (PostgreSQL): the queries waiting in the gateway,
 the slots of the queries running under admission control, and each group's fair-queue turns.
 
-What to admit is decided in ``gateway.admission.shared``, inside ``SharedQueueStore.locked``: one
+What to admit is decided in ``gateway.queries.admission.shared``, inside ``SharedQueueStore.locked``: one
 transaction holding the routing group's advisory lock, so two nodes never hand out the same room.
 Everything else here is one statement, safe without the lock (a state changes only from the state
 the caller saw).

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from gateway.backends.record import Backend
+from gateway.store.backend import Backend
 from gateway.store.records import (
     ANYTHING_CHANGED,
     BACKENDS_CHANGED,

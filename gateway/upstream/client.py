@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from gateway.backends.record import Backend, BackendTls
+from gateway.store.backend import Backend, BackendTls
 from gateway.upstream.errors import NotSent, UpstreamError, from_httpx
 from gateway.upstream.limits import ConnectionLimits
 from gateway.upstream.pool import Answer, UpstreamPool

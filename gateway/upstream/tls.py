@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 
-from gateway.backends.record import BackendTls
+from gateway.store.backend import BackendTls
 
 
 class TlsSettingsError(ValueError):

@@ -126,7 +126,7 @@ def test_the_image_holds_the_gateway_and_none_of_the_test_kit(client, image) -> 
 
 def test_the_image_serves_on_a_read_only_root_filesystem(client, image) -> None:
     # As the Kubernetes pods run it: root filesystem read-only, /tmp writable (two workers keep their
-    # metrics in a directory there, gateway/cli.py).
+    # metrics in a directory there, gateway/node/cli.py).
     port = free_port()
     container = client.containers.run(
         image,

@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 
 from gateway.config import GatewayConfig, load_config
-from gateway.rules import check_rules
+from gateway.routing.rules import check_rules
 from tests.deploy.manifests import (
     ROOT,
     Manifest,
@@ -230,7 +230,7 @@ def test_the_pod_runs_as_the_images_user_on_a_read_only_root(objects, pod_config
     dockerfile = (ROOT / "compose" / "Dockerfile").read_text()
     (user,) = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
     assert user.split(":")[0] == str(pod["securityContext"]["runAsUser"])
-    # Several workers keep their metrics in a directory under /tmp (gateway/cli.py): it must be writable.
+    # Several workers keep their metrics in a directory under /tmp (gateway/node/cli.py): it must be writable.
     volumes = {v["name"]: v for v in pod["volumes"]}
     writable = {m["mountPath"] for m in container(objects)["volumeMounts"] if "emptyDir" in volumes[m["name"]]}
     if pod_config.server.workers > 1:

@@ -31,7 +31,7 @@ STORES = ["memory", "sqlite", "postgres"]
 store_plays_no_part = pytest.mark.parametrize("store_kind", ["memory"], indirect=True, scope="session")
 # For a test of the query path whose store plays no other part (clients, a backend failing under a
 # query): a worker holds its waiting queries in memory on an unshared store and in the store on
-# PostgreSQL (gateway.admission.shared), so it runs in memory and on PostgreSQL, once per path;
+# PostgreSQL (gateway.queries.admission.shared), so it runs in memory and on PostgreSQL, once per path;
 # SQLite would take the in-memory store's path again.
 one_store_per_query_path = pytest.mark.parametrize("store_kind", ["memory", "postgres"], indirect=True, scope="session")
 

@@ -463,8 +463,8 @@ def test_a_user_reads_its_own_query_history_and_an_admin_everyone_s(secured: Sec
 
 
 def test_the_backend_command_takes_credentials_from_the_environment(secured: Secured, monkeypatch, capsys):
-    from gateway.backend_command import run
-    from gateway.cli import build_parser
+    from gateway.control.backend_command import run
+    from gateway.node.cli import build_parser
 
     def command(*argv: str) -> tuple[int, str, str]:
         code = run(build_parser().parse_args(["backend", *argv, "--server", secured.url]))

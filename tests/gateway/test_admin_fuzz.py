@@ -33,8 +33,8 @@ from schemathesis.checks import (
 )
 
 from gateway.auth.password_file import hash_password
-from gateway.backends.record import Backend
 from gateway.store import AuditEntry
+from gateway.store.backend import Backend
 from tests.conftest import run_query
 from tests.gateway.conftest import three_backends
 from tests.inprocess import InProcessGateway

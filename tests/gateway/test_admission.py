@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trino
 
-from gateway.admission import ADMITTED, QUEUED
+from gateway.queries.admission import ADMITTED, QUEUED
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from tests.postgres import PostgresServer
@@ -34,7 +34,7 @@ def admission_gateway(
     request: pytest.FixtureRequest, loop_thread: LoopThread
 ) -> Iterator[Callable[..., InProcessGateway]]:
     """Gateways whose queue is their worker's memory (the in-memory store, as SQLite), or the
-    store's (PostgreSQL: gateway.admission.shared)."""
+    store's (PostgreSQL: gateway.queries.admission.shared)."""
     started: list[InProcessGateway] = []
     store = "memory://"
     if request.param == "postgres":

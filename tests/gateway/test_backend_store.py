@@ -7,8 +7,8 @@ import asyncio
 
 import sqlalchemy as sa
 
-from gateway.backends.record import Backend
 from gateway.store import SqlStore
+from gateway.store.backend import Backend
 from gateway.store.sql import upgrade
 
 # Backends as a gateway before 0009 wrote them: every column of the record as it was then.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.classify import Route, classify
+from gateway.dataplane.classify import Route, classify
 
 QUERY_ID = "20261123_000000_00001_abcde"
 

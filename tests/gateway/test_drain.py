@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from trino.transaction import IsolationLevel
 
-from gateway.backend_command import run as run_backend_command
-from gateway.cli import build_parser
+from gateway.control.backend_command import run as run_backend_command
+from gateway.node.cli import build_parser
 from tests.conftest import connect
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess

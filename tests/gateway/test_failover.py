@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.admission.read_only import is_read_only
-from gateway.rules.query_properties import analyse
+from gateway.queries.read_only import is_read_only
+from gateway.routing.rules.query_properties import analyse
 from tests.conftest import connect
 from tests.gateway.test_admission import follow, submit
 from tests.inprocess import InProcessGateway

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.admission.fair_queue import FairQueue
+from gateway.queries.admission.fair_queue import FairQueue
 
 
 @dataclass(eq=False)

@@ -166,7 +166,7 @@ def test_hanging_queries_take_a_backend_out_even_while_its_health_checks_pass(ma
 
 
 def test_request_failures_survive_passing_checks_until_a_request_is_answered():
-    from gateway.health.state import BackendHealth, Health
+    from gateway.backends.health.state import BackendHealth, Health
 
     health = BackendHealth("b", failure_threshold=2, success_threshold=2)
     health.succeeded(None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.history import QueryHistory
+from gateway.queries.history import QueryHistory
 from gateway.store import QueryOutcome, QueryRecord
 
 

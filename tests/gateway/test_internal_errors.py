@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.app import GatewayApp
 from gateway.config import parse_config
-from gateway.query_book import Query
-from gateway.services import Services
+from gateway.node.app import GatewayApp
+from gateway.node.services import Services
+from gateway.queries.book import Query
 from gateway.upstream import Answer
 from observability import metrics
 

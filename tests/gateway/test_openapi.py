@@ -13,10 +13,10 @@ import requests
 import schemathesis
 from quart import Quart
 
-from gateway.api import create_admin_app
-from gateway.api.openapi import build, openapi_path
 from gateway.auth.password_file import hash_password
-from gateway.backends.record import Backend
+from gateway.control.api import create_admin_app
+from gateway.control.api.openapi import build, openapi_path
+from gateway.store.backend import Backend
 from tests.inprocess import InProcessGateway
 from trinosim.inprocess import LoopThread
 

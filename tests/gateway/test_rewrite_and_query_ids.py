@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gateway.query_ids import killed_query_id, query_id_of
-from gateway.rewrite import rewrite_uris
+from gateway.dataplane.query_ids import killed_query_id, query_id_of
+from gateway.dataplane.rewrite import rewrite_uris
 
 GATEWAY = "http://gw.example:8080"
 BACKEND = "http://10.0.0.5:8081"

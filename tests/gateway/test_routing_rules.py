@@ -17,7 +17,7 @@ import pytest
 import requests
 import trino
 
-from gateway.rules import RulesFile
+from gateway.routing.rules import RulesFile
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from trinosim.gateway_process import GatewayAdmin, GatewayProcess, free_port

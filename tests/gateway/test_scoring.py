@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backends.record import Backend
+from gateway.backends.health.state import BackendHealth, ClusterStats
 from gateway.config import ScoreWeights
-from gateway.health.state import BackendHealth, ClusterStats
-from gateway.routers import COST_RESOLUTION, RankContext, ScoreRouter
-from gateway.scoring import cost, costs, score
+from gateway.routing.routers import COST_RESOLUTION, RankContext, ScoreRouter
+from gateway.routing.scoring import cost, costs, score
+from gateway.store.backend import Backend
 
 
 def _health(name: str, running=None, queued=None, workers=None, latency=0.0, error_rate=0.0, routed=0):

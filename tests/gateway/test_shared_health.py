@@ -1,5 +1,5 @@
 """One health check per backend per interval for every worker and node on one store
-(``gateway/health/shared.py``): a lease names the worker that checks, the others apply its results."""
+(``gateway/backends/health/shared.py``): a lease names the worker that checks, the others apply its results."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from gateway.backends.health import HealthChecker
+from gateway.backends.health.shared import SharedChecks
+from gateway.backends.health.state import Health
 from gateway.backends.registry import BackendRegistry
 from gateway.config import HealthConfig
-from gateway.health import HealthChecker
-from gateway.health.shared import SharedChecks
-from gateway.health.state import Health
 from gateway.store import MemoryStore
 from gateway.store.records import SharedCheck
 from gateway.upstream import Upstream
@@ -58,7 +58,7 @@ def test_one_worker_holds_a_backend_s_lease_until_it_runs_out():
 def test_a_worker_that_does_not_hold_the_lease_follows_the_holder_s_checks(sims):
     async def scenario() -> None:
         store = MemoryStore()
-        from gateway.backends.record import Backend
+        from gateway.store.backend import Backend
 
         await store.add_backend(Backend(name="trino-1", proxy_to=sims[0].url))
         settings = HealthConfig(interval=0.1, timeout=2.0)

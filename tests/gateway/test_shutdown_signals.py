@@ -1,4 +1,4 @@
-"""What SIGTERM and SIGINT do to a node (``gateway.shutdown``), in this process: the flag every
+"""What SIGTERM and SIGINT do to a node (``gateway.node.shutdown``), in this process: the flag every
 worker reads, the grace, and what cuts it short. The node as a whole: test_graceful_shutdown.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.shutdown import FLAG_ENV, GracefulStop, ShutdownFlag
+from gateway.node.shutdown import FLAG_ENV, GracefulStop, ShutdownFlag
 
 
 @pytest.fixture

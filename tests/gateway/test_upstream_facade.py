@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gateway.backends.record import Backend
+from gateway.store.backend import Backend
 from gateway.upstream import BackendBusy, Disconnected, NotSent, Upstream, UpstreamError, UpstreamTimeout, describe
 from tests.gateway.test_upstream_pool import ScriptedServer, answer_ok, ok, run
 

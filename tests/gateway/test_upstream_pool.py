@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from gateway.backends.record import Backend
+from gateway.store.backend import Backend
 from gateway.upstream import (
     BadResponse,
     ConnectTimeout,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.backends.record import Backend
 from gateway.backends.registry import BackendRegistry
-from gateway.query_book import QueryBook
+from gateway.queries.book import QueryBook
 from gateway.store import MemoryStore, QueryRecord
+from gateway.store.backend import Backend
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRINO_1 = Backend(name="trino-1", proxy_to="http://trino-1:8080")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.rules.file_rules import Outcome, RuleSet, parse_rules
-from gateway.rules.request import VERIFIED_USER, UserSource
-from gateway.rules.selector import FileRulesSelector, Selection
+from gateway.routing.rules.file_rules import Outcome, RuleSet, parse_rules
+from gateway.routing.rules.request import VERIFIED_USER, UserSource
+from gateway.routing.rules.selector import FileRulesSelector, Selection
 
 
 def scope(headers: dict[str, str] | None = None, method: str = "POST", path: str = "/v1/statement") -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.rules.language import RuleSyntaxError, compile_program
-from gateway.rules.values import GLOBALS, Optional, RuleRuntimeError
+from gateway.routing.rules.language import RuleSyntaxError, compile_program
+from gateway.routing.rules.values import GLOBALS, Optional, RuleRuntimeError
 
 
 def run(source: str, **variables):
@@ -99,7 +99,7 @@ def test_run_time_failures_are_rule_errors_not_crashes(source, variables, reason
 
 
 def test_rules_cannot_reach_python_objects_behind_rule_objects():
-    from gateway.rules.request import RuleRequest
+    from gateway.routing.rules.request import RuleRequest
 
     request = RuleRequest([("X-Trino-User", "alice")])
     assert run("request.getHeader('x-trino-user')", request=request) == "alice"

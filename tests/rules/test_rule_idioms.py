@@ -9,7 +9,7 @@ import base64
 import jwt
 import pytest
 
-from gateway.rules.request import UserSource
+from gateway.routing.rules.request import UserSource
 from tests.rules.helpers import outcome, select
 
 STATE_RULES = """

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from gateway.rules import RulesFile, RulesLoadError, parse_rules
+from gateway.routing.rules import RulesFile, RulesLoadError, parse_rules
 from tests.rules.helpers import outcome, select
 
 GOOD = """
@@ -69,7 +69,7 @@ priority: 3
 condition: 'request.getHeader("X-Trino-Source")'
 actions: ['result.put("routingGroup", "never")']
 """
-    with caplog.at_level(logging.WARNING, logger="gateway.rules"):
+    with caplog.at_level(logging.WARNING, logger="gateway.routing.rules"):
         result = outcome(rules, {"X-Trino-Source": "cli"})
     assert result.routing_group == "first"
     assert [name for name, _ in result.failed] == ["raises", "not boolean"]
@@ -106,7 +106,7 @@ def test_a_broken_change_keeps_the_previous_rules_and_says_why(tmp_path, caplog)
     path = tmp_path / "rules.yaml"
     _write(path, GOOD)
     rules = RulesFile(path)
-    with caplog.at_level(logging.ERROR, logger="gateway.rules"):
+    with caplog.at_level(logging.ERROR, logger="gateway.routing.rules"):
         _write(path, GOOD.replace("==", "=== ="))
         assert rules.check() is False
     assert [r.name for r in rules.rules.rules] == ["etl"]
@@ -129,7 +129,7 @@ def test_a_missing_file_at_start_is_an_error(tmp_path):
 def test_rules_indexed_by_header_fire_exactly_as_if_every_rule_ran():
     import random
 
-    from gateway.rules.file_rules import RuleSet
+    from gateway.routing.rules.file_rules import RuleSet
     from tests.rules.helpers import scope, selector
 
     generator = random.Random(7)

@@ -1,0 +1,44 @@
+"""``GET /gateway/audit``: the audit trail, newest first (ADMIN, API)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from quart import Blueprint, Response, request
+
+from gateway.control.api.access import changer
+from gateway.control.api.queries import BIGINT_MAX
+from gateway.control.audit import api_json
+from gateway.errors import api_error, json_response
+
+if TYPE_CHECKING:
+    from gateway.node.services import Services
+
+
+def audit_api(services: Services) -> Blueprint:
+    api = Blueprint("audit", __name__)
+
+    @api.get("/gateway/audit")
+    @changer
+    async def audit() -> Response:
+        """Changes made through the admin API, and refused attempts. Filters: actor, since (epoch
+        milliseconds); pagination: limit (max 1000), offset."""
+        args = request.args
+        try:
+            since = int(args["since"]) if args.get("since") else None
+            limit = int(args.get("limit") or 100)
+            offset = int(args.get("offset") or 0)
+        except ValueError:
+            return api_error(400, "bad query parameter: since, limit and offset are integers")
+        if (
+            not 1 <= limit <= 1000
+            or not 0 <= offset <= BIGINT_MAX
+            or (since is not None and not 0 <= since <= BIGINT_MAX)
+        ):
+            return api_error(400, f"bad query parameter: limit is 1 to 1000, offset and since 0 to {BIGINT_MAX}")
+        total, entries = await services.store.find_audit(args.get("actor"), since, limit, offset)
+        return json_response(
+            {"total": total, "limit": limit, "offset": offset, "entries": [api_json(e) for e in entries]}
+        )
+
+    return api

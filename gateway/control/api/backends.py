@@ -1,0 +1,151 @@
+"""The backend admin API, compatible with trinodb/trino-gateway's ``/gateway/backend/...``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import ValidationError
+from quart import Blueprint, Response, request
+
+from gateway.config import describe_errors
+from gateway.control.api.access import action, address, changer, principal, reader
+from gateway.errors import api_error, json_response
+from gateway.store import DuplicateBackend
+from gateway.store.backend import Backend
+
+if TYPE_CHECKING:
+    from gateway.node.services import Services
+
+
+def backends_api(services: Services) -> Blueprint:
+    api = Blueprint("backend", __name__)
+    store = services.store
+
+    async def changed(name: str, before: Backend | None, after: Backend | None, check: bool = True) -> None:
+        """A backend changed here: it goes to the audit trail; this worker routes with the change from
+        the next query on, and a new or changed backend is checked at once (an unchecked backend
+        takes no queries)."""
+        await services.audit.record(
+            principal(),
+            address(),
+            action(),
+            name,
+            before=None if before is None else before.api_json(),
+            after=None if after is None else after.api_json(),
+        )
+        services.registry.invalidate()
+        if check and after is not None:
+            await services.health.check_now(name)
+
+    async def payload() -> Backend | Response:
+        raw = await request.get_data()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            return api_error(400, f"request body is not valid JSON: {error}")
+        if not isinstance(data, dict):
+            return api_error(400, "request body must be a JSON object with name, proxyTo, active, routingGroup")
+        try:
+            return Backend.model_validate(data)
+        except ValidationError as error:
+            return api_error(400, describe_errors(error, "backend"))
+
+    @api.get("/gateway/backend/all")
+    @reader
+    async def all_backends() -> Response:
+        return json_response([b.api_json() for b in await store.list_backends()])
+
+    @api.get("/gateway/backend/active")
+    @reader
+    async def active_backends() -> Response:
+        return json_response([b.api_json() for b in await store.list_backends() if b.active])
+
+    @api.get("/gateway/backend/<name>")
+    @reader
+    async def one_backend(name: str) -> Response:
+        backend = await store.get_backend(name)
+        if backend is None:
+            return api_error(404, f"no backend named {name!r}")
+        return json_response(backend.api_json())
+
+    @api.get("/gateway/backend/<name>/drain")
+    @reader
+    async def drain_status(name: str) -> Response:
+        """What the backend still has to finish, over every worker and gateway node: ``drained`` is true
+        only once it is inactive and no query or transaction of it remains."""
+        status = await services.drain_status(name)
+        if status is None:
+            return api_error(404, f"no backend named {name!r}")
+        return json_response(status.api_json())
+
+    async def set_active(name: str, active: bool) -> Response:
+        before = await store.get_backend(name)
+        if before is None or not await store.set_active(name, active):
+            return api_error(404, f"no backend named {name!r}")
+        after = await store.get_backend(name)
+        await changed(name, before, after, check=active)
+        return json_response(after.api_json() if after else {"name": name, "active": active})
+
+    @api.post("/gateway/backend/activate/<name>")
+    @changer
+    async def activate(name: str) -> Response:
+        return await set_active(name, True)
+
+    @api.post("/gateway/backend/deactivate/<name>")
+    @changer
+    async def deactivate(name: str) -> Response:
+        """No new queries go to the backend; its running queries keep polling it until they finish."""
+        return await set_active(name, False)
+
+    @api.post("/gateway/backend/modify/add")
+    @changer
+    async def add() -> Response:
+        backend = await payload()
+        if isinstance(backend, Response):
+            return backend
+        try:
+            await store.add_backend(backend)
+        except DuplicateBackend as error:
+            return api_error(409, str(error))
+        await changed(backend.name, None, backend)
+        return json_response(backend.api_json())
+
+    @api.post("/gateway/backend/modify/update")
+    @changer
+    async def update() -> Response:
+        """Change a backend, or add it if it is new (trinodb/trino-gateway's update is an upsert)."""
+        backend = await payload()
+        if isinstance(backend, Response):
+            return backend
+        before = await store.get_backend(backend.name)
+        if not await store.update_backend(backend):
+            try:
+                await store.add_backend(backend)
+            except DuplicateBackend:
+                await store.update_backend(backend)
+        await changed(backend.name, before, backend)
+        return json_response(backend.api_json())
+
+    @api.post("/gateway/backend/modify/delete")
+    @changer
+    async def delete() -> Response:
+        """The body is the backend's name: raw text as trinodb/trino-gateway takes it, a JSON string,
+        or a JSON object with ``name``."""
+        raw = (await request.get_data()).decode("utf-8", errors="replace").strip()
+        name: Any = raw
+        if raw.startswith(("{", '"')):
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError as error:
+                return api_error(400, f"request body is not valid JSON: {error}")
+            name = parsed.get("name") if isinstance(parsed, dict) else parsed
+        if not isinstance(name, str) or not name:
+            return api_error(400, "the request body must name the backend to delete")
+        before = await store.get_backend(name)
+        if not await store.delete_backend(name):
+            return api_error(404, f"no backend named {name!r}")
+        await changed(name, before, None)
+        return json_response({"deleted": name})
+
+    return api

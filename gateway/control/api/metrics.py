@@ -1,0 +1,59 @@
+"""``GET /metrics`` (Prometheus) and ``GET /v1/jmx/mbean[/{name}]`` (Trino's JMX REST shape): neither
+path is one the proxy forwards to a backend."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from quart import Blueprint, Response
+
+from gateway.control.admission_status import jmx_attributes
+from gateway.control.api.access import reader
+from gateway.errors import api_error, json_response
+from observability import jmx, metrics
+
+if TYPE_CHECKING:
+    from gateway.node.services import Services
+
+
+def metrics_api(services: Services) -> Blueprint:
+    api = Blueprint("metrics", __name__)
+
+    async def fresh_beans() -> dict[str, dict[str, Any]]:
+        await services.refresh_gauges()
+        tracing = services.observer.tracing
+        return jmx.mbeans(
+            metrics.collect(),
+            {
+                "Enabled": tracing.enabled,
+                "QueuedSpans": tracing.queued_spans(),
+                "MaxQueueSize": tracing.max_queue_size(),
+            },
+            jmx_attributes(services.admission, await services.registry.all()),
+        )
+
+    @api.get("/metrics")
+    @reader  # public by default: auth.public_paths lists /metrics
+    async def prometheus_metrics() -> Response:
+        # This worker's gauges are brought up to date first; other workers' are at most a second old.
+        await services.refresh_gauges()
+        await services.publish_backend_work()
+        return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    @api.get("/v1/jmx/mbean")
+    @reader
+    async def jmx_list() -> Response:
+        return json_response([jmx.mbean_json(name, bean) for name, bean in (await fresh_beans()).items()])
+
+    @api.get("/v1/jmx/mbean/<path:name>")
+    @reader
+    async def jmx_bean(name: str) -> Response:
+        name = unquote(name)
+        bean = (await fresh_beans()).get(name)
+        if bean is None:
+            return api_error(404, f"MBean {name} not found; GET /v1/jmx/mbean lists them")
+        return json_response(jmx.mbean_json(name, bean))
+
+    return api

@@ -1,0 +1,159 @@
+"""The routing rules through the admin API: ``GET /gateway/routing-rules`` (the rules in use and how
+often each fired), ``PUT`` (a new rules file: validated as at start-up, written whole, in use at once)
+and ``POST /gateway/routing-rules/test`` (what given rules decide for a request; nothing changes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from quart import Blueprint, Response, request
+
+from gateway.control.api.access import action, address, changer, principal, reader
+from gateway.errors import api_error, json_response
+from gateway.routing.rules import VERIFIED_USER, FileRulesSelector, RuleSet, RulesLoadError, parse_rules
+from observability import metrics
+
+if TYPE_CHECKING:
+    from gateway.node.services import Services
+
+RULES_BODY_MAX_BYTES = 1_048_576
+_TEST_KEYS = ("text", "headers", "user", "sql")
+
+
+def invalid(message: str, line: int | None = None) -> Response:
+    """400 for rules that do not load (and bodies that hold none): the message, and the line of the
+    rules' text where it goes wrong when it can be told."""
+    return json_response({"error": message, "line": line}, 400)
+
+
+def request_scope(headers: dict[str, str], user: str | None, verified: bool) -> dict[str, Any]:
+    """A new query's ASGI scope as the proxy would hand it to the rules: ``POST /v1/statement`` with
+    these headers (``X-Trino-User`` from ``user`` when given). ``verified``: the gateway verifies the
+    users of queries, so the rules see ``user`` as verified."""
+    raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    if user is not None:
+        raw = [(name, value) for name, value in raw if name != b"x-trino-user"] + [(b"x-trino-user", user.encode())]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/statement",
+        "query_string": b"",
+        "scheme": "http",
+        "headers": raw,
+    }
+    if verified and user is not None:
+        scope[VERIFIED_USER] = user
+    return scope
+
+
+def routing_rules_api(services: Services) -> Blueprint:
+    api = Blueprint("routing_rules", __name__)
+
+    def file_rules() -> FileRulesSelector | Response:
+        if isinstance(services.selector, FileRulesSelector):
+            return services.selector
+        settings = services.config.routing_rules
+        kind = "off (routing_rules.enabled: false)" if not settings.enabled else f"of type {settings.type}"
+        return api_error(409, f"routing rules are {kind}: there is no rules file to change or test")
+
+    def described(selector: FileRulesSelector) -> dict[str, Any]:
+        # Fired counts as /metrics shows them: summed over this node's workers.
+        return {"enabled": True, "type": "FILE", **selector.rules.describe(metrics.rule_fired_counts())}
+
+    async def body(keys: tuple[str, ...]) -> dict[str, Any] | Response:
+        if (request.content_length or 0) > RULES_BODY_MAX_BYTES:
+            return api_error(413, f"the request body is over {RULES_BODY_MAX_BYTES} bytes")
+        raw = await request.get_data()
+        if len(raw) > RULES_BODY_MAX_BYTES:
+            return api_error(413, f"the request body is over {RULES_BODY_MAX_BYTES} bytes")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            return invalid(f"request body is not valid JSON: {error}")
+        if not isinstance(data, dict) or set(data) - set(keys):
+            return invalid(f"request body must be a JSON object with {', '.join(keys)}")
+        return data
+
+    @api.get("/gateway/routing-rules")
+    @reader
+    async def show() -> Response:
+        """The routing rules in use (this worker's copy), how often each fired, the text they were
+        read from, and why the last change did not load, if it did not."""
+        settings = services.config.routing_rules
+        if not settings.enabled:
+            return json_response({"enabled": False, "type": None})
+        if isinstance(services.selector, FileRulesSelector):
+            return json_response(described(services.selector))
+        assert settings.external is not None
+        return json_response({"enabled": True, "type": "EXTERNAL", "url": settings.external.url})
+
+    @api.put("/gateway/routing-rules")
+    @changer
+    async def update() -> Response:
+        """A new rules file, ``{"text": "<YAML>"}``: checked as at start-up (400 with the line, nothing
+        written, if it does not load), written whole, in use in this worker at once and in the others
+        at their next check of the file; audited with the text before and after."""
+        selector = file_rules()
+        if isinstance(selector, Response):
+            return selector
+        data = await body(("text",))
+        if isinstance(data, Response):
+            return data
+        text = data.get("text")
+        if not isinstance(text, str):
+            return invalid('request body must be {"text": "<the rules file, YAML>"}')
+        rules = selector.rules
+        try:
+            before = await asyncio.to_thread(rules.replace, text)
+        except RulesLoadError as error:
+            return invalid(str(error), error.line)
+        except OSError as error:
+            return api_error(500, f"the rules file {rules.path} cannot be written: {error.strerror or error}")
+        await services.audit.record(principal(), address(), action(), os.fspath(rules.path), before=before, after=text)
+        if services.shared_rules is not None:
+            services.shared_rules.changed_here()  # every other node takes the new rules up now
+        return json_response(described(selector))
+
+    @api.post("/gateway/routing-rules/test")
+    @reader
+    async def test() -> Response:
+        """What rules decide for a new query with these headers, user and SQL: ``text`` (default: the
+        rules in use), ``headers``, ``user``, ``sql``. Nothing is changed or counted."""
+        selector = file_rules()
+        if isinstance(selector, Response):
+            return selector
+        data = await body(_TEST_KEYS)
+        if isinstance(data, Response):
+            return data
+        text, headers, user, sql = (data.get(key) for key in _TEST_KEYS)
+        headers = {} if headers is None else headers
+        if not (
+            all(isinstance(value, str | None) for value in (text, user, sql))
+            and isinstance(headers, dict)
+            and all(isinstance(value, str) for value in headers.values())
+        ):
+            return invalid("text, user and sql must be strings (or left out), headers an object of strings")
+        rules: RuleSet | None = None
+        if text is not None:
+            try:
+                rules = await asyncio.to_thread(parse_rules, text, "text")
+            except RulesLoadError as error:
+                return invalid(str(error), error.line)
+        client_auth = services.proxy.client_auth
+        verified = client_auth is not None and client_auth.verify
+        scope = request_scope(headers, user, verified)
+        selection, outcome = await asyncio.to_thread(selector.trial, scope, (sql or "").encode(), rules)
+        return json_response(
+            {
+                "routingGroup": selection.group,
+                "rule": selection.rule,
+                "fired": outcome.fired,
+                "failed": [[rule, error] for rule, error in outcome.failed],
+                "source": selection.source,
+            }
+        )
+
+    return api
