@@ -28,8 +28,9 @@ from typing import Any
 import orjson
 
 from gateway.backends.registry import BackendRegistry
-from gateway.queries.admission import Slot, WaitingQuery
+from gateway.queries.held import HeldQuery
 from gateway.queries.history import QueryHistory
+from gateway.queries.slots import Slot
 from gateway.queries.transactions import COMMITTED, ROLLED_BACK, UNKNOWN, TransactionBindings, is_transaction_id
 from gateway.store import QueryRecord, Store, now_ms
 from gateway.store.backend import Backend
@@ -74,7 +75,7 @@ class Query:
     attempts: list[str] | None = None
     """Earlier attempts on other backends that failed before any row reached the client ("trino-1:
     connection refused"), when it was sent again (transparent failover)."""
-    holder: WaitingQuery | None = None
+    holder: HeldQuery | None = None
     """While it may still move to another backend (no row reached its client yet), the gateway's
     record of it, which polls its backend for the client. The client's URIs are the backend's own,
     as for any query: a poll reaching a worker or node without that record is passed through."""
@@ -175,17 +176,28 @@ class QueryBook:
         """A client asked about the query (a poll, a cancel, its UI page): it is not abandoned."""
         query.last_seen = time.monotonic()
 
-    def finished(self, query: Query, state: str, error_name: str | None) -> None:
-        """The query ended: its last page came, it was cancelled, or the gateway failed it."""
+    def finished(self, query: Query, state: str, error_name: str | None, gateway_id: str | None = None) -> None:
+        """The query ended: its last page came, it was cancelled, or the gateway failed it (``gateway_id``:
+        the id the gateway gave it since, if any)."""
         if query.state is not None:
             return
         query.state, query.error_name = state, error_name
         self._leave(query)
-        self.history.finished(query.id, state, error_name)
+        self.history.finished(query.id, state, error_name, gateway_id)
 
     def finished_with_page(self, query: Query, page: bytes) -> None:
         state, error_name = outcome_of_page(page)
         self.finished(query, state, error_name)
+
+    async def page_seen(self, query: Query, headers: list[tuple[bytes, bytes]], page: bytes) -> None:
+        """A result page of ``query`` came: what it says about the query's life (its transaction, its
+        end) is recorded."""
+        if query.control is not None:
+            await self.transaction_answer(query, headers)
+        if b'"nextUri"' not in page:
+            self.finished_with_page(query, page)
+            if query.transaction is not None:
+                await self.transaction_outcome(query)
 
     async def transaction_answer(self, query: Query, headers: list[tuple[bytes, bytes]]) -> None:
         """An answer to a START TRANSACTION, COMMIT or ROLLBACK: the transaction it started is bound to
@@ -219,6 +231,10 @@ class QueryBook:
         return len(idle)
 
     def _leave(self, query: Query) -> None:
+        # Ended: the recent list keeps the query for late requests, and its holder only while it has
+        # an answer to give again that no backend can (the page of a failure the gateway answered).
+        if query.holder is not None and query.holder.replay is None:
+            query.holder = None
         if self._live.pop(query.id, None) is not None and query.counted:
             self._counts[query.backend.name] -= 1
         if query.slot is not None:

@@ -53,8 +53,8 @@ class QueryHistory:
         self._submitted.append(record)
         self._wake.set()
 
-    def finished(self, query_id: str, state: str, error_name: str | None) -> None:
-        self._finished.append(QueryOutcome(query_id, state, error_name, now_ms()))
+    def finished(self, query_id: str, state: str, error_name: str | None, gateway_id: str | None = None) -> None:
+        self._finished.append(QueryOutcome(query_id, state, error_name, now_ms(), gateway_id))
         self._wake.set()
 
     async def flush(self) -> None:

@@ -100,6 +100,7 @@ class MemoryStore:
             if record is not None and record.state is None:
                 record.state = outcome.state
                 record.error_name = outcome.error_name
+                record.gateway_query_id = outcome.gateway_query_id or record.gateway_query_id
                 record.finished_at = outcome.finished_at
                 record.elapsed_ms = outcome.finished_at - record.submitted_at
 

@@ -24,7 +24,7 @@ class DuplicateQuery(ValueError):
 # What a change told to every worker and node is about (Store.watch_changes).
 BACKENDS_CHANGED = "backends"
 RULES_CHANGED = "rules"
-ADMISSION_CHANGED = "admission"  # a slot was freed or a waiting query admitted (gateway.queries.admission.shared)
+ADMISSION_CHANGED = "admission"  # a slot was freed or a waiting query admitted (gateway.queries.admission)
 ANYTHING_CHANGED = "*"
 """Listening (again): anything may have changed meanwhile."""
 
@@ -125,6 +125,9 @@ class QueryOutcome:
     state: str
     error_name: str | None
     finished_at: int
+    gateway_query_id: str | None = None
+    """Set with the outcome when the gateway named the query only after it was submitted (an attempt
+    that failed over: its id ties it to the attempts after it)."""
 
 
 @dataclass(frozen=True, order=True)

@@ -149,9 +149,9 @@ shared_rules = sa.Table(
     sa.Column("changed_by", Text(256), nullable=False),
 )
 
-# Admission control shared by a fleet (migration 0011, used on PostgreSQL): the queries that wait in
-# the gateway, whichever node took them, so that any node answers their polls and a node's restart
-# or death loses none.
+# The gateway's queue on a SQL store (migrations 0011, 0012; gateway.queries.admission.sql_state): the
+# queries that wait in the gateway, whichever worker or node took them, so that any of them answers
+# their polls and a worker's or node's restart or death loses none.
 waiting_queries = sa.Table(
     "gateway_waiting_query",
     metadata,
@@ -175,13 +175,17 @@ waiting_queries = sa.Table(
     sa.Column("error_name", Text(128), nullable=True),
     sa.Column("error_message", Text(), nullable=True),
     sa.Column("started_query_id", Text(256), nullable=True),
+    # Its place in its party's line: when it joined, or before every other for a query sent again.
+    sa.Column("place", sa.BigInteger, nullable=False),
+    sa.Column("attempts", Text(), nullable=True),  # the backends that failed it, and why ("; "-joined)
+    sa.Column("slot_id", Text(256), nullable=True),  # the slot it holds once ADMITTED
     sa.Index("gateway_waiting_query_group_idx", "routing_group", "state"),
-    # The waiting ones, by party and arrival: the fair queue's heads (gateway.store.shared_queue).
+    # The waiting ones, by party and place in line: the fair queue's heads (gateway.queries.admission.sql_state).
     sa.Index(
         "gateway_waiting_query_party_idx",
         "routing_group",
         "party",
-        "enqueued_at",
+        "place",
         "query_id",
         postgresql_where=sa.text("state = 'QUEUED'"),
         sqlite_where=sa.text("state = 'QUEUED'"),

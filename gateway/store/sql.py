@@ -237,6 +237,7 @@ class SqlStore:
             .values(
                 state=sa.bindparam("new_state"),
                 error_name=sa.bindparam("new_error"),
+                gateway_query_id=sa.func.coalesce(sa.bindparam("gid"), query_history.c.gateway_query_id),
                 finished_at=sa.bindparam("at"),
                 elapsed_ms=sa.bindparam("at") - submitted,
             )
@@ -245,7 +246,13 @@ class SqlStore:
             await connection.execute(
                 statement,
                 [
-                    {"qid": o.query_id, "new_state": o.state, "new_error": o.error_name, "at": o.finished_at}
+                    {
+                        "qid": o.query_id,
+                        "new_state": o.state,
+                        "new_error": o.error_name,
+                        "at": o.finished_at,
+                        "gid": o.gateway_query_id,
+                    }
                     for o in outcomes
                 ],
             )

@@ -7,7 +7,8 @@ pass, which then moves on by ``1 / weight``. A party that was idle joins at the 
 not at its old pass: waiting nothing earns no credit, so a burst cannot be saved up. One user's 200
 queries therefore take every other turn with one other waiting user, not the next 200.
 
-No asyncio here: the admission controller calls it while it holds no lock and awaits nothing.
+No asyncio here: admission control picks from it inside one decision, between the reads and writes
+of the queue's state.
 """
 
 from __future__ import annotations
