@@ -121,8 +121,8 @@ class AdmissionConfig(_Strict):
     slot_lease: float = Field(
         300.0,
         gt=0,
-        description="a fleet on PostgreSQL: a running query's slot is freed if no node has seen its client "
-        "poll for this many seconds (Trino's query.client.timeout is 5 minutes)",
+        description="a running query's slot is freed if no worker or node has seen its client poll for this "
+        "many seconds (Trino's query.client.timeout is 5 minutes)",
     )
 
     @field_validator("user_weights")

@@ -3,11 +3,9 @@ the group's queue settings; per backend, the slots in use and its ``max_running`
 ``/gateway/health``, the JMX view (``trino.gateway:name=Admission``) and the UI's overview; computed
 from ``gateway.queries.admission.Admission`` on demand, never stored.
 
-On SQLite or the in-memory store one worker admits and queues its own queries, so every figure here
-is the view of the worker that answers (``worker`` names it). On PostgreSQL the queue and the slots
-are the fleet's (``gateway.queries.admission.shared``): the figures are the store's, read each second. A
-worker that cannot hold queries (several workers on SQLite: ``gateway.queries.admission.holds_queries``)
-says so (``enabled`` false): it sends every query at once, and counts its slots all the same.
+On SQLite or PostgreSQL the queue and the slots are those of every worker and node on the store: the
+figures are the store's, read each second by the worker that answers (``worker`` names it). On the
+in-memory store (one worker) they are that worker's own, as they stand.
 """
 
 from __future__ import annotations
@@ -41,13 +39,10 @@ class GroupQueue:
     other_users: int
     """Waiting queries of the users not in ``by_user``."""
     settings: GroupConfig
-    enabled: bool
-    """Whether this worker holds queries back at all (``Admission.enabled``)."""
 
     def api_json(self) -> dict[str, Any]:
         return {
             "worker": worker_name(),
-            "enabled": self.enabled,
             "waiting": self.waiting,
             "waitingByUser": [{"user": user, "waiting": count} for user, count in self.by_user],
             "otherUsersWaiting": self.other_users,
@@ -77,7 +72,6 @@ def group_queues(
             named,
             waiting - sum(count for _, count in named),
             admission.groups.get(group) or GroupConfig(),
-            admission.enabled,
         )
     return out
 
@@ -96,7 +90,6 @@ def jmx_attributes(admission: Admission, backends: list[Backend]) -> dict[str, A
     running = {backend.name: admission.running.get(backend.name, 0) for backend in backends}
     attributes: dict[str, Any] = {
         "Worker": worker_name(),
-        "Enabled": admission.enabled,
         "WaitingQueries": sum(queue.waiting for queue in queues.values()),
         "RunningSlots": sum(admission.running.values()),
     }

@@ -1,5 +1,7 @@
-"""The proxy (``proxy.py``): the hot path of every Trino request, with the request it handles as an
-``Exchange`` (``exchange.py``) and the header rules between client and backend (``headers.py``)."""
+"""The data plane: the Trino protocol through the gateway. ``proxy`` takes every request and hands it
+on: a new query to ``submit`` (route, admit, then ``sending``'s one loop of attempts), a request of a
+query the gateway holds to ``held_requests``, any other to ``forward``. Each request travels as an
+``Exchange``; ``attempt`` sends one request of a query once and says what came of it."""
 
 from gateway.dataplane.exchange import Exchange, Receive, Scope, Send, gateway_base
 from gateway.dataplane.proxy import OBSERVED, Proxy, ResponseAborted

@@ -27,9 +27,9 @@ from gateway.control.backend_status import BackendStatus, backend_statuses
 from gateway.control.drain import DrainStatus, Reconciler
 from gateway.dataplane import Proxy
 from gateway.dataplane.client_auth import ClientAuth
-from gateway.queries.admission import Admission, holds_queries
-from gateway.queries.admission.shared import SharedAdmission
+from gateway.queries.admission import Admission, MemoryQueueState, QueueState, SqlQueueState
 from gateway.queries.book import QueryBook
+from gateway.queries.held import WaitingQueries
 from gateway.queries.history import QueryHistory
 from gateway.queries.transactions import TransactionBindings
 from gateway.routing.decider import RouteDecider
@@ -38,7 +38,6 @@ from gateway.routing.rules.shared import SharedRules
 from gateway.store import BackendWork, MemoryStore, SqlStore, Store, open_store, seed_backends
 from gateway.store.backend import Backend
 from gateway.store.records import ADMISSION_CHANGED, ANYTHING_CHANGED
-from gateway.store.shared_queue import SharedQueueStore
 from gateway.upstream import Upstream
 from observability import metrics
 from observability.observer import Observer
@@ -219,36 +218,23 @@ class Services:
 
 
 def create_admission(config: GatewayConfig, store: Store, decider: RouteDecider, book: QueryBook) -> Admission:
-    """One worker's admission control; on PostgreSQL, the fleet's, shared through the store. With
-    several workers on a store no other process can share (SQLite), it is off (logged)."""
+    """One worker's admission control, over the queue every worker and node on the store shares (SQLite
+    or PostgreSQL), or this worker's own (the in-memory store: one worker)."""
     settings = config.admission
-    if isinstance(store, SqlStore) and store.engine.dialect.name == "postgresql":
-        # Routing rules (a file or a service) may give any query a user limit (maxRunning).
-        users_limited = settings.user_max_running is not None or config.routing_rules.enabled
-        shared = SharedAdmission(
-            settings,
-            config.routing.groups,
-            decider,
-            SharedQueueStore(store.engine),
-            users_limited,
-            book.seen_since,
-            on_event=metrics.admission,
-            on_wait=metrics.queue_waited,
-        )
-        book.on_ended = lambda query: shared.query_ended(query.id, query.backend)
-        return shared
-    holds = holds_queries(config.server.workers)
-    if not holds:
-        log.warning(
-            "admission control (max_running, max_queued, user limits) is off: with server.workers above 1 "
-            "it needs a store every worker shares (PostgreSQL); every query goes to a backend at once "
-            "(failover of read-only queries stays on)"
-        )
-    return Admission(
+    state: QueueState = SqlQueueState(store.engine) if isinstance(store, SqlStore) else MemoryQueueState()
+    # Routing rules (a file or a service) may give any query a user limit (maxRunning).
+    users_limited = settings.user_max_running is not None or config.routing_rules.enabled
+    admission = Admission(
         settings,
         config.routing.groups,
         decider,
+        state,
+        WaitingQueries(settings.abandon_after),
+        users_limited,
+        book.seen_since,
         on_event=metrics.admission,
         on_wait=metrics.queue_waited,
-        enabled=holds,
     )
+    # A query that ended here without a slot of this worker's: its slot is freed by its id.
+    book.on_ended = lambda query: admission.query_ended(query.id, query.backend)
+    return admission

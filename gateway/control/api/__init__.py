@@ -24,13 +24,14 @@ from gateway.dataplane.exchange import WORKER
 from gateway.errors import api_error
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
-    from gateway.node.shutdown import ShutdownFlag
+    from gateway.control.services import Services, ShutdownSignal
 
 log = logging.getLogger("gateway")
 
 
-def create_admin_app(services: Services, pages: Blueprint | None = None, shutdown: ShutdownFlag | None = None) -> Quart:
+def create_admin_app(
+    services: Services, pages: Blueprint | None = None, shutdown: ShutdownSignal | None = None
+) -> Quart:
     """The gateway's own app: the admin API and, given ``pages``, the web UI, which calls the API;
     ``shutdown``: the node's flag, raised while it shuts down (readiness fails)."""
     # No static folder: Quart's default would serve files under the working directory at /static/.

@@ -27,7 +27,7 @@ from gateway.auth.principal import OPEN, Principal
 from gateway.errors import api_error
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 log = logging.getLogger("gateway.auth")
 

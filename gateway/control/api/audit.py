@@ -12,7 +12,7 @@ from gateway.control.audit import api_json
 from gateway.errors import api_error, json_response
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 
 def audit_api(services: Services) -> Blueprint:

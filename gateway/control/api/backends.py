@@ -15,7 +15,7 @@ from gateway.store import DuplicateBackend
 from gateway.store.backend import Backend
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 
 def backends_api(services: Services) -> Blueprint:

@@ -21,7 +21,7 @@ from gateway.dataplane.exchange import gateway_base
 from gateway.errors import api_error, json_response
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 log = logging.getLogger("gateway.auth")
 

@@ -15,7 +15,7 @@ from gateway.errors import api_error, json_response
 from observability import jmx, metrics
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 
 def metrics_api(services: Services) -> Blueprint:

@@ -28,7 +28,7 @@ from observability.metrics import QUEUED_USERS_SHOWN
 
 if TYPE_CHECKING:
     from gateway.config import AuthConfig
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 PATH = "/gateway/openapi.json"
 SESSION_COOKIE = "trino_gateway_session"
@@ -264,12 +264,6 @@ _SCHEMAS: dict[str, Schema] = {
     "GatewayQueue": _record(
         {
             "worker": {"type": "string", "description": "the worker (host:pid) whose queue this is"},
-            "enabled": {
-                "type": "boolean",
-                "description": "false: this worker holds no query back (several workers on a store they cannot "
-                "share, SQLite): every query is sent at once, whatever max_running, max_queued and max_queue_wait "
-                "say",
-            },
             "waiting": {"type": "integer", "minimum": 0},
             "waitingByUser": {
                 "type": "array",

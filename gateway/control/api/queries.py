@@ -14,7 +14,7 @@ from gateway.store import QueryCount, QueryFilter, QueryRecord, now_ms
 from observability.propagation import trace_id_of
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 
 def query_json(record: QueryRecord, tracing: GatewayTracingConfig) -> dict[str, Any]:

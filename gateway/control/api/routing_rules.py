@@ -17,7 +17,7 @@ from gateway.routing.rules import VERIFIED_USER, FileRulesSelector, RuleSet, Rul
 from observability import metrics
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 RULES_BODY_MAX_BYTES = 1_048_576
 _TEST_KEYS = ("text", "headers", "user", "sql")

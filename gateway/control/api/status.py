@@ -14,11 +14,10 @@ from gateway.errors import api_error, json_response
 from gateway.store import BackendWork
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
-    from gateway.node.shutdown import ShutdownFlag
+    from gateway.control.services import Services, ShutdownSignal
 
 
-def status_api(services: Services, shutdown: ShutdownFlag | None = None) -> Blueprint:
+def status_api(services: Services, shutdown: ShutdownSignal | None = None) -> Blueprint:
     api = Blueprint("status", __name__)
 
     @api.get("/gateway")

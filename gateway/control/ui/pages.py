@@ -14,7 +14,7 @@ from gateway.auth.principal import OPEN, Principal
 from gateway.control.api.access import csrf_token, public, session_principal
 
 if TYPE_CHECKING:
-    from gateway.node.services import Services
+    from gateway.control.services import Services
 
 STATIC = Path(__file__).parent / "static"
 

@@ -10,14 +10,6 @@ function slots(b) {
 
 // The group's queue in the gateway (as the answering worker holds it) and its settings.
 function queueLine(queue) {
-  if (!queue.enabled) {
-    return el(
-      "p",
-      { class: "queue", dataset: { waiting: 0 } },
-      el("strong", {}, "No queue in the gateway"),
-      el("span", { class: "hint" }, ` · worker ${queue.worker} sends every query at once (several workers, or a store other nodes share)`),
-    );
-  }
   const users = queue.waitingByUser.map((u) => `${u.user ?? "(no user)"} ${u.waiting}`);
   if (queue.otherUsersWaiting) users.push(`others ${queue.otherUsersWaiting}`);
   const settings = [`${queue.queuePolicy} turns`];
