@@ -16,14 +16,12 @@ false}`` (every poll follows the backend's own, rewritten, URIs: the pass-throug
    at once, each alternating the two gateways query by query; medians, p99s and the ratio held /
    pass-through, against the requirement "queries that are not queued must not get slower than
    today by more than 5 %".
-3. The admission decision, in process: ``Admission.with_room`` for a new query, a freed slot's
-   dispatch (one pick), ``enqueue`` and the housekeeping tick's ``expire``, with 10,000 queries
-   waiting across 5 and 1,000 users (fair; fifo too), and with none waiting: per call, wall and CPU.
-4. The fleet's decision on PostgreSQL (``gateway.queries.admission.shared``, a local PostgreSQL started for
-   it): ``admit`` of a new query (with room it takes a slot; with every backend full it joins the
-   queue), a freed slot's dispatch (one pick, under the group's lock) and the once-a-second
-   dispatch that also ends overdue queries, with nothing waiting and with 10,000 waiting across
-   5 and 1,000 users: wall milliseconds per call, store round trips included.
+3. The admission decision, in process, over each state the one algorithm runs on (``memory``, and
+   the SQL store on ``sqlite`` and on ``postgres``, a local PostgreSQL started for it): ``admit`` of a
+   new query (with room it takes a slot; with every backend full it joins the queue), a freed slot's
+   dispatch (one pick, under the group's lock) and the once-a-second dispatch that also ends overdue
+   queries, with nothing waiting and with 10,000 waiting across 5 and 1,000 users (fair; fifo too in
+   memory): per call, wall and CPU time, store round trips included.
 
 Figures are printed and written to ``bench/results/admission-<time>.json``; never asserted.
 """
@@ -33,12 +31,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import gc
 import itertools
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,14 +51,14 @@ from bench.__main__ import machine, save_report
 from bench.scenarios import rss_bytes, with_children
 from gateway.backends.health import HealthChecker
 from gateway.config import AdmissionConfig, GroupConfig, HealthConfig, RoutingConfig
-from gateway.queries.admission import Admission, Slot
-from gateway.queries.admission.shared import SharedAdmission
+from gateway.queries.admission import Admission, Admitted, MemoryQueueState, QueueState, SqlQueueState
+from gateway.queries.held import WaitingQueries
+from gateway.queries.states import CANCELED
 from gateway.queries.submission import Submission
 from gateway.routing.decider import RouteDecider
 from gateway.store import SqlStore, now_ms
 from gateway.store.backend import Backend
 from gateway.store.schema import admission_slots, fair_turns, waiting_queries
-from gateway.store.shared_queue import SharedQueueStore
 from gateway.upstream.pool import UpstreamPool
 from trinosim import TrinoSimProcess
 from trinosim.gateway_process import GatewayProcess
@@ -212,12 +210,12 @@ def end_to_end(targets: dict[str, str], sequential: int, concurrent: int, concur
     return out
 
 
-# -- 3. the admission decision, in process -------------------------------------------------------
+# -- 3. and 4. the admission decision, in process -----------------------------------------------
 BACKENDS, MAX_RUNNING, GROUP = 3, 4, "adhoc"
 
 
-def _admission(policy: str) -> tuple[Admission, list[Backend], list[Backend], RouteDecider]:
-    """An Admission as gateway.node.services builds it, over 3 healthy backends of max_running 4."""
+def _decider() -> tuple[list[Backend], list[Backend], RouteDecider]:
+    """3 healthy backends of max_running 4, and the route decider over them."""
     backends = [
         Backend(name=f"b{i}", proxy_to=f"http://127.0.0.1:{9000 + i}", routing_group=GROUP, max_running=MAX_RUNNING)
         for i in range(BACKENDS)
@@ -226,19 +224,29 @@ def _admission(policy: str) -> tuple[Admission, list[Backend], list[Backend], Ro
     for backend in backends:
         health.of(backend.name).succeeded(None)
     decider = RouteDecider(RoutingConfig(), health, lambda name: 0)
-    admission = Admission(AdmissionConfig(), {GROUP: GroupConfig(queue_policy=policy)}, decider)  # type: ignore[arg-type]
+    return backends, decider.decide(backends, GROUP).ranked, decider
+
+
+def _admission(state: QueueState, policy: str) -> Admission:
+    """An Admission as gateway.node.services builds it, over ``state``."""
+    backends, _, decider = _decider()
+    settings = AdmissionConfig()
+    groups = {GROUP: GroupConfig(queue_policy=policy)}
+    admission = Admission(settings, groups, decider, state, WaitingQueries(settings.abandon_after), False)  # type: ignore[arg-type]
     admission.refresh(backends)
-    return admission, backends, decider.decide(backends, GROUP).ranked, decider
+    return admission
 
 
 def _submission(user: str) -> Submission:
-    return Submission(SQL, SQL.encode(), user, "bench", None, None, GROUP, ("default", None), [], failover=True)
+    return Submission(SQL.encode(), user, "bench", None, None, GROUP, "default", None, b"", failover=True)
 
 
-def _timed(calls: int, before: Callable[[], Any], call: Callable[[Any], Any], after: Callable[[Any, Any], Any]) -> dict:
-    """Per-call microseconds of ``call(before())``, with ``after(prepared, result)`` outside the timing:
-    wall time (``median``, ``p99``) and the thread's CPU time (``cpu_median``, ``cpu_p99``; on a busy
-    machine a wall p99 is mostly the time another process had the core)."""
+async def _timed(
+    calls: int, before: Callable[[], Any], call: Callable[[Any], Any], after: Callable[[Any, Any], Any]
+) -> dict:
+    """Per-call microseconds of ``await call(before())``, with ``await after(prepared, result)`` outside
+    the timing: wall time (``median``, ``p99``) and the thread's CPU time (``cpu_median``, ``cpu_p99``; on
+    a busy machine a wall p99 is mostly the time another process had the core)."""
     wall: list[float] = []
     cpu: list[float] = []
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
@@ -246,10 +254,10 @@ def _timed(calls: int, before: Callable[[], Any], call: Callable[[Any], Any], af
         prepared = before()
         cpu_began = cpu_clock()
         began = clock()
-        result = call(prepared)
+        result = await call(prepared)
         elapsed = clock() - began
         cpu_elapsed = cpu_clock() - cpu_began
-        after(prepared, result)
+        await after(prepared, result)
         if n >= calls // 10:  # the first tenth warms up
             wall.append(elapsed / 1000)
             cpu.append(cpu_elapsed / 1000)
@@ -257,142 +265,139 @@ def _timed(calls: int, before: Callable[[], Any], call: Callable[[Any], Any], af
     return {**percentiles(wall), "cpu_median": on_cpu["median"], "cpu_p99": on_cpu["p99"]}
 
 
-def admission_decision(waiting: int, users: list[int], calls: int) -> dict[str, Any]:
-    """``with_room``, a freed slot's dispatch and ``enqueue``, each per call, with nothing waiting and
-    with ``waiting`` queries spread over each number of ``users`` (fair queue; fifo for the largest)."""
+async def _nothing(*_: Any) -> None:
+    return None
+
+
+def admission_decision(stores: list[str], waiting: int, users: list[int], calls: dict[str, int]) -> dict[str, Any]:
+    """The one algorithm over each state (``memory``, ``sqlite``, ``postgres``): ``admit`` of a new
+    query, a freed slot's dispatch (one pick) and the once-a-second dispatch with housekeeping, with
+    nothing waiting and with ``waiting`` queries over each number of ``users`` (fair queue; fifo for the
+    largest, in memory)."""
+    out: dict[str, Any] = {}
+    for store in stores:
+        if store == "postgres":
+            from tests.postgres import PostgresServer
+
+            with PostgresServer() as postgres:
+                out[store] = asyncio.run(_decisions(postgres.url(), waiting, users, calls[store]))
+        elif store == "sqlite":
+            with tempfile.TemporaryDirectory() as directory:
+                out[store] = asyncio.run(_decisions(f"sqlite:///{directory}/bench.db", waiting, users, calls[store]))
+        else:
+            out[store] = asyncio.run(_decisions(None, waiting, users, calls[store]))
+    return out
+
+
+async def _decisions(url: str | None, waiting: int, users: list[int], calls: int) -> dict[str, Any]:
     cases: list[tuple[str, int, int, str]] = [("nothing waiting", 0, 1, "fair")]
     cases += [(f"{waiting:,} waiting, {count:,} users", waiting, count, "fair") for count in users]
-    cases.append((f"{waiting:,} waiting, {users[-1]:,} users, fifo", waiting, users[-1], "fifo"))
-    return {label: _decision_case(queued, parties, policy, calls) for label, queued, parties, policy in cases}
-
-
-def _decision_case(queued: int, parties: int, policy: str, calls: int) -> dict[str, Any]:
-    gc.collect()
-    admission, backends, ranked, decider = _admission(policy)
-    full = queued > 0
-    # Queries wait only while every backend is full; with nothing waiting, backends have room.
-    slots = [admission.take(b, f"runner-{i}") for b in backends for i in range(MAX_RUNNING)] if full else []
-    for n in range(queued):
-        admission.enqueue(_submission(f"user-{n % parties}"), None, None)
-    row: dict[str, Any] = {"waiting": queued, "users": parties, "policy": policy}
-    row["decide_us"] = _timed(calls, lambda: None, lambda _: decider.decide(backends, GROUP), lambda *_: None)
-
-    def with_room(_: None) -> list[Backend]:
-        return admission.with_room(ranked, GROUP, "newcomer", None)
-
-    def check_room(_: None, room: list[Backend]) -> None:
-        if bool(room) == full:
-            raise RuntimeError(f"with_room gave {len(room)} backends with {admission.queued(GROUP)} waiting")
-
-    row["with_room_us"] = _timed(calls, lambda: None, with_room, check_room)
-    newcomers = itertools.count()
-    row["enqueue_us"] = _timed(
-        calls,
-        lambda: _submission(f"user-{next(newcomers) % parties}"),
-        lambda submission: admission.enqueue(submission, None, None),
-        lambda _, waiting: (admission.cancel(waiting), admission.queries.pop(waiting.id)),
-    )
-    # The housekeeping tick (every 0.5 s) looks at every query the worker holds.
-    row["expire_us"] = _timed(max(10, calls // 100), lambda: None, lambda _: admission.expire(), lambda *_: None)
-    row["dispatch_us"] = _dispatch(admission, backends, slots, parties, calls)
-    row["waiting_after"] = admission.queued(GROUP)
-    return row
-
-
-def _dispatch(admission: Admission, backends: list[Backend], slots: list[Slot], parties: int, calls: int) -> dict:
-    """A running query ends: its slot's release dispatches one waiting query, which takes it; the next
-    call releases that one's slot, and a new query joins (untimed) to keep the count. With nothing
-    waiting (no ``slots`` taken), the release finds nobody to start."""
-    if not slots:
-        spare = [admission.take(backends[0], "runner")]
-        return _timed(calls, spare.pop, Slot.release, lambda *_: spare.append(admission.take(backends[0], "runner")))
-    taken: list[Slot] = []
-    take = admission.take
-
-    def recorded(backend: Backend, user: str | None) -> Slot:
-        slot = take(backend, user)
-        taken.append(slot)
-        return slot
-
-    admission.take = recorded  # type: ignore[method-assign]
-    freed = [slots[0]]
-    newcomers = itertools.count()
-
-    def refill(*_: Any) -> None:
-        if len(taken) != 1:
-            raise RuntimeError(f"a freed slot admitted {len(taken)} queries")
-        freed.append(taken.pop())
-        admission.enqueue(_submission(f"user-{next(newcomers) % parties}"), None, None)
-
-    return _timed(calls, freed.pop, Slot.release, refill)
-
-
-# -- 4. the fleet's decision, on PostgreSQL -------------------------------------------------------
-def fleet_decision(waiting: int, users: list[int], calls: int) -> dict[str, Any]:
-    from tests.postgres import PostgresServer
-
-    with PostgresServer() as postgres:
-        return asyncio.run(_fleet_decision(postgres.url(), waiting, users, calls))
-
-
-async def _fleet_decision(url: str, waiting: int, users: list[int], calls: int) -> dict[str, Any]:
-    store = await SqlStore.open(url)
+    if url is None:
+        cases.append((f"{waiting:,} waiting, {users[-1]:,} users, fifo", waiting, users[-1], "fifo"))
+    store = None if url is None else await SqlStore.open(url)
     try:
-        cases = [("nothing waiting", 0, 1)]
-        cases += [(f"{waiting:,} waiting, {count:,} users", waiting, count) for count in users]
-        return {label: await _fleet_case(store, queued, parties, calls) for label, queued, parties in cases}
+        out = {}
+        for label, queued, parties, policy in cases:
+            if store is not None:
+                async with store.engine.begin() as connection:
+                    for table in (waiting_queries, admission_slots, fair_turns):
+                        await connection.execute(sa.delete(table))
+            state: QueueState = MemoryQueueState() if store is None else SqlQueueState(store.engine)
+            gc.collect()
+            out[label] = await _decision_case(_admission(state, policy), queued, parties, calls)
+        return out
     finally:
-        await store.close()
+        if store is not None:
+            await store.close()
 
 
-async def _fleet_case(store: SqlStore, queued: int, parties: int, calls: int) -> dict[str, Any]:
-    async with store.engine.begin() as connection:
-        for table in (waiting_queries, admission_slots, fair_turns):
-            await connection.execute(sa.delete(table))
-    _, backends, ranked, decider = _admission("fair")
-    queue = SharedQueueStore(store.engine)
-    admission = SharedAdmission(AdmissionConfig(), {GROUP: GroupConfig()}, decider, queue, False, lambda _: [])
-    admission.refresh(backends)
+async def _decision_case(admission: Admission, queued: int, parties: int, calls: int) -> dict[str, Any]:
+    backends, ranked, decider = _decider()
     full = queued > 0
     if full:
+        # Queries wait only while every backend is full; with nothing waiting, backends have room.
         for backend in backends:
             for _ in range(MAX_RUNNING):
                 await admission.claim_slot(backend, "runner")
-        rows = [
-            admission._new_waiting(_submission(f"user-{n % parties}"), None, None, now_ms() + n)[1]
-            for n in range(queued)
-        ]
-        async with store.engine.begin() as connection:
-            await connection.execute(sa.insert(waiting_queries), [dataclasses.asdict(row) for row in rows])
+        for n in range(queued):
+            await admission.admit(ranked, _submission(f"user-{n % parties}"))
     row: dict[str, Any] = {"waiting": queued, "users": parties}
+
+    async def decide(_: None) -> Any:
+        return decider.decide(backends, GROUP)
+
+    row["decide_us"] = await _timed(calls, lambda: None, decide, _nothing)
     newcomers = itertools.count()
-    admit_ms: list[float] = []
-    for _ in range(calls):
-        began = time.perf_counter()
-        room, slot, _ = await admission.admit(ranked, _submission(f"user-{next(newcomers) % parties}"), None, None)
-        admit_ms.append((time.perf_counter() - began) * 1000)
-        if bool(room) == full:
-            raise RuntimeError(f"admit gave {len(room)} backends with {queued} waiting")
-        if slot is not None:
-            slot.release()
-    await asyncio.sleep(0.2)  # the releases, in the background
-    row["admit_ms"] = percentiles(admit_ms)
+
+    async def admit(submission: Submission) -> Any:
+        return await admission.admit(ranked, submission)
+
+    async def undo(_: Any, outcome: Any) -> None:
+        # The new query leaves as it came (untimed), so that every call meets the same queue.
+        if isinstance(outcome, Admitted):
+            if full:
+                raise RuntimeError(f"admit gave {len(outcome.backends)} backends with {queued} waiting")
+            assert outcome.slot is not None
+            await admission.state.release(slot_id=outcome.slot.slot_id)
+        else:
+            await admission.state.update(outcome.id, state=CANCELED)
+            admission.waiting.forget(outcome)
+
+    row["admit_us"] = await _timed(calls, lambda: _submission(f"user-{next(newcomers) % parties}"), admit, undo)
     if full:
-        # A query ends: its slot is freed, and a dispatch starts one waiting query in its place.
-        for key, housekeeping in (("dispatch_ms", False), ("dispatch_with_housekeeping_ms", True)):
-            timings: list[float] = []
-            for _ in range(calls):
-                async with store.engine.begin() as connection:
-                    slot_id = await connection.scalar(sa.select(admission_slots.c.slot_id).limit(1))
-                await queue.release(slot_id=slot_id)
-                began = time.perf_counter()
-                await admission._dispatch_group(GROUP, now_ms(), housekeeping)
-                timings.append((time.perf_counter() - began) * 1000)
-            row[key] = percentiles(timings)
-        queued_now, running = await queue.counts(now_ms())
-        row["waiting_after"] = sum(queued_now.values())
-        row["running_after"] = running
+        row["dispatch_us"] = await _dispatches(admission, parties, calls, housekeeping=False)
+        row["dispatch_with_housekeeping_us"] = await _dispatches(admission, parties, max(10, calls // 10), True)
+    queued_now, running = await admission.state.counts(now_ms())
+    row["waiting_after"] = sum(queued_now.values())
+    row["running_after"] = running
     return row
+
+
+async def _dispatches(admission: Admission, parties: int, calls: int, housekeeping: bool) -> dict[str, Any]:
+    """A running query ends: its slot is freed (untimed) and a dispatch starts one waiting query in its
+    place; a new query joins (untimed) to keep the count."""
+    _, ranked, _ = _decider()
+    newcomers = itertools.count()
+
+    async def free_one() -> int:
+        counts = await admission.state.counts(now_ms())
+        before = sum(counts[1].values())
+        await _release_any(admission)
+        return before
+
+    async def dispatch(_: Any) -> None:
+        await admission._dispatch_group(GROUP, now_ms(), housekeeping)
+
+    async def refill(before: Any, _: Any) -> None:
+        after = sum((await admission.state.counts(now_ms()))[1].values())
+        if after != before:
+            raise RuntimeError(f"a freed slot admitted {after - before + 1} queries")
+        await admission.admit(ranked, _submission(f"user-{next(newcomers) % parties}"))
+
+    wall: list[float] = []
+    cpu: list[float] = []
+    for n in range(calls + calls // 10):
+        count_before = await free_one()
+        cpu_began, began = time.thread_time_ns(), time.perf_counter_ns()
+        await dispatch(None)
+        elapsed, cpu_elapsed = time.perf_counter_ns() - began, time.thread_time_ns() - cpu_began
+        await refill(count_before, None)
+        if n >= calls // 10:
+            wall.append(elapsed / 1000)
+            cpu.append(cpu_elapsed / 1000)
+    on_cpu = percentiles(cpu)
+    return {**percentiles(wall), "cpu_median": on_cpu["median"], "cpu_p99": on_cpu["p99"]}
+
+
+async def _release_any(admission: Admission) -> None:
+    state = admission.state
+    if isinstance(state, MemoryQueueState):
+        await state.release(slot_id=next(iter(state.slots)))
+        return
+    assert isinstance(state, SqlQueueState)
+    async with state.engine.begin() as connection:
+        slot_id = await connection.scalar(sa.select(admission_slots.c.slot_id).limit(1))
+    await state.release(slot_id=slot_id)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -405,9 +410,10 @@ def main() -> None:
         "--concurrent-queries", type=int, default=400, help="end to end: queries per gateway, 8 clients"
     )
     parser.add_argument("--waiting", type=int, default=10_000, help="queries waiting for the admission figures")
-    parser.add_argument("--calls", type=int, default=5_000, help="timed calls per admission figure")
-    parser.add_argument("--fleet-calls", type=int, default=300, help="timed calls per fleet admission figure")
-    parser.add_argument("--only", default="poll,e2e,decision,fleet")
+    parser.add_argument("--calls", type=int, default=5_000, help="timed calls per admission figure, in memory")
+    parser.add_argument("--sql-calls", type=int, default=300, help="timed calls per admission figure, SQL stores")
+    parser.add_argument("--stores", default="memory,sqlite,postgres", help="the states the decision is timed on")
+    parser.add_argument("--only", default="poll,e2e,decision")
     args = parser.parse_args()
     only = set(args.only.split(","))
     report: dict[str, Any] = {
@@ -447,9 +453,9 @@ def main() -> None:
                 gateway.stop()
             backend.stop()
     if "decision" in only:
-        report["admission_decision"] = admission_decision(args.waiting, [5, 1000], args.calls)
-    if "fleet" in only:
-        report["fleet_decision"] = fleet_decision(args.waiting, [5, 1000], args.fleet_calls)
+        stores = args.stores.split(",")
+        calls = {store: args.calls if store == "memory" else args.sql_calls for store in stores}
+        report["admission_decision"] = admission_decision(stores, args.waiting, [5, 1000], calls)
     report["load_average_after"] = os.getloadavg()
     print_report(report)
     save_report("admission", report)
@@ -506,31 +512,19 @@ def print_report(report: dict[str, Any]) -> None:
     rss = report.get("gateway_rss_mb_after")
     if rss:
         print("  gateway RSS after the run: " + ", ".join(f"{name} {mb} MB" for name, mb in rss.items()))
-    decision = report.get("admission_decision")
-    if decision:
-        print("\n3. admission decision, in process, µs per call: median / p99 (p99 of CPU time in brackets)")
+    decisions = report.get("admission_decision")
+    for store, decision in (decisions or {}).items():
+        print(f"\n3. admission decision on {store}, µs per call: median / p99 (p99 of CPU time in brackets)")
         columns = {
-            "with_room_us": "with_room",
+            "admit_us": "admit",
             "dispatch_us": "dispatch (1 pick)",
-            "enqueue_us": "enqueue",
+            "dispatch_with_housekeeping_us": "dispatch + housekeeping",
             "decide_us": "decide (routing)",
-            "expire_us": "expire (tick)",
         }
-        print(f"{'':<34} " + " ".join(f"{title:>22}" for title in columns.values()))
+        print(f"{'':<34} " + " ".join(f"{title:>26}" for title in columns.values()))
         for label, row in decision.items():
-            print(f"{label:<34} " + " ".join(f"{_us(row[key]):>22}" for key in columns))
-    fleet = report.get("fleet_decision")
-    if fleet:
-        print("\n4. the fleet's decision on PostgreSQL (gateway.queries.admission.shared), ms per call: median / p99")
-        columns = {
-            "admit_ms": "admit",
-            "dispatch_ms": "dispatch (1 pick)",
-            "dispatch_with_housekeeping_ms": "dispatch + housekeeping",
-        }
-        print(f"{'':<34} " + " ".join(f"{title:>24}" for title in columns.values()))
-        for label, row in fleet.items():
-            cells = [f"{row[key]['median']:.2f} / {row[key]['p99']:.2f}" if key in row else "-" for key in columns]
-            print(f"{label:<34} " + " ".join(f"{cell:>24}" for cell in cells))
+            cells = [_us(row[key]) if key in row else "-" for key in columns]
+            print(f"{label:<34} " + " ".join(f"{cell:>26}" for cell in cells))
 
 
 if __name__ == "__main__":

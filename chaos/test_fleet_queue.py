@@ -1,7 +1,7 @@
 """Scenarios 15 and 16: scenario 14's burst (300 queries, five users, one sending 200; two clusters
 with ``max_running: 4``; fair queue) through a fleet: three gateway nodes of two workers each on one
 PostgreSQL, behind haproxy, every request of a query free to reach any node. The queue and the
-running counts are the store's (``gateway.queries.admission.shared``).
+running counts are the store's (``gateway.queries.admission.sql_state``).
 
 15. The burst alone: no cluster ever runs more than 4 (counted at the clusters), none lost, and the
     users take turns while all have queries waiting (Jain's index at least 0.9), as on one node.

@@ -173,8 +173,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("store",),  # the records and where they are kept (the backend's record among them)
     ("errors",),  # Trino's error documents
 ]
-# Type annotations only (under ``if TYPE_CHECKING``) may name the container a layer is handed.
-HANDED_IN = {"gateway.node.services", "gateway.node.shutdown"}
 
 
 def _layer_of(module: str) -> tuple[int, str] | None:
@@ -187,34 +185,17 @@ def _layer_of(module: str) -> tuple[int, str] | None:
     return None
 
 
-def _runtime_imports(path: Path) -> set[str]:
-    """Absolute gateway imports of a module, leaving out those under ``if TYPE_CHECKING:``."""
-    tree = ast.parse(path.read_text(), str(path))
-    type_only: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            type_only.update(id(inner) for inner in ast.walk(node))
+def _gateway_imports(path: Path) -> set[str]:
+    """Every absolute gateway import of a module, type annotations' (``if TYPE_CHECKING``) included: a
+    name a module uses, even only to annotate, is a dependency."""
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+            # ``from a.b import c``: module a.b.c if there is one, else a name of a.b (``_module_of``).
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return {name for name in names if name.startswith("gateway.")}
-
-
-def _type_only_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for inner in ast.walk(node):
-                if isinstance(inner, ast.ImportFrom) and inner.module:
-                    out.add(inner.module)
-    return out
 
 
 def test_every_gateway_module_belongs_to_a_layer():
@@ -234,14 +215,35 @@ def test_layers_inside_the_gateway_import_downwards_only():
         own = _layer_of(module)
         if own is None:
             continue
-        for name in _runtime_imports(path):
+        for name in _gateway_imports(path):
             other = _layer_of(name)
             if other is None:
                 continue
             if other[0] < own[0] or (other[0] == own[0] and other[1] != own[1]):
                 wrong.append(f"{module} ({LAYERS[own[0]][0]}) imports {name} ({other[1]})")
-        for name in _type_only_imports(path):
-            other = _layer_of(name)
-            if other is not None and other[0] < own[0] and name not in HANDED_IN:
-                wrong.append(f"{module} names {name} in its annotations ({other[1]} is above it)")
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_two_gateway_modules_import_each_other():
+    """Within a layer too, imports form no circle (two modules that need each other are one concept
+    or want a third module below both)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "gateway").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        graph[module] = {name for name in _gateway_imports(path)}
+    modules = set(graph)
+    edges = {m: {_module_of(name, modules) for name in names} - {None, m} for m, names in graph.items()}
+    circles = sorted(
+        f"{a} <-> {b}"
+        for a, targets in edges.items()
+        for b in targets
+        if b is not None and a < b and a in edges.get(b, set())
+    )
+    assert not circles, circles
+
+
+def _module_of(name: str, modules: set[str]) -> str | None:
+    """The module an imported name belongs to (``gateway.x.y.Name`` -> ``gateway.x.y``)."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None

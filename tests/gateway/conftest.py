@@ -30,9 +30,10 @@ STORES = ["memory", "sqlite", "postgres"]
 # workers and restarts) is proved on each kind.
 store_plays_no_part = pytest.mark.parametrize("store_kind", ["memory"], indirect=True, scope="session")
 # For a test of the query path whose store plays no other part (clients, a backend failing under a
-# query): a worker holds its waiting queries in memory on an unshared store and in the store on
-# PostgreSQL (gateway.queries.admission.shared), so it runs in memory and on PostgreSQL, once per path;
-# SQLite would take the in-memory store's path again.
+# query): the queue is a worker's memory on the in-memory store and the store's on SQLite and
+# PostgreSQL (gateway.queries.admission), so it runs in memory and on PostgreSQL, once per path;
+# SQLite would take PostgreSQL's path again (one SQL state; tests/gateway/test_admission.py and the
+# queue state's contract test run on all three).
 one_store_per_query_path = pytest.mark.parametrize("store_kind", ["memory", "postgres"], indirect=True, scope="session")
 
 

@@ -1,19 +1,24 @@
 """Admission control through real clients: queries wait in the gateway while their group's backends
 are full, start when room appears, can be cancelled while they wait, and fail with Trino's errors
-when the queue is full or they waited too long. The clusters count what they ran at once."""
+when the queue is full or they waited too long. The clusters count what they ran at once.
+
+Every case runs on each store the queue can live in: a worker's memory, SQLite and PostgreSQL (one
+algorithm over either state, ``gateway.queries.admission``). Several workers on SQLite, the default
+deployment, share the queue as a fleet on PostgreSQL does (the last tests)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trino
 
-from gateway.queries.admission import ADMITTED, QUEUED
+from gateway.queries.states import ADMITTED, QUEUED
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from tests.postgres import PostgresServer
@@ -29,15 +34,17 @@ def queue_postgres() -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def admission_gateway(
-    request: pytest.FixtureRequest, loop_thread: LoopThread
+    request: pytest.FixtureRequest, loop_thread: LoopThread, tmp_path: Path
 ) -> Iterator[Callable[..., InProcessGateway]]:
-    """Gateways whose queue is their worker's memory (the in-memory store, as SQLite), or the
-    store's (PostgreSQL: gateway.queries.admission.shared)."""
+    """Gateways whose queue is their worker's memory (the in-memory store), or the store's (SQLite,
+    PostgreSQL)."""
     started: list[InProcessGateway] = []
     store = "memory://"
-    if request.param == "postgres":
+    if request.param == "sqlite":
+        store = f"sqlite:///{tmp_path / 'gateway.db'}"
+    elif request.param == "postgres":
         postgres = request.getfixturevalue("queue_postgres")
         postgres.reset()
         store = postgres.url()
@@ -115,8 +122,13 @@ def release_when_one_waits(gateway: InProcessGateway, blocker: dict[str, Any]) -
     return result
 
 
+def waiting_here(gateway: InProcessGateway) -> int:
+    """How many queries wait in the gateway that this worker took (its own copies, as they stand)."""
+    return sum(1 for held in gateway.services.admission.waiting if held.state == QUEUED)
+
+
 def is_waiting_in_gateway(gateway: InProcessGateway, page: dict[str, Any]) -> bool:
-    return page["stats"]["state"] == "QUEUED" and gateway.services.admission.get(page["id"]) is not None
+    return page["stats"]["state"] == "QUEUED" and gateway.services.admission.waiting.get(page["id"]) is not None
 
 
 def test_a_query_waits_in_the_gateway_while_its_cluster_is_full_and_then_runs_there(admission_gateway, make_sim):
@@ -186,16 +198,16 @@ def test_a_query_cancelled_while_it_waits_never_reaches_a_cluster(admission_gate
 
     thread = threading.Thread(target=execute)
     thread.start()
-    wait_until(lambda: gateway.services.admission.queued("adhoc") == 1, what="the client's query to wait")
+    wait_until(lambda: waiting_here(gateway) == 1, what="the client's query to wait")
     cursor.cancel()
     thread.join(30)
     assert not thread.is_alive()
-    # (On PostgreSQL the count is the store's, read each second.)
+    # (On SQLite and PostgreSQL the count is the store's, read each second.)
     wait_until(lambda: gateway.services.admission.queued("adhoc") == 0, what="the queue to be empty", timeout=10)
 
     assert follow(blocker)[1] == [[1]]
     # The freed slot would have gone to a waiting query at once (dispatch runs on release), were one left.
-    assert [w.state for w in gateway.services.admission.queries.values() if w.state in (QUEUED, ADMITTED)] == []
+    assert [w.state for w in gateway.services.admission.waiting if w.state in (QUEUED, ADMITTED)] == []
     assert sim.load()["submitted"] == 1
     assert [q["query"] for q in sim.queries()] == ["SELECT 1"]
 
@@ -294,7 +306,7 @@ def test_the_javascript_client_reads_a_queued_query_and_cancels_one_while_it_wai
     cancelled = trino_js(gateway.url, "SELECT 'never'", "--cancel-at-once")
     assert cancelled["cancelled"] and cancelled["states"] == ["QUEUED", "FAILED"], cancelled
     assert cancelled["error"]["errorName"] == "USER_CANCELED"
-    assert gateway.services.admission.get(cancelled["ids"][0]).state == "CANCELED"
+    assert gateway.services.admission.waiting.get(cancelled["ids"][0]).state == "CANCELED"
 
     blocker = release_when_one_waits(gateway, blocker)
     seen = trino_js(gateway.url, "SELECT 42, 'waited'")
@@ -303,3 +315,68 @@ def test_the_javascript_client_reads_a_queued_query_and_cancels_one_while_it_wai
     assert blocker() == [[1]]
     assert [q["query"] for q in sim.queries()] == ["SELECT 1", "SELECT 42, 'waited'"]
     assert sim.load()["peak_running"] == 1
+
+
+# -- several workers on SQLite ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_workers_on_sqlite_share_the_queue_and_never_overfill_a_cluster(sim_factory):
+    """The default store with ``server.workers: 2``: both workers admit against the same slots, so 12
+    queries of 1.5 s through two clusters of ``max_running: 2`` all succeed, and neither cluster ever
+    runs more than 2 at once (counted by the clusters)."""
+    from trinosim.gateway_process import GatewayProcess
+
+    sims = [sim_factory(name="a"), sim_factory(name="b")]
+    config = {"backends": backends(*sims, max_running=2), "server": {"workers": 2}}
+    with GatewayProcess(config=config, workers=2) as gateway:
+        results: dict[int, Any] = {}
+
+        def run(n: int) -> None:
+            try:
+                with connect(gateway.url, session_properties={"sim_run_time": "1.5s"}) as conn:
+                    cursor = conn.cursor()
+                    cursor.execute(f"SELECT {n}")
+                    results[n] = cursor.fetchall()
+            except Exception as error:  # shown in the assertion below
+                results[n] = error
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert results == {n: [[n]] for n in range(12)}
+        assert [sim.load()["peak_running"] for sim in sims] == [2, 2]
+        assert sum(sim.load()["submitted"] for sim in sims) == 12
+
+
+@pytest.mark.slow
+def test_two_workers_on_sqlite_fail_a_read_only_query_over_when_its_cluster_is_killed(sim_factory):
+    """Failover with several workers on SQLite: a read-only query whose cluster is SIGKILLed before its
+    first row returns its rows from the other cluster."""
+    from trinosim.gateway_process import GatewayProcess
+
+    sims = [sim_factory(name="a"), sim_factory(name="b")]
+    config = {"backends": backends(*sims, max_running=2), "server": {"workers": 2}}
+    with (
+        GatewayProcess(config=config, workers=2) as gateway,
+        connect(gateway.url, session_properties={"sim_run_time": "3s"}) as conn,
+    ):
+        cursor = conn.cursor()
+        outcome: list[Any] = []
+
+        def execute() -> None:
+            try:
+                cursor.execute("SELECT 7, 'seven'")
+                outcome.append(cursor.fetchall())
+            except Exception as error:
+                outcome.append(error)
+
+        thread = threading.Thread(target=execute)
+        thread.start()
+        wait_until(lambda: sum(sim.load()["submitted"] for sim in sims) == 1, what="the query to reach a cluster")
+        victim = next(sim for sim in sims if sim.load()["submitted"] == 1)
+        victim.kill()
+        thread.join(60)
+        assert outcome == [[[7, "seven"]]]
+        survivor = next(sim for sim in sims if sim is not victim)
+        assert [q["query"] for q in survivor.queries()] == ["SELECT 7, 'seven'"]

@@ -43,10 +43,9 @@ def pair(loop_thread: LoopThread, make_sim) -> Iterator[Callable[..., tuple[InPr
 def held(gateway: InProcessGateway, page: dict[str, Any]):
     """The gateway's record of a query that may still move (the gateway polls its backend for the
     client), or None."""
-    for waiting in gateway.services.admission.queries.values():
-        if waiting.query is not None and waiting.query.id == page["id"] and waiting.upstream_next is not None:
-            return waiting
-    return None
+    query = gateway.services.book.get(page["id"])
+    holder = None if query is None else query.holder
+    return holder if holder is not None and holder.upstream_next is not None else None
 
 
 def running_on(gateway: InProcessGateway, page: dict[str, Any], sims: list[InProcessSim]) -> InProcessSim:

@@ -283,9 +283,9 @@ def test_a_query_waiting_in_the_gateway_shows_on_the_overview_and_its_page_says_
     _limit(ui_gateway, "trino-3", 1)
     try:
         blocker = _submit_to_etl(ui_gateway, "SELECT 'blocker'")
-        assert ui_gateway.services.admission.get(blocker["id"]) is None  # sent at once
+        assert ui_gateway.services.admission.waiting.get(blocker["id"]) is None  # sent at once
         waiting = _submit_to_etl(ui_gateway, "SELECT 'waited'")
-        assert ui_gateway.services.admission.get(waiting["id"]) is not None
+        assert ui_gateway.services.admission.waiting.get(waiting["id"]) is not None
 
         page = as_user("alice").goto("/")
         expect(page.locator('[data-group="etl"] p.queue')).to_contain_text("1 waiting in the gateway (alice 1)")
