@@ -44,18 +44,6 @@ class GroupQueue:
     enabled: bool
     """Whether this worker holds queries back at all (``Admission.enabled``)."""
 
-    def api_json(self) -> dict[str, Any]:
-        return {
-            "worker": worker_name(),
-            "enabled": self.enabled,
-            "waiting": self.waiting,
-            "waitingByUser": [{"user": user, "waiting": count} for user, count in self.by_user],
-            "otherUsersWaiting": self.other_users,
-            "maxQueued": self.settings.max_queued,
-            "maxQueueWait": self.settings.max_queue_wait,
-            "queuePolicy": self.settings.queue_policy,
-        }
-
 
 def group_queues(
     admission: Admission, groups: Iterable[str], shown: Callable[[str | None], bool] = lambda user: True
@@ -80,11 +68,6 @@ def group_queues(
             admission.enabled,
         )
     return out
-
-
-def backend_json(backend: Backend, admission: Admission) -> dict[str, Any]:
-    """A backend's capacity and this worker's slots on it."""
-    return {"maxRunning": backend.max_running, "runningSlots": admission.running.get(backend.name, 0)}
 
 
 def jmx_attributes(admission: Admission, backends: list[Backend]) -> dict[str, Any]:

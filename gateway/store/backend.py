@@ -101,9 +101,3 @@ class Backend(_Record):
         if value == "":
             return None
         return normalise_url(value) if isinstance(value, str) else value
-
-    def api_json(self) -> dict[str, Any]:
-        """The backend as the admin API writes it (trinodb/trino-gateway's fields first)."""
-        document = self.model_dump(by_alias=True, mode="json")
-        document["externalUrl"] = self.external_url or self.proxy_to
-        return document

@@ -17,8 +17,9 @@ from gateway.auth.authenticator import AuthenticationFailed, TooManyFailures
 from gateway.auth.oidc import LoginStart, ProviderUnavailable, TokenRejected
 from gateway.auth.principal import Principal
 from gateway.control.api.access import address, csrf_token, public, session_principal
+from gateway.control.api.models import Session, json_response
 from gateway.dataplane.exchange import gateway_base
-from gateway.errors import api_error, json_response
+from gateway.errors import api_error
 
 if TYPE_CHECKING:
     from gateway.node.services import Services
@@ -88,6 +89,7 @@ def login_api(services: Services) -> Blueprint:
     @api.get("/gateway/login")
     @public
     async def login_form() -> Response:
+        """The UI's login page."""
         if authenticator is None:
             return redirect("/")
         return page()
@@ -95,6 +97,7 @@ def login_api(services: Services) -> Blueprint:
     @api.post("/gateway/login")
     @public
     async def login() -> Response:
+        """Log in with a user and password: sets the session cookie."""
         if authenticator is None:
             return redirect("/")
         form = await request.form
@@ -117,6 +120,7 @@ def login_api(services: Services) -> Blueprint:
     @api.get("/gateway/login/oidc")
     @public
     async def login_oidc() -> Response:
+        """Start a single sign-on (OpenID Connect, authorization code with PKCE)."""
         if authenticator is None or authenticator.oidc is None:
             return api_error(404, "single sign-on is not configured")
         try:
@@ -131,6 +135,7 @@ def login_api(services: Services) -> Blueprint:
     @api.get("/gateway/login/oidc/callback")
     @public
     async def login_oidc_callback() -> Response:
+        """Where the identity provider sends the browser back."""
         pending = session.pop("oidc", None)
         if authenticator is None or authenticator.oidc is None or not isinstance(pending, dict):
             return page("This single sign-on did not start here, or it expired: try again.", 400)
@@ -153,6 +158,7 @@ def login_api(services: Services) -> Blueprint:
     @api.post("/gateway/logout")
     @public
     async def logout() -> Response:
+        """End the session."""
         form = await request.form
         sent = request.headers.get("X-CSRF-Token") or form.get("csrf_token")
         if session.get("user") and sent != session.get("csrf"):
@@ -163,11 +169,11 @@ def login_api(services: Services) -> Blueprint:
     @api.get("/gateway/session")
     @public
     async def who() -> Response:
-        """The UI's session: the user, its roles and the CSRF token its forms send; 401 without one."""
+        """The UI's session: the user, its roles and its CSRF token."""
         caller = session_principal(services)
         if caller is None:
             return api_error(401, "not logged in")
-        return json_response({"user": caller.name, "roles": sorted(caller.roles), "csrfToken": csrf_token()})
+        return json_response(Session(user=caller.name, roles=sorted(caller.roles), csrf_token=csrf_token()))
 
     return api
 

@@ -21,7 +21,7 @@ from gateway.auth.principal import Principal, Role
 from gateway.backends.health.state import Health
 from gateway.config import QueuePolicy
 from gateway.control.api.access import CHANGE, CSRF_HEADER, PUBLIC, SAFE_METHODS, access_of, public
-from gateway.control.api.queries import BIGINT_MAX, STATS_STEP_MAX, STATS_STEP_MIN
+from gateway.control.api.models import BIGINT_MAX, STATS_STEP_MAX, STATS_STEP_MIN
 from gateway.control.api.routing_rules import RULES_BODY_MAX_BYTES
 from gateway.store.backend import Backend
 from observability.metrics import QUEUED_USERS_SHOWN
