@@ -70,7 +70,11 @@ class Backend(_Record):
 
     name: str = Field(min_length=1, max_length=256, pattern=NAME_PATTERN)
     proxy_to: str = Field(
-        max_length=URL_LENGTH, description="URL the gateway sends requests to, e.g. http://trino-1:8080"
+        max_length=URL_LENGTH,
+        description="URL the gateway sends requests to, e.g. http://trino-1:8080",
+        # What normalise_url checks first, shown to readers of the API's schema (not checked as a pattern:
+        # normalise_url's message is the one a caller reads).
+        json_schema_extra={"pattern": r"^\s*https?://"},
     )
     external_url: str | None = Field(
         None, max_length=URL_LENGTH, description="URL users see for this cluster (default: proxy_to)"

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from quart import Blueprint, Response, request
 
 from gateway.control.api.access import changer
-from gateway.control.api.models import BIGINT_MAX, AuditEntry, AuditPage, json_response
+from gateway.control.api.models import BIGINT_MAX, AuditArgs, AuditEntry, AuditPage, json_response
+from gateway.control.api.openapi import Answer, answers
 from gateway.errors import api_error
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ def audit_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/audit")
     @changer
+    @answers({200: Answer("a page of entries", AuditPage), 400: "a bad parameter"}, query=AuditArgs)
     async def audit() -> Response:
         """The audit trail, newest first.
 

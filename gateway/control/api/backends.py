@@ -11,17 +11,26 @@ from quart import Blueprint, Response, request
 from gateway.config import describe_errors
 from gateway.control.api.access import action, address, changer, principal, reader
 from gateway.control.api.models import (
+    BackendName,
+    BackendToDelete,
+    BackendToDeleteJson,
     Deleted,
     DrainStatus,
     StoredBackend,
     json_response,
 )
+from gateway.control.api.openapi import JSON, TEXT, Answer, answers
 from gateway.errors import api_error
 from gateway.store import DuplicateBackend
 from gateway.store.backend import Backend
 
 if TYPE_CHECKING:
     from gateway.node.services import Services
+
+
+NO_SUCH_BACKEND = "no backend of this name"
+STORED = Answer("the backend as stored", StoredBackend)
+BAD_BACKEND = "the body is not JSON, not an object, or not a valid backend (the message names the field)"
 
 
 def backends_api(services: Services) -> Blueprint:
@@ -59,18 +68,21 @@ def backends_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/backend/all")
     @reader
+    @answers({200: Answer("the backends", list[StoredBackend])})
     async def all_backends() -> Response:
         """Every backend."""
         return json_response([StoredBackend.of(b) for b in await store.list_backends()])
 
     @api.get("/gateway/backend/active")
     @reader
+    @answers({200: Answer("the active backends", list[StoredBackend])})
     async def active_backends() -> Response:
         """The active backends."""
         return json_response([StoredBackend.of(b) for b in await store.list_backends() if b.active])
 
     @api.get("/gateway/backend/<name>")
     @reader
+    @answers({200: Answer("the backend", StoredBackend), 404: NO_SUCH_BACKEND}, path=BackendName)
     async def one_backend(name: str) -> Response:
         """One backend."""
         backend = await store.get_backend(name)
@@ -80,6 +92,7 @@ def backends_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/backend/<name>/drain")
     @reader
+    @answers({200: Answer("its drain", DrainStatus), 404: NO_SUCH_BACKEND}, path=BackendName)
     async def drain_status(name: str) -> Response:
         """What the backend still has to finish.
 
@@ -101,12 +114,14 @@ def backends_api(services: Services) -> Blueprint:
 
     @api.post("/gateway/backend/activate/<name>")
     @changer
+    @answers({200: Answer("the backend", StoredBackend), 404: NO_SUCH_BACKEND}, path=BackendName)
     async def activate(name: str) -> Response:
         """New queries may go to the backend again."""
         return await set_active(name, True)
 
     @api.post("/gateway/backend/deactivate/<name>")
     @changer
+    @answers({200: Answer("the backend", StoredBackend), 404: NO_SUCH_BACKEND}, path=BackendName)
     async def deactivate(name: str) -> Response:
         """No new queries go to the backend; its running queries finish.
 
@@ -115,6 +130,10 @@ def backends_api(services: Services) -> Blueprint:
 
     @api.post("/gateway/backend/modify/add")
     @changer
+    @answers(
+        {200: STORED, 400: BAD_BACKEND, 409: "a backend of this name exists already"},
+        body={JSON: Backend},
+    )
     async def add() -> Response:
         """Add a backend."""
         backend = await payload()
@@ -129,6 +148,7 @@ def backends_api(services: Services) -> Blueprint:
 
     @api.post("/gateway/backend/modify/update")
     @changer
+    @answers({200: STORED, 400: BAD_BACKEND}, body={JSON: Backend})
     async def update() -> Response:
         """Change a backend, or add it if it is new.
 
@@ -147,6 +167,14 @@ def backends_api(services: Services) -> Blueprint:
 
     @api.post("/gateway/backend/modify/delete")
     @changer
+    @answers(
+        {
+            200: Answer("the backend is gone", Deleted),
+            400: "the body names no backend, or is not valid JSON",
+            404: NO_SUCH_BACKEND,
+        },
+        body={TEXT: BackendToDelete, JSON: BackendToDeleteJson},
+    )
     async def delete() -> Response:
         """Delete a backend.
 

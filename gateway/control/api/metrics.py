@@ -11,7 +11,8 @@ from quart import Blueprint, Response
 
 from gateway.control.admission_status import jmx_attributes
 from gateway.control.api.access import reader
-from gateway.control.api.models import MBean, json_response
+from gateway.control.api.models import MBean, MBeanName, json_response
+from gateway.control.api.openapi import Answer, answers, plain
 from gateway.errors import api_error
 from observability import jmx, metrics
 
@@ -37,6 +38,7 @@ def metrics_api(services: Services) -> Blueprint:
 
     @api.get("/metrics")
     @reader  # public by default: auth.public_paths lists /metrics
+    @answers({200: plain("the Prometheus text exposition")})
     async def prometheus_metrics() -> Response:
         """Prometheus metrics."""
         # This worker's gauges are brought up to date first; other workers' are at most a second old.
@@ -46,12 +48,14 @@ def metrics_api(services: Services) -> Blueprint:
 
     @api.get("/v1/jmx/mbean")
     @reader
+    @answers({200: Answer("every MBean", list[MBean])})
     async def jmx_list() -> Response:
         """The gateway's figures as MBeans (Trino's JMX REST shape)."""
         return json_response([MBean.of(name, bean) for name, bean in (await fresh_beans()).items()])
 
     @api.get("/v1/jmx/mbean/<path:name>")
     @reader
+    @answers({200: Answer("the MBean", MBean), 404: "no MBean of this name"}, path=MBeanName)
     async def jmx_bean(name: str) -> Response:
         """One MBean."""
         name = unquote(name)

@@ -1,5 +1,7 @@
 """What the admin API answers and takes, as pydantic models: every JSON answer of a handler is one of
-these (or a list of them), serialised by ``json_response``.
+these (or a list of them), serialised by ``json_response``, and ``GET /gateway/openapi.json`` is built
+from their JSON schemas (``gateway.control.api.openapi``). A model's docstring and its fields'
+descriptions are the document's.
 
 Answers are written in camel case (trinodb/trino-gateway's spelling), every field always present
 (null where there is no value) and nothing else. An answer made from what the gateway holds is built
@@ -212,6 +214,19 @@ class BackendHealth(ApiModel):
         )
 
 
+class BackendName(BaseModel):
+    name: str = Field(description="the backend's name", examples=["trino-1"])
+
+
+class DeleteByName(BaseModel):
+    name: str
+
+
+# The body of a delete names the backend: raw text, as trinodb/trino-gateway takes it, or JSON.
+BackendToDelete = Annotated[str, Field(min_length=1, examples=["spare-1"])]
+BackendToDeleteJson = Annotated[BackendToDelete | DeleteByName, Field(examples=[{"name": "spare-1"}])]
+
+
 # --- queries --------------------------------------------------------------------------------------
 
 
@@ -329,6 +344,39 @@ class QueryStats(ApiModel):
     )
 
 
+Limit = Annotated[int, Field(ge=1, le=1000, description="at most this many")]
+Offset = Annotated[int, Field(ge=0, le=BIGINT_MAX, description="skip this many")]
+
+
+class QueriesArgs(BaseModel):
+    user: str | None = Field(None, description="only this user's (callers who see every query)")
+    backend: str | None = Field(None, description="only those routed to this backend")
+    group: str | None = Field(None, description="only those of this routing group")
+    transaction: str | None = Field(None, description="only those of this transaction")
+    state: str | None = Field(None, description="only those in this state; RUNNING for unfinished ones")
+    since: EpochMs | None = Field(None, description="submitted at or after (epoch milliseconds)")
+    until: EpochMs | None = Field(None, description="submitted before (epoch milliseconds)")
+    text: str | None = Field(None, description="only those whose SQL contains this, in any case (% and _ are literal)")
+    id: str | None = Field(
+        None,
+        description="only those whose query id, or the gateway id they waited under, starts with this",
+        examples=["20261201_"],
+    )
+    rule: str | None = Field(None, description="only those whose group this routing rule chose")
+    limit: Limit = 100
+    offset: Offset = 0
+
+
+class StatsArgs(BaseModel):
+    since: EpochMs | None = Field(None, description="submitted at or after (epoch ms; default: until - 1 hour)")
+    until: EpochMs | None = Field(None, description="submitted before (epoch ms; default: now)")
+    step: Step = 60
+
+
+class QueryIdPath(BaseModel):
+    query_id: str = Field(description="the query's id", examples=["20261201_101500_00001_abcde"])
+
+
 # --- the audit trail ------------------------------------------------------------------------------
 
 
@@ -367,6 +415,13 @@ _JSON_TEXT = TypeAdapter(Any)
 
 class AuditPage(Page):
     entries: list[AuditEntry]
+
+
+class AuditArgs(BaseModel):
+    actor: str | None = Field(None, description="only this actor's")
+    since: EpochMs | None = Field(None, description="at or after (epoch milliseconds)")
+    limit: Limit = 100
+    offset: Offset = 0
 
 
 # --- routing rules --------------------------------------------------------------------------------
@@ -553,6 +608,10 @@ class MBean(ApiModel):
         return cls(object_name=object_name, class_name=jmx.CLASS_NAME, description="", attributes=typed, operations=())
 
 
+class MBeanName(BaseModel):
+    name: str = Field(description="the MBean's object name (URL-encoded)", examples=["trino.gateway:name=ProxyHandler"])
+
+
 # --- the UI's login -------------------------------------------------------------------------------
 
 
@@ -560,3 +619,39 @@ class Session(ApiModel):
     user: str
     roles: list[Role]
     csrf_token: str = Field(description=f"what the UI's POSTs send as {CSRF_HEADER}")
+
+
+class NextPage(BaseModel):
+    next: str | None = Field(None, description="a path of this gateway to go to after the login")
+
+
+class LoginForm(BaseModel):
+    # A form holds no null: a field left out reads as empty.
+    username: str = ""
+    password: str = ""
+    csrf_token: str = Field("", description="the login form's token")
+    next: str = Field("", description="where to go after the login")
+
+
+class OidcCallback(BaseModel):
+    code: str | None = Field(None, description="the authorization code")
+    state: str | None = Field(None, description="the state the login started with")
+
+
+class CsrfHeader(BaseModel):
+    token: str | None = Field(None, alias=CSRF_HEADER, description="the session's CSRF token")
+
+
+# --- headers of answers ---------------------------------------------------------------------------
+
+
+class Redirect(BaseModel):
+    location: str = Field(alias="Location")
+
+
+class Challenge(BaseModel):
+    www_authenticate: str | None = Field(None, alias="WWW-Authenticate", description="the schemes to try")
+
+
+class RetryAfter(BaseModel):
+    retry_after: str = Field(alias="Retry-After", pattern=r"^\d+$", description="seconds")

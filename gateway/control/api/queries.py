@@ -12,12 +12,16 @@ from gateway.control.api.models import (
     BIGINT_MAX,
     STATS_STEP_MAX,
     STATS_STEP_MIN,
+    QueriesArgs,
     Query,
     QueryBucket,
+    QueryIdPath,
     QueryPage,
     QueryStats,
+    StatsArgs,
     json_response,
 )
+from gateway.control.api.openapi import Answer, answers
 from gateway.errors import api_error
 from gateway.store import QueryFilter, now_ms
 
@@ -54,6 +58,7 @@ def queries_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/queries")
     @reader
+    @answers({200: Answer("a page of queries", QueryPage), 400: "a bad parameter"}, query=QueriesArgs)
     async def queries() -> Response:
         """Routed queries, newest first.
 
@@ -87,6 +92,13 @@ def queries_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/queries/stats")
     @reader
+    @answers(
+        {
+            200: Answer("the counts", QueryStats),
+            400: f"a bad parameter, since not before until, or more than {STATS_MAX_BUCKETS} buckets",
+        },
+        query=StatsArgs,
+    )
     async def query_stats() -> Response:
         """Routed queries counted per time bucket, routing group and backend.
 
@@ -118,6 +130,10 @@ def queries_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/queries/<query_id>")
     @reader
+    @answers(
+        {200: Answer("the query", Query), 404: "no such query in the history, or not the caller's"},
+        path=QueryIdPath,
+    )
     async def one_query(query_id: str) -> Response:
         """One routed query.
 

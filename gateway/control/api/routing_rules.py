@@ -14,6 +14,7 @@ from quart import Blueprint, Response, request
 
 from gateway.control.api.access import action, address, changer, principal, reader
 from gateway.control.api.models import (
+    RoutingRules,
     RulesError,
     RulesFromFile,
     RulesFromService,
@@ -23,6 +24,7 @@ from gateway.control.api.models import (
     RulesTrial,
     json_response,
 )
+from gateway.control.api.openapi import JSON, Answer, answers
 from gateway.errors import api_error
 from gateway.routing.rules import VERIFIED_USER, FileRulesSelector, RuleSet, RulesLoadError, parse_rules
 from observability import metrics
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from gateway.node.services import Services
 
 RULES_BODY_MAX_BYTES = 1_048_576
+NO_RULES_FILE = "routing rules are off or come from a service: there is no rules file"
+TOO_LARGE = f"the body is over {RULES_BODY_MAX_BYTES} bytes"
 
 
 def invalid(message: str, line: int | None = None) -> Response:
@@ -89,6 +93,7 @@ def routing_rules_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/routing-rules")
     @reader
+    @answers({200: Answer("the rules", RoutingRules)})
     async def show() -> Response:
         """The routing rules in use, how often each fired, and why the last change did not load.
 
@@ -103,6 +108,16 @@ def routing_rules_api(services: Services) -> Blueprint:
 
     @api.put("/gateway/routing-rules")
     @changer
+    @answers(
+        {
+            200: Answer("the rules now in use", RulesFromFile),
+            400: Answer("the rules do not load, or the body holds none", RulesError),
+            409: NO_RULES_FILE,
+            413: TOO_LARGE,
+            500: "the rules file cannot be written (the message says why)",
+        },
+        body={JSON: RulesText},
+    )
     async def update() -> Response:
         """Replace the rules file.
 
@@ -133,6 +148,15 @@ def routing_rules_api(services: Services) -> Blueprint:
 
     @api.post("/gateway/routing-rules/test")
     @reader
+    @answers(
+        {
+            200: Answer("what the rules decide", RulesTest),
+            400: Answer("the rules do not load, or the body is not as described", RulesError),
+            409: NO_RULES_FILE,
+            413: TOO_LARGE,
+        },
+        body={JSON: RulesTrial},
+    )
     async def test() -> Response:
         """What routing rules decide for a new query; nothing changes.
 

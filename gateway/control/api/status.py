@@ -10,6 +10,7 @@ from quart import Blueprint, Response
 from gateway.control.admission_status import group_queues
 from gateway.control.api.access import principal, public, reader
 from gateway.control.api.models import BackendHealth, json_response
+from gateway.control.api.openapi import Answer, answers, plain
 from gateway.control.drain import DrainStatus
 from gateway.errors import api_error
 from gateway.store import BackendWork
@@ -24,12 +25,14 @@ def status_api(services: Services, shutdown: ShutdownFlag | None = None) -> Blue
 
     @api.get("/gateway")
     @public
+    @answers({200: plain("ok")})
     async def ok() -> Response:
         """The gateway answers."""
         return Response("ok", content_type="text/plain")
 
     @api.get("/gateway/health")
     @reader
+    @answers({200: Answer("the backends", list[BackendHealth])})
     async def health() -> Response:
         """Every backend's observed health, beside its admin state and drain; its capacity, and the queries
         of its group waiting in the gateway.
@@ -55,12 +58,14 @@ def status_api(services: Services, shutdown: ShutdownFlag | None = None) -> Blue
 
     @api.get("/gateway/livez")
     @reader
+    @answers({200: plain("ok")})
     async def livez() -> Response:
         """Liveness."""
         return Response("ok", content_type="text/plain")
 
     @api.get("/gateway/readyz")
     @reader
+    @answers({200: plain("ok"), 503: "the store cannot be read, or the node is shutting down"})
     async def readyz() -> Response:
         """Readiness: the store can be read, and the node is not shutting down."""
         if shutdown is not None and shutdown.is_raised():
