@@ -68,7 +68,7 @@ class Declaration:
         setattr(view, _DECLARED, self)
         return view
 
-    def answers(self) -> dict[int, Answer]:
+    def answered(self) -> dict[int, Answer]:
         return {status: Answer(a, Error) if isinstance(a, str) else a for status, a in self.responses.items()}
 
 
@@ -119,9 +119,10 @@ _CSRF_NOTE = f" With the session cookie, the request must carry the session's CS
 
 
 def build(app: Quart, auth: AuthConfig | None) -> dict[str, Any]:
+    """The document of every route of ``app``, each of which must declare its answers."""
     operations = list(_operations(app))
     schemas, components = _schemas(
-        [*(a for *_, d in operations for a in d.answers().values()), *_REFUSALS[CHANGE].values()],
+        [*(a for *_, d in operations for a in d.answered().values()), *_REFUSALS[CHANGE].values()],
         [model for *_, d in operations for model in d.body.values()],
     )
     schemes = _security_schemes(auth)
@@ -139,7 +140,7 @@ def build(app: Quart, auth: AuthConfig | None) -> dict[str, Any]:
         if declared.body:
             content = {media: {"schema": schemas[id(model), "validation"]} for media, model in declared.body.items()}
             operation["requestBody"] = {"required": True, "content": content}
-        responses = declared.answers()
+        responses = declared.answered()
         access = access_of(view)
         if auth is not None and access != PUBLIC and rule.rule not in auth.public_paths:
             may = [role.value for role in Role if access != CHANGE or Principal("", roles=frozenset({role})).may_change]
@@ -196,7 +197,7 @@ def _schemas(
     wanted: dict[tuple[int, str], Any] = {(id(model), "validation"): model for model in sent}
     wanted |= {(id(answer.model), "serialization"): answer.model for answer in answered if answer.model is not None}
     found, defs = TypeAdapter.json_schemas(
-        [(key, key[1], TypeAdapter(model)) for key, model in wanted.items()],  # type: ignore[misc]
+        [(key, key[1], TypeAdapter(model)) for key, model in wanted.items()],
         ref_template="#/components/schemas/{model}",
         schema_generator=_Untitled,
     )
