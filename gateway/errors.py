@@ -7,7 +7,7 @@ import itertools
 import secrets
 from typing import Any
 
-import orjson
+from pydantic import BaseModel, ConfigDict
 from quart import Response
 
 _sequence = itertools.count(1)
@@ -73,9 +73,13 @@ def no_backend_document(base: str, message: str, query_id: str | None = None) ->
     return failed_query(base, message, "NO_NODES_AVAILABLE", 65541, "INTERNAL_ERROR", query_id)
 
 
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status=status, content_type="application/json")
+class Error(BaseModel):
+    """What went wrong, in a sentence: every error the admin API answers in JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error: str
 
 
 def api_error(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
+    return Response(Error(error=message).model_dump_json(), status=status, content_type="application/json")

@@ -1,4 +1,5 @@
-"""The gateway's metrics as JMX-style MBeans, in the JSON shape of Trino's ``/v1/jmx/mbean``.
+"""The gateway's metrics as JMX-style MBeans (attributes by name, typed as Java would by ``java_type``),
+which the admin API writes in the JSON shape of Trino's ``/v1/jmx/mbean``.
 
 Every value is computed from the same samples ``/metrics`` serves (summed over workers the same
 way), so tools that read Trino's JMX REST API read the gateway's numbers without a second source;
@@ -29,7 +30,7 @@ PROXY = f"{DOMAIN}:name=ProxyHandler"
 ROUTING = f"{DOMAIN}:name=RoutingManager"
 TRACING = f"{DOMAIN}:name=Tracing"
 ADMISSION = f"{DOMAIN}:name=Admission"
-_CLASS = "io.trino.gateway.python"
+CLASS_NAME = "io.trino.gateway.python"
 
 _KIND_ATTRIBUTE = {
     "submit": "SubmitRequests",
@@ -160,7 +161,8 @@ def mbeans(
     return beans
 
 
-def _type(value: Any, attribute: str) -> tuple[str, Any]:
+def java_type(value: Any, attribute: str) -> tuple[str, Any]:
+    """An attribute's Java type as airlift's MBeanRepresentation names it, and its value as that type."""
     if isinstance(value, bool):
         return "boolean", value
     if isinstance(value, str):
@@ -173,18 +175,3 @@ def _type(value: Any, attribute: str) -> tuple[str, Any]:
 def _integral(attribute: str) -> bool:
     # Counters and counts are whole numbers; seconds and scores are not, whatever their value.
     return not (attribute.endswith("Seconds") or attribute in ("Score", "Cost"))
-
-
-def mbean_json(object_name: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    """One MBean as airlift's MBeanRepresentation (every attribute carries a ``value``)."""
-    out = []
-    for attribute, raw in attributes.items():
-        kind, value = _type(raw, attribute)
-        out.append({"name": attribute, "type": kind, "readable": True, "writable": False, "value": value})
-    return {
-        "objectName": object_name,
-        "className": _CLASS,
-        "description": "",
-        "attributes": out,
-        "operations": [],
-    }

@@ -40,17 +40,6 @@ class GroupQueue:
     """Waiting queries of the users not in ``by_user``."""
     settings: GroupConfig
 
-    def api_json(self) -> dict[str, Any]:
-        return {
-            "worker": worker_name(),
-            "waiting": self.waiting,
-            "waitingByUser": [{"user": user, "waiting": count} for user, count in self.by_user],
-            "otherUsersWaiting": self.other_users,
-            "maxQueued": self.settings.max_queued,
-            "maxQueueWait": self.settings.max_queue_wait,
-            "queuePolicy": self.settings.queue_policy,
-        }
-
 
 def group_queues(
     admission: Admission, groups: Iterable[str], shown: Callable[[str | None], bool] = lambda user: True
@@ -74,11 +63,6 @@ def group_queues(
             admission.groups.get(group) or GroupConfig(),
         )
     return out
-
-
-def backend_json(backend: Backend, admission: Admission) -> dict[str, Any]:
-    """A backend's capacity and this worker's slots on it."""
-    return {"maxRunning": backend.max_running, "runningSlots": admission.running.get(backend.name, 0)}
 
 
 def jmx_attributes(admission: Admission, backends: list[Backend]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from gateway.auth.principal import Principal
+from gateway.control.api import models
 from gateway.store import AuditEntry, Store, now_ms
 
 log = logging.getLogger("gateway.control.audit")
@@ -42,24 +43,9 @@ class AuditTrail:
             after=None if after is None else orjson.dumps(after).decode(),
         )
         # The log line first: it is written even when the store is down.
-        log.info("%s", orjson.dumps({"audit": api_json(entry)}).decode())
+        log.info("%s", orjson.dumps({"audit": models.AuditEntry.of(entry).model_dump(mode="json")}).decode())
         try:
             await self.store.record_audit(entry)
         except Exception as error:
             log.error("cannot store the audit entry (the log line above keeps it): %s", error)
         return entry
-
-
-def api_json(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at,
-        "actor": entry.actor,
-        "method": entry.method,
-        "address": entry.address,
-        "action": entry.action,
-        "target": entry.target,
-        "outcome": entry.outcome,
-        "before": None if entry.before is None else orjson.loads(entry.before),
-        "after": None if entry.after is None else orjson.loads(entry.after),
-    }

@@ -45,29 +45,6 @@ class BackendStatus:
             in_flight=self.in_flight,
         )
 
-    def api_json(self) -> dict[str, object]:
-        health, stats = self.health, self.health.stats
-        return {
-            "name": self.backend.name,
-            "routingGroup": self.backend.routing_group,
-            "active": self.backend.active,
-            "state": health.state.value,
-            "lastCheck": health.last_check_ms,
-            "lastError": health.last_error,
-            "consecutiveFailures": health.consecutive_failures,
-            "requestFailures": health.request_failures,
-            "runningQueries": stats.running,
-            "queuedQueries": stats.queued,
-            "workers": stats.workers,
-            "inFlight": self.in_flight,
-            "requestsInFlight": self.requests_in_flight,
-            "routedSinceCheck": health.routed_since_check,
-            "latencyMs": round(health.latency * 1000, 2),
-            "errorRate": round(health.error_rate, 4),
-            "score": round(self.score, 4),
-            "cost": round(self.cost, 4),
-        }
-
 
 def backend_statuses(
     backends: list[Backend], health: HealthChecker, book: QueryBook, upstream: Upstream, weights: ScoreWeights

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -43,23 +42,6 @@ class DrainStatus:
     def drained(self) -> bool:
         """Safe to stop: no new queries go there and nothing of it is left running."""
         return not self.active and self.work.unfinished_queries == 0 and self.work.open_transactions == 0
-
-    def api_json(self) -> dict[str, Any]:
-        now = now_ms()
-        work = self.work
-        return {
-            "name": self.name,
-            "active": self.active,
-            "unfinishedQueries": work.unfinished_queries,
-            "oldestQueryAgeSeconds": _age(now, work.oldest_query_at),
-            "openTransactions": work.open_transactions,
-            "oldestTransactionAgeSeconds": _age(now, work.oldest_transaction_at),
-            "drained": self.drained,
-        }
-
-
-def _age(now: int, since: int | None) -> float | None:
-    return None if since is None else round(max(0, now - since) / 1000, 1)
 
 
 class Reconciler:

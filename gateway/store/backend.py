@@ -70,7 +70,11 @@ class Backend(_Record):
 
     name: str = Field(min_length=1, max_length=256, pattern=NAME_PATTERN)
     proxy_to: str = Field(
-        max_length=URL_LENGTH, description="URL the gateway sends requests to, e.g. http://trino-1:8080"
+        max_length=URL_LENGTH,
+        description="URL the gateway sends requests to, e.g. http://trino-1:8080",
+        # What normalise_url checks first, shown to readers of the API's schema (not checked as a pattern:
+        # normalise_url's message is the one a caller reads).
+        json_schema_extra={"pattern": r"^\s*https?://"},
     )
     external_url: str | None = Field(
         None, max_length=URL_LENGTH, description="URL users see for this cluster (default: proxy_to)"
@@ -101,9 +105,3 @@ class Backend(_Record):
         if value == "":
             return None
         return normalise_url(value) if isinstance(value, str) else value
-
-    def api_json(self) -> dict[str, Any]:
-        """The backend as the admin API writes it (trinodb/trino-gateway's fields first)."""
-        document = self.model_dump(by_alias=True, mode="json")
-        document["externalUrl"] = self.external_url or self.proxy_to
-        return document

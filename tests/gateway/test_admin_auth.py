@@ -129,7 +129,7 @@ class Secured:
     def backends(self) -> dict[str, dict[str, Any]]:
         """What the store holds, read behind the API's back."""
         listed = self.gateway.loop.run(self.gateway.services.store.list_backends())
-        return {b.name: b.api_json() for b in listed}
+        return {b.name: b.model_dump(mode="json", by_alias=True) for b in listed}
 
     def change(self, headers: dict[str, str], path: str, body: Any = None, actor: str | None = None) -> int:
         answer = requests.post(self.url + path, json=body, headers=headers, timeout=15)

@@ -140,7 +140,10 @@ def node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 
 def backends(gateway: InProcessGateway) -> dict[str, dict[str, Any]]:
     """What the store holds, read behind the API's back."""
-    return {b.name: b.api_json() for b in gateway.loop.run(gateway.services.store.list_backends())}
+    return {
+        b.name: b.model_dump(mode="json", by_alias=True)
+        for b in gateway.loop.run(gateway.services.store.list_backends())
+    }
 
 
 def rules_text(gateway: InProcessGateway) -> str:
@@ -182,7 +185,7 @@ def held_after(gateway: InProcessGateway, seen: int) -> tuple[dict[str, dict[str
         return held, total, newest
 
     held, total, newest = gateway.loop.run(read())
-    return {b.name: b.api_json() for b in held}, total, _done(newest)
+    return {b.name: b.model_dump(mode="json", by_alias=True) for b in held}, total, _done(newest)
 
 
 @schema.parametrize()

@@ -17,6 +17,7 @@ import pytest
 import requests
 import trino
 
+from gateway.control.api.models import RulesFromFile
 from gateway.routing.rules import RulesFile
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
@@ -186,7 +187,7 @@ composingRules:
   - {name: second, condition: "true", actions: ['result.put("routingGroup", "bi")']}
 """,
     )
-    described = RulesFile(path).describe({"first": 2, "group": 5})
+    described = RulesFromFile.of(RulesFile(path), {"first": 2, "group": 5}).model_dump(mode="json")
     group = described["rules"][0]
     assert group["fired"] is None
     assert [(rule["name"], rule["fired"]) for rule in group["composingRules"]] == [("first", 2), ("second", 0)]

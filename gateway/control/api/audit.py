@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from quart import Blueprint, Response, request
 
 from gateway.control.api.access import changer
-from gateway.control.api.queries import BIGINT_MAX
-from gateway.control.audit import api_json
-from gateway.errors import api_error, json_response
+from gateway.control.api.models import BIGINT_MAX, AuditArgs, AuditEntry, AuditPage, json_response
+from gateway.control.api.openapi import Answer, answers
+from gateway.errors import api_error
 
 if TYPE_CHECKING:
     from gateway.control.services import Services
@@ -20,9 +20,11 @@ def audit_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/audit")
     @changer
+    @answers({200: Answer("a page of entries", AuditPage), 400: "a bad parameter"}, query=AuditArgs)
     async def audit() -> Response:
-        """Changes made through the admin API, and refused attempts. Filters: actor, since (epoch
-        milliseconds); pagination: limit (max 1000), offset."""
+        """The audit trail, newest first.
+
+        Changes made through the admin API, and refused attempts."""
         args = request.args
         try:
             since = int(args["since"]) if args.get("since") else None
@@ -38,7 +40,7 @@ def audit_api(services: Services) -> Blueprint:
             return api_error(400, f"bad query parameter: limit is 1 to 1000, offset and since 0 to {BIGINT_MAX}")
         total, entries = await services.store.find_audit(args.get("actor"), since, limit, offset)
         return json_response(
-            {"total": total, "limit": limit, "offset": offset, "entries": [api_json(e) for e in entries]}
+            AuditPage(total=total, limit=limit, offset=offset, entries=[AuditEntry.of(e) for e in entries])
         )
 
     return api

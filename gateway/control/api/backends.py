@@ -10,12 +10,27 @@ from quart import Blueprint, Response, request
 
 from gateway.config import describe_errors
 from gateway.control.api.access import action, address, changer, principal, reader
-from gateway.errors import api_error, json_response
+from gateway.control.api.models import (
+    BackendName,
+    BackendToDelete,
+    BackendToDeleteJson,
+    Deleted,
+    DrainStatus,
+    StoredBackend,
+    json_response,
+)
+from gateway.control.api.openapi import JSON, TEXT, Answer, answers
+from gateway.errors import api_error
 from gateway.store import DuplicateBackend
 from gateway.store.backend import Backend
 
 if TYPE_CHECKING:
     from gateway.control.services import Services
+
+
+NO_SUCH_BACKEND = "no backend of this name"
+STORED = Answer("the backend as stored", StoredBackend)
+BAD_BACKEND = "the body is not JSON, not an object, or not a valid backend (the message names the field)"
 
 
 def backends_api(services: Services) -> Blueprint:
@@ -31,8 +46,8 @@ def backends_api(services: Services) -> Blueprint:
             address(),
             action(),
             name,
-            before=None if before is None else before.api_json(),
-            after=None if after is None else after.api_json(),
+            before=None if before is None else StoredBackend.of(before).model_dump(mode="json", by_alias=True),
+            after=None if after is None else StoredBackend.of(after).model_dump(mode="json", by_alias=True),
         )
         services.registry.invalidate()
         if check and after is not None:
@@ -53,31 +68,40 @@ def backends_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/backend/all")
     @reader
+    @answers({200: Answer("the backends", list[StoredBackend])})
     async def all_backends() -> Response:
-        return json_response([b.api_json() for b in await store.list_backends()])
+        """Every backend."""
+        return json_response([StoredBackend.of(b) for b in await store.list_backends()])
 
     @api.get("/gateway/backend/active")
     @reader
+    @answers({200: Answer("the active backends", list[StoredBackend])})
     async def active_backends() -> Response:
-        return json_response([b.api_json() for b in await store.list_backends() if b.active])
+        """The active backends."""
+        return json_response([StoredBackend.of(b) for b in await store.list_backends() if b.active])
 
     @api.get("/gateway/backend/<name>")
     @reader
+    @answers({200: Answer("the backend", StoredBackend), 404: NO_SUCH_BACKEND}, path=BackendName)
     async def one_backend(name: str) -> Response:
+        """One backend."""
         backend = await store.get_backend(name)
         if backend is None:
             return api_error(404, f"no backend named {name!r}")
-        return json_response(backend.api_json())
+        return json_response(StoredBackend.of(backend))
 
     @api.get("/gateway/backend/<name>/drain")
     @reader
+    @answers({200: Answer("its drain", DrainStatus), 404: NO_SUCH_BACKEND}, path=BackendName)
     async def drain_status(name: str) -> Response:
-        """What the backend still has to finish, over every worker and gateway node: ``drained`` is true
-        only once it is inactive and no query or transaction of it remains."""
+        """What the backend still has to finish.
+
+        Over every worker and gateway node: `drained` is true only once it is inactive and no query or
+        transaction of it remains."""
         status = await services.drain_status(name)
         if status is None:
             return api_error(404, f"no backend named {name!r}")
-        return json_response(status.api_json())
+        return json_response(DrainStatus.of(status))
 
     async def set_active(name: str, active: bool) -> Response:
         before = await store.get_backend(name)
@@ -85,22 +109,33 @@ def backends_api(services: Services) -> Blueprint:
             return api_error(404, f"no backend named {name!r}")
         after = await store.get_backend(name)
         await changed(name, before, after, check=active)
-        return json_response(after.api_json() if after else {"name": name, "active": active})
+        # Deleted since (by another node or worker): the backend as this request left it.
+        return json_response(StoredBackend.of(after or before.model_copy(update={"active": active})))
 
     @api.post("/gateway/backend/activate/<name>")
     @changer
+    @answers({200: Answer("the backend", StoredBackend), 404: NO_SUCH_BACKEND}, path=BackendName)
     async def activate(name: str) -> Response:
+        """New queries may go to the backend again."""
         return await set_active(name, True)
 
     @api.post("/gateway/backend/deactivate/<name>")
     @changer
+    @answers({200: Answer("the backend", StoredBackend), 404: NO_SUCH_BACKEND}, path=BackendName)
     async def deactivate(name: str) -> Response:
-        """No new queries go to the backend; its running queries keep polling it until they finish."""
+        """No new queries go to the backend; its running queries finish.
+
+        They keep polling it until they finish."""
         return await set_active(name, False)
 
     @api.post("/gateway/backend/modify/add")
     @changer
+    @answers(
+        {200: STORED, 400: BAD_BACKEND, 409: "a backend of this name exists already"},
+        body={JSON: Backend},
+    )
     async def add() -> Response:
+        """Add a backend."""
         backend = await payload()
         if isinstance(backend, Response):
             return backend
@@ -109,12 +144,15 @@ def backends_api(services: Services) -> Blueprint:
         except DuplicateBackend as error:
             return api_error(409, str(error))
         await changed(backend.name, None, backend)
-        return json_response(backend.api_json())
+        return json_response(StoredBackend.of(backend))
 
     @api.post("/gateway/backend/modify/update")
     @changer
+    @answers({200: STORED, 400: BAD_BACKEND}, body={JSON: Backend})
     async def update() -> Response:
-        """Change a backend, or add it if it is new (trinodb/trino-gateway's update is an upsert)."""
+        """Change a backend, or add it if it is new.
+
+        trinodb/trino-gateway's update is an upsert too."""
         backend = await payload()
         if isinstance(backend, Response):
             return backend
@@ -125,13 +163,23 @@ def backends_api(services: Services) -> Blueprint:
             except DuplicateBackend:
                 await store.update_backend(backend)
         await changed(backend.name, before, backend)
-        return json_response(backend.api_json())
+        return json_response(StoredBackend.of(backend))
 
     @api.post("/gateway/backend/modify/delete")
     @changer
+    @answers(
+        {
+            200: Answer("the backend is gone", Deleted),
+            400: "the body names no backend, or is not valid JSON",
+            404: NO_SUCH_BACKEND,
+        },
+        body={TEXT: BackendToDelete, JSON: BackendToDeleteJson},
+    )
     async def delete() -> Response:
-        """The body is the backend's name: raw text as trinodb/trino-gateway takes it, a JSON string,
-        or a JSON object with ``name``."""
+        """Delete a backend.
+
+        The body names the backend: raw text (as trinodb/trino-gateway takes it), a JSON string, or a
+        JSON object with `name`."""
         raw = (await request.get_data()).decode("utf-8", errors="replace").strip()
         name: Any = raw
         if raw.startswith(("{", '"')):
@@ -146,6 +194,6 @@ def backends_api(services: Services) -> Blueprint:
         if not await store.delete_backend(name):
             return api_error(404, f"no backend named {name!r}")
         await changed(name, before, None)
-        return json_response({"deleted": name})
+        return json_response(Deleted(deleted=name))
 
     return api

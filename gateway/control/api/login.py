@@ -16,9 +16,12 @@ from quart import Blueprint, Response, redirect, request, session
 from gateway.auth.authenticator import AuthenticationFailed, TooManyFailures
 from gateway.auth.oidc import LoginStart, ProviderUnavailable, TokenRejected
 from gateway.auth.principal import Principal
+from gateway.control.api import openapi
 from gateway.control.api.access import address, csrf_token, public, session_principal
+from gateway.control.api.models import CsrfHeader, LoginForm, NextPage, OidcCallback, Session, json_response
+from gateway.control.api.openapi import FORM, Answer, answers
 from gateway.dataplane.exchange import gateway_base
-from gateway.errors import api_error, json_response
+from gateway.errors import api_error
 
 if TYPE_CHECKING:
     from gateway.control.services import Services
@@ -87,14 +90,28 @@ def login_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/login")
     @public
+    @answers(
+        {200: openapi.page("the login form"), 302: openapi.redirected("no auth is configured: to /")}, query=NextPage
+    )
     async def login_form() -> Response:
+        """The UI's login page."""
         if authenticator is None:
             return redirect("/")
         return page()
 
     @api.post("/gateway/login")
     @public
+    @answers(
+        {
+            302: openapi.redirected("logged in (or no auth is configured)"),
+            401: openapi.page("unknown user or wrong password"),
+            403: openapi.page("the form's CSRF token is missing or stale, or the user has no role for the UI"),
+            429: openapi.page("too many failed logins of this user or from this address"),
+        },
+        body={FORM: LoginForm},
+    )
     async def login() -> Response:
+        """Log in with a user and password: sets the session cookie."""
         if authenticator is None:
             return redirect("/")
         form = await request.form
@@ -116,7 +133,16 @@ def login_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/login/oidc")
     @public
+    @answers(
+        {
+            302: openapi.redirected("to the identity provider"),
+            404: "single sign-on is not configured",
+            503: "the identity provider cannot be reached",
+        },
+        query=NextPage,
+    )
     async def login_oidc() -> Response:
+        """Start a single sign-on (OpenID Connect, authorization code with PKCE)."""
         if authenticator is None or authenticator.oidc is None:
             return api_error(404, "single sign-on is not configured")
         try:
@@ -130,7 +156,17 @@ def login_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/login/oidc/callback")
     @public
+    @answers(
+        {
+            302: openapi.redirected("logged in: to the page the login started from"),
+            400: openapi.page("no single sign-on started here, or it expired"),
+            401: openapi.page("the identity provider's answer was not accepted"),
+            403: openapi.page("the user has no role for the UI"),
+        },
+        query=OidcCallback,
+    )
     async def login_oidc_callback() -> Response:
+        """Where the identity provider sends the browser back."""
         pending = session.pop("oidc", None)
         if authenticator is None or authenticator.oidc is None or not isinstance(pending, dict):
             return page("This single sign-on did not start here, or it expired: try again.", 400)
@@ -152,7 +188,12 @@ def login_api(services: Services) -> Blueprint:
 
     @api.post("/gateway/logout")
     @public
+    @answers(
+        {302: openapi.redirected("to the login page"), 403: "a session's logout without its CSRF token"},
+        header=CsrfHeader,
+    )
     async def logout() -> Response:
+        """End the session."""
         form = await request.form
         sent = request.headers.get("X-CSRF-Token") or form.get("csrf_token")
         if session.get("user") and sent != session.get("csrf"):
@@ -162,12 +203,13 @@ def login_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/session")
     @public
+    @answers({200: Answer("the session", Session), 401: "not logged in"})
     async def who() -> Response:
-        """The UI's session: the user, its roles and the CSRF token its forms send; 401 without one."""
+        """The UI's session: the user, its roles and its CSRF token."""
         caller = session_principal(services)
         if caller is None:
             return api_error(401, "not logged in")
-        return json_response({"user": caller.name, "roles": sorted(caller.roles), "csrfToken": csrf_token()})
+        return json_response(Session(user=caller.name, roles=sorted(caller.roles), csrf_token=csrf_token()))
 
     return api
 

@@ -11,7 +11,9 @@ from quart import Blueprint, Response
 
 from gateway.control.admission_status import jmx_attributes
 from gateway.control.api.access import reader
-from gateway.errors import api_error, json_response
+from gateway.control.api.models import MBean, MBeanName, json_response
+from gateway.control.api.openapi import Answer, answers, plain
+from gateway.errors import api_error
 from observability import jmx, metrics
 
 if TYPE_CHECKING:
@@ -36,7 +38,9 @@ def metrics_api(services: Services) -> Blueprint:
 
     @api.get("/metrics")
     @reader  # public by default: auth.public_paths lists /metrics
+    @answers({200: plain("the Prometheus text exposition")})
     async def prometheus_metrics() -> Response:
+        """Prometheus metrics."""
         # This worker's gauges are brought up to date first; other workers' are at most a second old.
         await services.refresh_gauges()
         await services.publish_backend_work()
@@ -44,16 +48,20 @@ def metrics_api(services: Services) -> Blueprint:
 
     @api.get("/v1/jmx/mbean")
     @reader
+    @answers({200: Answer("every MBean", list[MBean])})
     async def jmx_list() -> Response:
-        return json_response([jmx.mbean_json(name, bean) for name, bean in (await fresh_beans()).items()])
+        """The gateway's figures as MBeans (Trino's JMX REST shape)."""
+        return json_response([MBean.of(name, bean) for name, bean in (await fresh_beans()).items()])
 
     @api.get("/v1/jmx/mbean/<path:name>")
     @reader
+    @answers({200: Answer("the MBean", MBean), 404: "no MBean of this name"}, path=MBeanName)
     async def jmx_bean(name: str) -> Response:
+        """One MBean."""
         name = unquote(name)
         bean = (await fresh_beans()).get(name)
         if bean is None:
             return api_error(404, f"MBean {name} not found; GET /v1/jmx/mbean lists them")
-        return json_response(jmx.mbean_json(name, bean))
+        return json_response(MBean.of(name, bean))
 
     return api

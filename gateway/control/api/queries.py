@@ -3,63 +3,34 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, request
 
-from gateway.config import GatewayTracingConfig
 from gateway.control.api.access import principal, reader
-from gateway.errors import api_error, json_response
-from gateway.store import QueryCount, QueryFilter, QueryRecord, now_ms
-from observability.propagation import trace_id_of
+from gateway.control.api.models import (
+    BIGINT_MAX,
+    STATS_STEP_MAX,
+    STATS_STEP_MIN,
+    QueriesArgs,
+    Query,
+    QueryBucket,
+    QueryIdPath,
+    QueryPage,
+    QueryStats,
+    StatsArgs,
+    json_response,
+)
+from gateway.control.api.openapi import Answer, answers
+from gateway.errors import api_error
+from gateway.store import QueryFilter, now_ms
 
 if TYPE_CHECKING:
     from gateway.control.services import Services
 
-
-def query_json(record: QueryRecord, tracing: GatewayTracingConfig) -> dict[str, Any]:
-    """A query as the API shows it; ``tracing`` links its trace to the tracing UI, if one is configured."""
-    trace_id = trace_id_of(record.trace_parent)
-    return {
-        "queryId": record.query_id,
-        "user": record.user_name,
-        "source": record.source,
-        "clientTags": record.client_tags.split(",") if record.client_tags else [],
-        "routingGroup": record.routing_group,
-        "backend": record.backend_name,
-        "backendUrl": record.backend_url,
-        "query": record.query_text,
-        "submittedAt": record.submitted_at,
-        "state": record.state or "RUNNING",
-        "errorName": record.error_name,
-        "finishedAt": record.finished_at,
-        "elapsedMs": record.elapsed_ms,
-        "transactionId": record.transaction_id,
-        "routingSource": record.routing_source,
-        "routingRule": record.routing_rule,
-        "gatewayQueryId": record.gateway_query_id,
-        "queuedMs": record.queued_ms,
-        "attempts": record.attempts,
-        "traceId": trace_id,
-        "traceUrl": tracing.trace_url(trace_id),
-    }
-
-
-def count_json(count: QueryCount) -> dict[str, Any]:
-    return {
-        "at": count.at,
-        "routingGroup": count.routing_group,
-        "backend": count.backend_name,
-        "queries": count.queries,
-        "failed": count.failed,
-    }
-
-
-# The stores keep times as SQL BIGINT and count rows in it: a larger number is no filter they can run.
-BIGINT_MAX = 2**63 - 1
-# Query counts: the default range, the bucket lengths (seconds), and how many buckets one answer may span.
+# Query counts: the default range and bucket length (seconds), and how many buckets one answer may span.
 STATS_RANGE_MS = 3600 * 1000
-STATS_STEP_DEFAULT, STATS_STEP_MIN, STATS_STEP_MAX = 60, 10, 3600
+STATS_STEP_DEFAULT = 60
 STATS_MAX_BUCKETS = 1000
 
 
@@ -87,12 +58,11 @@ def queries_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/queries")
     @reader
+    @answers({200: Answer("a page of queries", QueryPage), 400: "a bad parameter"}, query=QueriesArgs)
     async def queries() -> Response:
-        """Routed queries, newest first. Filters: user, backend, group, transaction, state (RUNNING for
-        unfinished), since/until (epoch milliseconds), text (a part of the SQL, any case), id (the start
-        of the query id, or of the gateway id it waited under), rule (the routing rule that chose the
-        group); pagination: limit (max 1000), offset. A caller who may not see every query (USER) sees
-        its own only."""
+        """Routed queries, newest first.
+
+        A caller who may not change anything (USER) sees its own queries only."""
         args = request.args
         caller = principal()
         user = args.get("user") if caller.sees_all_queries else caller.name
@@ -117,15 +87,24 @@ def queries_api(services: Services) -> Blueprint:
         await services.history.flush()
         total, records = await services.store.find_queries(where, limit, offset)
         return json_response(
-            {"total": total, "limit": limit, "offset": offset, "queries": [query_json(r, tracing) for r in records]}
+            QueryPage(total=total, limit=limit, offset=offset, queries=[Query.of(r, tracing) for r in records])
         )
 
     @api.get("/gateway/queries/stats")
     @reader
+    @answers(
+        {
+            200: Answer("the counts", QueryStats),
+            400: f"a bad parameter, since not before until, or more than {STATS_MAX_BUCKETS} buckets",
+        },
+        query=StatsArgs,
+    )
     async def query_stats() -> Response:
-        """Routed queries counted per time bucket, routing group and backend, and how many of them
-        failed: since/until (epoch ms; default the last hour), step (bucket seconds, 10 to 3600, default
-        60), at most 1000 buckets. Every caller sees everyone's counts: they hold no SQL and no user."""
+        """Routed queries counted per time bucket, routing group and backend.
+
+        Counts of everyone's queries, for every role: they hold no SQL and no user. Only queries submitted
+        in [since, until) count, and how many of them failed; buckets start at multiples of step since
+        the epoch."""
         try:
             until = _int_or("until", now_ms(), high=BIGINT_MAX)
             since = _int_or("since", max(0, until - STATS_RANGE_MS), high=BIGINT_MAX)
@@ -145,18 +124,26 @@ def queries_api(services: Services) -> Blueprint:
         # What this worker has buffered is written first, as for the list.
         await services.history.flush()
         counts = await services.store.query_stats(since, until, step_ms)
-        return json_response({"since": since, "until": until, "step": step, "buckets": [count_json(c) for c in counts]})
+        return json_response(
+            QueryStats(since=since, until=until, step=step, buckets=[QueryBucket.of(c) for c in counts])
+        )
 
     @api.get("/gateway/queries/<query_id>")
     @reader
+    @answers(
+        {200: Answer("the query", Query), 404: "no such query in the history, or not the caller's"},
+        path=QueryIdPath,
+    )
     async def one_query(query_id: str) -> Response:
-        """One query's record. A caller who may not see every query gets 404 for another user's query,
-        as for one that does not exist: the answer does not tell that it does."""
+        """One routed query.
+
+        A caller who may not see every query (USER) gets 404 for another user's query, as for one that
+        does not exist: the answer does not tell that it does."""
         await services.history.flush()
         record = await services.store.get_query(query_id)
         caller = principal()
         if record is None or not (caller.sees_all_queries or record.user_name == caller.name):
             return api_error(404, f"no query {query_id!r} in the history")
-        return json_response(query_json(record, tracing))
+        return json_response(Query.of(record, tracing))
 
     return api

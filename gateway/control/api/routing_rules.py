@@ -9,10 +9,23 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic import ValidationError
 from quart import Blueprint, Response, request
 
 from gateway.control.api.access import action, address, changer, principal, reader
-from gateway.errors import api_error, json_response
+from gateway.control.api.models import (
+    RoutingRules,
+    RulesError,
+    RulesFromFile,
+    RulesFromService,
+    RulesOff,
+    RulesTest,
+    RulesText,
+    RulesTrial,
+    json_response,
+)
+from gateway.control.api.openapi import JSON, Answer, answers
+from gateway.errors import api_error
 from gateway.routing.rules import VERIFIED_USER, FileRulesSelector, RuleSet, RulesLoadError, parse_rules
 from observability import metrics
 
@@ -20,13 +33,14 @@ if TYPE_CHECKING:
     from gateway.control.services import Services
 
 RULES_BODY_MAX_BYTES = 1_048_576
-_TEST_KEYS = ("text", "headers", "user", "sql")
+NO_RULES_FILE = "routing rules are off or come from a service: there is no rules file"
+TOO_LARGE = f"the body is over {RULES_BODY_MAX_BYTES} bytes"
 
 
 def invalid(message: str, line: int | None = None) -> Response:
     """400 for rules that do not load (and bodies that hold none): the message, and the line of the
     rules' text where it goes wrong when it can be told."""
-    return json_response({"error": message, "line": line}, 400)
+    return json_response(RulesError(error=message, line=line), 400)
 
 
 def request_scope(headers: dict[str, str], user: str | None, verified: bool) -> dict[str, Any]:
@@ -59,9 +73,9 @@ def routing_rules_api(services: Services) -> Blueprint:
         kind = "off (routing_rules.enabled: false)" if not settings.enabled else f"of type {settings.type}"
         return api_error(409, f"routing rules are {kind}: there is no rules file to change or test")
 
-    def described(selector: FileRulesSelector) -> dict[str, Any]:
+    def described(selector: FileRulesSelector) -> RulesFromFile:
         # Fired counts as /metrics shows them: summed over this node's workers.
-        return {"enabled": True, "type": "FILE", **selector.rules.describe(metrics.rule_fired_counts())}
+        return RulesFromFile.of(selector.rules, metrics.rule_fired_counts())
 
     async def body(keys: tuple[str, ...]) -> dict[str, Any] | Response:
         if (request.content_length or 0) > RULES_BODY_MAX_BYTES:
@@ -79,31 +93,46 @@ def routing_rules_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/routing-rules")
     @reader
+    @answers({200: Answer("the rules", RoutingRules)})
     async def show() -> Response:
-        """The routing rules in use (this worker's copy), how often each fired, the text they were
-        read from, and why the last change did not load, if it did not."""
+        """The routing rules in use, how often each fired, and why the last change did not load.
+
+        This worker's copy of the rules, and the text they were read from."""
         settings = services.config.routing_rules
         if not settings.enabled:
-            return json_response({"enabled": False, "type": None})
+            return json_response(RulesOff(enabled=False, type=None))
         if isinstance(services.selector, FileRulesSelector):
             return json_response(described(services.selector))
         assert settings.external is not None
-        return json_response({"enabled": True, "type": "EXTERNAL", "url": settings.external.url})
+        return json_response(RulesFromService(enabled=True, type="EXTERNAL", url=settings.external.url))
 
     @api.put("/gateway/routing-rules")
     @changer
+    @answers(
+        {
+            200: Answer("the rules now in use", RulesFromFile),
+            400: Answer("the rules do not load, or the body holds none", RulesError),
+            409: NO_RULES_FILE,
+            413: TOO_LARGE,
+            500: "the rules file cannot be written (the message says why)",
+        },
+        body={JSON: RulesText},
+    )
     async def update() -> Response:
-        """A new rules file, ``{"text": "<YAML>"}``: checked as at start-up (400 with the line, nothing
-        written, if it does not load), written whole, in use in this worker at once and in the others
-        at their next check of the file; audited with the text before and after."""
+        """Replace the rules file.
+
+        The text is checked as at start-up; rules that do not load answer 400 with the line, and nothing
+        is written. Otherwise the file is replaced whole, this worker uses the new rules at once and the
+        others at their next check of the file; the change is audited with the text before and after."""
         selector = file_rules()
         if isinstance(selector, Response):
             return selector
-        data = await body(("text",))
+        data = await body(tuple(RulesText.model_fields))
         if isinstance(data, Response):
             return data
-        text = data.get("text")
-        if not isinstance(text, str):
+        try:
+            text = RulesText.model_validate(data).text
+        except ValidationError:
             return invalid('request body must be {"text": "<the rules file, YAML>"}')
         rules = selector.rules
         try:
@@ -119,41 +148,40 @@ def routing_rules_api(services: Services) -> Blueprint:
 
     @api.post("/gateway/routing-rules/test")
     @reader
+    @answers(
+        {
+            200: Answer("what the rules decide", RulesTest),
+            400: Answer("the rules do not load, or the body is not as described", RulesError),
+            409: NO_RULES_FILE,
+            413: TOO_LARGE,
+        },
+        body={JSON: RulesTrial},
+    )
     async def test() -> Response:
-        """What rules decide for a new query with these headers, user and SQL: ``text`` (default: the
-        rules in use), ``headers``, ``user``, ``sql``. Nothing is changed or counted."""
+        """What routing rules decide for a new query; nothing changes.
+
+        Rules (`text`, default: those in use) run as for a new query with these headers, user
+        (`X-Trino-User`, verified if the gateway verifies users) and SQL. Nothing is written or counted."""
         selector = file_rules()
         if isinstance(selector, Response):
             return selector
-        data = await body(_TEST_KEYS)
+        data = await body(tuple(RulesTrial.model_fields))
         if isinstance(data, Response):
             return data
-        text, headers, user, sql = (data.get(key) for key in _TEST_KEYS)
-        headers = {} if headers is None else headers
-        if not (
-            all(isinstance(value, str | None) for value in (text, user, sql))
-            and isinstance(headers, dict)
-            and all(isinstance(value, str) for value in headers.values())
-        ):
+        try:
+            trial = RulesTrial.model_validate(data)
+        except ValidationError:
             return invalid("text, user and sql must be strings (or left out), headers an object of strings")
         rules: RuleSet | None = None
-        if text is not None:
+        if trial.text is not None:
             try:
-                rules = await asyncio.to_thread(parse_rules, text, "text")
+                rules = await asyncio.to_thread(parse_rules, trial.text, "text")
             except RulesLoadError as error:
                 return invalid(str(error), error.line)
         client_auth = services.proxy.client_auth
         verified = client_auth is not None and client_auth.verify
-        scope = request_scope(headers, user, verified)
-        selection, outcome = await asyncio.to_thread(selector.trial, scope, (sql or "").encode(), rules)
-        return json_response(
-            {
-                "routingGroup": selection.group,
-                "rule": selection.rule,
-                "fired": outcome.fired,
-                "failed": [[rule, error] for rule, error in outcome.failed],
-                "source": selection.source,
-            }
-        )
+        scope = request_scope(trial.headers or {}, trial.user, verified)
+        selection, outcome = await asyncio.to_thread(selector.trial, scope, (trial.sql or "").encode(), rules)
+        return json_response(RulesTest.of(selection, outcome))
 
     return api

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response
 
-from gateway.control.admission_status import backend_json, group_queues
+from gateway.control.admission_status import group_queues
 from gateway.control.api.access import principal, public, reader
+from gateway.control.api.models import BackendHealth, json_response
+from gateway.control.api.openapi import Answer, answers, plain
 from gateway.control.drain import DrainStatus
-from gateway.errors import api_error, json_response
+from gateway.errors import api_error
 from gateway.store import BackendWork
 
 if TYPE_CHECKING:
@@ -22,16 +24,21 @@ def status_api(services: Services, shutdown: ShutdownSignal | None = None) -> Bl
 
     @api.get("/gateway")
     @public
+    @answers({200: plain("ok")})
     async def ok() -> Response:
+        """The gateway answers."""
         return Response("ok", content_type="text/plain")
 
     @api.get("/gateway/health")
     @reader
+    @answers({200: Answer("the backends", list[BackendHealth])})
     async def health() -> Response:
-        """Observed health of every backend, beside its admin state: state, last check, last error,
-        the monitor's figures, this worker's load on it, and the routing score; its max_running and
-        the slots this worker uses on it, and the queries of its group waiting in this worker (a
-        caller who may not see every query sees no other user's name there)."""
+        """Every backend's observed health, beside its admin state and drain; its capacity, and the queries
+        of its group waiting in the gateway.
+
+        Its state, last check, last error, the monitor's figures, this worker's load on it and the routing
+        score; its max_running and the slots in use on it; the queries of its group waiting in this
+        worker (a caller who may not see every query sees no other user's name there)."""
         statuses = services.backend_statuses(await services.store.list_backends())
         work = await services.publish_backend_work()
         caller = principal()
@@ -44,21 +51,22 @@ def status_api(services: Services, shutdown: ShutdownSignal | None = None) -> Bl
         for status in statuses:
             backend = status.backend
             drain = DrainStatus(backend.name, backend.active, work.get(backend.name, BackendWork()))
-            document = status.api_json()
-            document.update({k: v for k, v in drain.api_json().items() if k not in ("name", "active")})
-            document.update(backend_json(backend, services.admission))
-            document["gatewayQueue"] = queues[backend.routing_group].api_json()
-            out.append(document)
+            running = services.admission.running.get(backend.name, 0)
+            out.append(BackendHealth.of(status, drain, running, queues[backend.routing_group]))
         return json_response(out)
 
     @api.get("/gateway/livez")
     @reader
+    @answers({200: plain("ok")})
     async def livez() -> Response:
+        """Liveness."""
         return Response("ok", content_type="text/plain")
 
     @api.get("/gateway/readyz")
     @reader
+    @answers({200: plain("ok"), 503: "the store cannot be read, or the node is shutting down"})
     async def readyz() -> Response:
+        """Readiness: the store can be read, and the node is not shutting down."""
         if shutdown is not None and shutdown.is_raised():
             # The node's grace (gateway.node.shutdown): still serving, but load balancers are to stop
             # sending it new work before it stops accepting connections.

@@ -26,7 +26,7 @@ import os
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -153,17 +153,6 @@ class Rule:
     def apply(self, scope: dict[str, Any]) -> list[str]:
         return self.fire(scope) if self.matches(scope) else []
 
-    def describe(self, fired: Mapping[str, int]) -> dict[str, Any]:
-        """The rule as written, and how often it fired (``fired``: rule name -> count)."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "priority": self.priority,
-            "condition": self.condition_source,
-            "actions": self.action_sources,
-            "fired": fired.get(self.name, 0),
-        }
-
 
 class RuleGroup:
     """easy-rules' composite rules, over rules that may themselves be groups."""
@@ -203,17 +192,6 @@ class RuleGroup:
                 fired.extend(rule.apply(scope))
             return fired
         return self.fire(scope) if self.matches(scope) else []
-
-    def describe(self, fired: Mapping[str, int]) -> dict[str, Any]:
-        # A group fires its composing rules, and those are what is counted: each has its own figure.
-        return {
-            "name": self.name,
-            "description": self.description,
-            "priority": self.priority,
-            "compositeRuleType": self.kind,
-            "composingRules": [rule.describe(fired) for rule in self.rules],
-            "fired": None,
-        }
 
 
 def _compile(rule: str, part: str, source: str) -> Compiled:
@@ -521,16 +499,3 @@ class RulesFile:
             await asyncio.sleep(self.refresh_seconds)
             # stat() is quick, but a hung network file system must not stall the event loop.
             await asyncio.to_thread(self.check)
-
-    def describe(self, fired: Mapping[str, int]) -> dict[str, Any]:
-        """The rules in use, each with how often it fired (``fired``: rule name -> count), and the text
-        they were read from."""
-        path = os.fspath(self.path)
-        return {
-            "file": path,
-            "path": path,
-            "text": self.text,
-            "rules": [rule.describe(fired) for rule in self.rules.rules],
-            "lastError": self.last_error,
-            "reloads": self.reloads,
-        }
