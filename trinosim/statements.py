@@ -390,9 +390,13 @@ class Planner:
             raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog_name}.{schema}.{table}' does not exist")
 
     # -- SQL statements ----------------------------------------------------------------------
-    def _sql(self, statement: exp.Expression) -> Plan:
+    def _sql(self, statement: exp.Expression, reading: bool = True) -> Plan:
+        """The statement as DuckDB SQL. ``reading``: it is to run, so it may not read what trinosim
+        only plans (TPC-H tables at scale factors other than tiny); EXPLAIN passes False."""
         update_type, counts_rows = _statement_kind(statement)
         self._qualify_tables(statement)
+        if reading:
+            _refuse_scaled_reads(statement)
         self._session_functions(statement)
         _name_columns(statement)
         _decimal_literals(statement)
@@ -456,6 +460,18 @@ class Planner:
                 and not node.this.quoted
             ):
                 node.replace(exp.Literal.string(self.session.schema) if self.session.schema else exp.Null())
+
+
+def _refuse_scaled_reads(statement: exp.Expression) -> None:
+    """trinosim holds tpch's rows at scale factor tiny only: the other schemas' tables are views of
+    tiny's, which EXPLAIN plans at their own scale, but reading them would give tiny's rows."""
+    for table in statement.find_all(exp.Table):
+        if table.catalog and table.db and catalog.is_scaled_tpch(table.catalog, table.db, table.name):
+            raise TrinoError(
+                "NOT_SUPPORTED",
+                f"trinosim holds the rows of tpch.tiny only: {table.catalog}.{table.db}.{table.name} "
+                "can be explained (EXPLAIN estimates it at its scale factor), not read",
+            )
 
 
 def _part(node: exp.Expression | None) -> str | None:
