@@ -237,7 +237,7 @@ class QueryManager:
             self._fail(query, TrinoError("GENERIC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
 
     def _plan_and_run(self, query: Query, cursor: duckdb.DuckDBPyConnection) -> Outcome:
-        plan = Planner(cursor, query.session, self.transactions).plan(query.sql)
+        plan = Planner(cursor, query.session, self.transactions, tasks=self.config.faults.workers).plan(query.sql)
         if plan.kill_query_id is not None:
             self._kill_from_sql(plan.kill_query_id, plan.kill_message)
         return engine.execute(plan, cursor, query.session)

@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
-from trinosim import catalog
+from trinosim import catalog, plans
 from trinosim.errors import TrinoError
 from trinosim.session import SESSION_PROPERTIES, Session
 from trinosim.transactions import TransactionManager
@@ -87,11 +87,17 @@ class Planner:
     """Plans statements against one DuckDB database for one session."""
 
     def __init__(
-        self, db: duckdb.DuckDBPyConnection, session: Session, transactions: TransactionManager | None = None
+        self,
+        db: duckdb.DuckDBPyConnection,
+        session: Session,
+        transactions: TransactionManager | None = None,
+        tasks: int = 1,
     ) -> None:
         self.db = db
         self.session = session
         self.transactions = transactions or TransactionManager(idle_timeout=300.0)
+        # The workers a distributed plan is costed for (a broadcast is sent to each).
+        self.tasks = max(1, tasks)
 
     # -- entry point -------------------------------------------------------------------------
     def plan(self, sql: str, nested: bool = False) -> Plan:
@@ -138,7 +144,8 @@ class Planner:
             ),
             (re.compile(rf"^(?:SHOW\s+COLUMNS\s+(?:FROM|IN)|DESCRIBE|DESC)\s+({_NAME})$", flags), self._show_columns),
             (re.compile(r"^SHOW\s+FUNCTIONS(?:\s+LIKE\s+'(.*)')?$", flags), self._show_functions),
-            (re.compile(r"^EXPLAIN\s+(?:ANALYZE\s+)?(?:\([^)]*\)\s*)?(.+)$", flags), self._explain),
+            (re.compile(r"^EXPLAIN\s+ANALYZE\s+(?:VERBOSE\s+)?(?:\([^)]*\)\s*)?(.+)$", flags), self._explain_analyze),
+            (re.compile(r"^EXPLAIN\s*(?:\(\s*((?:TYPE|FORMAT)\b[^)]*)\)\s*|\s)(.+)$", flags), self._explain),
             (re.compile(r"^CALL\s+system\s*\.\s*runtime\s*\.\s*kill_query\s*\((.*)\)$", flags), self._kill_query),
         ]
 
@@ -330,8 +337,28 @@ class Planner:
         columns = ["Function", "Return Type", "Argument Types", "Function Type", "Deterministic", "Description"]
         return Plan(static_columns=[(c, "varchar") for c in columns], static_rows=_like(rows, match.group(1)))
 
+    def _explain_analyze(self, match: re.Match[str], _: str) -> Plan:
+        return self._duckdb_explain(self._sql(parse_trino(match.group(1))))
+
     def _explain(self, match: re.Match[str], _: str) -> Plan:
-        inner = self._sql(parse_trino(match.group(1)))
+        options = plans.parse_options(match.group(1))
+        statement = parse_trino(match.group(2))
+        inner = self._sql(statement, reading=False)
+        if inner.duckdb_sql is None:
+            raise TrinoError("NOT_SUPPORTED", "EXPLAIN is supported for SQL statements only")
+        if options.type == "VALIDATE":
+            return Plan(static_columns=[("Valid", "boolean")], static_rows=[[True]])
+        if not options.trino_shaped:
+            return self._duckdb_explain(inner)
+        cluster = plans.Cluster(
+            tasks=self.tasks,
+            join_distribution=self.session.properties.get("join_distribution_type", "AUTOMATIC"),
+        )
+        text = plans.explain(self.db, statement, inner.duckdb_sql, options, cluster)
+        return Plan(static_columns=[("Query Plan", "varchar")], static_rows=[[text]])
+
+    def _duckdb_explain(self, inner: Plan) -> Plan:
+        """EXPLAIN's text formats (and EXPLAIN ANALYZE, which runs nothing here): DuckDB's own plan."""
         if inner.duckdb_sql is None:
             raise TrinoError("NOT_SUPPORTED", "EXPLAIN is supported for SQL statements only")
         try:
