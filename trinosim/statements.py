@@ -569,6 +569,11 @@ def _like(rows: list[list[Any]], pattern: str | None) -> list[list[Any]]:
     return [r for r in rows if regex.match(str(r[0]))]
 
 
+def is_explain(sql: str) -> bool:
+    """Whether ``sql`` is an EXPLAIN that only plans its statement (not EXPLAIN ANALYZE, which runs it)."""
+    return re.match(r"^EXPLAIN\b(?!\s+ANALYZE\b)", _strip_comments(sql), re.IGNORECASE) is not None
+
+
 def _strip_comments(sql: str) -> str:
     """Leading ``--`` and ``/* */`` comments, which the statement patterns would trip over."""
     while True:
