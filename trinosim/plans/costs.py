@@ -27,6 +27,7 @@ it, and ``tasks`` the worker count):
 | RemoteMerge | 0 | 0 | in |
 | TableWriter | in | 0 | 0 |
 | Output, Values, Union, LocalExchange SINGLE, TableCommit | 0 | 0 | 0 |
+| any other node | in | 0 | 0 |
 
 where ``copies`` is ``tasks`` for a REPLICATED (broadcast) join and 1 for a PARTITIONED one. A
 cost with an unknown input is unknown (NaN), as is everything about a node whose rows are unknown.
@@ -104,8 +105,8 @@ def _local_cost(node: PlanNode, tasks: int) -> Cost:
             "REPARTITION": Cost(inp, 0.0, inp),
             "REPLICATE": Cost(0.0, 0.0, inp * tasks),
         }.get(node.exchange_type, Cost(0.0, 0.0, inp))
-    if kind is Kind.LOCAL_EXCHANGE:
-        return Cost(0.0 if node.exchange_type == "SINGLE" else inp, 0.0, 0.0)
+    if kind is Kind.LOCAL_EXCHANGE:  # a LocalMerge merges what it gathers; a SINGLE exchange only gathers
+        return Cost(0.0 if node.exchange_type == "SINGLE" and not node.order_by else inp, 0.0, 0.0)
     if kind in (Kind.SORT, Kind.WINDOW):
         return Cost(inp, inp, 0.0)
     if kind is Kind.TOPN:
