@@ -2,7 +2,11 @@
 
 ``tpch.tiny`` holds the real TPC-H scale-factor-0.01 data (what Trino's tpch connector calls
 ``tiny``), generated once by ``tpchgen-cli`` and cached on disk, with Trino's column names and
-types. ``memory.default`` is writable, like Trino's memory connector.
+types. The connector's other schemas (``sf1``, ``sf100``, ... ``sf100000``) exist too, as views of
+``tiny``'s tables: they can be listed, described and planned (EXPLAIN estimates their rows from
+TPC-H's row counts), and their ``nation`` and ``region``, the same at every scale factor, can be
+read; their other tables cannot (statements.py refuses them). ``memory.default`` is writable, like
+Trino's memory connector.
 """
 
 from __future__ import annotations
@@ -31,6 +35,32 @@ _PREFIX = {
     "lineitem": "l_",
 }
 CATALOGS = ("memory", "tpch")
+
+# The schemas Trino's tpch connector lists, by scale factor.
+TPCH_SCHEMAS = {
+    "tiny": 0.01,
+    "sf1": 1.0,
+    "sf100": 100.0,
+    "sf300": 300.0,
+    "sf1000": 1000.0,
+    "sf3000": 3000.0,
+    "sf10000": 10000.0,
+    "sf30000": 30000.0,
+    "sf100000": 100000.0,
+}
+# TPC-H's rows at scale factor 1; every table but nation and region grows linearly with the scale
+# factor (which is how Trino's tpch connector estimates them too).
+TPCH_ROWS_AT_SF1 = {
+    "nation": 25,
+    "region": 5,
+    "supplier": 10_000,
+    "customer": 150_000,
+    "part": 200_000,
+    "partsupp": 800_000,
+    "orders": 1_500_000,
+    "lineitem": 6_001_215,
+}
+TPCH_FIXED_TABLES = frozenset({"nation", "region"})
 
 
 def data_dir() -> Path:
@@ -92,6 +122,11 @@ def create_database() -> duckdb.DuckDBPyConnection:
             expr = f'CAST("{name}" AS DOUBLE)' if short in _DOUBLE_COLUMNS else f'"{name}"'
             projections.append(f'{expr} AS "{short}"')
         db.execute(f"CREATE TABLE tpch.tiny.{table} AS SELECT {', '.join(projections)} FROM read_parquet('{path}')")
+    for schema in TPCH_SCHEMAS:
+        if schema != "tiny":
+            db.execute(f"CREATE SCHEMA tpch.{schema}")
+            for table in TPCH_TABLES:
+                db.execute(f"CREATE VIEW tpch.{schema}.{table} AS SELECT * FROM tpch.tiny.{table}")
     db.execute('USE memory."default"')
     return db
 
@@ -112,3 +147,15 @@ def table_exists(db: duckdb.DuckDBPyConnection, catalog: str, schema: str, table
         [catalog, schema, table],
     ).fetchone()
     return bool(row and row[0])
+
+
+def tpch_rows(table: str, scale: float) -> float:
+    """TPC-H's rows of ``table`` at scale factor ``scale``."""
+    rows = TPCH_ROWS_AT_SF1[table]
+    return float(rows if table in TPCH_FIXED_TABLES else rows * scale)
+
+
+def is_scaled_tpch(catalog: str, schema: str, table: str) -> bool:
+    """Whether ``catalog.schema.table`` is a TPC-H table whose rows trinosim does not hold (only
+    planned): one of the growing tables at a scale factor other than ``tiny``."""
+    return catalog == "tpch" and schema in TPCH_SCHEMAS and schema != "tiny" and table not in TPCH_FIXED_TABLES

@@ -23,7 +23,7 @@ from trinosim.errors import TrinoError, canceled
 from trinosim.protocol import new_slug_key
 from trinosim.session import Session
 from trinosim.spooling import SegmentStore
-from trinosim.statements import Planner
+from trinosim.statements import Planner, is_explain
 from trinosim.transactions import TransactionManager
 
 _RECORDED_HEADERS = (
@@ -137,6 +137,8 @@ class QueryManager:
         self._sequence = 0
         self._coordinator_id = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
         self.counters = {"submitted": 0, "started": 0, "completed": 0, "failed": 0, "canceled": 0, "abandoned": 0}
+        # EXPLAIN statements received (EXPLAIN ANALYZE not among them): what a planner in front is asked.
+        self.counters["explained"] = 0
         self.transactions = TransactionManager(config.transaction_idle_timeout)
         self.segments = SegmentStore(config.spooling_ttl)
 
@@ -157,6 +159,8 @@ class QueryManager:
         query = Query(self.new_id(), sql, session, headers)
         self.queries[query.id] = query
         self.counters["submitted"] += 1
+        if is_explain(sql):
+            self.counters["explained"] += 1
         return query
 
     def get(self, query_id: str) -> Query | None:
@@ -237,7 +241,7 @@ class QueryManager:
             self._fail(query, TrinoError("GENERIC_INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
 
     def _plan_and_run(self, query: Query, cursor: duckdb.DuckDBPyConnection) -> Outcome:
-        plan = Planner(cursor, query.session, self.transactions).plan(query.sql)
+        plan = Planner(cursor, query.session, self.transactions, tasks=self.config.faults.workers).plan(query.sql)
         if plan.kill_query_id is not None:
             self._kill_from_sql(plan.kill_query_id, plan.kill_message)
         return engine.execute(plan, cursor, query.session)

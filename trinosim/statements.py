@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
-from trinosim import catalog
+from trinosim import catalog, plans
 from trinosim.errors import TrinoError
 from trinosim.session import SESSION_PROPERTIES, Session
 from trinosim.transactions import TransactionManager
@@ -87,11 +87,17 @@ class Planner:
     """Plans statements against one DuckDB database for one session."""
 
     def __init__(
-        self, db: duckdb.DuckDBPyConnection, session: Session, transactions: TransactionManager | None = None
+        self,
+        db: duckdb.DuckDBPyConnection,
+        session: Session,
+        transactions: TransactionManager | None = None,
+        tasks: int = 1,
     ) -> None:
         self.db = db
         self.session = session
         self.transactions = transactions or TransactionManager(idle_timeout=300.0)
+        # The workers a distributed plan is costed for (a broadcast is sent to each).
+        self.tasks = max(1, tasks)
 
     # -- entry point -------------------------------------------------------------------------
     def plan(self, sql: str, nested: bool = False) -> Plan:
@@ -138,7 +144,8 @@ class Planner:
             ),
             (re.compile(rf"^(?:SHOW\s+COLUMNS\s+(?:FROM|IN)|DESCRIBE|DESC)\s+({_NAME})$", flags), self._show_columns),
             (re.compile(r"^SHOW\s+FUNCTIONS(?:\s+LIKE\s+'(.*)')?$", flags), self._show_functions),
-            (re.compile(r"^EXPLAIN\s+(?:ANALYZE\s+)?(?:\([^)]*\)\s*)?(.+)$", flags), self._explain),
+            (re.compile(r"^EXPLAIN\s+ANALYZE\s+(?:VERBOSE\s+)?(?:\([^)]*\)\s*)?(.+)$", flags), self._explain_analyze),
+            (re.compile(r"^EXPLAIN\s*(?:\(\s*((?:TYPE|FORMAT)\b[^)]*)\)\s*|\s)(.+)$", flags), self._explain),
             (re.compile(r"^CALL\s+system\s*\.\s*runtime\s*\.\s*kill_query\s*\((.*)\)$", flags), self._kill_query),
         ]
 
@@ -330,8 +337,28 @@ class Planner:
         columns = ["Function", "Return Type", "Argument Types", "Function Type", "Deterministic", "Description"]
         return Plan(static_columns=[(c, "varchar") for c in columns], static_rows=_like(rows, match.group(1)))
 
+    def _explain_analyze(self, match: re.Match[str], _: str) -> Plan:
+        return self._duckdb_explain(self._sql(parse_trino(match.group(1))))
+
     def _explain(self, match: re.Match[str], _: str) -> Plan:
-        inner = self._sql(parse_trino(match.group(1)))
+        options = plans.parse_options(match.group(1))
+        statement = parse_trino(match.group(2))
+        inner = self._sql(statement, reading=False)
+        if inner.duckdb_sql is None:
+            raise TrinoError("NOT_SUPPORTED", "EXPLAIN is supported for SQL statements only")
+        if options.type == "VALIDATE":
+            return Plan(static_columns=[("Valid", "boolean")], static_rows=[[True]])
+        if not options.trino_shaped:
+            return self._duckdb_explain(inner)
+        cluster = plans.Cluster(
+            tasks=self.tasks,
+            join_distribution=self.session.properties.get("join_distribution_type", "AUTOMATIC"),
+        )
+        text = plans.explain(self.db, statement, inner.duckdb_sql, options, cluster)
+        return Plan(static_columns=[("Query Plan", "varchar")], static_rows=[[text]])
+
+    def _duckdb_explain(self, inner: Plan) -> Plan:
+        """EXPLAIN's text formats (and EXPLAIN ANALYZE, which runs nothing here): DuckDB's own plan."""
         if inner.duckdb_sql is None:
             raise TrinoError("NOT_SUPPORTED", "EXPLAIN is supported for SQL statements only")
         try:
@@ -390,9 +417,13 @@ class Planner:
             raise TrinoError("TABLE_NOT_FOUND", f"Table '{catalog_name}.{schema}.{table}' does not exist")
 
     # -- SQL statements ----------------------------------------------------------------------
-    def _sql(self, statement: exp.Expression) -> Plan:
+    def _sql(self, statement: exp.Expression, reading: bool = True) -> Plan:
+        """The statement as DuckDB SQL. ``reading``: it is to run, so it may not read what trinosim
+        only plans (TPC-H tables at scale factors other than tiny); EXPLAIN passes False."""
         update_type, counts_rows = _statement_kind(statement)
         self._qualify_tables(statement)
+        if reading:
+            _refuse_scaled_reads(statement)
         self._session_functions(statement)
         _name_columns(statement)
         _decimal_literals(statement)
@@ -456,6 +487,18 @@ class Planner:
                 and not node.this.quoted
             ):
                 node.replace(exp.Literal.string(self.session.schema) if self.session.schema else exp.Null())
+
+
+def _refuse_scaled_reads(statement: exp.Expression) -> None:
+    """trinosim holds tpch's rows at scale factor tiny only: the other schemas' tables are views of
+    tiny's, which EXPLAIN plans at their own scale, but reading them would give tiny's rows."""
+    for table in statement.find_all(exp.Table):
+        if table.catalog and table.db and catalog.is_scaled_tpch(table.catalog, table.db, table.name):
+            raise TrinoError(
+                "NOT_SUPPORTED",
+                f"trinosim holds the rows of tpch.tiny only: {table.catalog}.{table.db}.{table.name} "
+                "can be explained (EXPLAIN estimates it at its scale factor), not read",
+            )
 
 
 def _part(node: exp.Expression | None) -> str | None:
@@ -524,6 +567,11 @@ def _like(rows: list[list[Any]], pattern: str | None) -> list[list[Any]]:
         return rows
     regex = re.compile("^" + re.escape(pattern).replace("%", ".*").replace("_", ".") + "$", re.DOTALL)
     return [r for r in rows if regex.match(str(r[0]))]
+
+
+def is_explain(sql: str) -> bool:
+    """Whether ``sql`` is an EXPLAIN that only plans its statement (not EXPLAIN ANALYZE, which runs it)."""
+    return re.match(r"^EXPLAIN\b(?!\s+ANALYZE\b)", _strip_comments(sql), re.IGNORECASE) is not None
 
 
 def _strip_comments(sql: str) -> str:

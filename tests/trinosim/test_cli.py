@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 
 def _lines(output: str) -> list[str]:
     # The CLI warns on stderr that it has no terminal; stdout holds only the result.
@@ -70,3 +74,13 @@ def test_cli_update_statements(sim, trino_cli):
     assert result.returncode == 0, result.stderr
     assert "CREATE TABLE" in result.stderr and "INSERT: 2 rows" in result.stderr
     assert _lines(result.stdout) == ['"3"']
+
+
+def test_cli_prints_a_json_plan(sim, trino_cli):
+    result = trino_cli(sim.url, "EXPLAIN (FORMAT JSON) SELECT regionkey, count(*) FROM tpch.tiny.nation GROUP BY 1")
+    assert result.returncode == 0, result.stderr
+    # One CSV field: the plan, quoted, its quotes doubled, over many lines.
+    (cell,) = next(csv.reader(io.StringIO(result.stdout)))
+    plan = json.loads(cell)
+    assert list(plan) == ["0", "1", "2"]
+    assert plan["0"]["name"] == "Output"
