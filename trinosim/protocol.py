@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +13,6 @@ if TYPE_CHECKING:
     from trinosim.queries import Query
 
 QUEUED, EXECUTING = 0, 1
-
-
-def new_slug_key() -> bytes:
-    return secrets.token_bytes(16)
 
 
 def slug(key: bytes, context: int, token: int) -> str:

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import random
+import secrets
 import string
 import time
 from collections import deque
@@ -20,7 +21,6 @@ from trinosim import engine
 from trinosim.config import SimConfig
 from trinosim.engine import Outcome
 from trinosim.errors import TrinoError, canceled
-from trinosim.protocol import new_slug_key
 from trinosim.session import Session
 from trinosim.spooling import SegmentStore
 from trinosim.statements import Planner, is_explain
@@ -52,7 +52,7 @@ class Query:
         self.id = query_id
         self.sql = sql
         self.session = session
-        self.slug_key = new_slug_key()
+        self.slug_key = secrets.token_bytes(16)  # its URIs' slugs are keyed with it (protocol.slug)
         self.created = time.monotonic()
         self.created_wall = dt.datetime.now(dt.UTC)
         self.started: float | None = None
