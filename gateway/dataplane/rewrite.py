@@ -138,7 +138,7 @@ def _at_top_level(body: bytes, comma: int) -> bool:
     JSON object."""
     rest = body[comma + 1 :]
     brackets = rest.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
-    if b'"' not in brackets and b"\\" not in brackets:
+    if not brackets.strip(b"[]{}"):  # brackets only: no quote or backslash left
         return len(brackets) - 2 * (brackets.count(b"{") + brackets.count(b"[")) == 1
     try:
         orjson.loads(b"{" + rest)
