@@ -23,7 +23,7 @@ from gateway.config import QueuePolicy
 from gateway.control.api.access import CHANGE, CSRF_HEADER, PUBLIC, SAFE_METHODS, access_of, public
 from gateway.control.api.queries import BIGINT_MAX, STATS_STEP_MAX, STATS_STEP_MIN
 from gateway.control.api.routing_rules import RULES_BODY_MAX_BYTES
-from gateway.store.backend import Backend
+from gateway.store.backend import MONITOR_KINDS, Backend
 from observability.metrics import QUEUED_USERS_SHOWN
 
 if TYPE_CHECKING:
@@ -239,6 +239,12 @@ _SCHEMAS: dict[str, Schema] = {
             "lastError": _nullable("string"),
             "consecutiveFailures": _INTEGER,
             "requestFailures": _INTEGER,
+            "monitor": {
+                "type": "string",
+                "enum": list(MONITOR_KINDS),
+                "description": "its health check (its own, else health.monitor); UI_API, JMX and METRICS report "
+                "runningQueries, queuedQueries and workers, INFO_API, QUERY and NOOP report none (null)",
+            },
             "runningQueries": _nullable("integer"),
             "queuedQueries": _nullable("integer"),
             "workers": _nullable("integer"),
