@@ -372,7 +372,9 @@ def test_on_a_phone_the_pages_fit_the_screen(as_user, ui_gateway, screenshots):
         page.locator("main h1").wait_for()
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path} is {width}px wide on a 390px screen"
-    shoot(session.goto("/"), screenshots, "overview-phone")
+    page = session.goto("/")
+    page.locator("[data-group]").first.wait_for()  # the groups, not "Loading…"
+    shoot(page, screenshots, "overview-phone")
 
 
 def test_without_a_session_a_page_sends_the_browser_to_the_login_and_back(as_user, ui_gateway):
