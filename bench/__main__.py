@@ -14,7 +14,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import rewrite, scenarios
 from bench.nginx import NginxProcess
 from trinosim import TrinoSimProcess
 from trinosim.gateway_process import GatewayProcess
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--gateway-workers", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="wrk runs per poll-path cell (the median is shown)")
-    parser.add_argument("--only", default="poll,e2e,state,routing,large")
+    parser.add_argument("--only", default="poll,e2e,state,routing,large,rewrite")
     args = parser.parse_args()
     only = set(args.only.split(","))
     connections = [1, 32, 256]
@@ -73,6 +73,8 @@ def main() -> None:
             extra_args=["--log-level", "WARNING"],
         ).start()
         nginx = NginxProcess(backend.url).start()
+        if "rewrite" in only:
+            report["rewrite_uris_us"] = rewrite.rewrite_cost(backend.url)
         if "routing" in only:
             report["routing_decision_us"] = scenarios.routing_decision([1, 10, 100], [0, 100, 1000])
         if "poll" in only:
@@ -108,7 +110,7 @@ def main() -> None:
     print_table(report)
     print()
     save_report("bench", report)
-    if only >= {"poll", "e2e", "state", "routing", "large"}:
+    if only >= {"poll", "e2e", "state", "routing", "large", "rewrite"}:
         # latest.json is the last complete run; partial runs (--only) keep their dated file only.
         (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
 
@@ -175,6 +177,8 @@ def print_table(report: dict[str, Any]) -> None:
             f"({spooled['megabytes_per_second']} MB/s); gateway RSS {spooled['rss_before_mb']} -> peak "
             f"{spooled['rss_peak_mb']} MB (+{spooled['rss_growth_mb']} MB)"
         )
+    if report.get("rewrite_uris_us"):
+        rewrite.print_cost(report["rewrite_uris_us"])
 
 
 if __name__ == "__main__":

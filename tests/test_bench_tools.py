@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import wrk
+from bench import rewrite, wrk
 from bench.__main__ import print_table
 from bench.scenarios import pinned, routing_decision
 
@@ -113,14 +113,35 @@ def test_the_table_prints_every_section(capsys):
             "rss_peak_mb": 2,
             "rss_growth_mb": 1,
         },
+        "rewrite_uris_us": {
+            "orders": {"bytes": 500_000, "microseconds": 18.0, "complete": True},
+            "orders, nextUri last": {"bytes": 500_000, "microseconds": 17.0, "complete": False},
+        },
     }
     print_table(report)
     out = capsys.readouterr().out
-    for heading in ("1. poll path", "2. end to end", "3. scale of state", "4. routing decision", "5. large result"):
+    headings = ("1. poll path", "2. end to end", "3. scale of state", "4. routing decision", "5. large result")
+    for heading in (*headings, "6. rewrite_uris per page"):
         assert heading in out
     assert "  32@2000/s |" in out
     assert "median of the rounds; gateway on core 1)" in out
     assert "at 2000 polls/s: p50 idle 0.50 ms, loaded 0.50 ms (x1.0)" in out
+    assert "18.00 us\n" in out and "17.00 us  (URIs left on the backend)" in out
+
+
+def test_the_rewrite_bench_reorders_pages_and_tells_a_page_left_on_the_backend():
+    page = b'{"id":"q","infoUri":"http://b/ui","nextUri":"http://b/n","data":[[1]],"stats":{"state":"RUNNING"}}'
+    assert list(rewrite.orjson.loads(rewrite.reordered(page, "next_last"))) == [
+        "id",
+        "infoUri",
+        "data",
+        "stats",
+        "nextUri",
+    ]
+    assert rewrite.reordered(page, "sorted").startswith(b'{"data":[[1]],"id":"q","infoUri"')
+    assert "rootStage" in rewrite.orjson.loads(rewrite.with_stage_tree(page))["stats"]
+    assert rewrite.on_gateway(page.replace(b"http://b", rewrite.GATEWAY.encode()))
+    assert not rewrite.on_gateway(page)
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")

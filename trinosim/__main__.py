@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="honour",
         help="X-Forwarded-* headers: honour them in URIs, ignore them, or refuse such requests",
     )
+    parser.add_argument(
+        "--key-order",
+        choices=["trino", "sorted", "next_last"],
+        default="trino",
+        help="members of statement pages: in Trino's order (URIs first), sorted by name, or nextUri last",
+    )
     parser.add_argument("--ui-user", help="only this user may log in to /ui/login")
     parser.add_argument("--ui-password", help="password for --ui-user")
     oauth2 = parser.add_argument_group("OAuth2 external authentication (HTTPS requests only, as on Trino)")
@@ -119,6 +125,7 @@ def config_from_args(argv: list[str] | None = None) -> SimConfig:
             tls_client_ca=args.tls_client_ca,
             spooling_ttl=args.spooling_ttl,
             forwarded=args.forwarded,
+            key_order=args.key_order,
             ui_user=args.ui_user,
             ui_password=args.ui_password,
             oauth2_issuer=args.oauth2_issuer,

@@ -56,6 +56,11 @@ class SimConfig(BaseModel):
     forwarded: Literal["honour", "ignore", "reject"] = Field(
         "honour", description="X-Forwarded-* headers: build URIs from them, ignore them, or refuse the request"
     )
+    key_order: Literal["trino", "sorted", "next_last"] = Field(
+        "trino",
+        description="members of a statement page: in Trino's order (URIs first), sorted by name (as a proxy "
+        "that re-encodes pages writes them), or Trino's with nextUri and partialCancelUri last",
+    )
     ui_user: str | None = Field(None, description="if set, /ui/login accepts only this user (and ui_password)")
     ui_password: str | None = None
     oauth2_issuer: str | None = Field(

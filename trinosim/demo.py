@@ -1,7 +1,10 @@
 """``make demo`` (``python -m trinosim.demo``): the gateway, on an embedded SQLite store, in front of
 three local trinosim clusters, until Ctrl-C.
 
-trino-1 and trino-2 form routing group ``adhoc`` (the default), trino-3 is group ``etl``.
+trino-1 and trino-2 form routing group ``adhoc`` (the default), trino-3 is group ``etl``. The
+gateway checks them with the ``UI_API`` monitor, which reads each cluster's running and queued
+queries and its workers (``/ui/api/stats``), so the UI's overview shows them and the score router
+weighs them; the default ``INFO_API`` monitor only tells whether a cluster is up.
 ``--clusters-only`` starts just the three clusters.
 """
 
@@ -18,6 +21,7 @@ from trinosim.gateway_process import GatewayProcess, free_port
 from trinosim.harness import TrinoSimProcess
 
 GROUPS = ("adhoc", "adhoc", "etl")
+DEMO_MONITOR = "UI_API"
 # The demo's routing rules (editable in the UI's Routing rules page; kept across demo runs).
 DEMO_RULES = """---
 name: airflow
@@ -81,6 +85,8 @@ def main() -> None:
                 {"name": c.name, "proxy_to": c.url, "routing_group": g} for c, g in zip(clusters, GROUPS, strict=True)
             ],
             "routing_rules": {"enabled": True, "type": "FILE", "rules_file": str(rules)},
+            # A check that reads the clusters' load (trinosim serves Trino's /ui/api/stats).
+            "health": {"monitor": DEMO_MONITOR},
         }
         gateway = GatewayProcess(
             store=f"sqlite:///{state / 'gateway.db'}", config=config, port=_port(args.port)
@@ -94,6 +100,8 @@ Web UI: {url}/   (auth is off in the demo: anyone who reaches the port is ADMIN)
 
   routing group adhoc (default): trino-1 {clusters[0].url}, trino-2 {clusters[1].url}
   routing group etl:             trino-3 {clusters[2].url}
+  health checks: {DEMO_MONITOR} every 5 s (each cluster's running and queued queries and workers: the
+  overview shows them, the score router weighs them)
 {_connect_help(url, gateway.port)}
 the same, routed to the etl group by the X-Trino-Routing-Group header (or by the rule in {rules}
 for source airflow):

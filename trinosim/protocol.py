@@ -7,6 +7,7 @@ import hmac
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 if TYPE_CHECKING:
@@ -102,3 +103,17 @@ def results(
         if outcome.update_count is not None:
             body["updateCount"] = outcome.update_count
     return body
+
+
+def encode(document: dict[str, Any], key_order: str = "trino") -> bytes:
+    """A statement page's bytes, its members in ``key_order``: ``trino`` as ``results`` builds them
+    (URIs, columns, data, stats, ...), ``sorted`` by name at every level (as a proxy that decodes
+    and re-encodes pages writes them), or ``next_last``: Trino's, with ``nextUri`` and
+    ``partialCancelUri`` after everything else. JSON gives the order no meaning; clients and the
+    gateway must not depend on it."""
+    if key_order == "sorted":
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    if key_order == "next_last":
+        last = {key: document[key] for key in ("nextUri", "partialCancelUri") if key in document}
+        document = {key: value for key, value in document.items() if key not in last} | last
+    return orjson.dumps(document)

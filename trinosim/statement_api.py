@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from trinosim import protocol, spooling
@@ -53,6 +52,10 @@ def _lookup(request: web.Request, manager: QueryManager, context: int) -> Query 
     return query
 
 
+def _page(state: SimState, document: dict[str, Any]) -> bytes:
+    return protocol.encode(document, state.config.key_order)
+
+
 def _base(request: web.Request, state: SimState) -> str:
     return protocol.base_uri(request, state.config.forwarded == "honour")
 
@@ -72,7 +75,7 @@ async def submit(request: web.Request) -> web.Response:
     query.record_request("POST", "submit", None, recorded_headers(request.headers))
     base = _base(request, state)
     body = protocol.results(query, base, state.workers, protocol.statement_uri(base, query, QUEUED, 1))
-    return _json(orjson.dumps(body))
+    return _json(_page(state, body))
 
 
 async def poll_queued(request: web.Request) -> web.Response:
@@ -99,7 +102,7 @@ async def poll_queued(request: web.Request) -> web.Response:
         next_uri = None
     else:
         next_uri = protocol.statement_uri(base, query, EXECUTING, 0)
-    body = orjson.dumps(protocol.results(query, base, state.workers, next_uri))
+    body = _page(state, protocol.results(query, base, state.workers, next_uri))
     query.queued_cache = CachedResponse(token, body, [])
     return _json(body)
 
@@ -139,19 +142,19 @@ async def _next_page(
     following = protocol.statement_uri(base, query, EXECUTING, token + 1)
     outcome = query.outcome
     if query.error is not None:
-        return orjson.dumps(
-            protocol.results(query, base, state.workers, None, columns=outcome.columns if outcome else None)
+        return _page(
+            state, protocol.results(query, base, state.workers, None, columns=outcome.columns if outcome else None)
         ), []
     if outcome is None:
-        return orjson.dumps(protocol.results(query, base, state.workers, following)), []
+        return _page(state, protocol.results(query, base, state.workers, following)), []
     rows: list[Any] = await manager.next_rows(query) if not query.done else []
     if query.error is not None:
-        return orjson.dumps(protocol.results(query, base, state.workers, None, columns=outcome.columns)), []
+        return _page(state, protocol.results(query, base, state.workers, None, columns=outcome.columns)), []
     next_uri = following if rows else None
     data: list[Any] | dict[str, Any] = rows
     if rows and query.encoding is not None:
         data = manager.segments.encode_page(query.id, rows, query.encoding, base, query.rows_delivered)
-    body = orjson.dumps(protocol.results(query, base, state.workers, next_uri, outcome.columns, data))
+    body = _page(state, protocol.results(query, base, state.workers, next_uri, outcome.columns, data))
     query.rows_delivered += len(rows)
     query.bytes_delivered += len(body)
     return body, outcome.headers

@@ -25,6 +25,9 @@ class BackendStatus:
     """Requests this worker has open to it now (bounded by proxy.max_connections_per_backend)."""
     cost: float
     """The score router's cost: lower is better."""
+    monitor: str
+    """The kind of health check it gets (its own, else ``health.monitor``): whether running, queued
+    and workers can be known at all (``INFO_API``, ``QUERY`` and ``NOOP`` report none)."""
 
     @property
     def score(self) -> float:
@@ -60,6 +63,7 @@ def backend_statuses(
                 in_flight=in_flight,
                 requests_in_flight=upstream.limits.in_use(backend.name),
                 cost=cost(observed, in_flight, weights),
+                monitor=health.monitor_kind(backend),
             )
         )
     return out

@@ -1,8 +1,20 @@
 """Keeping clients on the gateway: the URIs a backend puts in its answers are pointed back at us.
 
-Only the values of the protocol's URI fields are touched, never result data: a field name in a
-JSON *string value* has escaped quotes (``\\"nextUri\\"``), so the patterns cannot match inside one,
-and a map in the rows with such a key is left alone (see ``rewrite_uris``).
+A statement page is one JSON object: the protocol's URIs (``nextUri``, ``infoUri``,
+``partialCancelUri``) are members of it, and the rows are the array of its ``data`` member, the only
+part that grows with the result (up to megabytes a page). JSON gives key order no meaning: Trino
+writes the URIs first and ``stats``, ``warnings``, ... after the rows, but a proxy that re-encodes
+pages (sorted keys) or another server may write them anywhere. So every URI member is rewritten
+wherever it is, and the rows are neither read nor changed (they are the user's data: a string or a
+map key in them that looks like a URI stays as it is), at the cost of one copy into the answer:
+
+- where the rows begin: the first ``"data":`` key of the page (no other object of a statement page
+  has a ``data`` member, and no rows come before it);
+- where they end: found from the end of the page, whose members after the rows are few and short
+  (``_rows_end``), so the rows themselves are never scanned.
+
+Only the values of URI members are touched: a member name inside a JSON *string* has escaped quotes
+(``\\"nextUri\\"``), so it cannot be taken for one.
 """
 
 from __future__ import annotations
@@ -12,11 +24,22 @@ from urllib.parse import quote
 
 import orjson
 
-# The protocol URIs (nextUri, infoUri, partialCancelUri) precede "columns" and "data" in every
-# QueryResults a Trino server writes, but other key orders are handled too (see rewrite_uris).
-_PROTOCOL_URI = re.compile(rb'("(?:nextUri|infoUri|partialCancelUri)"\s*:\s*")https?://[^/"]+')
+# A URI member of the page, up to its value's authority. The search skips ahead to each ``Uri"``
+# (a literal first: half the cost of matching at each quote); the look-behinds then check the name,
+# its opening quote not escaped (a name inside a string has escaped quotes, ``\"nextUri\"``). JSON
+# may escape the slashes (``http:\/\/``).
+_URI_MEMBER = re.compile(
+    rb'(Uri"(?:(?<=[^\\]"nextUri")|(?<=[^\\]"infoUri")|(?<=[^\\]"partialCancelUri"))\s*:\s*")'
+    rb'https?:\\?/\\?/[^/"\\]+'
+)
 _SEGMENT_URI = re.compile(rb'("(?:uri|ackUri)"\s*:\s*")(https?://[^/"]+)(/v1/spooled/[^"?]*)"')
-_URI_FIELDS = ("nextUri", "infoUri", "partialCancelUri")
+_DATA = re.compile(rb'"data"\s*:\s*')
+_SPACE = b" \t\r\n"
+# What _at_top_level keeps of the page's end: quotes, brackets and backslashes.
+_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'"[]{}\\')
+# Candidates for the end of the rows that are checked at most (each check reads what follows it): in
+# a statement page the first is the one, unless a string or a member after the rows holds ``]],``.
+_ROWS_END_TRIES = 16
 BACKEND_PARAM = "trino_gateway_backend"
 # Trino's OAuth2 challenge: WWW-Authenticate: Bearer x_redirect_server="...", x_token_server="..."
 _CHALLENGE_URI = re.compile(rb'((?:x_redirect_server|x_token_server)=")(https?://[^/"]+)?(/[^"?]*)(\?[^"]*)?"')
@@ -30,31 +53,106 @@ def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name
         # A function, not a b"\\g<1>..." template: half the cost per match (on every poll).
         return match.group(1) + base
 
-    data_at = body.find(b'"data"')
-    if data_at == -1:
-        return _PROTOCOL_URI.sub(replacement, body)
-    head, rewritten_in_head = _PROTOCOL_URI.subn(replacement, body[:data_at])
+    data = _data_value(body)
+    if data != -1 and body[data] == 0x7B:  # "{": not rows but the spooling protocol's segments
+        body = body[:data] + _rewrite_segments(body[data:], gateway_base, backend_base, backend_name)
+    if data == -1 or body[data] != 0x5B:  # "[": no rows (no "data", spooled segments, null)
+        return _URI_MEMBER.sub(replacement, body)
+    rows_end = _rows_end(body, data)
     # The rows stay a view until the one copy into the answer: a page is up to megabytes.
-    tail: bytes | memoryview = memoryview(body)[data_at:]
-    if body[data_at + 6 : data_at + 16].lstrip(b" \t\r\n:")[:1] == b"{":
-        # "data" is an object, not rows: the spooling protocol's segments.
-        tail = _rewrite_segments(body[data_at:], gateway_base, backend_base, backend_name)
-    # The rows may hold maps with the same keys as the protocol's URIs. A server that writes any
-    # of the page's URIs before "data" writes them all there (Trino does): then the rows are not
-    # even scanned. Otherwise (another key order) the page is parsed to see whether it has URI
-    # fields at all, and what follows "data" is rewritten if so.
-    if rewritten_in_head == 0 and body.find(b'Uri"', data_at) != -1 and _has_uri_fields(body):
-        tail = _PROTOCOL_URI.sub(replacement, bytes(tail))
-    return b"".join((head, tail))
+    rows = memoryview(body)[data:rows_end]
+    return b"".join((_URI_MEMBER.sub(replacement, body[:data]), rows, _URI_MEMBER.sub(replacement, body[rows_end:])))
 
 
-def _has_uri_fields(body: bytes) -> bool:
-    """Whether the page itself has protocol URI fields (parsed only on the rare pages that need it)."""
+def next_uri_of(body: bytes) -> bytes | None:
+    """The backend's ``nextUri`` in a statement page, wherever the page puts it (a map in its rows
+    with such a key is not the page's); None if the page has none (the query's last page)."""
+    data = _data_value(body)
+    rows = (data, _rows_end(body, data)) if data != -1 and body[data] == 0x5B else (len(body), len(body))
+    for start, end in ((0, rows[0]), (rows[1], len(body))):
+        for member in _URI_MEMBER.finditer(body, start, end):
+            if body.startswith(b'"nextUri"', member.start() - 5):
+                closing = body.find(b'"', member.end())
+                if closing == -1:
+                    return None  # a page cut off
+                uri = body[member.end(1) : closing]
+                # A JSON escape (such as "\/") is legal there: the URI itself has none.
+                return orjson.loads(b'"' + uri + b'"').encode() if b"\\" in uri else uri
+    return None
+
+
+def _data_value(body: bytes) -> int:
+    """Where the value of the page's ``data`` member begins, or -1 if it has none: the first
+    ``"data"`` followed by ``:`` (a column or a value named "data" is followed by ``,``, ``]`` or
+    ``}``; the rows, and a spooled segment's own ``data``, come after the page's)."""
+    found = _DATA.search(body)
+    return -1 if found is None or found.end() == len(body) else found.end()
+
+
+def _rows_end(body: bytes, rows: int) -> int:
+    """Where the rows array that begins at ``rows`` ends (the index after its ``]``), read from the
+    end of the page, so that the rows themselves are not read.
+
+    The rows are the page's last member whose value is an array of arrays (no other member of a
+    statement page is one). Each ``]`` that closes an array whose last element is an array, and is
+    followed by ``,`` or by the page's closing brace, is a candidate, the nearest to the end first:
+    one followed by the closing brace is the rows' end; one followed by ``,`` is if that ``,``
+    separates two members of the page (``_at_top_level``), not two values inside a string or a
+    nested value. Only the page's members after the rows are read: ``stats``, ``warnings``, ... in
+    Trino's order. An empty array ends at once; in a page that is not JSON, everything after
+    ``"data":`` is kept as it is."""
+    after = _skip_space(body, rows + 1)
+    if body[after : after + 1] == b"]":
+        return after + 1
+    last = len(body) - 1
+    while last > rows and body[last] in _SPACE:
+        last -= 1
+    candidate, tries = last, _ROWS_END_TRIES  # the page's closing brace is not one
+    while tries and (candidate := body.rfind(b"]", rows + 1, candidate)) != -1:
+        before = candidate - 1
+        while body[before] in _SPACE:
+            before -= 1
+        if body[before] != 0x5D:  # "]": the array's last element is not an array
+            continue
+        following = candidate + 1
+        while body[following] in _SPACE:
+            following += 1
+        if following == last:
+            return candidate + 1  # the rows are the page's last member
+        if body[following] == 0x2C:  # ","
+            tries -= 1
+            if _at_top_level(body, following):
+                return candidate + 1
+    return len(body)
+
+
+def _at_top_level(body: bytes, comma: int) -> bool:
+    """Whether the ``,`` at ``comma`` separates two members of the page's object, not two values
+    inside a string or a nested value: what follows it must close exactly one object.
+
+    Of what follows, the quotes, brackets and backslashes are kept and each string's pair of quotes
+    dropped. With no backslash (every quote a string's start or end) and no quote left over (a
+    quote is left by a string that holds a bracket, and by a comma inside a string: its closing
+    quote has no pair), what is left are the brackets outside strings, and after a member of a JSON
+    page they close one more than they open. Anything else is parsed: ``{`` and the rest must be a
+    JSON object."""
+    rest = body[comma + 1 :]
+    brackets = rest.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if not brackets.strip(b"[]{}"):  # brackets only: no quote or backslash left
+        return len(brackets) - 2 * (brackets.count(b"{") + brackets.count(b"[")) == 1
     try:
-        page = orjson.loads(body)
+        orjson.loads(b"{" + rest)
     except orjson.JSONDecodeError:
-        return True  # unreadable: rewrite wherever the pattern matches, as before
-    return isinstance(page, dict) and any(isinstance(page.get(field), str) for field in _URI_FIELDS)
+        return False
+    return True
+
+
+def _skip_space(body: bytes, at: int) -> int:
+    """The first index from ``at`` that is not JSON white space (``len(body)`` at the end)."""
+    end = len(body)
+    while at < end and body[at] in _SPACE:
+        at += 1
+    return at
 
 
 def _rewrite_segments(body: bytes, gateway_base: str, backend_base: str, backend_name: str) -> bytes:

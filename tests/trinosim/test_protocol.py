@@ -177,3 +177,23 @@ def test_forwarded_reject_mode_refuses_like_trino_without_process_forwarded(sim_
     )
     assert response.status_code == 406
     assert "X-Forwarded-For" in response.text
+
+
+@pytest.mark.parametrize("key_order", ["sorted", "next_last"])
+def test_pages_can_be_written_in_another_key_order_and_clients_read_them_the_same(make_sim, key_order):
+    reordered = make_sim(name=f"order-{key_order}", key_order=key_order)
+    plain = make_sim(name="order-trino")
+    sql = "SELECT * FROM tpch.tiny.orders ORDER BY orderkey"
+    with connect(plain.url) as direct, connect(reordered.url) as other:
+        expected = direct.cursor().execute(sql).fetchall()
+        assert other.cursor().execute(sql).fetchall() == expected
+    first = requests.post(f"{reordered.url}/v1/statement", data=sql.encode(), headers={"X-Trino-User": "u"}, timeout=10)
+    page = requests.get(first.json()["nextUri"], timeout=10)
+    while b'"data"' not in page.content:
+        page = requests.get(page.json()["nextUri"], timeout=10)
+    keys = list(page.json())
+    if key_order == "sorted":
+        assert keys == sorted(keys)
+    else:
+        assert keys[-1] == "nextUri" and keys.index("infoUri") < keys.index("data")
+    requests.delete(page.json()["nextUri"], timeout=10)

@@ -262,6 +262,42 @@ def test_the_overview_shows_every_group_and_the_queries_just_run(as_user, ui_gat
     assert as_user("alice", color_scheme="dark").goto("/").evaluate(theme) == "dark"
 
 
+def test_the_overview_shows_each_clusters_load_or_why_its_health_check_cannot_tell(as_user, ui_gateway, sims):
+    # A query running on trino-1 itself (not sent through the gateway): its UI_API check reads it.
+    first = httpx.post(
+        f"{sims[0].url}/v1/statement",
+        content="SELECT 'busy'",
+        headers={"X-Trino-User": "elsewhere", "X-Trino-Session": "sim_run_time=30s"},
+        timeout=30,
+    ).json()
+    running = httpx.get(first["nextUri"], timeout=30).json()  # dispatched: RUNNING for 30 s
+    try:
+        page = as_user("alice").goto("/")
+        busy = page.locator('[data-group="adhoc"] tr[data-backend="trino-1"] td')
+        # State, Active, Score, Running, Queued, Workers, In flight, Slots
+        expect(busy.nth(3)).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=10_000)
+        expect(busy.nth(4)).to_have_text(re.compile(r"^\d+$"))
+        expect(busy.nth(5)).to_have_text("1")  # the cluster's one worker
+        # The score weighs the load the cluster reports: running 1 on 1 worker costs at least 0.25.
+        expect(busy.nth(2)).to_have_text(re.compile(r"^0\.([0-7]\d|80)$"))
+        expect(page.locator('[data-group="adhoc"] p.no-load')).to_have_count(0)
+
+        quiet = page.locator('[data-group="etl"] tr[data-backend="trino-3"] td')
+        for column in (3, 4, 5):
+            expect(quiet.nth(column)).to_contain_text("\u2013")
+            expect(quiet.nth(column).locator(".no-figure")).to_have_attribute(
+                "title", "trino-3's INFO_API check reports no load"
+            )
+        expect(page.locator('[data-group="etl"] p.no-load')).to_contain_text(
+            "trino-3: the INFO_API health check reports no load."
+        )
+        health = {b["name"]: b for b in ui_gateway.call("GET", "/gateway/health")[1]}
+        assert (health["trino-1"]["monitor"], health["trino-3"]["monitor"]) == ("UI_API", "INFO_API")
+        assert health["trino-3"]["runningQueries"] is None
+    finally:
+        httpx.delete(running["nextUri"], timeout=30)
+
+
 def _limit(gateway: InProcessGateway, backend: str, max_running: int | None) -> None:
     record = gateway.call("GET", f"/gateway/backend/{backend}")[1]
     status, _ = gateway.call("POST", "/gateway/backend/modify/update", {**record, "maxRunning": max_running})
@@ -336,7 +372,9 @@ def test_on_a_phone_the_pages_fit_the_screen(as_user, ui_gateway, screenshots):
         page.locator("main h1").wait_for()
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path} is {width}px wide on a 390px screen"
-    shoot(session.goto("/"), screenshots, "overview-phone")
+    page = session.goto("/")
+    page.locator("[data-group]").first.wait_for()  # the groups, not "Loading…"
+    shoot(page, screenshots, "overview-phone")
 
 
 def test_without_a_session_a_page_sends_the_browser_to_the_login_and_back(as_user, ui_gateway):

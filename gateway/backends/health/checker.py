@@ -52,8 +52,12 @@ class HealthChecker:
         # started again (epoch ms): what lived in its memory, such as transactions, is gone.
         self.on_restart: Callable[[str, int], Awaitable[None]] | None = None
 
+    def monitor_kind(self, backend: Backend) -> str:
+        """The kind of check ``backend`` gets: its record's, else ``health.monitor``."""
+        return backend.monitor or self.settings.monitor
+
     def monitor(self, backend: Backend) -> Monitor:
-        kind = backend.monitor or self.settings.monitor
+        kind = self.monitor_kind(backend)
         monitor = self._monitors.get(kind)
         if monitor is None:
             monitor = self._monitors[kind] = create_monitor(kind, self.settings)

@@ -30,7 +30,7 @@ from gateway.routing.rules.file_rules import RuleGroup as WrittenGroup
 from gateway.routing.rules.selector import Selection
 from gateway.store import AuditEntry as Entry
 from gateway.store import QueryCount, QueryRecord, now_ms
-from gateway.store.backend import URL_LENGTH, Backend
+from gateway.store.backend import URL_LENGTH, Backend, MonitorKind
 from observability import jmx
 from observability.metrics import QUEUED_USERS_SHOWN
 from observability.propagation import trace_id_of
@@ -157,6 +157,10 @@ class BackendHealth(ApiModel):
     last_error: str | None
     consecutive_failures: int
     request_failures: int
+    monitor: MonitorKind = Field(
+        description="the health check that watches it (its own, else health.monitor): INFO_API, QUERY and NOOP "
+        "report no load, so runningQueries, queuedQueries and workers are null under them"
+    )
     running_queries: int | None
     queued_queries: int | None
     workers: int | None
@@ -175,8 +179,8 @@ class BackendHealth(ApiModel):
     max_running: int | None = Field(description="the most queries the gateway runs there at once; null: no limit")
     running_slots: int = Field(
         ge=0,
-        description="queries run there under admission control (slots in use): this worker's on SQLite, the "
-        "fleet's on PostgreSQL",
+        description="queries run there under admission control (slots in use): every worker's and node's on "
+        "SQLite and PostgreSQL (read from the store each second), the worker's own on the in-memory store",
     )
     gateway_queue: GatewayQueue
 
@@ -193,6 +197,7 @@ class BackendHealth(ApiModel):
             last_error=health.last_error,
             consecutive_failures=health.consecutive_failures,
             request_failures=health.request_failures,
+            monitor=status.monitor,
             running_queries=stats.running,
             queued_queries=stats.queued,
             workers=stats.workers,

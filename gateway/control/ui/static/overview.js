@@ -24,6 +24,19 @@ function queueLine(queue) {
   );
 }
 
+// The health checks that read a cluster's load (running, queued, workers): the others (INFO_API, QUERY,
+// NOOP) only tell whether it is up (gateway/backends/health/monitors.py).
+const LOAD_MONITORS = new Set(["UI_API", "JMX", "METRICS"]);
+
+// A figure of the cluster's load, or "–" and why there is none.
+function loadCell(b, value) {
+  if (value != null) return el("td", { class: "num" }, value);
+  const why = LOAD_MONITORS.has(b.monitor)
+    ? `not reported by ${b.name}'s ${b.monitor} check yet`
+    : `${b.name}'s ${b.monitor} check reports no load`;
+  return el("td", { class: "num" }, el("span", { class: "no-figure", title: why, "aria-hidden": "true" }, "–"), el("span", { class: "sr-only" }, why));
+}
+
 function clusterRow(b) {
   return el(
     "tr",
@@ -32,11 +45,28 @@ function clusterRow(b) {
     el("td", {}, stateBadge(b.state)),
     el("td", {}, b.active ? "active" : el("span", { class: "badge inactive" }, b.drained ? "drained" : "draining")),
     el("td", { class: "num" }, b.score.toFixed(2)),
-    el("td", { class: "num" }, b.runningQueries ?? "–"),
-    el("td", { class: "num" }, b.queuedQueries ?? "–"),
-    el("td", { class: "num" }, b.workers ?? "–"),
+    loadCell(b, b.runningQueries),
+    loadCell(b, b.queuedQueries),
+    loadCell(b, b.workers),
     el("td", { class: "num" }, b.inFlight),
     el("td", { class: "num" }, slots(b)),
+  );
+}
+
+// Under a group's table: the clusters whose health check cannot tell their load, and which can.
+function noLoadNote(backends) {
+  const byMonitor = new Map();
+  for (const b of backends.filter((b) => !LOAD_MONITORS.has(b.monitor))) {
+    if (!byMonitor.has(b.monitor)) byMonitor.set(b.monitor, []);
+    byMonitor.get(b.monitor).push(b.name);
+  }
+  if (!byMonitor.size) return null;
+  const lines = [...byMonitor].map(([monitor, names]) => `${names.join(", ")}: the ${monitor} health check reports no load.`);
+  return el(
+    "p",
+    { class: "hint no-load" },
+    `– in Running, Queued and Workers: ${lines.join(" ")} The UI_API, JMX and METRICS checks read it from the cluster; ` +
+      "without them the score counts only the queries sent through this gateway worker.",
   );
 }
 
@@ -75,6 +105,7 @@ async function refreshGroups() {
             el("tbody", {}, backends.map(clusterRow)),
           ),
         ),
+        noLoadNote(backends),
       );
     });
   replace("groups", cards);
