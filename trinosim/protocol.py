@@ -85,8 +85,15 @@ def results(
     columns: list[dict[str, Any]] | None = None,
     data: list[list[Any]] | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A QueryResults document; absent fields are left out, as airlift's mapper does."""
+    """A QueryResults document; absent fields are left out, as airlift's mapper does. While the query
+    runs (a page that continues, once it executes), ``partialCancelUri`` names its leaf stage, as
+    Trino's does (``Query.findCancelableLeafStage``)."""
     body: dict[str, Any] = {"id": query.id, "infoUri": f"{base}/ui/query.html?{query.id}"}
+    if next_uri is not None and "/v1/statement/executing/" in next_uri:
+        token = int(next_uri.rsplit("/", 1)[1])
+        body["partialCancelUri"] = (
+            f"{base}/v1/statement/executing/partialCancel/{query.id}/0/{slug(query.slug_key, EXECUTING, token)}/{token}"
+        )
     if next_uri is not None:
         body["nextUri"] = next_uri
     if columns is not None:

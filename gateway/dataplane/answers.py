@@ -3,13 +3,12 @@ first bytes where that is enough (every poll of every query passes here)."""
 
 from __future__ import annotations
 
-import re
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
 from gateway.dataplane.exchange import Scope
-from gateway.dataplane.rewrite import BACKEND_PARAM
+from gateway.dataplane.rewrite import BACKEND_PARAM, data_value, next_uri_of
 from gateway.queries.book import FAILED, outcome_of_page
 
 # Trino errors that are the cluster's fault, not the query's: a read-only query that has returned no
@@ -18,8 +17,6 @@ CLUSTER_FAULTS = frozenset(
     {"SERVER_SHUTTING_DOWN", "SERVER_STARTING_UP", "NO_NODES_AVAILABLE", "REMOTE_HOST_GONE", "TOO_MANY_REQUESTS_FAILED"}
 )
 NOT_A_DOCUMENT = "answered something that is not a Trino query result"
-# A page's nextUri, the first occurrence (in pages without rows, the protocol's own).
-_NEXT_URI = re.compile(rb'"nextUri"\s*:\s*"([^"]*)"')
 
 
 def is_document(content: bytes) -> bool:
@@ -28,16 +25,19 @@ def is_document(content: bytes) -> bool:
     return content[:1] == b"{" and content.endswith((b"}", b"}\n", b"}\r\n"))
 
 
+def continues(content: bytes) -> bool:
+    """Whether a page has a nextUri of its own. The common page needs one look: its nextUri before
+    its rows (Trino's order), or no rows; else the page is read around its rows (``rewrite``)."""
+    at = content.find(b'"nextUri"')
+    if at == -1:
+        return False
+    rows = data_value(content)
+    return rows == -1 or at < rows or next_uri_of(content) is not None
+
+
 def no_rows_yet(content: bytes) -> bool:
-    """A page that continues (``nextUri``) and has handed out no rows (no ``data``, inline or spooled)."""
-    return b'"nextUri"' in content and b'"data"' not in content
-
-
-def next_uri_of(content: bytes) -> str | None:
-    """The path and query string of the nextUri of a page without rows (``no_rows_yet``): what the
-    gateway asks the page's backend for next."""
-    found = _NEXT_URI.search(content)
-    return None if found is None else target_of(found.group(1).decode())
+    """A page that continues and has handed out no rows (no ``data`` member, inline or spooled)."""
+    return data_value(content) == -1 and b'"nextUri"' in content
 
 
 def cluster_fault(content: bytes) -> str | None:
@@ -57,18 +57,6 @@ def field(content: bytes, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def target_of(url: str) -> str:
-    """The path and query string of a backend's URL (``scheme://host[:port]/path?query``)."""
-    slash = url.find("/", url.find("//") + 2)
-    return url[slash:] if slash != -1 else "/"
-
-
-def path_of(target: str) -> str:
-    """The path of a request target, without its query string."""
-    question = target.find("?")
-    return target if question == -1 else target[:question]
-
-
 def query_string(scope: Scope) -> str:
     """The request's query string for a backend (without the gateway's own marker)."""
     raw = scope["query_string"]
@@ -78,14 +66,6 @@ def query_string(scope: Scope) -> str:
         return "?" + raw.decode("latin-1")
     params = [(k, v) for k, v in parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if k != BACKEND_PARAM]
     return f"?{urlencode(params)}" if params else ""
-
-
-def upstream_target(scope: Scope, upstream_next: str) -> str:
-    """What to ask a held query's backend for: the client's own request when it asks for the page
-    the gateway polls (its query string kept, as for any query), else that page."""
-    if scope["path"] == path_of(upstream_next):
-        return scope["path"] + query_string(scope)
-    return upstream_next
 
 
 def too_long(length: int | None, maximum: int) -> str:

@@ -11,7 +11,7 @@ from gateway import errors
 from gateway.backends.health import HealthChecker
 from gateway.dataplane import headers as hdr
 from gateway.dataplane import oauth2
-from gateway.dataplane.answers import NOT_A_DOCUMENT, is_document, query_string
+from gateway.dataplane.answers import NOT_A_DOCUMENT, continues, is_document, query_string
 from gateway.dataplane.attempt import call_failed, failure_message
 from gateway.dataplane.exchange import WORKER, Exchange
 from gateway.dataplane.rewrite import rewrite_uris
@@ -74,7 +74,7 @@ class Forwarder:
                 await fail_query(x, self.book, query, message, query.id)
                 return
             self.health.poll_answered(name)
-            await self.book.page_seen(query, answer.headers, content)
+            await self.book.page_seen(query, answer.headers, content, not continues(content))
         elif method == "DELETE" and status == 204 and _PARTIAL_CANCEL not in target:
             # (A partial cancel stops one stage: the query goes on.)
             self.book.finished(query, FAILED, "USER_CANCELED")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 from gateway.dataplane import headers as hdr
-from gateway.dataplane.answers import next_uri_of, no_rows_yet, path_of, upstream_target
+from gateway.dataplane.answers import continues, no_rows_yet, query_string
 from gateway.dataplane.attempt import Attempts, Kind
 from gateway.dataplane.exchange import Exchange
 from gateway.dataplane.rewrite import rewrite_uris
@@ -26,6 +26,8 @@ from gateway.queries.admission import Admission
 from gateway.queries.book import FAILED, Query, QueryBook
 from gateway.queries.held import HeldQuery
 from gateway.queries.states import ADMITTED, QUEUED, STARTED
+
+_PARTIAL_CANCEL = "/partialCancel/"
 
 
 class HeldRequests:
@@ -36,46 +38,42 @@ class HeldRequests:
         self.book = book
 
     # -- a query running on a backend, held until its first rows ------------------------------------
-    async def of_held(self, x: Exchange, held: HeldQuery, query: Query) -> bool:
-        """A poll or cancel of a query that may still move to another backend: answered here when it
-        asks for the page the gateway fetches for the client (or one the gateway answered, again);
-        False for any other request, which is forwarded as for any query."""
+    async def of_held(self, x: Exchange, query: Query) -> bool:
+        """A poll or cancel of a query the gateway holds (it may still move to another backend, or
+        the gateway answered one of its pages itself): answered here; False for any other request,
+        which is forwarded as for any query."""
         path = x.scope["path"]
-        replay = held.replay
-        if held.upstream_next is None and (replay is None or replay.path != path):
-            return False  # handed over: its rows come from the backend's URIs, as any query's
-        async with held.locked():
+        held = query.holder
+        if held is not None and held.replay is not None and held.replay.path == path:
             replay = held.replay
-            if replay is not None and replay.path == path:
-                if x.method == "GET":
-                    # The client asks again for the page it had (a retry): the same answer.
-                    await x.respond(replay.status, list(replay.headers), replay.body)
-                    return True
-                if held.ended:
-                    # A cancel of the query the gateway ended (and cancelled on its backend) with that
-                    # answer: nothing is left to cancel, on a backend that may be gone.
-                    await x.respond(204, [], b"")
-                    return True
-            upstream = held.upstream_next
-            if held.query is not query or upstream is None or path != path_of(upstream):
-                return False
+            if x.method == "GET":
+                # The client asks again for a page the gateway answered (a retry): the same answer.
+                await x.respond(replay.status, list(replay.headers), replay.body)
+                return True
+            if held.ended:
+                # A cancel of the query the gateway ended (and cancelled on its backend) with that
+                # answer: nothing is left to cancel, on a backend that may be gone.
+                await x.respond(204, [], b"")
+                return True
+        if query.submission is None or _PARTIAL_CANCEL in path:
+            return False  # handed over (its rows come from the backend's URIs), or one stage's cancel
+        if held is not None:
             held.last_seen = time.monotonic()
-            if x.method == "DELETE":
-                await self._cancel(x, held)
-            else:
-                await self._poll_held(x, held)
-            return True
+        if x.method == "DELETE":
+            await self._cancel_running(x, query)
+        else:
+            await self._poll_running(x, query)
+        return True
 
-    async def _poll_held(self, x: Exchange, held: HeldQuery) -> None:
-        """The backend's next page, fetched for the client. A page with rows (or the last) hands the
-        client over to the backend's own URIs; a backend that fails before that sends the query
-        elsewhere."""
-        query, upstream = held.query, held.upstream_next
-        assert query is not None and upstream is not None
+    async def _poll_running(self, x: Exchange, query: Query) -> None:
+        """The page the client asks for, fetched from the query's backend. A page with rows (or the
+        last) hands the client over to the backend's own URIs; a backend that fails before that sends
+        the query elsewhere."""
         backend = query.backend
-        outcome = await self.attempts.poll(x, backend, "GET", upstream_target(x.scope, upstream), query.id)
+        target = x.scope["path"] + query_string(x.scope)
+        outcome = await self.attempts.poll(x, backend, "GET", target, query.id)
         if outcome.kind is Kind.FAILED:
-            await self.sender.fail_over(x, held, backend.name, outcome)
+            await self.sender.fail_over(x, query, outcome)
             return
         answer = outcome.answer
         assert answer is not None
@@ -83,17 +81,26 @@ class HeldRequests:
             await x.respond(answer.status, hdr.to_client(answer.headers), answer.body)
             return
         content = answer.body
-        held.replay = None  # the client asked for the backend's page: the backend gives it again
-        if no_rows_yet(content):
-            held.upstream_next = next_uri_of(content)
-        else:
+        if query.holder is not None:
+            query.holder.replay = None  # the client asked for its backend's page: the backend gives it again
+        if not no_rows_yet(content):
             # Rows (or the end): from here the client follows the backend's own URIs, as any query.
-            held.upstream_next = None
-            if query.holder is held:
-                query.holder = None
-            await self.book.page_seen(query, answer.headers, content)
+            query.submission = None
+            await self.book.page_seen(query, answer.headers, content, not continues(content))
         rewritten = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
         await x.respond(200, hdr.to_client(answer.headers), rewritten)
+
+    async def _cancel_running(self, x: Exchange, query: Query) -> None:
+        """A DELETE of a held query's page: it is cancelled on its backend (a failure there: it was
+        cancelled here, and its backend ends it by itself), and it moves nowhere any more."""
+        target = x.scope["path"] + query_string(x.scope)
+        await self.attempts.poll(x, query.backend, "DELETE", target, query.id)
+        self.book.finished(query, FAILED, "USER_CANCELED")
+        held = query.holder
+        if held is not None and held.waits:
+            self.admission.cancel(held)
+            await self.admission.persist(held)
+        await x.respond(204, [], b"")
 
     # -- a query waiting in the gateway ---------------------------------------------------------------
     async def of_waiting(self, x: Exchange, held: HeldQuery, statement: bool) -> None:
@@ -149,8 +156,9 @@ class HeldRequests:
             if not held.attempts:
                 x.observed.queue_waited(held.group, held.waited)
             await self.sender.send(x, held.submission, [held.backend], held.slot, held)
-        elif held.state == STARTED and held.upstream_next is not None:
-            await self._poll_held(x, held)
+        elif held.state == STARTED:
+            # Sent, and its client has its backend's page: a poll of this page again was answered above.
+            await x.respond_text(410, "Query page is gone")
         else:
             await self.sender.respond_held(x, held)
 
@@ -161,14 +169,13 @@ class HeldRequests:
         return wait
 
     async def _cancel(self, x: Exchange, held: HeldQuery) -> None:
-        """A DELETE of a held query: a waiting one is forgotten without any backend knowing; one
-        running is cancelled on its backend."""
+        """A DELETE of a waiting query's page: forgotten without any backend knowing; if it was sent
+        meanwhile (by another request), cancelled on its backend by Trino's REST cancel."""
         query = held.query
-        if held.state == STARTED and query is not None and held.upstream_next is not None:
-            # (A failure here: it was cancelled here; its backend ends it by itself.)
-            await self.attempts.poll(x, query.backend, "DELETE", upstream_target(x.scope, held.upstream_next), query.id)
+        if held.state == STARTED and query is not None and query.submission is not None:
+            await self.attempts.poll(x, query.backend, "DELETE", f"/v1/query/{query.id}", query.id)
             self.book.finished(query, FAILED, "USER_CANCELED")
-        if held.state in (QUEUED, ADMITTED) or (held.state == STARTED and held.upstream_next):
+        if held.state in (QUEUED, ADMITTED) or (held.state == STARTED and query is not None):
             self.admission.cancel(held)
             await self.admission.persist(held)
         await x.respond(204, [], b"")

@@ -124,12 +124,11 @@ class Proxy:
             x.observed.transaction = query.transaction
         self.book.polled(query)
         method = x.method
-        holder = query.holder
         if (
-            holder is not None
-            and statement
+            statement
             and method in ("GET", "DELETE")
-            and await self.held.of_held(x, holder, query)
+            and (query.submission is not None or query.holder is not None)
+            and await self.held.of_held(x, query)
         ):
             return
         body = b"" if method in ("GET", "HEAD", "DELETE") else await x.body()

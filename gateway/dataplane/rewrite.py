@@ -53,21 +53,27 @@ def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name
         # A function, not a b"\\g<1>..." template: half the cost per match (on every poll).
         return match.group(1) + base
 
-    data = _data_value(body)
+    data = data_value(body)
     if data != -1 and body[data] == 0x7B:  # "{": not rows but the spooling protocol's segments
         body = body[:data] + _rewrite_segments(body[data:], gateway_base, backend_base, backend_name)
     if data == -1 or body[data] != 0x5B:  # "[": no rows (no "data", spooled segments, null)
         return _URI_MEMBER.sub(replacement, body)
+    head = _URI_MEMBER.sub(replacement, body[:data])
+    if b'"nextUri"' in head and b'"partialCancelUri"' in head and b'"infoUri"' in head:
+        # Every URI member is before the rows (Trino's order while a query runs), and a page has each
+        # once: what follows the rows is not even looked at, so the page costs what it did when only
+        # that order was read. (A name in a string value has escaped quotes: it cannot match here.)
+        return b"".join((head, memoryview(body)[data:]))
     rows_end = _rows_end(body, data)
     # The rows stay a view until the one copy into the answer: a page is up to megabytes.
     rows = memoryview(body)[data:rows_end]
-    return b"".join((_URI_MEMBER.sub(replacement, body[:data]), rows, _URI_MEMBER.sub(replacement, body[rows_end:])))
+    return b"".join((head, rows, _URI_MEMBER.sub(replacement, body[rows_end:])))
 
 
 def next_uri_of(body: bytes) -> bytes | None:
     """The backend's ``nextUri`` in a statement page, wherever the page puts it (a map in its rows
     with such a key is not the page's); None if the page has none (the query's last page)."""
-    data = _data_value(body)
+    data = data_value(body)
     rows = (data, _rows_end(body, data)) if data != -1 and body[data] == 0x5B else (len(body), len(body))
     for start, end in ((0, rows[0]), (rows[1], len(body))):
         for member in _URI_MEMBER.finditer(body, start, end):
@@ -81,7 +87,7 @@ def next_uri_of(body: bytes) -> bytes | None:
     return None
 
 
-def _data_value(body: bytes) -> int:
+def data_value(body: bytes) -> int:
     """Where the value of the page's ``data`` member begins, or -1 if it has none: the first
     ``"data"`` followed by ``:`` (a column or a value named "data" is followed by ``,``, ``]`` or
     ``}``; the rows, and a spooled segment's own ``data``, come after the page's)."""

@@ -27,7 +27,7 @@ from gateway.backends.registry import BackendRegistry
 from gateway.config import FailoverConfig
 from gateway.dataplane import headers as hdr
 from gateway.dataplane import oauth2
-from gateway.dataplane.answers import field, next_uri_of, no_rows_yet
+from gateway.dataplane.answers import continues, field, no_rows_yet
 from gateway.dataplane.attempt import Attempts, Kind, Outcome
 from gateway.dataplane.exchange import Exchange
 from gateway.dataplane.forward import fail_query
@@ -129,13 +129,34 @@ class Sender:
             candidates, slot = next_try
         await self._unreachable(x, submission, refused, last, held)
 
-    async def fail_over(self, x: Exchange, held: HeldQuery, backend: str, outcome: Outcome) -> None:
+    async def fail_over(self, x: Exchange, query: Query, outcome: Outcome) -> None:
         """A held query's backend failed before any row reached the client: it is sent elsewhere (the
-        client's poll then gets that backend's first page), or it fails as it would without failover."""
-        next_try = await self._move(x, held, backend, outcome)
-        if next_try is not None:
-            candidates, slot = next_try
-            await self.send(x, held.submission, candidates, slot, held)
+        client's poll then gets that backend's first page), or it fails as it would without failover.
+        Two polls that saw it fail take turns; the second finds it moved (and its answer kept)."""
+        held = query.holder
+        if held is None:
+            assert query.submission is not None
+            held = query.holder = HeldQuery(query.submission)
+            held.query = query
+        async with held.locked():
+            if held.query is not query:
+                await self._answered_meanwhile(x, held)
+                return
+            next_try = await self._move(x, held, query.backend.name, outcome)
+            if next_try is not None:
+                candidates, slot = next_try
+                await self.send(x, held.submission, candidates, slot, held)
+
+    async def _answered_meanwhile(self, x: Exchange, held: HeldQuery) -> None:
+        """A poll of a query another request moved while this one waited its turn: the answer that
+        request gave, if it was to this same page, else the query's end or its page is gone."""
+        replay = held.replay
+        if replay is not None and replay.path == x.scope["path"]:
+            await x.respond(replay.status, list(replay.headers), replay.body)
+        elif held.ended:
+            await self.respond_held(x, held)
+        else:
+            await x.respond_text(410, "Query page is gone")
 
     # -- what the outcomes lead to ---------------------------------------------------------------------
     async def _taken(
@@ -151,10 +172,6 @@ class Sender:
         answer = outcome.answer
         assert answer is not None
         status, content = answer.status, answer.body
-        # The client will poll for rows; until they come a read-only query may still move.
-        hold = status == 200 and submission.failover and no_rows_yet(content)
-        if hold and held is None:
-            held = HeldQuery(submission)
         query = await self._accepted(x, backend, submission, answer, slot, held) if status == 200 else None
         if slot is not None:
             if query is None:
@@ -165,13 +182,15 @@ class Sender:
         if status == 401:
             headers = oauth2.challenge_on_gateway(headers, x.base, backend.name)
         rewritten = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
-        if query is not None and hold and held is not None:
-            held.trace_parent = held.trace_parent or query.trace_parent
-            held.query, query.holder = query, held
-            held.upstream_next = next_uri_of(content)
-        elif held is not None:
-            held.query, held.upstream_next = query, None
+        if query is not None and submission.failover and no_rows_yet(content):
+            # The client will poll for rows; until they come a read-only query may still move: the
+            # book's record keeps what sending it again takes.
+            query.submission = submission
         if held is not None:
+            held.query = query
+            if query is not None:
+                held.trace_parent = held.trace_parent or query.trace_parent
+                query.holder = held
             if held.waits:
                 self.admission.started(held)
             held.state = STARTED
@@ -212,7 +231,7 @@ class Sender:
             attempts=list(held.attempts) if held is not None and held.attempts else None,
         )
         self.book.accepted(query, submission.sql, submission.source, submission.client_tags)
-        await self.book.page_seen(query, answer.headers, answer.body)
+        await self.book.page_seen(query, answer.headers, answer.body, not continues(answer.body))
         return query
 
     async def _move(self, x: Exchange, held: HeldQuery, backend: str, outcome: Outcome) -> NextTry:
@@ -224,7 +243,7 @@ class Sender:
         untried = [candidate for candidate in ranked if candidate.name not in held.excluded]
         attempts = held.attempts or []
         giving_up = not untried or len(attempts) >= self.failover.max_attempts
-        previous, held.query, held.upstream_next = held.query, None, None
+        previous, held.query = held.query, None
         if giving_up:
             message = outcome.message
             if len(attempts) > 1:
@@ -239,6 +258,9 @@ class Sender:
             outcome_name = "GENERIC_INTERNAL_ERROR" if giving_up else FAILED_OVER
             self.book.finished(previous, FAILED, outcome_name, gateway_id=held.id)
             self._cancel_quietly(previous, held.user)
+            # Its client's poll is answered by the next backend's page (or the failure), which the
+            # holder keeps: a retry of that poll, at this attempt's URI, gets it again.
+            previous.holder = held
         if giving_up:
             return None
         x.observed.failed_over(held.group, backend, outcome.why)

@@ -31,6 +31,7 @@ from gateway.backends.registry import BackendRegistry
 from gateway.queries.held import HeldQuery
 from gateway.queries.history import QueryHistory
 from gateway.queries.slots import Slot
+from gateway.queries.submission import Submission
 from gateway.queries.transactions import COMMITTED, ROLLED_BACK, UNKNOWN, TransactionBindings, is_transaction_id
 from gateway.store import QueryRecord, Store, now_ms
 from gateway.store.backend import Backend
@@ -75,10 +76,14 @@ class Query:
     attempts: list[str] | None = None
     """Earlier attempts on other backends that failed before any row reached the client ("trino-1:
     connection refused"), when it was sent again (transparent failover)."""
+    submission: Submission | None = None
+    """Kept until its first rows reach its client (a read-only query held for failover): while it is
+    here, the worker that sent it fetches the query's pages for the client, free to send it elsewhere.
+    The client's URIs are the backend's own, as for any query: a poll reaching another worker or node
+    is passed through."""
     holder: HeldQuery | None = None
-    """While it may still move to another backend (no row reached its client yet), the gateway's
-    record of it, which polls its backend for the client. The client's URIs are the backend's own,
-    as for any query: a poll reaching a worker or node without that record is passed through."""
+    """The gateway's record of it once it waited in the gateway's queue or moved from another backend
+    (``gateway.queries.held``): its attempts, and an answer only the gateway can give again."""
 
 
 def outcome_of_page(body: bytes) -> tuple[str, str | None]:
@@ -189,12 +194,12 @@ class QueryBook:
         state, error_name = outcome_of_page(page)
         self.finished(query, state, error_name)
 
-    async def page_seen(self, query: Query, headers: list[tuple[bytes, bytes]], page: bytes) -> None:
-        """A result page of ``query`` came: what it says about the query's life (its transaction, its
-        end) is recorded."""
+    async def page_seen(self, query: Query, headers: list[tuple[bytes, bytes]], page: bytes, last: bool) -> None:
+        """A result page of ``query`` came (``last``: it has no nextUri): what it says about the query's
+        life (its transaction, its end) is recorded."""
         if query.control is not None:
             await self.transaction_answer(query, headers)
-        if b'"nextUri"' not in page:
+        if last:
             self.finished_with_page(query, page)
             if query.transaction is not None:
                 await self.transaction_outcome(query)
@@ -233,6 +238,7 @@ class QueryBook:
     def _leave(self, query: Query) -> None:
         # Ended: the recent list keeps the query for late requests, and its holder only while it has
         # an answer to give again that no backend can (the page of a failure the gateway answered).
+        query.submission = None
         if query.holder is not None and query.holder.replay is None:
             query.holder = None
         if self._live.pop(query.id, None) is not None and query.counted:

@@ -9,12 +9,14 @@ A query is *held* while the gateway, not only a backend, decides what its client
                              another backend: failover) ──rows or the end──▶ handed over: the client
                              follows the backend's own URIs, as for any query, and nothing is held
 
-The record of a running one hangs on the query book's ``Query.holder`` and lives as long as it; a
-waiting one is known by its gateway id (``WaitingQueries``, this worker's copies; the queue itself is
-admission control's). Ten thousand held queries cost what their records do, so a record keeps only
-what a later request may need: no lock or event until a request waits on it, no replay of a page a
-backend can replay itself (a repeated poll of a backend's URI is answered by the backend, as Trino
-answers a client's retry).
+Ten thousand queries running held cost what they keep, so a running one keeps no more than its
+submission, on the query book's record (``Query.submission``): its client polls the backend's own
+URIs, which the worker that sent it fetches for it (a retry of a page is answered by the backend, as
+Trino answers a client's retry). A ``HeldQuery`` is made only for a query that waits in the gateway's
+queue (known by its gateway id: ``WaitingQueries``, this worker's copies; the queue itself is admission
+control's) or that must move to another backend; it hangs on the book's record (``Query.holder``)
+while it has something to give its client again, and it has no lock or event until a request waits
+on it.
 """
 
 from __future__ import annotations
@@ -81,16 +83,12 @@ class HeldQuery:
         "submission",
         "token",
         "trace_parent",
-        "upstream_next",
     )
 
     def __init__(self, submission: Submission) -> None:
         self.submission = submission
         self.state = STARTED  # running on a backend (or about to be sent); QUEUED once it waits
         self.query: RunningQuery | None = None  # the book's query while a backend runs it
-        # While it runs on a backend that has sent no row yet: the path (and query string) of the
-        # backend's nextUri, which the gateway fetches when the client asks for it.
-        self.upstream_next: str | None = None
         self.attempts: list[str] | None = None  # earlier backends that failed it: "trino-1: connection refused"
         self.replay: Replay | None = None
         self.trace_parent: str | None = None
@@ -154,7 +152,7 @@ class HeldQuery:
         self.last_seen = now
         # Sent again after its backend failed, it is not failed for the time it already waited.
         self.deadline = None if max_queue_wait is None or self.attempts else now + max_queue_wait
-        self.state, self.backend, self.upstream_next, self.query = QUEUED, None, None, None
+        self.state, self.backend, self.query = QUEUED, None, None
         self.queued_since = now
 
     def admitted(self, backend: Backend, slot: Slot, queued_seconds: float | None = None) -> float:
@@ -203,9 +201,8 @@ class HeldQuery:
 
     # -- its pages ---------------------------------------------------------------------------------
     def next_uri(self, base: str) -> str:
-        # The phase the query is in, as Trino writes it: queued until its backend says executing.
-        queued = self.state in (QUEUED, ADMITTED) or "/v1/statement/queued/" in (self.upstream_next or "")
-        phase = "queued" if queued else "executing"
+        # The phase the query is in, as Trino writes it: queued while it waits.
+        phase = "queued" if self.state in (QUEUED, ADMITTED) else "executing"
         return f"{base}/v1/statement/{phase}/{self.id}/{self.slug_for(self.token)}/{self.token}"
 
     def slug_for(self, token: int) -> str:
@@ -254,17 +251,16 @@ class WaitingQueries:
         return self._by_id.setdefault(held.id, held)
 
     def forget_unneeded(self, now: float | None = None) -> list[HeldQuery]:
-        """Copies no request can need any more: ended or moved on to a backend's URIs and not asked
-        about lately, or not asked about for ``abandon_after`` (the queue decides what happens to the
-        query itself). Returns the forgotten ones."""
+        """Copies no request can need any more: sent to a backend (its client follows the backend's
+        URIs) and not asked about lately, or not asked about for ``abandon_after`` (the queue decides
+        what happens to the query itself). Returns the forgotten ones."""
         now = time.monotonic() if now is None else now
         forget_before = now - self.abandon_after
         let_go_before = now - min(self.abandon_after, HANDED_OVER_KEPT_SECONDS)
         gone = [
             held
             for held in self._by_id.values()
-            if held.last_seen < forget_before
-            or (held.state == STARTED and held.upstream_next is None and held.last_seen < let_go_before)
+            if held.last_seen < forget_before or (held.state == STARTED and held.last_seen < let_go_before)
         ]
         for held in gone:
             del self._by_id[held.id]

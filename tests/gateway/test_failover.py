@@ -41,24 +41,29 @@ def pair(loop_thread: LoopThread, make_sim) -> Iterator[Callable[..., tuple[InPr
 
 
 def held(gateway: InProcessGateway, page: dict[str, Any]):
-    """The gateway's record of a query that may still move (the gateway polls its backend for the
-    client), or None."""
+    """The book's record of a query the gateway holds until its first rows (its submission kept, so
+    that it may still move), or None."""
     query = gateway.services.book.get(page["id"])
-    holder = None if query is None else query.holder
-    return holder if holder is not None and holder.upstream_next is not None else None
+    return query if query is not None and query.submission is not None else None
 
 
 def running_on(gateway: InProcessGateway, page: dict[str, Any], sims: list[InProcessSim]) -> InProcessSim:
-    holder = held(gateway, page)
-    assert holder is not None and holder.query is not None
-    return next(sim for sim in sims if sim.name == holder.query.backend.name)
+    query = held(gateway, page)
+    assert query is not None
+    return next(sim for sim in sims if sim.name == query.backend.name)
+
+
+def moved(gateway: InProcessGateway, page: dict[str, Any]):
+    """The gateway's record of a query that moved from the attempt whose first page is ``page``."""
+    query = gateway.services.book.get(page["id"])
+    assert query is not None and query.holder is not None, "it did not move"
+    return query.holder
 
 
 def test_a_query_whose_cluster_dies_before_any_row_runs_on_the_other_one(pair):
     gateway, sims = pair()
     first = submit(gateway, "SELECT 7, 'seven'", session="sim_run_time=1s")
-    holder = held(gateway, first)
-    assert holder is not None
+    assert held(gateway, first) is not None
     # The client polls the backend's URIs on the gateway, as for any query.
     assert first["nextUri"].startswith(f"{gateway.url}/v1/statement/") and first["id"] in first["nextUri"]
     doomed = running_on(gateway, first, sims)
@@ -67,6 +72,7 @@ def test_a_query_whose_cluster_dies_before_any_row_runs_on_the_other_one(pair):
     assert rows == [[7, "seven"]] and last["stats"]["state"] == "FINISHED"
     survivor = next(sim for sim in sims if sim is not doomed)
     assert [q["query"] for q in survivor.queries()] == ["SELECT 7, 'seven'"]
+    holder = moved(gateway, first)
     assert holder.attempts and holder.attempts[0].startswith(f"{doomed.name}: ")
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert f'trino_gateway_failovers_total{{backend="{doomed.name}",routing_group="adhoc"}} 1.0' in metrics
@@ -121,8 +127,8 @@ def test_a_cluster_that_stops_answering_polls_is_left_for_another(pair):
     first = submit(gateway, "SELECT 3", session="sim_run_time=0.5s")
     stuck = running_on(gateway, first, sims)
     stuck.set_faults(hang_polls=True)
-    holder = held(gateway, first)
     assert follow(first)[1] == [[3]]
+    holder = moved(gateway, first)
     assert holder.attempts == [f"{stuck.name}: timed out"], holder.attempts
 
 
