@@ -34,6 +34,16 @@ _IDENTITY = (b"accept-encoding", b"identity")
 
 def to_backend(scope: dict[str, Any], base: str, statement: bool, forwarded: bool) -> RawHeaders:
     """The client's headers as the backend gets them: hop-by-hop ones dropped, forwarding added."""
+    client, added = to_backend_parts(scope, base, statement, forwarded)
+    client.extend(added)
+    return client
+
+
+def to_backend_parts(
+    scope: dict[str, Any], base: str, statement: bool, forwarded: bool
+) -> tuple[RawHeaders, RawHeaders]:
+    """``to_backend`` in two parts: the client's own headers that go on, and those the gateway adds
+    (forwarding, ``Via``), which are the same for every request of one client through one listener."""
     headers = []
     client_forwarded_for = None
     for key, value in scope["headers"]:
@@ -44,20 +54,21 @@ def to_backend(scope: dict[str, Any], base: str, statement: bool, forwarded: boo
                 client_forwarded_for = value
             continue
         headers.append((key, value))
+    added: RawHeaders = []
     if forwarded:
         client = scope.get("client")
         remote = client[0].encode() if client else b"unknown"
-        headers.append((b"x-forwarded-for", client_forwarded_for + b", " + remote if client_forwarded_for else remote))
+        added.append((b"x-forwarded-for", client_forwarded_for + b", " + remote if client_forwarded_for else remote))
         scheme, authority = base.split("://", 1)
-        headers.append((b"x-forwarded-proto", scheme.encode("latin-1")))
-        headers.append((b"x-forwarded-host", authority.encode("latin-1")))
+        added.append((b"x-forwarded-proto", scheme.encode("latin-1")))
+        added.append((b"x-forwarded-host", authority.encode("latin-1")))
         if ":" in authority.rsplit("]", 1)[-1]:
-            headers.append((b"x-forwarded-port", authority.rsplit(":", 1)[1].encode("latin-1")))
-    headers.append(_VIA)
+            added.append((b"x-forwarded-port", authority.rsplit(":", 1)[1].encode("latin-1")))
+    added.append(_VIA)
     if statement:
         # Statement answers are rewritten, so they must arrive uncompressed.
-        headers.append(_IDENTITY)
-    return headers
+        added.append(_IDENTITY)
+    return headers, added
 
 
 def to_client(raw: Iterable[tuple[bytes, bytes]], keep_length: bool = False) -> RawHeaders:

@@ -34,7 +34,7 @@ from gateway.dataplane.forward import fail_query
 from gateway.dataplane.pages import JSON, held_page
 from gateway.dataplane.rewrite import rewrite_uris
 from gateway.queries.admission import Admission, Slot
-from gateway.queries.book import FAILED, Query, QueryBook
+from gateway.queries.book import FAILED, Origin, Query, QueryBook
 from gateway.queries.held import HeldQuery, Replay
 from gateway.queries.states import ADMITTED, STARTED
 from gateway.queries.submission import Submission
@@ -212,7 +212,6 @@ class Sender:
         query_id = field(answer.body, "id")
         if query_id is None:
             return None
-        waited = held is not None and held.waits
         query = Query(
             query_id,
             backend,
@@ -221,16 +220,14 @@ class Sender:
             trace_parent=x.observed.accepted(query_id, backend.name, submission.group),
             transaction=submission.transaction,
             control=transaction_control(submission.sql),
-            routing_source=submission.routing_source,
-            routing_rule=submission.routing_rule,
             slot=slot,
-            # The gateway's id ties its attempts together in the history (and is the id its client saw
-            # while it waited); a query sent once, straight away, needs none.
-            gateway_id=held.id if held is not None and (held.waits or held.attempts) else None,
-            queued_ms=round(held.waited * 1000) or None if waited and held is not None else None,
-            attempts=list(held.attempts) if held is not None and held.attempts else None,
         )
-        self.book.accepted(query, submission.sql, submission.source, submission.client_tags)
+        origin = Origin(submission.routing_source, submission.routing_rule)
+        if held is not None and (held.waits or held.attempts):
+            origin.gateway_id = held.id
+            origin.queued_ms = round(held.waited * 1000) or None if held.waits else None
+            origin.attempts = list(held.attempts) if held.attempts else None
+        self.book.accepted(query, submission.sql, submission.source, submission.client_tags, origin)
         await self.book.page_seen(query, answer.headers, answer.body, not continues(answer.body))
         return query
 

@@ -26,7 +26,7 @@ from gateway.queries.book import QueryBook
 from gateway.queries.held import HeldQuery
 from gateway.queries.read_only import is_read_only
 from gateway.queries.states import QUERY_QUEUE_FULL
-from gateway.queries.submission import Submission, pack
+from gateway.queries.submission import Submission, pack, shared
 from gateway.queries.transactions import is_transaction_id
 from gateway.routing.decider import NoBackendAvailable, RouteDecider
 from gateway.routing.rules import VERIFIED_USER, GroupSelector
@@ -95,9 +95,12 @@ class Submitter:
         routed = await self._route(x, body, sql, user, transaction)
         if routed is None:
             return
-        headers = hdr.to_backend(x.scope, x.base, True, self.forwarded)
+        client, added = hdr.to_backend_parts(x.scope, x.base, True, self.forwarded)
         if routed.extra:
-            headers = hdr.with_extra(headers, routed.extra)
+            # The routing service's headers replace any of the same name, the gateway's own included.
+            client = hdr.with_extra(client + added, routed.extra)
+            added = []
+        headers = client + added
         submission = Submission(
             body,
             user,
@@ -107,7 +110,7 @@ class Submitter:
             routed.group,
             routed.routed_by[0],
             routed.routed_by[1],
-            pack(headers),
+            pack(client),
             # Read-only and in no transaction: it may run again elsewhere (unless a rule says no).
             failover=self.failover.enabled
             and transaction is None
@@ -116,6 +119,7 @@ class Submitter:
             and is_read_only(sql),
             user_limit=routed.user_limit,
             weight=routed.weight,
+            added_headers=shared(pack(added)),
         )
         if routed.fixed:
             # Statements of a transaction and kill_query calls must go where they go: never held back.

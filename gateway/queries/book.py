@@ -42,6 +42,24 @@ log = logging.getLogger("gateway.queries.book")
 FINISHED, FAILED, ABANDONED = "FINISHED", "FAILED", "ABANDONED"
 
 
+@dataclass(slots=True)
+class Origin:
+    """How a query came to its backend, written once to its history record (not kept per query)."""
+
+    routing_source: str | None = None
+    """What chose its routing group (header, rule, external, default, transaction, kill_query)."""
+    routing_rule: str | None = None
+    """The rule that set its group, if one did."""
+    gateway_id: str | None = None
+    """The id the gateway gave it, if it waited or moved: the id its client saw first while it
+    waited, and what ties a moved query's attempts together."""
+    queued_ms: int | None = None
+    """How long it waited in the gateway before a backend had room."""
+    attempts: list[str] | None = None
+    """Earlier attempts on other backends that failed before any row reached the client ("trino-1:
+    connection refused"), when it was sent again (transparent failover)."""
+
+
 @dataclass(slots=True, eq=False)
 class Query:
     """A query the gateway routed (or adopted): where it runs and whose it is."""
@@ -56,10 +74,6 @@ class Query:
     """The X-Trino-Transaction-Id it was submitted in, if any."""
     control: str | None = None
     """START, COMMIT or ROLLBACK for the statements that start or end a transaction."""
-    routing_source: str | None = None
-    """What chose its routing group (header, rule, external, default, transaction, kill_query)."""
-    routing_rule: str | None = None
-    """The rule that set its group, if one did."""
     counted: bool = False
     """Accepted by this worker: it counts in this worker's in-flight figures while it runs."""
     last_seen: float = 0.0
@@ -68,14 +82,6 @@ class Query:
     error_name: str | None = None
     slot: Slot | None = None
     """Its claim on its backend's and its user's capacity (admission control), released when it ends."""
-    gateway_id: str | None = None
-    """The id the gateway gave it while it waited (or while it could still move to another backend):
-    the id its client saw first."""
-    queued_ms: int | None = None
-    """How long it waited in the gateway before a backend had room."""
-    attempts: list[str] | None = None
-    """Earlier attempts on other backends that failed before any row reached the client ("trino-1:
-    connection refused"), when it was sent again (transparent failover)."""
     submission: Submission | None = None
     """Kept until its first rows reach its client (a read-only query held for failover): while it is
     here, the worker that sent it fetches the query's pages for the client, free to send it elsewhere.
@@ -145,8 +151,11 @@ class QueryBook:
         self._asking = asyncio.Semaphore(PROBES_IN_FLIGHT)
 
     # -- events ------------------------------------------------------------------------------
-    def accepted(self, query: Query, sql: str, source: str | None, client_tags: str | None) -> None:
-        """A backend took a new query this worker routed."""
+    def accepted(
+        self, query: Query, sql: str, source: str | None, client_tags: str | None, origin: Origin | None = None
+    ) -> None:
+        """A backend took a new query this worker routed (``origin``: how it came there)."""
+        origin = origin or Origin()
         query.counted = True
         query.last_seen = time.monotonic()
         self._live[query.id] = query
@@ -166,11 +175,11 @@ class QueryBook:
                 submitted_at=now_ms(),
                 trace_parent=query.trace_parent,
                 transaction_id=query.transaction,
-                routing_source=query.routing_source,
-                routing_rule=query.routing_rule,
-                gateway_query_id=query.gateway_id,
-                queued_ms=query.queued_ms,
-                attempts="; ".join(query.attempts) if query.attempts else None,
+                routing_source=origin.routing_source,
+                routing_rule=origin.routing_rule,
+                gateway_query_id=origin.gateway_id,
+                queued_ms=origin.queued_ms,
+                attempts="; ".join(origin.attempts) if origin.attempts else None,
             )
         )
         if query.transaction is not None:

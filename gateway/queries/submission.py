@@ -34,7 +34,7 @@ class Submission:
     """What chose the group: header, rule, external, default, transaction, kill_query."""
     routing_rule: str | None
     packed_headers: bytes
-    """The request's headers as sent to a backend (``pack``)."""
+    """The client's headers as sent to a backend (``pack``)."""
     failover: bool = False
     """It may be sent to another backend if its own fails before any row reached the client (a
     read-only statement outside a transaction, unless the config or a rule said no)."""
@@ -42,6 +42,9 @@ class Submission:
     """The most queries its user may run at once, if a rule or the config says (admission control)."""
     weight: float | None = None
     """Its user's weight in the fair queue, if a rule says."""
+    added_headers: bytes = b""
+    """The headers the gateway adds (forwarding, ``Via``), packed: one object shared by the queries of
+    one client through one listener (``shared``)."""
 
     @property
     def sql(self) -> str:
@@ -49,7 +52,7 @@ class Submission:
 
     @property
     def headers(self) -> RawHeaders:
-        return unpack(self.packed_headers)
+        return unpack(self.packed_headers) + unpack(self.added_headers)
 
     def to_json(self) -> str:
         """What a store keeps of it, for any node to send it."""
@@ -90,6 +93,21 @@ class Submission:
 
 def pack(headers: RawHeaders) -> bytes:
     return _SEPARATOR.join(part for pair in headers for part in pair)
+
+
+_SHARED: dict[bytes, bytes] = {}
+_SHARED_KEPT = 1024
+
+
+def shared(packed: bytes) -> bytes:
+    """One object for equal packed headers (those the gateway adds are the same for every query of a
+    client): 10,000 held queries of a few clients keep a few copies, not 10,000."""
+    kept = _SHARED.get(packed)
+    if kept is None:
+        if len(_SHARED) >= _SHARED_KEPT:
+            _SHARED.clear()  # many clients: sharing starts over (nothing is lost, only shared less)
+        kept = _SHARED[packed] = packed
+    return kept
 
 
 def unpack(packed: bytes) -> RawHeaders:
