@@ -32,6 +32,9 @@ _URI_MEMBER = re.compile(
     rb'(Uri"(?:(?<=[^\\]"nextUri")|(?<=[^\\]"infoUri")|(?<=[^\\]"partialCancelUri"))\s*:\s*")'
     rb'https?:\\?/\\?/[^/"\\]+'
 )
+# Which member a _URI_MEMBER match is, by the letter before its "Uri": each one's bit.
+_MEMBER_BIT = {ord("t"): 1, ord("o"): 2, ord("l"): 4}
+_EVERY_MEMBER = 7
 _SEGMENT_URI = re.compile(rb'("(?:uri|ackUri)"\s*:\s*")(https?://[^/"]+)(/v1/spooled/[^"?]*)"')
 _DATA = re.compile(rb'"data"\s*:\s*')
 _SPACE = b" \t\r\n"
@@ -58,11 +61,18 @@ def rewrite_uris(body: bytes, gateway_base: str, backend_base: str, backend_name
         body = body[:data] + _rewrite_segments(body[data:], gateway_base, backend_base, backend_name)
     if data == -1 or body[data] != 0x5B:  # "[": no rows (no "data", spooled segments, null)
         return _URI_MEMBER.sub(replacement, body)
-    head = _URI_MEMBER.sub(replacement, body[:data])
-    if b'"nextUri"' in head and b'"partialCancelUri"' in head and b'"infoUri"' in head:
+    found = 0
+
+    def in_head(match: re.Match[bytes]) -> bytes:
+        nonlocal found
+        found |= _MEMBER_BIT[match.string[match.start() - 1]]  # nex(t)Uri, inf(o)Uri, partialCance(l)Uri
+        return match.group(1) + base
+
+    head = _URI_MEMBER.sub(in_head, body[:data])
+    if found == _EVERY_MEMBER:
         # Every URI member is before the rows (Trino's order while a query runs), and a page has each
         # once: what follows the rows is not even looked at, so the page costs what it did when only
-        # that order was read. (A name in a string value has escaped quotes: it cannot match here.)
+        # that order was read.
         return b"".join((head, memoryview(body)[data:]))
     rows_end = _rows_end(body, data)
     # The rows stay a view until the one copy into the answer: a page is up to megabytes.
