@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import connect, run_query
-from tests.gateway.conftest import one_store_per_query_path
+from tests.gateway.conftest import every_store, one_store_per_query_path
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 
@@ -87,6 +87,7 @@ def test_garbage_from_a_backend_becomes_a_clear_failed_query_without_breaking_th
             assert cursor.fetchall() == [[5]]
 
 
+@every_store
 def test_queries_survive_a_gateway_kill_and_restart(clusters, store_url):
     config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters[:2]]}
     gateway = GatewayProcess(store=store_url, config=config).start()
@@ -124,6 +125,7 @@ def test_queries_survive_a_gateway_kill_and_restart(clusters, store_url):
         gateway.stop()
 
 
+@every_store
 @pytest.mark.parametrize("engine", ["granian", "hypercorn"])
 def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, lasting_store_url, engine):
     config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters[:2]]}

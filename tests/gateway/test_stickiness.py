@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from trino.exceptions import TrinoUserError
 
 from tests.conftest import connect, run_query
-from tests.gateway.conftest import owner
+from tests.gateway.conftest import one_store_per_query_path, owner
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 
@@ -18,6 +18,7 @@ def _by_backend(gateway, query_ids: list[str]) -> dict[str, str]:
     return {r["queryId"]: r["backend"] for r in records if r["queryId"] in set(query_ids)}
 
 
+@one_store_per_query_path
 def test_100_concurrent_queries_are_correct_spread_over_three_backends_and_sticky(clusters, store_url):
     # Child processes: the spread follows the backends' measured latency, which in-process servers
     # sharing one event loop with the gateway would distort.
