@@ -56,19 +56,27 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 
 js-deps: system-deps $(JS_STAMP)
 
-test: install system-deps js-deps
-	$(BIN)/python -m pytest -q --durations=20 tests chaos
+# The suite runs on several pytest-xdist workers at once: most of a test's time is waiting, and every
+# test starts its own servers on free loopback ports. Each module goes to one worker whole (loadscope:
+# its module-scoped servers start once, its tests run in their order); tests marked `alone` (the fleet
+# and burst scenarios, which saturate two cores by themselves) run with no other test beside them
+# (conftest.py). WORKERS=0 runs everything in this process, one test at a time.
+WORKERS ?= 4
+XDIST = -n $(WORKERS) --dist loadscope
 
-# The inner loop (about two and a half minutes): lint, and every test that needs no child process and no SQL
-# store (in-process trinosim servers, the gateway in process on the in-memory store).
+test: install system-deps js-deps
+	$(BIN)/python -m pytest -q $(XDIST) --durations=30 tests chaos
+
+# The inner loop: lint, and every test that needs no child process and no SQL store (in-process
+# trinosim servers, the gateway in process on the in-memory store).
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -m "not slow" tests chaos
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" tests chaos
 
 # The chaos suite: clusters killed, paused, slowed and deactivated under load (README, "Chaos suite").
 chaos: install system-deps
-	$(BIN)/python -m pytest -q chaos
+	$(BIN)/python -m pytest -q $(XDIST) chaos
 
 # The UI's screenshots in docs/images, taken by its browser tests.
 screenshots: install system-deps
