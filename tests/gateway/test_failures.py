@@ -161,6 +161,7 @@ def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, las
         assert any(len(workers) == 2 for workers, _ in outcomes)
 
 
+@one_store_per_query_path
 def test_polls_for_an_unknown_query_answer_not_found(gateway):
     response = requests.get(f"{gateway.url}/v1/statement/executing/20200101_000000_00001_abcde/yabc/1", timeout=30)
     assert response.status_code == 404

@@ -12,13 +12,16 @@ from tests.gateway.conftest import one_store_per_query_path, owner
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 
+# Every request of a query reaches its cluster: once where the gateway holds queries in the worker, once
+# where they go through the store (PostgreSQL); SQLite takes the in-memory store's path.
+pytestmark = one_store_per_query_path
+
 
 def _by_backend(gateway, query_ids: list[str]) -> dict[str, str]:
     records = gateway.queries(limit=1000)["queries"]
     return {r["queryId"]: r["backend"] for r in records if r["queryId"] in set(query_ids)}
 
 
-@one_store_per_query_path
 def test_100_concurrent_queries_are_correct_spread_over_three_backends_and_sticky(clusters, store_url):
     # Child processes: the spread follows the backends' measured latency, which in-process servers
     # sharing one event loop with the gateway would distort.
