@@ -63,9 +63,12 @@ js-deps: system-deps $(JS_STAMP)
 # (conftest.py). WORKERS=0 runs everything in this process, one test at a time.
 WORKERS ?= 4
 XDIST = -n $(WORKERS) --dist loadscope
+# How many of the slowest tests make test lists at the end (0: every test, as in docs/test-durations.txt).
+DURATIONS ?= 30
 
+# chaos first: its scenarios are the longest modules, so they start while the short ones fill the gaps.
 test: install system-deps js-deps
-	$(BIN)/python -m pytest -q $(XDIST) --durations=30 tests chaos
+	$(BIN)/python -m pytest -q $(XDIST) --durations=$(DURATIONS) chaos tests
 
 # The inner loop: lint, and every test that needs no child process and no SQL store (in-process
 # trinosim servers, the gateway in process on the in-memory store).
