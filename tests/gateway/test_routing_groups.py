@@ -8,8 +8,8 @@ from trino.exceptions import TrinoQueryError
 from tests.conftest import connect, run_query
 from tests.gateway.conftest import one_store_per_query_path
 
-# Routing decides each query's backend on the query path: once where the worker holds its queries, once
-# where they go through the store (PostgreSQL); SQLite takes the in-memory store's path.
+# Routing decides each query's backend on the query path: once where the queue is the worker's (memory),
+# once where it is the store's (PostgreSQL; SQLite takes the same SQL path).
 pytestmark = one_store_per_query_path
 
 

@@ -12,8 +12,8 @@ from tests.gateway.conftest import one_store_per_query_path, owner
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 
-# Every request of a query reaches its cluster: once where the gateway holds queries in the worker, once
-# where they go through the store (PostgreSQL); SQLite takes the in-memory store's path.
+# Every request of a query reaches its cluster: once where the queue is the worker's (memory), once where
+# it is the store's (PostgreSQL; SQLite takes the same SQL path).
 pytestmark = one_store_per_query_path
 
 
