@@ -63,6 +63,9 @@ js-deps: system-deps $(JS_STAMP)
 # (conftest.py). WORKERS=0 runs everything in this process, one test at a time.
 WORKERS ?= 4
 XDIST = -n $(WORKERS) --dist loadscope
+# make check's tests are in-process and mostly CPU: two workers, as many as cores (four cost a third
+# more CPU in worker start-up and ran slower on a busy machine, docs/test-durations.txt).
+CHECK_WORKERS ?= 2
 # How many of the slowest tests make test lists at the end (0: every test, as in docs/test-durations.txt).
 DURATIONS ?= 30
 
@@ -75,7 +78,7 @@ test: install system-deps js-deps
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" tests chaos
+	$(BIN)/python -m pytest -q -n $(CHECK_WORKERS) --dist loadscope -m "not slow" tests chaos
 
 # The chaos suite: clusters killed, paused, slowed and deactivated under load (README, "Chaos suite").
 chaos: install system-deps
