@@ -56,19 +56,33 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 
 js-deps: system-deps $(JS_STAMP)
 
-test: install system-deps js-deps
-	$(BIN)/python -m pytest -q --durations=20 tests chaos
+# The suite runs on several pytest-xdist workers at once: most of a test's time is waiting, and every
+# test starts its own servers on free loopback ports. Each module goes to one worker whole (loadscope:
+# its module-scoped servers start once, its tests run in their order); tests marked `alone` (the fleet
+# and burst scenarios, which saturate two cores by themselves) run with no other test beside them
+# (conftest.py). WORKERS=0 runs everything in this process, one test at a time.
+WORKERS ?= 4
+XDIST = -n $(WORKERS) --dist loadscope
+# make check's tests are in-process and mostly CPU: two workers, as many as cores (four cost a third
+# more CPU in worker start-up and ran slower on a busy machine, docs/test-durations.txt).
+CHECK_WORKERS ?= 2
+# How many of the slowest tests make test lists at the end (0: every test, as in docs/test-durations.txt).
+DURATIONS ?= 30
 
-# The inner loop (about two and a half minutes): lint, and every test that needs no child process and no SQL
-# store (in-process trinosim servers, the gateway in process on the in-memory store).
+# chaos first: its scenarios are the longest modules, so they start while the short ones fill the gaps.
+test: install system-deps js-deps
+	$(BIN)/python -m pytest -q $(XDIST) --durations=$(DURATIONS) chaos tests
+
+# The inner loop: lint, and every test that needs no child process and no SQL store (in-process
+# trinosim servers, the gateway in process on the in-memory store).
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -m "not slow" tests chaos
+	$(BIN)/python -m pytest -q -n $(CHECK_WORKERS) --dist loadscope -m "not slow" tests chaos
 
 # The chaos suite: clusters killed, paused, slowed and deactivated under load (README, "Chaos suite").
 chaos: install system-deps
-	$(BIN)/python -m pytest -q chaos
+	$(BIN)/python -m pytest -q $(XDIST) chaos
 
 # The UI's screenshots in docs/images, taken by its browser tests.
 screenshots: install system-deps

@@ -1,10 +1,18 @@
 """Fixtures of the chaos suite: clusters of every registered kind, a gateway tuned to notice
 faults within a second or two, and the summary table printed at the end of the session.
 
-Every test that takes a ``kind`` argument runs once per kind in ``CLUSTER_KINDS``: trinosim as a
-process, and trinosim in a container (skipped, with the reason, when no Docker engine answers).
-The real ``trinodb/trino`` kind is exercised by ``test_containers.py`` only: the scenarios' workload
-and faults need trinosim (slow queries by session property, 5xx/garbage/hang knobs).
+A test that takes a ``kind`` argument runs on trinosim processes; a scenario marked
+``every_cluster_kind`` runs once per kind in ``CLUSTER_KINDS``: trinosim as a process, and trinosim
+in a container (skipped, with the reason, when no Docker engine answers). That mark is for the
+scenarios whose fault the kind changes: a container is killed, paused and restarted by the engine
+(``docker kill``, ``docker pause``, a new container under the same name and port), a process by a
+signal. A fault the cluster itself plays (503s, garbage, hanging polls, health flapping), a fault
+between the gateway and the cluster (the TCP proxy) or in the gateway, its store or the fleet in
+front of it (a node killed, PostgreSQL stopped) is the same whatever runs the cluster; that the
+container kind obeys trinosim's knobs, and is killed, paused and restarted as a cluster should be,
+``test_containers.py`` proves on its own. The real ``trinodb/trino`` kind is exercised by
+``test_containers.py`` only: the scenarios' workload and faults need trinosim (slow queries by
+session property, 5xx/garbage/hang knobs).
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ from trinosim.gateway_process import GatewayProcess
 
 # kind name -> class constructed with the cluster's name (and trinosim's options as keywords).
 CLUSTER_KINDS: dict[str, Callable[..., Cluster]] = {"process": ProcessCluster, "container": ContainerCluster}
+# The kind of a scenario not marked ``every_cluster_kind``.
+DEFAULT_KIND = "process"
+every_cluster_kind = pytest.mark.every_cluster_kind
 
 # Health checked every 0.5 s, two failures in a row make a backend UNHEALTHY, two successes
 # HEALTHY again; a backend that does not answer a request within 3 s has timed out (trinosim holds
@@ -34,24 +45,42 @@ CHAOS_GATEWAY_CONFIG: dict[str, Any] = {
 }
 
 
+# Scenarios that saturate the machine's two cores by themselves (three gateway nodes of two workers
+# each behind haproxy; a burst of 300 clients): they run with no other test beside them (conftest.py
+# at the root), as the guarantees they check are for a gateway that has its cores.
+ALONE = ("test_fleet.py", "test_fleet_queue.py", "test_burst.py")
+# Set at configuration: this process is a pytest-xdist worker (the summary is printed elsewhere).
+_on_xdist_worker = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _on_xdist_worker
+    _on_xdist_worker = hasattr(config, "workerinput")
+    config.addinivalue_line("markers", "every_cluster_kind: the scenario runs on each kind of CLUSTER_KINDS")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every chaos scenario starts processes and waits on real time: none is in ``make check``."""
     here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.path)).parents:
+        path = Path(str(item.path))
+        if here in path.parents:
             item.add_marker(pytest.mark.slow)
+            if path.name in ALONE:
+                item.add_marker(pytest.mark.alone)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kind" in metafunc.fixturenames:
         reasons = unavailable_reasons()
+        kinds = list(CLUSTER_KINDS) if metafunc.definition.get_closest_marker("every_cluster_kind") else [DEFAULT_KIND]
         metafunc.parametrize(
             "kind",
             [
                 pytest.param(kind, marks=pytest.mark.skip(reason=f"{kind} clusters: {reasons[kind]}"))
                 if kind in reasons
                 else kind
-                for kind in CLUSTER_KINDS
+                for kind in kinds
             ],
         )
 
@@ -116,6 +145,29 @@ def gateway_factory(tmp_path) -> Iterator[GatewayFactory]:
     yield make
     for gateway in started:
         gateway.stop()
+
+
+# A test's summary rows travel in its report, as a user property of this name; the reports are
+# gathered where the session prints its summary (under pytest-xdist: the controller, not a worker).
+SUMMARY_PROPERTY = "chaos summary rows"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report = yield
+    rows = SUMMARY.reported()
+    if rows:
+        report.user_properties.append((SUMMARY_PROPERTY, rows))
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Where reports are gathered (the controller under pytest-xdist, else the one process)."""
+    if _on_xdist_worker:
+        return
+    for name, rows in report.user_properties:
+        if name == SUMMARY_PROPERTY:
+            SUMMARY.receive(rows)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

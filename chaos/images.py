@@ -10,6 +10,7 @@ trinosim reuses the image of an earlier session.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -109,22 +110,34 @@ def _write_context(directory: Path) -> None:
         shutil.copyfile(path, copy)
 
 
-@cache
-def trinosim_image() -> str:
-    """The tag of the trinosim image, built now unless an image with that tag exists."""
-    from testcontainers.core.image import DockerImage
-
-    tag = image_tag()
+def _exists(tag: str) -> bool:
     client = docker_client()
     try:
         client.images.get(tag)
-        return tag
+        return True
     except docker.errors.ImageNotFound:
-        pass
+        return False
     finally:
         client.close()
-    with tempfile.TemporaryDirectory(prefix="trinosim-image-") as directory:
-        _write_context(Path(directory))
-        # pull=False: FROM scratch needs nothing from a registry, and none can be reached.
-        DockerImage(path=directory, tag=tag, clean_up=False, pull=False, rm=True).build()
+
+
+@cache
+def trinosim_image() -> str:
+    """The tag of the trinosim image, built now unless an image with that tag exists. Processes that
+    need it at once (pytest-xdist's workers, runs side by side) take turns through a lock file: one
+    builds, the others find its image."""
+    from testcontainers.core.image import DockerImage
+
+    tag = image_tag()
+    if _exists(tag):
+        return tag
+    lock_path = Path(tempfile.gettempdir()) / f"{REPOSITORY.replace('/', '-')}-{tag.rsplit(':', 1)[1]}.lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _exists(tag):
+            return tag
+        with tempfile.TemporaryDirectory(prefix="trinosim-image-") as directory:
+            _write_context(Path(directory))
+            # pull=False: FROM scratch needs nothing from a registry, and none can be reached.
+            DockerImage(path=directory, tag=tag, clean_up=False, pull=False, rm=True).build()
     return tag

@@ -85,13 +85,24 @@ def summarise(
 
 
 class Summary:
-    """The rows of one pytest session."""
+    """The rows of one pytest session. A test's rows reach them through its report (``reported`` in
+    the process that ran it, ``receive`` where the session's reports are gathered): with pytest-xdist
+    that is the controller, which prints the table, while the workers ran the scenarios."""
 
     def __init__(self) -> None:
         self.rows: list[ScenarioRow] = []
+        self._unreported: list[ScenarioRow] = []
 
     def add(self, row: ScenarioRow) -> None:
-        self.rows.append(row)
+        self._unreported.append(row)
+
+    def reported(self) -> list[dict[str, Any]]:
+        """The rows added since the last call, as plain data for a test's report."""
+        rows, self._unreported = self._unreported, []
+        return [asdict(row) for row in rows]
+
+    def receive(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(ScenarioRow(**row) for row in rows)
 
     def table(self) -> str:
         header = (

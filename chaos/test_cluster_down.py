@@ -24,7 +24,7 @@ import pytest
 
 from chaos import faults
 from chaos.clusters import Cluster
-from chaos.conftest import GROUPS, ClusterFactory, GatewayFactory
+from chaos.conftest import GROUPS, ClusterFactory, GatewayFactory, every_cluster_kind
 from chaos.observe import backend_health, query_history, wait_state
 from chaos.report import SUMMARY, summarise
 from chaos.workload import FAILED, LOST, SUCCEEDED, QueryOutcome, User, Workload, read_only_users, seed_users
@@ -242,6 +242,7 @@ def _before_and_after(
     return before, after
 
 
+@every_cluster_kind
 def test_killed_cluster_fails_only_queries_that_returned_rows_and_new_ones_go_elsewhere(
     kind, paging_clusters, gateway_factory
 ):
@@ -257,6 +258,7 @@ def test_killed_cluster_fails_only_queries_that_returned_rows_and_new_ones_go_el
         assert any(sign in run.why for sign in kill_signs), run.why
 
 
+@every_cluster_kind
 def test_paused_cluster_is_detected_by_timeouts_and_only_queries_that_returned_rows_fail(
     kind, paging_clusters, gateway_factory
 ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from chaos import faults
+from chaos.conftest import every_cluster_kind
 from chaos.observe import backend_health, routed_backends, wait_drained, wait_state
 from chaos.report import SUMMARY, summarise
 from chaos.workload import FAILED, LOST, SUCCEEDED, Workload, seed_users
@@ -46,6 +47,7 @@ def test_deactivated_cluster_finishes_its_queries_takes_no_new_ones_and_returns(
     assert while_inactive and not [r for r in while_inactive if routed.get(r.query_id) == victim]
 
 
+@every_cluster_kind
 def test_rolling_maintenance_of_every_cluster_fails_no_query(kind, three_clusters, gateway):
     with Workload(gateway.url, seed_users()) as load:
         load.wait_completed(6)

@@ -7,13 +7,18 @@ background thread of the test process, with real sockets and real clients.
 Child processes (what needs them: killing, pausing, restarting, several workers): ``clusters``
 (three trinosim processes) and ``GatewayProcess``.
 
-Every test that uses a store runs with each kind: in memory, the embedded SQLite, and PostgreSQL,
-unless it is marked ``store_plays_no_part`` or ``one_store_per_query_path``.
+A test that uses a store runs on the in-memory one unless it says otherwise: ``every_store`` (in
+memory, the embedded SQLite and PostgreSQL) for what a store itself promises, proved case by case in
+``test_store_contract.py`` and by the tests of what a store keeps and shares (the history's filters
+and migrations, a transaction's binding between gateways, state across workers and restarts);
+``one_store_per_query_path`` for the query path, which differs where the gateway holds its waiting
+queries in the store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +30,11 @@ from trinosim.inprocess import InProcessSim, LoopThread
 
 STORES = ["memory", "sqlite", "postgres"]
 
-# For a test whose store plays no part in what it proves (a backend's health, a router): it runs on
-# the in-memory store alone. What a store keeps and shares (the history, transactions, state across
-# workers and restarts) is proved on each kind.
+# For what a store promises (the contract of gateway.store.base.Store, what it keeps and shares
+# between gateways, workers and restarts): the same cases on each kind.
+every_store = pytest.mark.parametrize("store_kind", STORES, indirect=True, scope="session")
+# For a test whose store plays no part in what it proves (a backend's health, a router): the in-memory
+# store, as for every test that says nothing (the default, written out where a reader might ask).
 store_plays_no_part = pytest.mark.parametrize("store_kind", ["memory"], indirect=True, scope="session")
 # For a test of the query path whose store plays no other part (clients, a backend failing under a
 # query): the queue is a worker's memory on the in-memory store and the store's on SQLite and
@@ -35,6 +42,18 @@ store_plays_no_part = pytest.mark.parametrize("store_kind", ["memory"], indirect
 # SQLite would take PostgreSQL's path again (one SQL state; tests/gateway/test_admission.py and the
 # queue state's contract test run on all three).
 one_store_per_query_path = pytest.mark.parametrize("store_kind", ["memory", "postgres"], indirect=True, scope="session")
+
+
+# Modules kept by their owners as they are, whose tests of the query path run once per path as if
+# marked ``one_store_per_query_path``.
+QUERY_PATH_MODULES = frozenset({"test_queue_views.py"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_kind" not in metafunc.fixturenames or Path(str(metafunc.definition.path)).name not in QUERY_PATH_MODULES:
+        return
+    if not any("store_kind" in str(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")):
+        metafunc.parametrize("store_kind", ["memory", "postgres"], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +69,10 @@ def clusters() -> Iterator[list[TrinoSimProcess]]:
         yield servers
 
 
-@pytest.fixture(scope="session", params=STORES)
+@pytest.fixture(scope="session")
 def store_kind(request: pytest.FixtureRequest) -> str:
-    return request.param
+    """The in-memory store unless the test is marked ``every_store`` or ``one_store_per_query_path``."""
+    return getattr(request, "param", "memory")
 
 
 @pytest.fixture(scope="session")

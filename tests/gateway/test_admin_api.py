@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import run_query
+from tests.gateway.conftest import every_store
 
 
 def _names(gateway, path: str = "/gateway/backend/all") -> list[str]:
@@ -159,6 +160,7 @@ def test_max_running_is_set_read_back_cleared_and_audited(sims, make_gateway):
         ]
 
 
+@every_store
 def test_a_backend_added_through_the_api_has_the_whole_record_and_it_is_used(sims, make_gateway, lasting_store_url):
     config = {"routing": {"groups": {"weighted": {"router": "weighted"}}}}
     with make_gateway(config, store=lasting_store_url) as gateway:
@@ -194,6 +196,7 @@ def test_a_backend_added_through_the_api_has_the_whole_record_and_it_is_used(sim
         assert {q["backend"] for q in gateway.queries()["queries"]} == {"heavy"}
 
 
+@every_store
 def test_every_change_persists_across_a_restart(sims, make_gateway, lasting_store_url):
     gateway = make_gateway(store=lasting_store_url)
     try:
@@ -220,6 +223,7 @@ def test_every_change_persists_across_a_restart(sims, make_gateway, lasting_stor
         gateway.stop()
 
 
+@every_store
 def test_configured_backends_keep_the_active_flag_set_through_the_api(sims, make_gateway, lasting_store_url):
     config = {"backends": [{"name": "c1", "proxy_to": sims[0].url}, {"name": "c2", "proxy_to": sims[1].url}]}
     gateway = make_gateway(config, store=lasting_store_url)

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.auth.password_file import PasswordFile, hash_password, pbkdf2_hash
-from tests.gateway.conftest import three_backends
+from tests.gateway.conftest import every_store, three_backends
 from tests.inprocess import InProcessGateway
 from tests.ldap_server import LdapServer
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProviderProcess
@@ -514,6 +514,7 @@ def test_zz_the_audit_trail_lists_every_change_made_here_with_its_user(secured: 
     assert len([line for line in lines if line["audit"]["outcome"] == "done"]) == len(secured.changes)
 
 
+@every_store
 def test_the_audit_trail_pages_and_filters_in_every_store(make_gateway, sims, tmp_path):
     password_file = write_password_file(tmp_path / "password.db", PASSWORDS)
     auth = {"password_file": str(password_file), "roles": {"ADMIN": ["alice"], "API": ["robot"], "USER": ["bob"]}}

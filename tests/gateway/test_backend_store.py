@@ -10,6 +10,9 @@ import sqlalchemy as sa
 from gateway.store import SqlStore
 from gateway.store.backend import Backend
 from gateway.store.sql import upgrade
+from tests.gateway.conftest import every_store
+
+pytestmark = every_store
 
 # Backends as a gateway before 0009 wrote them: every column of the record as it was then.
 OLD_ROWS = (

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
 from tests.conftest import run_query
+from tests.gateway.conftest import every_store
 from trinosim.gateway_process import GatewayProcess, free_port
 
 
@@ -61,6 +62,7 @@ def test_bad_configuration_is_rejected_naming_the_key(data, message):
     assert str(error.value).startswith("gateway.yaml")
 
 
+@every_store
 def test_a_backends_max_running_goes_from_the_file_to_the_store_and_the_api(
     sims, make_gateway, lasting_store_url, tmp_path
 ):

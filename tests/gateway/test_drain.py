@@ -12,6 +12,7 @@ from trino.transaction import IsolationLevel
 from gateway.control.backend_command import run as run_backend_command
 from gateway.node.cli import build_parser
 from tests.conftest import connect
+from tests.gateway.conftest import every_store
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 
@@ -128,6 +129,7 @@ def test_the_drain_command_says_why_it_gave_up(make_sim, make_gateway, capsys):
     assert code == 2 and "cannot reach the gateway at http://127.0.0.1:1" in err
 
 
+@every_store
 def test_drain_status_counts_the_work_of_every_worker(clusters, lasting_store_url):
     config = {"backends": [{"name": "trino-1", "proxy_to": clusters[0].url}]}
     with GatewayProcess(store=lasting_store_url, config=config, workers=2) as gateway:

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import connect, run_query
-from tests.gateway.conftest import one_store_per_query_path
+from tests.gateway.conftest import every_store, one_store_per_query_path
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 
@@ -87,6 +87,7 @@ def test_garbage_from_a_backend_becomes_a_clear_failed_query_without_breaking_th
             assert cursor.fetchall() == [[5]]
 
 
+@every_store
 def test_queries_survive_a_gateway_kill_and_restart(clusters, store_url):
     config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters[:2]]}
     gateway = GatewayProcess(store=store_url, config=config).start()
@@ -124,6 +125,7 @@ def test_queries_survive_a_gateway_kill_and_restart(clusters, store_url):
         gateway.stop()
 
 
+@every_store
 @pytest.mark.parametrize("engine", ["granian", "hypercorn"])
 def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, lasting_store_url, engine):
     config = {"backends": [{"name": c.name, "proxy_to": c.url} for c in clusters[:2]]}
@@ -159,6 +161,7 @@ def test_two_workers_serve_polls_of_the_same_query_interchangeably(clusters, las
         assert any(len(workers) == 2 for workers, _ in outcomes)
 
 
+@one_store_per_query_path
 def test_polls_for_an_unknown_query_answer_not_found(gateway):
     response = requests.get(f"{gateway.url}/v1/statement/executing/20200101_000000_00001_abcde/yabc/1", timeout=30)
     assert response.status_code == 404

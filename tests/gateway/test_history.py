@@ -6,6 +6,7 @@ import pytest
 from trino.exceptions import TrinoUserError
 
 from tests.conftest import connect, run_query
+from tests.gateway.conftest import every_store
 from tests.trinosim.helpers import wait_until
 
 
@@ -62,6 +63,7 @@ def test_history_older_than_the_retention_is_removed(sims, make_gateway):
         wait_until(lambda: gateway.queries()["total"] == 0, timeout=30, what="the old query to be purged")
 
 
+@every_store
 def test_what_no_store_keeps_as_sent_does_not_stop_the_history(gateway):
     """PostgreSQL refuses NUL in text and values longer than their column; before, one such query
     failed its whole batch of history rows and every batch after it, on every retry."""

@@ -12,6 +12,9 @@ import sqlalchemy as sa
 
 from gateway.store import QueryFilter, QueryRecord, SqlStore, Store, open_store
 from gateway.store.sql import upgrade
+from tests.gateway.conftest import every_store
+
+pytestmark = every_store
 
 T = TypeVar("T")
 

@@ -6,6 +6,11 @@ import pytest
 from trino.exceptions import TrinoQueryError
 
 from tests.conftest import connect, run_query
+from tests.gateway.conftest import one_store_per_query_path
+
+# Routing decides each query's backend on the query path: once where the queue is the worker's (memory),
+# once where it is the store's (PostgreSQL; SQLite takes the same SQL path).
+pytestmark = one_store_per_query_path
 
 
 def _backend_of_last(gateway) -> tuple[str, str]:

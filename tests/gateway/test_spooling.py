@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import run_query
-from tests.gateway.conftest import store_plays_no_part
+from tests.gateway.conftest import every_store, store_plays_no_part
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 from trinosim.spooling import supported_encodings
@@ -83,6 +83,7 @@ def test_a_backend_without_spooling_gives_inline_rows_to_a_client_that_asks_for_
     assert run_query(gateway.url, NATION, encoding="json") == run_query(sims[0].url, NATION)
 
 
+@every_store
 def test_segments_reach_their_backend_from_either_worker(lasting_store_url, sim_factory):
     first = sim_factory(name="workers-spool-1", spooling=True)
     second = sim_factory(name="workers-spool-2", spooling=True, forwarded="ignore")

@@ -8,9 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from trino.exceptions import TrinoUserError
 
 from tests.conftest import connect, run_query
-from tests.gateway.conftest import owner
+from tests.gateway.conftest import one_store_per_query_path, owner
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
+
+# Every request of a query reaches its cluster: once where the queue is the worker's (memory), once where
+# it is the store's (PostgreSQL; SQLite takes the same SQL path).
+pytestmark = one_store_per_query_path
 
 
 def _by_backend(gateway, query_ids: list[str]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from trino.exceptions import DatabaseError, TrinoQueryError, TrinoUserError
 from trino.transaction import IsolationLevel
 
 from tests.conftest import connect
+from tests.gateway.conftest import every_store
 from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import GatewayProcess
 
@@ -120,6 +121,7 @@ def test_rollback_and_an_owner_that_forgot_the_transaction_release_the_binding(m
         conn.commit()
 
 
+@every_store
 def test_the_binding_is_shared_through_the_store(make_sim, make_gateway, lasting_store_url):
     first, second = make_sim(name="shared-1"), make_sim(name="shared-2")
     config = _two_backends(first, second)
@@ -187,6 +189,7 @@ def test_transactions_are_counted_in_metrics(make_sim, make_gateway):
 
 
 # -- child processes: several workers, a killed owner ---------------------------------------------
+@every_store
 def test_20_concurrent_transactions_through_two_workers_each_stay_on_one_cluster(clusters, lasting_store_url):
     config = _two_backends(clusters[0], clusters[1])
     with (
@@ -227,6 +230,7 @@ def test_a_killed_owner_fails_the_next_statement_at_once_naming_it(sim_factory, 
         assert took < 30  # not a read timeout: the refused connection answers at once
 
 
+@every_store
 def test_concurrent_statements_find_a_binding_made_an_instant_before(make_sim, make_gateway):
     # A client's next statement follows the START TRANSACTION's last page at once: the binding is
     # in place before that page reaches the client.

@@ -41,7 +41,10 @@ actions:
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open, its event loop counts as running
+# in the main thread, and any later test of the session calling asyncio.run() there would fail (with
+# several workers, any module may come after the UI's).
+@pytest.fixture(scope="module")
 def playwright_browser() -> Iterator[Any]:
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make test does)")

@@ -1,0 +1,474 @@
+"""The store's contract (gateway.store.base.Store), case by case on every kind: in memory, the
+embedded SQLite and PostgreSQL. Each test drives the interface directly, as the gateway does, and
+expects the same answers from each store: a behaviour that differs by store is a bug.
+
+The gateway's own tests run on the in-memory store unless the store is what they prove; what the
+store does for them (backends, the history and its filters, transactions, the audit trail, drain
+counts, health leases, the fleet's routing rules and change notices) is proved here on all three.
+What only a store that outlives its gateway can do (a second gateway on the same store, a restart)
+is proved on the SQL stores by the tests that need it (``lasting_store_url``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+from gateway.store import (
+    AuditEntry,
+    BackendWork,
+    DuplicateBackend,
+    DuplicateQuery,
+    QueryFilter,
+    QueryOutcome,
+    QueryRecord,
+    SharedCheck,
+    SharedRulesText,
+    Store,
+    TransactionBinding,
+    open_store,
+)
+from gateway.store.backend import Backend, BackendTls
+from gateway.store.records import ANYTHING_CHANGED, BACKENDS_CHANGED, RULES_CHANGED
+from tests.gateway.conftest import every_store
+
+pytestmark = every_store
+
+T = TypeVar("T")
+
+
+def on_store(url: str, scenario: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = await open_store(url)
+        try:
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def record(query_id: str, submitted_at: int, **fields: object) -> QueryRecord:
+    values: dict[str, object] = {
+        "backend_name": "trino-1",
+        "backend_url": "http://trino-1:8080",
+        "routing_group": "adhoc",
+        "user_name": "alice",
+        "source": None,
+        "client_tags": None,
+        "query_text": "SELECT 1",
+    }
+    values.update(fields)
+    return QueryRecord(query_id=query_id, submitted_at=submitted_at, **values)  # type: ignore[arg-type]
+
+
+def binding(transaction_id: str, backend: str, started_at: int, last_used_at: int | None = None) -> TransactionBinding:
+    return TransactionBinding(
+        transaction_id=transaction_id,
+        backend_name=backend,
+        backend_url=f"http://{backend}:8080",
+        started_at=started_at,
+        last_used_at=started_at if last_used_at is None else last_used_at,
+        started_by=f"q-{transaction_id}",
+    )
+
+
+FULL = Backend(
+    name="trino-etl",
+    proxy_to="https://trino-etl:8443",
+    external_url="https://etl.example.com",
+    routing_group="etl",
+    active=False,
+    weight=2.5,
+    max_running=7,
+    monitor="JMX",
+    tls=BackendTls(ca_file="/etc/ca.pem", verify=True),
+)
+PLAIN = Backend(name="trino-1", proxy_to="http://trino-1:8080")
+
+
+# -- backends -----------------------------------------------------------------------------------
+def test_backends_are_kept_field_for_field_listed_by_name_and_their_names_are_unique(store_url):
+    async def scenario(store: Store) -> None:
+        assert await store.list_backends() == []
+        await store.add_backend(FULL)
+        await store.add_backend(PLAIN)
+        assert await store.list_backends() == [PLAIN, FULL]
+        assert await store.get_backend("trino-etl") == FULL
+        assert await store.get_backend("nobody") is None
+        with pytest.raises(DuplicateBackend):
+            await store.add_backend(PLAIN.model_copy(update={"proxy_to": "http://elsewhere:8080"}))
+        assert await store.get_backend("trino-1") == PLAIN
+
+    on_store(store_url, scenario)
+
+
+def test_a_backend_is_updated_activated_and_deleted_by_name_and_an_unknown_name_says_so(store_url):
+    async def scenario(store: Store) -> None:
+        await store.add_backend(FULL)
+        moved = FULL.model_copy(update={"proxy_to": "https://etl-2:8443", "weight": 1.0, "max_running": None})
+        assert await store.update_backend(moved) is True
+        assert await store.get_backend("trino-etl") == moved
+        assert await store.update_backend(PLAIN) is False
+        assert await store.get_backend("trino-1") is None
+        # The active flag alone changes: every other field stays.
+        assert await store.set_active("trino-etl", True) is True
+        assert await store.get_backend("trino-etl") == moved.model_copy(update={"active": True})
+        assert await store.set_active("nobody", False) is False
+        assert await store.delete_backend("trino-etl") is True
+        assert await store.delete_backend("trino-etl") is False
+        assert await store.list_backends() == []
+
+    on_store(store_url, scenario)
+
+
+# -- the query history --------------------------------------------------------------------------
+def test_queries_are_recorded_all_or_none_and_read_back_as_written(store_url):
+    first = record("q1", 1_000, source="airflow", client_tags="a,b", trace_parent="00-aa-bb-01", transaction_id="t1")
+    first.routing_source, first.routing_rule = "rule", "airflow"
+
+    async def scenario(store: Store) -> None:
+        await store.record_queries([first])
+        assert await store.get_query("q1") == first
+        assert await store.get_query("q9") is None
+        # One known id fails the whole batch; so does an id twice in one batch.
+        with pytest.raises(DuplicateQuery):
+            await store.record_queries([record("q2", 2_000), record("q1", 3_000)])
+        with pytest.raises(DuplicateQuery):
+            await store.record_queries([record("q3", 2_000), record("q3", 3_000)])
+        assert await store.find_queries(QueryFilter()) == (1, [first])
+
+    on_store(store_url, scenario)
+
+
+def test_a_query_keeps_its_first_outcome_and_its_elapsed_time_is_counted_from_its_submission(store_url):
+    async def scenario(store: Store) -> list[QueryRecord | None]:
+        await store.record_queries([record("q1", 1_000), record("q2", 2_000)])
+        await store.finish_queries(
+            [
+                QueryOutcome("q1", "FAILED", "TABLE_NOT_FOUND", 1_750),
+                QueryOutcome("q2", "FINISHED", None, 2_010),
+                QueryOutcome("unknown", "FINISHED", None, 5_000),  # nothing to finish: no error
+            ]
+        )
+        await store.finish_queries([QueryOutcome("q1", "FINISHED", None, 9_000)])
+        return [await store.get_query("q1"), await store.get_query("q2"), await store.get_query("unknown")]
+
+    failed, finished, unknown = on_store(store_url, scenario)
+    assert failed is not None and (failed.state, failed.error_name, failed.finished_at, failed.elapsed_ms) == (
+        "FAILED",
+        "TABLE_NOT_FOUND",
+        1_750,
+        750,
+    )
+    assert finished is not None and (finished.state, finished.error_name, finished.elapsed_ms) == ("FINISHED", None, 10)
+    assert unknown is None
+
+
+def test_the_history_filters_by_user_backend_group_state_transaction_and_time_newest_first_in_pages(store_url):
+    rows = [
+        record("q1", 1_000, user_name="alice", backend_name="trino-1"),
+        record("q2", 2_000, user_name="bob", backend_name="trino-2"),
+        record("q3", 3_000, user_name="alice", routing_group="etl", backend_name="trino-3", transaction_id="t1"),
+        record("q4", 4_000, user_name="alice", backend_name="trino-2"),
+        record("q5", 4_000, user_name="carol", backend_name="trino-1"),  # same time as q4: by id
+    ]
+
+    async def scenario(store: Store) -> list[tuple[int, list[str]]]:
+        await store.record_queries(rows)
+        await store.finish_queries(
+            [QueryOutcome("q1", "FINISHED", None, 1_100), QueryOutcome("q2", "FAILED", "X", 2_100)]
+        )
+        found = []
+        for where, limit, offset in (
+            (QueryFilter(), 100, 0),
+            (QueryFilter(), 2, 0),
+            (QueryFilter(), 2, 2),
+            (QueryFilter(), 2, 4),
+            (QueryFilter(user="alice"), 100, 0),
+            (QueryFilter(backend="trino-2"), 100, 0),
+            (QueryFilter(routing_group="etl"), 100, 0),
+            (QueryFilter(state="RUNNING"), 100, 0),  # no outcome yet
+            (QueryFilter(state="FAILED"), 100, 0),
+            (QueryFilter(transaction_id="t1"), 100, 0),
+            (QueryFilter(since_ms=2_000, until_ms=4_000), 100, 0),  # since counts, until does not
+            (QueryFilter(user="alice", backend="trino-1", state="FINISHED"), 100, 0),
+            (QueryFilter(user="nobody"), 100, 0),
+        ):
+            total, page = await store.find_queries(where, limit, offset)
+            found.append((total, [r.query_id for r in page]))
+        return found
+
+    assert on_store(store_url, scenario) == [
+        (5, ["q4", "q5", "q3", "q2", "q1"]),
+        (5, ["q4", "q5"]),
+        (5, ["q3", "q2"]),
+        (5, ["q1"]),
+        (3, ["q4", "q3", "q1"]),
+        (2, ["q4", "q2"]),
+        (1, ["q3"]),
+        (3, ["q4", "q5", "q3"]),
+        (1, ["q2"]),
+        (1, ["q3"]),
+        (2, ["q3", "q2"]),
+        (1, ["q1"]),
+        (0, []),
+    ]
+
+
+def test_unfinished_queries_come_oldest_first_per_backend_up_to_a_time_and_a_count(store_url):
+    async def scenario(store: Store) -> list[list[str]]:
+        await store.record_queries(
+            [
+                record("q3", 3_000, backend_name="trino-1"),
+                record("q1", 1_000, backend_name="trino-1"),
+                record("q2", 2_000, backend_name="trino-2"),
+                record("q4", 4_000, backend_name="trino-1"),
+                record("q0", 500, backend_name="trino-1"),
+            ]
+        )
+        await store.finish_queries([QueryOutcome("q0", "FINISHED", None, 600)])
+        return [
+            [r.query_id for r in await store.unfinished_queries(backend, before, limit)]
+            for backend, before, limit in (
+                (None, 10_000, 100),
+                ("trino-1", 10_000, 100),
+                ("trino-1", 3_000, 100),  # submitted before 3000 only
+                (None, 10_000, 2),
+                ("trino-9", 10_000, 100),
+            )
+        ]
+
+    assert on_store(store_url, scenario) == [["q1", "q2", "q3", "q4"], ["q1", "q3", "q4"], ["q1"], ["q1", "q2"], []]
+
+
+def test_purging_removes_queries_submitted_and_transactions_ended_before_a_time(store_url):
+    async def scenario(store: Store) -> tuple[int, list[str], list[str | None]]:
+        await store.record_queries([record("old", 1_000), record("edge", 5_000), record("new", 9_000)])
+        for tid, started in (("t-ended-old", 1_000), ("t-ended-new", 2_000), ("t-open", 1_000)):
+            await store.bind_transaction(binding(tid, "trino-1", started))
+        await store.end_transactions("committed", 4_000, ids=["t-ended-old"])
+        await store.end_transactions("committed", 6_000, ids=["t-ended-new"])
+        purged = await store.purge_queries(5_000)
+        kept = [r.query_id for r in (await store.find_queries(QueryFilter()))[1]]
+        transactions = [await store.get_transaction(t) for t in ("t-ended-old", "t-ended-new", "t-open")]
+        return purged, kept, [None if t is None else t.transaction_id for t in transactions]
+
+    assert on_store(store_url, scenario) == (1, ["new", "edge"], [None, "t-ended-new", "t-open"])
+
+
+# -- transactions -------------------------------------------------------------------------------
+def test_a_transaction_is_bound_once_and_the_first_binding_stands(store_url):
+    async def scenario(store: Store) -> None:
+        first = binding("t1", "trino-1", 1_000)
+        assert await store.bind_transaction(first) == first
+        # Another worker saw the same id and chose another backend: the first binding stands.
+        assert await store.bind_transaction(binding("t1", "trino-2", 1_500)) == first
+        assert await store.get_transaction("t1") == first
+        assert await store.get_transaction("t9") is None
+
+    on_store(store_url, scenario)
+
+
+def test_open_transactions_are_touched_and_ended_by_id_backend_age_or_idleness(store_url):
+    async def scenario(store: Store) -> None:
+        for tid, backend, started in (("a", "trino-1", 1_000), ("b", "trino-1", 2_000), ("c", "trino-2", 3_000)):
+            await store.bind_transaction(binding(tid, backend, started))
+        await store.touch_transactions({"a": 8_000, "c": 9_000, "unknown": 9_000})
+        assert [(t.transaction_id, t.last_used_at) for t in await store.open_transactions()] == [
+            ("a", 8_000),
+            ("b", 2_000),
+            ("c", 9_000),
+        ]
+        assert [t.transaction_id for t in await store.open_transactions("trino-1")] == ["a", "b"]
+        # Idle since 5000: only b was not used after it.
+        assert await store.end_transactions("idle", 10_000, idle_since=5_000) == ["b"]
+        ended = await store.get_transaction("b")
+        assert ended is not None and (ended.ended_at, ended.end_reason, ended.open) == (10_000, "idle", False)
+        # An ended transaction is not touched, nor ended again.
+        await store.touch_transactions({"b": 11_000})
+        assert (await store.get_transaction("b")) == ended
+        assert await store.end_transactions("rolled back", 12_000, ids=["b"]) == []
+        assert await store.end_transactions("backend restarted", 12_000, backend="trino-9") == []
+        assert await store.end_transactions("too old", 12_000, started_before=1_000) == []
+        # Every condition given must hold.
+        assert await store.end_transactions("x", 12_000, ids=["a", "c"], backend="trino-2", started_before=5_000) == [
+            "c"
+        ]
+        assert await store.end_transactions("backend restarted", 13_000, backend="trino-1") == ["a"]
+        assert await store.open_transactions() == []
+
+    on_store(store_url, scenario)
+
+
+# -- the audit trail ----------------------------------------------------------------------------
+def test_the_audit_trail_keeps_every_entry_newest_first_by_actor_and_time_in_pages(store_url):
+    entries = [
+        AuditEntry(1_000, "alice", "password", "10.0.0.1", "backend.add", "trino-1", "done", None, '{"a": 1}'),
+        AuditEntry(2_000, "bob", "ldap", "10.0.0.2", "backend.deactivate", "trino-1", "refused"),
+        AuditEntry(3_000, "alice", "oidc", "::1", "rules.update", None, "failed", "old", "new"),
+    ]
+
+    async def scenario(store: Store) -> list[tuple[int, list[tuple[str, int]]]]:
+        for entry in entries:
+            await store.record_audit(entry)
+        total, everything = await store.find_audit()
+        ids = [e.id for e in everything]
+        assert len(set(ids)) == 3 and None not in ids
+        # Read back field for field (the id is the store's).
+        assert [dataclasses.replace(e, id=None) for e in everything] == entries[::-1]
+        found = []
+        for actor, since, limit, offset in (
+            (None, None, 100, 0),
+            ("alice", None, 100, 0),
+            (None, 2_000, 100, 0),
+            (None, None, 1, 1),
+            ("carol", None, 100, 0),
+        ):
+            total, page = await store.find_audit(actor, since, limit, offset)
+            found.append((total, [(e.actor, e.at) for e in page]))
+        return found
+
+    assert on_store(store_url, scenario) == [
+        (3, [("alice", 3_000), ("bob", 2_000), ("alice", 1_000)]),
+        (2, [("alice", 3_000), ("alice", 1_000)]),
+        (2, [("alice", 3_000), ("bob", 2_000)]),
+        (3, [("bob", 2_000)]),
+        (0, []),
+    ]
+
+
+# -- what a backend still has to finish (drain) -------------------------------------------------
+def test_backend_work_counts_unfinished_queries_and_open_transactions_with_the_oldest_of_each(store_url):
+    async def scenario(store: Store) -> dict[str, BackendWork]:
+        await store.record_queries(
+            [
+                record("q1", 1_000, backend_name="trino-1"),
+                record("q2", 2_000, backend_name="trino-1"),
+                record("q3", 3_000, backend_name="trino-2"),
+                record("q4", 500, backend_name="trino-3"),
+            ]
+        )
+        await store.finish_queries(
+            [QueryOutcome("q3", "FINISHED", None, 3_100), QueryOutcome("q4", "FAILED", "X", 600)]
+        )
+        await store.bind_transaction(binding("t1", "trino-2", 2_500))
+        await store.bind_transaction(binding("t2", "trino-2", 1_500))
+        await store.bind_transaction(binding("t3", "trino-1", 700))
+        await store.end_transactions("committed", 4_000, ids=["t3"])
+        return await store.backend_work()
+
+    assert on_store(store_url, scenario) == {
+        "trino-1": BackendWork(unfinished_queries=2, oldest_query_at=1_000),
+        "trino-2": BackendWork(open_transactions=2, oldest_transaction_at=1_500),
+    }
+
+
+# -- one health check per backend, and the fleet's routing rules --------------------------------
+def test_a_health_check_lease_has_one_holder_until_it_runs_out_or_is_released(store_url):
+    async def scenario(store: Store) -> None:
+        assert await store.claim_health_check("trino-1", "w1", now_ms=1_000, until_ms=2_000) is True
+        assert await store.claim_health_check("trino-1", "w2", now_ms=1_500, until_ms=2_500) is False
+        assert await store.claim_health_check("trino-1", "w2", now_ms=2_000, until_ms=3_000) is False  # until counts
+        assert await store.claim_health_check("trino-1", "w1", now_ms=1_900, until_ms=2_900) is True  # renewed
+        assert await store.claim_health_check("trino-2", "w2", now_ms=1_900, until_ms=2_900) is True
+        assert await store.claim_health_check("trino-1", "w2", now_ms=2_901, until_ms=3_900) is True  # ran out
+        assert await store.claim_health_check("trino-1", "w1", now_ms=3_000, until_ms=4_000) is False
+        await store.release_health_checks("w2")  # both of w2's leases end now
+        assert await store.claim_health_check("trino-1", "w1", now_ms=3_000, until_ms=4_000) is True
+        assert await store.claim_health_check("trino-2", "w1", now_ms=3_000, until_ms=4_000) is True
+
+    on_store(store_url, scenario)
+
+
+def test_only_the_lease_holder_publishes_a_check_and_every_reader_gets_the_latest(store_url):
+    ok = SharedCheck("trino-1", 1_000, "ok", None, {"running": 3, "queued": 0, "uptime": 12.5, "workers": None}, 0.02)
+    failed = SharedCheck("trino-1", 2_000, "failed", "connection refused", None, 1.0)
+
+    async def scenario(store: Store) -> None:
+        assert await store.health_checks() == {}
+        await store.claim_health_check("trino-1", "w1", now_ms=500, until_ms=5_000)
+        await store.publish_health_check("w1", ok)
+        await store.publish_health_check("w2", failed)  # not the holder: ignored
+        assert await store.health_checks() == {"trino-1": ok}
+        await store.publish_health_check("w1", failed)
+        assert await store.health_checks() == {"trino-1": failed}
+
+    on_store(store_url, scenario)
+
+
+def test_the_routing_rules_are_none_until_put_and_the_last_put_stands(store_url):
+    async def scenario(store: Store) -> None:
+        assert await store.get_routing_rules() is None
+        await store.put_routing_rules(SharedRulesText("first", 1_000, "alice"))
+        second = SharedRulesText("---\nname: etl\ncondition: 'true'\n", 2_000, "bob")
+        await store.put_routing_rules(second)
+        assert await store.get_routing_rules() == second
+
+    on_store(store_url, scenario)
+
+
+# -- what a SQL store shares ----------------------------------------------------------------------
+def test_two_stores_on_one_url_see_each_others_writes(lasting_store_url):
+    async def scenario() -> None:
+        first, second = await open_store(lasting_store_url), await open_store(lasting_store_url)
+        try:
+            await first.add_backend(PLAIN)
+            await first.record_queries([record("q1", 1_000)])
+            await first.bind_transaction(binding("t1", "trino-1", 1_000))
+            await first.put_routing_rules(SharedRulesText("rules", 1_000, "alice"))
+            assert await second.get_backend("trino-1") == PLAIN
+            assert await second.get_query("q1") == record("q1", 1_000)
+            assert await second.get_transaction("t1") == binding("t1", "trino-1", 1_000)
+            assert await second.get_routing_rules() == SharedRulesText("rules", 1_000, "alice")
+            assert await first.claim_health_check("trino-1", "w1", now_ms=1_000, until_ms=9_000) is True
+            assert await second.claim_health_check("trino-1", "w2", now_ms=1_000, until_ms=9_000) is False
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
+
+
+def test_changes_are_told_to_every_listener_on_postgresql_and_elsewhere_watching_returns_at_once(store_url):
+    """On PostgreSQL a change by any store on the URL reaches the others' ``watch_changes`` (NOTIFY);
+    in memory and on SQLite nobody is told, and readers poll."""
+
+    async def scenario() -> list[str]:
+        watcher, changer = await open_store(store_url), await open_store(store_url)
+        heard: list[str] = []
+        try:
+            watching = asyncio.create_task(watcher.watch_changes(heard.append))
+            if not store_url.startswith("postgresql"):
+                await asyncio.wait_for(watching, 10)
+                return heard
+            await _until(lambda: ANYTHING_CHANGED in heard)
+            await changer.add_backend(PLAIN)
+            await _until(lambda: BACKENDS_CHANGED in heard)
+            await changer.put_routing_rules(SharedRulesText("rules", 1_000, "alice"))
+            await _until(lambda: RULES_CHANGED in heard)
+            watching.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await watching
+            return heard
+        finally:
+            await watcher.close()
+            await changer.close()
+
+    heard = asyncio.run(scenario())
+    if store_url.startswith("postgresql"):
+        assert heard == [ANYTHING_CHANGED, BACKENDS_CHANGED, RULES_CHANGED]
+    else:
+        assert heard == []
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
