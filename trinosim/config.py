@@ -59,7 +59,7 @@ class SimConfig(BaseModel):
     key_order: Literal["trino", "sorted", "next_last"] = Field(
         "trino",
         description="members of a statement page: in Trino's order (URIs first), sorted by name (as a proxy "
-        "that re-encodes pages writes them), or Trino's with nextUri and partialCancelUri last",
+        "that re-encodes pages writes them), or Trino's with partialCancelUri and nextUri last",
     )
     ui_user: str | None = Field(None, description="if set, /ui/login accepts only this user (and ui_password)")
     ui_password: str | None = None

@@ -115,12 +115,12 @@ def results(
 def encode(document: dict[str, Any], key_order: str = "trino") -> bytes:
     """A statement page's bytes, its members in ``key_order``: ``trino`` as ``results`` builds them
     (URIs, columns, data, stats, ...), ``sorted`` by name at every level (as a proxy that decodes
-    and re-encodes pages writes them), or ``next_last``: Trino's, with ``nextUri`` and
-    ``partialCancelUri`` after everything else. JSON gives the order no meaning; clients and the
+    and re-encodes pages writes them), or ``next_last``: Trino's, with ``partialCancelUri`` and
+    ``nextUri`` (the very last) after everything else. JSON gives the order no meaning; clients and the
     gateway must not depend on it."""
     if key_order == "sorted":
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     if key_order == "next_last":
-        last = {key: document[key] for key in ("nextUri", "partialCancelUri") if key in document}
+        last = {key: document[key] for key in ("partialCancelUri", "nextUri") if key in document}
         document = {key: value for key, value in document.items() if key not in last} | last
     return orjson.dumps(document)
