@@ -96,9 +96,23 @@ def main() -> None:
             report["large_result"] = scenarios.large_result(gateway.url, gateway.process.pid)
             report["spooled_large_result"] = scenarios.spooled_large_result(gateway.url, gateway.process.pid, "spooled")
         if "state" in only:
+            in_flight = 1000 if args.quick else 10000
+            # Read-only and without rows yet, every one of them is held by the gateway (failover).
             report["scale_of_state"] = scenarios.scale_of_state(
-                gateway.url, gateway.process.pid, 1000 if args.quick else 10000, args.seconds
+                gateway.url, gateway.process.pid, in_flight, args.seconds
             )
+            # The same through a gateway with failover off, where nothing is held: what holding adds.
+            passing = GatewayProcess(
+                config={"backends": [{"name": "b1", "proxy_to": backend.url}], "failover": {"enabled": False}},
+                workers=args.gateway_workers,
+                extra_args=["--log-level", "WARNING"],
+            ).start()
+            try:
+                report["scale_of_state_pass_through"] = scenarios.scale_of_state(
+                    passing.url, passing.process.pid, in_flight, args.seconds
+                )
+            finally:
+                passing.stop()
     finally:
         # Whatever started is stopped, also when a later start failed (e.g. nginx not installed).
         if nginx is not None:
@@ -158,6 +172,14 @@ def print_table(report: dict[str, Any]) -> None:
             print(
                 f"   at {idle['paced_rate']:.0f} polls/s: p50 idle {idle['paced_p50_ms']:.2f} ms, loaded "
                 f"{loaded['paced_p50_ms']:.2f} ms (x{state['paced_p50_ratio_loaded_idle']})"
+            )
+        passed = report.get("scale_of_state_pass_through")
+        if passed:
+            print(
+                f"   the same with failover off (nothing held): +{passed['rss_added_mb']} MB "
+                f"({passed['bytes_per_query']} B/query); at {passed['idle_poll']['paced_rate']:.0f} polls/s p50 idle "
+                f"{passed['idle_poll']['paced_p50_ms']:.2f} ms, loaded {passed['loaded_poll']['paced_p50_ms']:.2f} ms "
+                f"(x{passed['paced_p50_ratio_loaded_idle']})"
             )
     routing = report.get("routing_decision_us")
     if routing:
