@@ -663,6 +663,9 @@ _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
         "get": {
             "tags": ["status"],
             "summary": "Readiness: the store can be read, and the node is not shutting down",
+            "description": "Answered at once from what the worker knows of the store (any statement that "
+            "returned lately, else the worker's own ping, sent in the background on a connection of its own), "
+            "never after a round trip, so that a load balancer's check does not wait behind the work it guards.",
             "responses": {"200": _text("ok"), "503": _error("the store cannot be read, or the node is shutting down")},
         }
     },

@@ -14,10 +14,10 @@ from gateway.errors import api_error, json_response
 from gateway.store import BackendWork
 
 if TYPE_CHECKING:
-    from gateway.control.services import Services, ShutdownSignal
+    from gateway.control.services import Services
 
 
-def status_api(services: Services, shutdown: ShutdownSignal | None = None) -> Blueprint:
+def status_api(services: Services) -> Blueprint:
     api = Blueprint("status", __name__)
 
     @api.get("/gateway")
@@ -59,14 +59,11 @@ def status_api(services: Services, shutdown: ShutdownSignal | None = None) -> Bl
     @api.get("/gateway/readyz")
     @reader
     async def readyz() -> Response:
-        if shutdown is not None and shutdown.is_raised():
-            # The node's grace (gateway.node.shutdown): still serving, but load balancers are to stop
-            # sending it new work before it stops accepting connections.
-            return api_error(503, "this gateway node is shutting down: it still answers, but take it out of rotation")
-        try:
-            await services.store.ping()
-        except Exception as error:
-            return api_error(503, f"the store cannot be read: {error}")
+        """Where readyz needs credentials (not among auth.public_paths); otherwise the ASGI entry
+        answers it first. The same verdict either way, read, not awaited (gateway.control.readiness)."""
+        verdict = services.readiness.verdict()
+        if not verdict.ready:
+            return api_error(503, verdict.reason)
         return Response("ok", content_type="text/plain")
 
     return api
