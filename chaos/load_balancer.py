@@ -19,6 +19,7 @@ other Debian packages.
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import socket
 import subprocess
@@ -122,6 +123,11 @@ class Haproxy:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+    def taken_out(self) -> list[str]:
+        """The nodes haproxy took out of rotation so far, once per time (its log's "is DOWN" lines)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return re.findall(r"^Server nodes/(\S+) is DOWN", text, re.MULTILINE)
 
     def stop(self) -> None:
         stop_process(self.process)
