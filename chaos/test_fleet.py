@@ -23,7 +23,7 @@ import pytest
 
 from chaos.clusters import Cluster
 from chaos.conftest import CLUSTER_KINDS, DEFAULT_KIND, GROUPS, gateway_config
-from chaos.load_balancer import Haproxy
+from chaos.load_balancer import TAKEN_OUT_WITHIN, Haproxy
 from chaos.report import SUMMARY, summarise
 from chaos.workload import FAILED, LOST, SUCCEEDED, Workload, seed_users
 from tests.postgres import PostgresServer
@@ -55,9 +55,10 @@ def shared_fleet() -> Iterator[Fleet]:
     try:
         with ThreadPoolExecutor(len(clusters)) as pool:
             list(pool.map(lambda cluster: cluster.start(), clusters))
-        # haproxy takes a node out within half a second of its readiness failing (checks every 250 ms,
-        # two failures): a grace of one second is enough, and keeps the rolling restart short.
-        config = gateway_config([(c.name, c.url, GROUPS[c.name]) for c in clusters], server={"shutdown_grace": 1.0})
+        # haproxy takes a node out within TAKEN_OUT_WITHIN seconds of its readiness failing (checks every
+        # second, three failures): the grace covers that, with a second to spare.
+        grace = TAKEN_OUT_WITHIN + 1.0
+        config = gateway_config([(c.name, c.url, GROUPS[c.name]) for c in clusters], server={"shutdown_grace": grace})
         with PostgresServer() as postgres:
             nodes = [GatewayProcess(store=postgres.url(), config=config, workers=2) for _ in range(3)]
             balancer = None

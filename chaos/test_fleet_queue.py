@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from chaos.clusters import Cluster
-from chaos.conftest import ClusterFactory, gateway_config
+from chaos.conftest import ClusterFactory, every_cluster_kind, gateway_config
 from chaos.load_balancer import Haproxy
 from chaos.report import SUMMARY, summarise
 from chaos.test_burst import (
@@ -93,11 +93,13 @@ def check_each_ended_with_its_row(run: Run) -> None:
     assert run.waited > len(records) // 2, (run.policy, run.waited)
 
 
+@every_cluster_kind
 def test_15_a_burst_through_a_fleet_keeps_every_limit_and_takes_turns(kind: str, queue_fleet: QueueFleet) -> None:
     assert queue_fleet.balancer is not None
     run = run_burst("fair, 3 nodes", queue_fleet.balancer, queue_fleet.clusters, first=1)
-    SUMMARY.add(summarise("15 burst through 3 nodes", kind, run.records, notes=run.summary()))
-    print(f"scenario 15 ({kind}): {run.summary()}")
+    notes = f"haproxy took out {queue_fleet.balancer.taken_out() or 'no node'}; {run.summary()}"
+    SUMMARY.add(summarise("15 burst through 3 nodes", kind, run.records, notes=notes))
+    print(f"scenario 15 ({kind}): {notes}")
     check_each_ended_with_its_row(run)
     assert run_twice(run) == 0, run.starts
     assert all(peak <= MAX_RUNNING for peak in run.peaks.values()), run.peaks
@@ -105,6 +107,7 @@ def test_15_a_burst_through_a_fleet_keeps_every_limit_and_takes_turns(kind: str,
     assert run.jain >= FAIR_INDEX, run.shares
 
 
+@every_cluster_kind
 def test_16_a_node_killed_while_queries_wait_in_the_fleets_queue_loses_none(kind: str, queue_fleet: QueueFleet) -> None:
     assert queue_fleet.balancer is not None
     killed_at: list[float] = []
@@ -118,7 +121,10 @@ def test_16_a_node_killed_while_queries_wait_in_the_fleets_queue_loses_none(kind
     assert killed_at, "node-1 was not killed"
     waiting_then = sum(1 for record in run.records if min(run.starts.get(record.seq, [float("inf")])) > killed_at[0])
     twice = run_twice(run)
-    notes = f"node-1 SIGKILLed at {killed_at[0]:.2f} s with {waiting_then} queries not started; {twice} run twice; "
+    notes = (
+        f"node-1 SIGKILLed at {killed_at[0]:.2f} s with {waiting_then} queries not started; {twice} run twice; "
+        f"haproxy took out {queue_fleet.balancer.taken_out()}; "
+    )
     SUMMARY.add(summarise("16 node killed, queue in the store", kind, run.records, notes=notes + run.summary()))
     print(f"scenario 16 ({kind}): {notes}{run.summary()}")
     check_each_ended_with_its_row(run)

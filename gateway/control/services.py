@@ -13,6 +13,7 @@ from gateway.config import GatewayConfig
 from gateway.control.audit import AuditTrail
 from gateway.control.backend_status import BackendStatus
 from gateway.control.drain import DrainStatus
+from gateway.control.readiness import Readiness
 from gateway.dataplane import Proxy
 from gateway.queries.admission import Admission
 from gateway.queries.history import QueryHistory
@@ -36,6 +37,7 @@ class Services(Protocol):
     admission: Admission
     shared_rules: SharedRules | None
     proxy: Proxy
+    readiness: Readiness
 
     def backend_statuses(self, backends: list[Backend]) -> list[BackendStatus]: ...
 
@@ -44,9 +46,3 @@ class Services(Protocol):
     async def publish_backend_work(self) -> dict[str, BackendWork]: ...
 
     async def refresh_gauges(self) -> None: ...
-
-
-class ShutdownSignal(Protocol):
-    """The node's shutdown flag (``gateway.node.shutdown.ShutdownFlag``): raised while it shuts down."""
-
-    def is_raised(self) -> bool: ...

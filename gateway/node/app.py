@@ -2,7 +2,9 @@
 
 One ASGI callable. Each request is classified once (``gateway.dataplane.classify``); proxied ones go straight
 to ``gateway.dataplane.Proxy`` (plain ASGI: the hot path), the gateway's own to the Quart app. Both are
-built in the ASGI lifespan, around the worker's ``Services``.
+built in the ASGI lifespan, around the worker's ``Services``. Readiness (``GET /gateway/readyz``) is
+answered here, from what the worker knows (``gateway.control.readiness``), before the Quart app: a load
+balancer's check must not wait behind the work it guards.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from quart import Quart
 
 from gateway import errors
 from gateway.config import GatewayConfig
+from gateway.control import readiness
 from gateway.control.api import create_admin_app
 from gateway.control.ui import ui_pages
 from gateway.dataplane import OBSERVED, Proxy, Receive, ResponseAborted, Scope, Send, gateway_base
@@ -43,6 +46,9 @@ class GatewayApp:
         self.services: Services | None = None
         self.proxy: Proxy | None = None
         self.admin: Quart | None = None
+        # Answered without credentials (no auth, or readyz among auth.public_paths): here, at once.
+        auth = config.auth
+        self.readyz_open = auth is None or readiness.PATH in auth.public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -55,6 +61,15 @@ class GatewayApp:
                     raise
                 except Exception as error:
                     await self._internal_error(scope, send, error)
+                return
+            services = self.services
+            if (
+                scope["path"] == readiness.PATH
+                and scope["method"] in ("GET", "HEAD")
+                and self.readyz_open
+                and services is not None
+            ):
+                await services.readiness.respond(scope, send)
                 return
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -83,9 +98,9 @@ class GatewayApp:
 
     async def start(self) -> None:
         """What the lifespan's start-up does (tests running the app in process call it directly)."""
-        services = self.services = await Services.start(self.config, self.migrate, self._store)
+        services = self.services = await Services.start(self.config, self.migrate, self._store, self.shutdown)
         self.proxy = services.proxy
-        self.admin = create_admin_app(services, pages=ui_pages(services), shutdown=self.shutdown)
+        self.admin = create_admin_app(services, pages=ui_pages(services))
         await self.admin.startup()
 
     async def stop(self) -> None:

@@ -8,6 +8,7 @@ and the admin API (no service locator): who owns which state is written here onc
     upstream ─ connections to backends and their limits
     authenticator ─ who a caller is and its roles               (None: auth is off)
     audit ──── the trail of admin changes                       (into the store)
+    readiness ─ whether the worker takes new work               (shutdown flag, the store's last word)
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from gateway.config import GatewayConfig
 from gateway.control.audit import AuditTrail
 from gateway.control.backend_status import BackendStatus, backend_statuses
 from gateway.control.drain import DrainStatus, Reconciler
+from gateway.control.readiness import Readiness
 from gateway.dataplane import Proxy
 from gateway.dataplane.client_auth import ClientAuth
+from gateway.node.shutdown import ShutdownFlag
 from gateway.queries.admission import Admission, MemoryQueueState, QueueState, SqlQueueState
 from gateway.queries.book import QueryBook
 from gateway.queries.held import WaitingQueries
@@ -65,13 +68,22 @@ class Services:
     audit: AuditTrail
     admission: Admission
     """This worker's running counts and the queries waiting in it (``gateway.queries.admission``)."""
+    readiness: Readiness
+    """The answer to /gateway/readyz, kept current in the background (``gateway.control.readiness``)."""
     shared_rules: SharedRules | None = None
     """The rules file's changes, shared with every node through the store (FILE rules only)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, config: GatewayConfig, migrate: bool = True, store: Store | None = None) -> Services:
-        """Build and start a worker's services (``store``: one opened already, e.g. in tests)."""
+    async def start(
+        cls,
+        config: GatewayConfig,
+        migrate: bool = True,
+        store: Store | None = None,
+        shutdown: ShutdownFlag | None = None,
+    ) -> Services:
+        """Build and start a worker's services (``store``: one opened already, e.g. in tests;
+        ``shutdown``: the node's flag, raised while it shuts down)."""
         store = store or await open_store(config.store.url, migrate=migrate)
         if migrate or isinstance(store, MemoryStore):
             # Started on its own (not by ``trino-gateway serve``, which seeds once for all workers),
@@ -137,6 +149,7 @@ class Services:
             authenticator,
             AuditTrail(store),
             admission,
+            Readiness(store, shutdown),
         )
         await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
@@ -151,6 +164,7 @@ class Services:
             asyncio.create_task(services.refresh_gauges_forever()),
             asyncio.create_task(admission.run_forever(registry.all)),
             asyncio.create_task(store.watch_changes(services.changed)),
+            asyncio.create_task(services.readiness.watch_forever()),
         ]
         if isinstance(selector, FileRulesSelector):
             services.tasks.append(asyncio.create_task(selector.rules.watch_forever()))

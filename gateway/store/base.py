@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gateway.store.backend import Backend
+from gateway.store.contact import StoreContact
 from gateway.store.records import (
     AuditEntry,
     BackendWork,
@@ -24,11 +25,14 @@ class Store(Protocol):
     """Where backends and the query history live, shared by every worker that opens the same URL."""
 
     url: str
+    contact: StoreContact
+    """When this process last heard from the store: every call that the store answered counts."""
 
     async def close(self) -> None: ...
 
     async def ping(self) -> None:
-        """Raises when the store cannot be read."""
+        """Raises when the store cannot be read. Never waits behind this process's other work on the
+        store: where the store keeps a pool of connections, the ping has a connection of its own."""
         ...
 
     # -- backends ---------------------------------------------------------------------------

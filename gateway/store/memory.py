@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable
 
 from gateway.store.backend import Backend
+from gateway.store.contact import StoreContact
 from gateway.store.records import (
     AuditEntry,
     BackendWork,
@@ -39,10 +40,12 @@ class MemoryStore:
         self._rules: SharedRulesText | None = None
         # Tests set this to make every call fail, as a store that is down does.
         self.failing: str | None = None
+        self.contact = StoreContact()
 
     def _check(self) -> None:
         if self.failing is not None:
             raise StoreError(self.failing)
+        self.contact.answered()
 
     async def close(self) -> None:
         return None

@@ -21,8 +21,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from gateway.store.backend import Backend
+from gateway.store.contact import StoreContact
 from gateway.store.records import (
     ANYTHING_CHANGED,
     BACKENDS_CHANGED,
@@ -59,6 +61,8 @@ LISTEN_PING_SECONDS = 15.0
 # pg_advisory_xact_lock's key for schema migrations (any number other code of the database does not use).
 MIGRATION_LOCK = 0x7472696E6F6777
 LISTEN_RETRY_SECONDS = 5.0
+# Each worker's connections to PostgreSQL: kept open, and opened beyond them while needed.
+POOL_SIZE, POOL_OVERFLOW = 5, 10
 log = logging.getLogger("gateway.store")
 
 
@@ -86,9 +90,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
+    def __init__(self, engine: AsyncEngine, url: str, ping_engine: AsyncEngine | None = None) -> None:
+        """``ping_engine``: where ``ping`` connects (default: ``engine``'s pool)."""
         self.engine = engine
         self.url = url
+        self.ping_engine = ping_engine or engine
+        # Every statement that returns, whoever issued it through this engine (the admission
+        # control's too), is an answer from the store.
+        self.contact = StoreContact()
+        event.listen(engine.sync_engine, "after_cursor_execute", lambda *_: self.contact.answered())
 
     @classmethod
     async def open(cls, url: str, migrate: bool = True) -> SqlStore:
@@ -100,9 +110,14 @@ class SqlStore:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_async_engine(target)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            on_disk = bool(path) and path != ":memory:"  # (another connection to memory: another database)
         else:
-            engine = create_async_engine(target, pool_size=5, max_overflow=10, pool_pre_ping=True)
-        store = cls(engine, url)
+            engine = create_async_engine(target, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True)
+            on_disk = True
+        # The ping's own connection, made for it and closed after it: it runs only when the worker had
+        # no other word from the store for a while (gateway.control.readiness), and must not wait for
+        # the pool, whose connections a burst holds while they wait for admission control's lock.
+        store = cls(engine, url, create_async_engine(target, poolclass=NullPool) if on_disk else None)
         if migrate:
             try:
                 async with engine.begin() as connection:
@@ -112,15 +127,17 @@ class SqlStore:
                         await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
                     await connection.run_sync(upgrade)
             except Exception as error:
-                await engine.dispose()
+                await store.close()
                 raise StoreError(f"cannot prepare the store at {redacted(url)}: {error}") from error
         return store
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.ping_engine is not self.engine:
+            await self.ping_engine.dispose()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as connection:
+        async with self.ping_engine.connect() as connection:
             await connection.execute(sa.select(sa.func.count()).select_from(backends))
 
     # -- backends ---------------------------------------------------------------------------

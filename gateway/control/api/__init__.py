@@ -24,23 +24,20 @@ from gateway.dataplane.exchange import WORKER
 from gateway.errors import api_error
 
 if TYPE_CHECKING:
-    from gateway.control.services import Services, ShutdownSignal
+    from gateway.control.services import Services
 
 log = logging.getLogger("gateway")
 
 
-def create_admin_app(
-    services: Services, pages: Blueprint | None = None, shutdown: ShutdownSignal | None = None
-) -> Quart:
-    """The gateway's own app: the admin API and, given ``pages``, the web UI, which calls the API;
-    ``shutdown``: the node's flag, raised while it shuts down (readiness fails)."""
+def create_admin_app(services: Services, pages: Blueprint | None = None) -> Quart:
+    """The gateway's own app: the admin API and, given ``pages``, the web UI, which calls the API."""
     # No static folder: Quart's default would serve files under the working directory at /static/.
     app = Quart("trino-gateway", static_folder=None)
     configure_sessions(app, services)
     blueprints = (backends_api, queries_api, routing_rules_api, metrics_api, audit_api, login_api)
     for blueprint in blueprints:
         app.register_blueprint(blueprint(services))
-    app.register_blueprint(status_api(services, shutdown))
+    app.register_blueprint(status_api(services))
     openapi.install(app, services)
     if pages is not None:
         # After the OpenAPI document is built: the UI's pages are no API operations.

@@ -16,10 +16,10 @@ from gateway.errors import api_error
 from gateway.store import BackendWork
 
 if TYPE_CHECKING:
-    from gateway.control.services import Services, ShutdownSignal
+    from gateway.control.services import Services
 
 
-def status_api(services: Services, shutdown: ShutdownSignal | None = None) -> Blueprint:
+def status_api(services: Services) -> Blueprint:
     api = Blueprint("status", __name__)
 
     @api.get("/gateway")
@@ -66,15 +66,16 @@ def status_api(services: Services, shutdown: ShutdownSignal | None = None) -> Bl
     @reader
     @answers({200: plain("ok"), 503: "the store cannot be read, or the node is shutting down"})
     async def readyz() -> Response:
-        """Readiness: the store can be read, and the node is not shutting down."""
-        if shutdown is not None and shutdown.is_raised():
-            # The node's grace (gateway.node.shutdown): still serving, but load balancers are to stop
-            # sending it new work before it stops accepting connections.
-            return api_error(503, "this gateway node is shutting down: it still answers, but take it out of rotation")
-        try:
-            await services.store.ping()
-        except Exception as error:
-            return api_error(503, f"the store cannot be read: {error}")
+        """Readiness: the store can be read, and the node is not shutting down.
+
+        Answered at once from what the worker knows of the store (any statement that returned lately, else
+        the worker's own ping, sent in the background on a connection of its own), never after a round
+        trip, so that a load balancer's check does not wait behind the work it guards. Where readyz is not
+        among auth.public_paths this handler answers it, with the same verdict; otherwise the node's ASGI
+        entry answers before any other work."""
+        verdict = services.readiness.verdict()
+        if not verdict.ready:
+            return api_error(503, verdict.reason)
         return Response("ok", content_type="text/plain")
 
     return api

@@ -32,6 +32,11 @@ _HEAD_COLUMNS = ["query_id", "party", "user_name", "weight", "user_limit", "enqu
 _table = waiting_queries.c
 
 
+def group_lock_key(group: str) -> int:
+    """The key of ``group``'s advisory lock (PostgreSQL's bigint: the high bit makes it negative)."""
+    return (_LOCK_SPACE | zlib.crc32(group.encode())) - (1 << 63)
+
+
 def _row(row: sa.Row[Any]) -> WaitingRow:
     values = {name: getattr(row, name) for name in COLUMNS}
     values["submission"] = Submission.from_json(values["submission"])
@@ -245,8 +250,7 @@ class SqlQueueState:
     async def decide(self, group: str, fifo: bool = False) -> AsyncIterator[SqlDecision]:
         if self.postgres:
             async with self.engine.begin() as connection:
-                key = _LOCK_SPACE | zlib.crc32(group.encode())
-                await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key - (1 << 63))))
+                await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(group_lock_key(group))))
                 yield SqlDecision(connection, group, fifo)
             return
         async with self.engine.connect() as connection:
