@@ -242,3 +242,31 @@ def test_a_history_from_before_0010_keeps_its_rows_and_new_rows_say_how_long_the
         WAITED["queued_ms"],
         FAILED_OVER["attempts"],
     )
+
+
+ESTIMATED = {
+    "estimate_source": "planner",
+    "estimate": '{"available": true, "source": "planner", "latencyMs": 41.5, "cause": null, '
+    '"total": {"outputRowCount": 50.0, "outputSizeInBytes": 800.0, "cpuCost": 400.0, "memoryCost": 0.0, '
+    '"networkCost": null}, "max": {"outputRowCount": 25.0, "outputSizeInBytes": 400.0, "cpuCost": 400.0, '
+    '"memoryCost": 0.0, "networkCost": null}, "fragments": 2, "joins": 0, "tableScans": 1, '
+    '"remoteExchanges": 1, "aggregations": 0, "nodes": 3}',
+}
+
+
+def test_a_history_from_before_0013_keeps_its_rows_and_new_rows_keep_their_estimate(lasting_store_url):
+    old, new = _migrated(lasting_store_url, "0012", _record("20261201_000000_00002_bbbbb", **ESTIMATED))
+    assert old is not None and (old.backend_name, old.estimate_source, old.estimate) == ("trino-1", None, None)
+    assert new is not None and (new.estimate_source, new.estimate) == (
+        ESTIMATED["estimate_source"],
+        ESTIMATED["estimate"],
+    )
+
+
+def test_each_store_keeps_a_querys_estimate_as_written(store_url):
+    async def scenario(store: Store) -> QueryRecord | None:
+        await store.record_queries([_record("20261203_000000_00001_aaaaa", **ESTIMATED)])
+        return await store.get_query("20261203_000000_00001_aaaaa")
+
+    kept = _on_store(store_url, scenario)
+    assert kept is not None and (kept.estimate_source, kept.estimate) == ("planner", ESTIMATED["estimate"])
