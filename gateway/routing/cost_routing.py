@@ -42,13 +42,15 @@ class CostRouting:
             return selection
         use = selection.estimate
         if use is None:
-            use = await self.estimator.estimate(self.estimator.request(scope, sql, user))
-            selection = replace(selection, estimate=use)
-        if not placed:
-            return selection
-        assert self.router is not None
-        placement = self.router.place(use.estimate)
-        log.debug("cost router: %s", placement.why)
-        if placement.group is None:
-            return selection  # as if no estimate had been asked for: where it was headed
-        return replace(selection, group=placement.group, source=BY_COST, rule=None)
+            estimator = self.estimator
+            request = estimator.request(scope, sql, user)
+            # A cache hit is answered without a coroutine: the common case costs a lookup.
+            use = estimator.peek(request) or await estimator.estimate(request)
+        if placed:
+            assert self.router is not None
+            placement = self.router.place(use.estimate)
+            log.debug("cost router: %s", placement.why)
+            if placement.group is not None:
+                return replace(selection, group=placement.group, source=BY_COST, rule=None, estimate=use)
+        # Not placed (or no placement: as if no estimate had been asked for, where it was headed).
+        return selection if selection.estimate is use else replace(selection, estimate=use)
