@@ -1,7 +1,8 @@
 """A statement as the estimate cache knows it: normalised by sqlglot, and whether EXPLAIN can plan it.
 
-Normalised: parsed as Trino SQL and written again, so that case (keywords; identifiers, which Trino
-folds whether quoted or not), whitespace and comments do not tell two statements apart. Literals
+Normalised: parsed as Trino SQL and written again (every identifier quoted), so that case (keywords;
+identifiers, which Trino folds whether quoted or not), quotes, whitespace and comments do not tell two
+statements apart. Literals
 are kept as written: ``WHERE name = 'ABC'`` and ``'abc'`` are two statements, with two plans.
 
 Explainable: a query (``SELECT``, ``WITH``, ``VALUES``, ``TABLE``, set operations), ``INSERT``,
@@ -50,7 +51,9 @@ def read_statement(sql: str) -> Statement:
     if not _explainable(statement):
         return Statement(None, NOT_EXPLAINABLE)
     try:
-        normalised = normalize_identifiers(statement, dialect="trino").sql(dialect="trino", comments=False)
+        normalised = normalize_identifiers(statement, dialect="trino").sql(
+            dialect="trino", comments=False, identify=True
+        )
     except (SqlglotError, RecursionError, ValueError):
         return Statement(None, UNPARSED)
     return Statement(normalised)
