@@ -185,13 +185,17 @@ const ESTIMATES = [
   ["networkCost", "network"],
 ];
 const SHAPE = [
-  ["fragments", "fragments"],
-  ["joins", "joins"],
-  ["tableScans", "table scans"],
-  ["remoteExchanges", "remote exchanges"],
-  ["aggregations", "aggregations"],
-  ["nodes", "nodes"],
+  ["fragments", "fragment"],
+  ["joins", "join"],
+  ["tableScans", "table scan"],
+  ["remoteExchanges", "remote exchange"],
+  ["aggregations", "aggregation"],
+  ["nodes", "node"],
 ];
+
+function waited(ms) {
+  return ms < 1 ? "under 1 ms" : duration(Math.round(ms));
+}
 
 function estimateNumber(value) {
   if (value === null || value === undefined) return "unknown";
@@ -201,9 +205,9 @@ function estimateNumber(value) {
 /** The planner's estimate routing had (the API's Estimate), or why there was none. */
 export function estimateView(estimate, id = "estimate") {
   if (!estimate.available) {
-    return el("div", { id, class: "estimate" }, el("p", {}, "None: ", el("code", { class: "estimate-cause" }, estimate.cause || "unknown"), ` (waited ${duration(estimate.latencyMs)}); routed as if none had been asked for.`));
+    return el("div", { id, class: "estimate" }, el("p", {}, "None: ", el("code", { class: "estimate-cause" }, estimate.cause || "unknown"), ` (waited ${waited(estimate.latencyMs)}); routed as if none had been asked for.`));
   }
-  const source = estimate.source === "cache" ? "from the cache" : `from the planner in ${duration(estimate.latencyMs)}`;
+  const source = estimate.source === "cache" ? "from the cache" : `from the planner in ${waited(estimate.latencyMs)}`;
   return el(
     "div",
     { id, class: "estimate" },
@@ -221,6 +225,6 @@ export function estimateView(estimate, id = "estimate") {
         ),
       ),
     ),
-    el("p", { class: "estimate-shape" }, SHAPE.map(([name, label]) => `${estimate[name]} ${label}`).join(", ")),
+    el("p", { class: "estimate-shape" }, SHAPE.map(([name, label]) => `${estimate[name]} ${label}${estimate[name] === 1 ? "" : "s"}`).join(", ")),
   );
 }
