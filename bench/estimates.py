@@ -160,7 +160,9 @@ def submissions(loop: LoopThread, count: int) -> dict[str, Any]:
         {"name": "planner", "proxy_to": planner.url, "routing_group": "planning"},
     ]
     with_rules = {"enabled": True, "rules_file": str(rules)}
-    estimates = {"budget": "300ms", "timeout": "2s", "planner": {"backend": "planner"}}
+    # One user sends every statement here: a rate it stays under, so that each case is the planner's.
+    rate = {"per_second": 1000, "burst": 1000}
+    estimates = {"budget": "300ms", "timeout": "2s", "planner": {"backend": "planner"}, "user_rate": rate}
     gateways = {
         "no estimates": InProcessGateway(loop, {"backends": backends, "routing": {"default_group": "small"}}),
         "estimates": InProcessGateway(
