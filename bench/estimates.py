@@ -195,6 +195,11 @@ def submissions(loop: LoopThread, count: int) -> dict[str, Any]:
                     _submission_ms(gateways[gateway_name].url, f"SELECT {sequence}, name FROM tpch.tiny.nation")
                 )
             out[case] = {"p50_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}
+            if gateway_name == "estimates":
+                # The gateway's own measure of the wait for the estimate (the history's latencyMs).
+                waits = [q["estimate"]["latencyMs"] for q in gateways[gateway_name].queries(limit=count)["queries"]]
+                out[case]["estimate_wait_p50_ms"] = round(statistics.median(waits), 1)
+                out[case]["estimate_wait_max_ms"] = round(max(waits), 1)
         base = out["no estimates"]["p50_ms"]
         for case in planner_faults:
             out[case]["added_p50_ms"] = round(out[case]["p50_ms"] - base, 1)
@@ -242,6 +247,10 @@ def print_report(report: dict[str, Any]) -> None:
     for name, row in submission.items():
         if isinstance(row, dict):
             added = f", added p50 {row['added_p50_ms']}" if "added_p50_ms" in row else ""
+            if "estimate_wait_p50_ms" in row:
+                added += (
+                    f"; waited for the estimate p50 {row['estimate_wait_p50_ms']}, max {row['estimate_wait_max_ms']}"
+                )
             print(f"   {name:<35} p50 {row['p50_ms']}, max {row['max_ms']}{added}")
 
 
