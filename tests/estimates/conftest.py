@@ -67,7 +67,8 @@ class ScriptedPlanner:
     """A coordinator that answers ``POST /v1/statement`` with one FINISHED page holding ``plan`` (or,
     by ``mode``: ``hang`` never answers, ``500`` an HTTP error, ``garbage`` cut-off bytes,
     ``user_error`` a FAILED query with a USER_ERROR, ``not_a_plan`` a row that is no plan, ``queued`` a
-    QUEUED page first and the plan on its ``nextUri``). ``gate``: when set up, answers wait for it."""
+    QUEUED page first and the plan on its ``nextUri``, ``poll_hangs`` a QUEUED page whose ``nextUri``
+    never answers). ``gate``: when set up, answers wait for it. ``cancels``: DELETEs of a ``nextUri``."""
 
     def __init__(self, loop: LoopThread, plan: Any = SMALL_PLAN) -> None:
         self.loop = loop
@@ -75,6 +76,7 @@ class ScriptedPlanner:
         self.mode = "ok"
         self.gate: asyncio.Event | None = None
         self.posts: list[dict[str, Any]] = []
+        self.cancels = 0
         self.runner: web.AppRunner | None = None
         self.url = ""
         self._stopping: asyncio.Event | None = None
@@ -85,6 +87,7 @@ class ScriptedPlanner:
             app = web.Application()
             app.router.add_post("/v1/statement", self._post)
             app.router.add_get("/v1/statement/next/{n}", self._next)
+            app.router.add_delete("/v1/statement/next/{n}", self._cancel)
             self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
             await self.runner.setup()
             site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -130,12 +133,20 @@ class ScriptedPlanner:
         if self.mode == "user_error":
             error = {"message": "Table 'x' does not exist", "errorName": "TABLE_NOT_FOUND", "errorType": "USER_ERROR"}
             return web.json_response({"id": "q", "stats": {"state": "FAILED"}, "error": error})
-        if self.mode == "queued":
+        if self.mode in ("queued", "poll_hangs"):
             return web.json_response({"id": "q", "nextUri": f"{self.url}/v1/statement/next/1", "stats": {}})
         return self._finished()
 
     async def _next(self, request: web.Request) -> web.StreamResponse:
+        if self.mode == "poll_hangs":
+            assert self._stopping is not None
+            await self._stopping.wait()
+            return web.Response(status=503)
         return self._finished()
+
+    async def _cancel(self, request: web.Request) -> web.StreamResponse:
+        self.cancels += 1
+        return web.Response(status=204)
 
     def _finished(self) -> web.Response:
         row = "not a plan" if self.mode == "not_a_plan" else orjson.dumps(self.plan).decode()

@@ -25,6 +25,7 @@ from gateway.routing.estimates.estimate import (
 )
 from tests.estimates.conftest import Estimators, Events, request
 from tests.estimates.test_statement import NEVER_EXPLAINED
+from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import free_port
 
 NATION = "SELECT * FROM tpch.tiny.nation"
@@ -126,6 +127,16 @@ def test_a_planner_that_hangs_costs_a_query_its_budget_and_the_explain_stops_at_
     estimators.run(estimator.settle())
     assert events.outcomes == [PLANNER_TIMEOUT] and estimator.in_flight == 0
     assert events.fallbacks == {BUDGET: 1}
+
+
+def test_an_explain_that_outlasts_its_timeout_is_cancelled_on_the_planner(estimators: Estimators, scripted):
+    planner = scripted()
+    planner.mode = "poll_hangs"
+    events = Events()
+    estimator = estimators.make(planner.url, events=events, budget="5s", timeout="500ms")
+    assert estimators.estimate(estimator, NATION).cause == PLANNER_TIMEOUT
+    wait_until(lambda: planner.cancels, what="the EXPLAIN's cancel")  # sent in the background
+    assert planner.cancels == 1 and events.outcomes == [PLANNER_TIMEOUT]
 
 
 def test_a_plan_that_comes_after_the_budget_is_kept_for_the_next_query(estimators: Estimators, scripted):

@@ -197,9 +197,10 @@ class Estimator:
             backend = await self._planner_backend()
             self.explains += 1
             try:
-                text = await asyncio.wait_for(
-                    self.planner.explain(backend, request, self.settings.timeout), self.settings.timeout
-                )
+                # The planner keeps to the timeout itself (and cancels an EXPLAIN it gives up on); this
+                # bound, a second later, is for a call that would not end.
+                timeout = self.settings.timeout
+                text = await asyncio.wait_for(self.planner.explain(backend, request, timeout), timeout + 1.0)
             except TimeoutError:
                 why = f"backend {backend.name} did not plan the statement in time"
                 raise PlannerError(PLANNER_TIMEOUT, why) from None
