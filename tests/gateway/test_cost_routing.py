@@ -16,7 +16,7 @@ from trino.transaction import IsolationLevel
 
 from observability import metrics
 from tests.conftest import connect, run_query
-from tests.gateway.conftest import store_plays_no_part
+from tests.gateway.conftest import every_store, store_plays_no_part
 from tests.inprocess import InProcessGateway
 from tests.trinosim.helpers import wait_until
 from trinosim.inprocess import InProcessSim
@@ -90,6 +90,7 @@ def _routed(gateway: InProcessGateway, count: int) -> list[tuple[str, str, float
     ]
 
 
+@every_store  # the history's estimate, on each store
 def test_the_python_client_sends_a_small_query_to_the_small_group_and_a_join_to_the_large_by_its_estimate(
     by_rows, planner
 ):

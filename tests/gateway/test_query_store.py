@@ -261,12 +261,3 @@ def test_a_history_from_before_0013_keeps_its_rows_and_new_rows_keep_their_estim
         ESTIMATED["estimate_source"],
         ESTIMATED["estimate"],
     )
-
-
-def test_each_store_keeps_a_querys_estimate_as_written(store_url):
-    async def scenario(store: Store) -> QueryRecord | None:
-        await store.record_queries([_record("20261203_000000_00001_aaaaa", **ESTIMATED)])
-        return await store.get_query("20261203_000000_00001_aaaaa")
-
-    kept = _on_store(store_url, scenario)
-    assert kept is not None and (kept.estimate_source, kept.estimate) == ("planner", ESTIMATED["estimate"])
