@@ -46,7 +46,7 @@ from gateway.routing.estimates.plan import BadPlan, read_plan
 from gateway.routing.estimates.planner import Planner, PlannerError
 from gateway.routing.estimates.rate import UserRate
 from gateway.routing.estimates.request import EstimateRequest
-from gateway.routing.estimates.statement import Statement, read_statement
+from gateway.routing.estimates.statement import read_statement
 from gateway.store.backend import Backend
 from gateway.upstream import Upstream
 
@@ -142,10 +142,13 @@ class Estimator:
             return known
         if len(request.sql) > self.settings.max_statement_length:
             return self._fallback(TOO_LONG, began)
-        try:
-            statement = await asyncio.wait_for(self._read(request.sql), budget)
-        except TimeoutError:
-            return self._fallback(BUDGET, began)
+        if len(request.sql) < INLINE_PARSE_CHARS:
+            statement = read_statement(request.sql)  # a thread hop costs more than a short parse
+        else:
+            try:
+                statement = await asyncio.wait_for(asyncio.to_thread(read_statement, request.sql), budget)
+            except TimeoutError:
+                return self._fallback(BUDGET, began)
         if statement.normalised is None:
             assert statement.why is not None
             self.cache.put(request.key, statement.why)
@@ -174,11 +177,6 @@ class Estimator:
             return self._fallback(error.cause, began, str(error))
         self._alias(request, key, estimate)
         return EstimateUse(estimate, "planner", self.clock() - began)
-
-    async def _read(self, sql: str) -> Statement:
-        if len(sql) < INLINE_PARSE_CHARS:
-            return read_statement(sql)  # a thread hop costs more than a short parse
-        return await asyncio.to_thread(read_statement, sql)
 
     def _alias(self, request: EstimateRequest, key: str, estimate: QueryEstimate) -> None:
         """The text as sent finds the estimate at once next time (and not after the estimate expires)."""

@@ -49,12 +49,14 @@ class Planner:
     async def explain(self, backend: Backend, request: EstimateRequest, timeout: float) -> str:
         """The plan of ``request``'s statement on ``backend``, as JSON text, within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        headers = [*request.headers, ("x-trino-source", SOURCE), ("content-type", "text/plain; charset=utf-8")]
+        # Who asks and in which session: the query's own headers. Polls carry them too (a coordinator
+        # that authenticates asks on every request).
+        polls = [*request.headers, ("x-trino-source", SOURCE)]
         if not any(name == "x-trino-user" for name, _ in request.headers):
-            headers.append(("x-trino-user", request.user or "trino-gateway"))
-        answer = await self._call(backend, "POST", "/v1/statement", headers, deadline, (EXPLAIN + request.sql).encode())
-        # Polls carry the same identity (a coordinator that authenticates asks on every request).
-        polls = headers[:-1]
+            polls.append(("x-trino-user", request.user or "trino-gateway"))
+        submission = [*polls, ("content-type", "text/plain; charset=utf-8")]
+        body = (EXPLAIN + request.sql).encode()
+        answer = await self._call(backend, "POST", "/v1/statement", submission, deadline, body)
         rows: list[Any] = []
         for _ in range(MAX_PAGES):
             page = _page(backend, answer)
