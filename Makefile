@@ -99,11 +99,13 @@ bench-deps:
 	fi
 
 # bench: direct, nginx and the gateway; bench.fleet: nodes behind haproxy; bench.admission: what
-# admission control and failover's held queries cost (docs/performance.md).
+# admission control and failover's held queries cost; bench.estimates: what cost-aware routing costs
+# a query (docs/performance.md).
 bench: install bench-deps system-deps
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.admission
+	$(BIN)/python -m bench.estimates
 
 # What tracing costs on the poll path, with the OTLP endpoint up and down (docs/performance.md).
 bench-tracing: install bench-deps

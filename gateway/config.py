@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.store.backend import Backend, BackendTls, MonitorKind, normalise_url
 from observability.tracing import TracingConfig
@@ -21,6 +23,29 @@ class _Strict(BaseModel):
 
 
 RouterKind = Literal["score", "least-queued", "round-robin", "random", "weighted", "user-hash"]
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)\s*$")
+
+
+def _seconds(value: Any) -> Any:
+    """A duration as Trino's configuration writes one (airlift's ``500ms``, ``2s``, ``10m``), or a number of
+    seconds; anything else is left for the field's own check to refuse."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a duration: write a number and a unit, e.g. 300ms, 2s, 10m"
+                ) from None
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds)]
+"""Seconds, written as a number or with a unit (``300ms``, ``2s``, ``10m``)."""
 
 
 class TlsListenerConfig(_Strict):
@@ -143,6 +168,149 @@ class ScoreWeights(_Strict):
     errors: float = Field(5.0, ge=0, description="at a 100% error rate")
 
 
+# What a plan's estimate holds (gateway.routing.estimates): Trino's five estimates, per node and summed,
+# and the plan's shape. The names are Trino's (and the routing rules' ``queryEstimate``'s).
+EstimateName = Literal["outputRowCount", "outputSizeInBytes", "cpuCost", "memoryCost", "networkCost"]
+ShapeName = Literal["fragments", "joins", "tableScans", "remoteExchanges", "aggregations", "nodes"]
+
+
+class EstimateBounds(_Strict):
+    """Bounds on a query's estimate: ``total`` (summed over the plan's nodes) and ``max`` (the largest of one
+    node) for each of Trino's estimates, and the plan's shape (counts)."""
+
+    total: dict[EstimateName, float] = Field(default_factory=dict, description="summed over every node of the plan")
+    max: dict[EstimateName, float] = Field(default_factory=dict, description="the largest of any one node")
+    fragments: int | None = Field(None, ge=0, description="stages of the distributed plan")
+    joins: int | None = Field(None, ge=0)
+    tableScans: int | None = Field(None, ge=0)
+    remoteExchanges: int | None = Field(None, ge=0)
+    aggregations: int | None = Field(None, ge=0)
+    nodes: int | None = Field(None, ge=0, description="plan nodes")
+
+    @field_validator("total", "max")
+    @classmethod
+    def _numbers(cls, values: dict[str, float]) -> dict[str, float]:
+        for name, value in values.items():
+            if math.isnan(value) or value < 0:
+                raise ValueError(f"{name}: a bound must be a number of at least 0, got {value}")
+        return values
+
+    def is_empty(self) -> bool:
+        return not self.total and not self.max and all(getattr(self, name) is None for name in _SHAPE_NAMES)
+
+
+_SHAPE_NAMES: tuple[str, ...] = ("fragments", "joins", "tableScans", "remoteExchanges", "aggregations", "nodes")
+
+
+class CostTarget(_Strict):
+    """A routing group the cost router may choose, and what a query's estimate must meet for it."""
+
+    group: str = Field(min_length=1, description="the routing group")
+    limits: EstimateBounds = Field(
+        default_factory=EstimateBounds,
+        description="the group takes the query if every limit holds: a value at most its limit (a value the "
+        "planner could not estimate holds no limit)",
+    )
+    thresholds: EstimateBounds = Field(
+        default_factory=EstimateBounds,
+        description="trino-gateway's rule: the group takes the query unless a threshold is met: a value at least its "
+        "threshold (a value the planner could not estimate meets none)",
+    )
+
+
+class CostRouterConfig(_Strict):
+    """Routing groups chosen by a query's estimate, without rules: the first target that takes it wins."""
+
+    groups: list[str] | None = Field(
+        None,
+        description="queries headed for these routing groups (by the header, a rule or the default) are placed by "
+        "cost; default: the default group",
+    )
+    targets: list[CostTarget] = Field(min_length=1, description="tried in order; the first that takes the query wins")
+    unavailable: str | None = Field(
+        None,
+        min_length=1,
+        description="where a query goes when no estimate could be had (or no target takes it); default: the group it "
+        "was headed for, as if no estimate had been asked for",
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _distinct(cls, targets: list[CostTarget]) -> list[CostTarget]:
+        seen: set[str] = set()
+        for target in targets:
+            if target.group in seen:
+                raise ValueError(f"routing group {target.group!r} is a target twice")
+            seen.add(target.group)
+        return targets
+
+
+class PlannerConfig(_Strict):
+    """Where EXPLAIN is asked: one backend, or the best backend of a group (default: of the default group)."""
+
+    backend: str | None = Field(None, min_length=1, description="a backend by name")
+    group: str | None = Field(None, min_length=1, description="the best backend of this routing group")
+
+    @model_validator(mode="after")
+    def _one(self) -> PlannerConfig:
+        if self.backend is not None and self.group is not None:
+            raise ValueError("name a backend or a group, not both")
+        return self
+
+
+class EstimateCacheConfig(_Strict):
+    max_entries: int = Field(10_000, ge=0, description="estimates kept (0: none); the least recently used go first")
+    max_bytes: int = Field(
+        16 * 1024 * 1024, ge=0, description="bytes the kept estimates and their statements' texts may take"
+    )
+
+
+class UserExplainRate(_Strict):
+    """EXPLAINs one user's queries may cause (a token bucket): a user over it is routed without estimates."""
+
+    per_second: float = Field(1.0, gt=0, description="EXPLAINs per second, on average")
+    burst: int = Field(20, ge=1, description="EXPLAINs at once after a quiet while")
+
+
+class EstimatesConfig(_Strict):
+    """A query's cost, from the planner's EXPLAIN, for routing rules (``queryEstimate``) and the cost router
+    (docs/routing.md). Nothing is asked unless a rule reads an estimate, the cost router places the query, or
+    ``always`` is on."""
+
+    budget: Duration = Field(
+        0.3,
+        gt=0,
+        le=60,
+        description="how long a query may wait for its estimate (e.g. 300ms); then it is routed as if none had been "
+        "asked for (the EXPLAIN goes on, up to timeout, and its answer is kept for the next query)",
+    )
+    ttl: Duration = Field(600.0, gt=0, description="how long an estimate is kept (e.g. 10m)")
+    timeout: Duration = Field(10.0, gt=0, le=600, description="the most an EXPLAIN may take in all (e.g. 10s)")
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    cache: EstimateCacheConfig = Field(default_factory=EstimateCacheConfig)
+    user_rate: UserExplainRate = Field(default_factory=UserExplainRate)
+    max_in_flight: int = Field(
+        8, ge=1, description="EXPLAINs this worker has open at once; a query that would need one more goes without"
+    )
+    max_statement_length: int = Field(
+        100_000, ge=1, description="longer statements are not estimated (their parse alone would cost)"
+    )
+    session_properties: list[str] | None = Field(
+        None,
+        description="the session properties that tell two otherwise equal statements' estimates apart (the cache's "
+        "key); default: all of them",
+    )
+    plan_costs: Literal["auto", "cumulative", "own"] = Field(
+        "auto",
+        description="how the plan's nodes count costs: cumulative (each node's include its inputs', as Trino writes "
+        "them), own (each node's alone), or auto (told from the plan)",
+    )
+    always: bool = Field(
+        False, description="estimate every query, for its history and trace, even when nothing routes by it"
+    )
+    cost_router: CostRouterConfig | None = Field(None, description="routing groups chosen by cost, without rules")
+
+
 class RoutingConfig(_Strict):
     default_group: str = Field("adhoc", min_length=1)
     router: RouterKind = Field("score", description="router of groups not listed under groups")
@@ -150,6 +318,9 @@ class RoutingConfig(_Strict):
     score_weights: ScoreWeights = Field(default_factory=ScoreWeights)
     backend_refresh_seconds: float = Field(
         1.0, ge=0, description="how stale the backend list may be; admin changes on another worker count within it"
+    )
+    estimates: EstimatesConfig = Field(
+        default_factory=EstimatesConfig, description="query estimates from the planner (docs/routing.md)"
     )
 
 

@@ -199,6 +199,42 @@ FAILOVERS = Counter(
     ["routing_group", "backend"],
     registry=REGISTRY,
 )
+# Query estimates (gateway.routing.estimates): asked only when routing needs one.
+EXPLAIN_SECONDS = Histogram(
+    "trino_gateway_explain_seconds",
+    "Time of the EXPLAINs the gateway asked a planner for a query estimate, by outcome (ok, or why there is "
+    "no plan: unreachable, planner_timeout, planner_error, refused, bad_answer, no_planner)",
+    ["outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+ESTIMATE_CACHE = Counter(
+    "trino_gateway_estimate_cache",
+    "Lookups of explainable statements in the estimate cache by result: hit, or miss (the planner is asked, or "
+    "an EXPLAIN under way joined)",
+    ["result"],
+    registry=REGISTRY,
+)
+ESTIMATE_FALLBACKS = Counter(
+    "trino_gateway_estimate_fallbacks",
+    "Queries routed without an estimate routing asked for, by cause: not_explainable, unparsed, too_long, "
+    "rate_limited, busy, no_planner, budget, unreachable, planner_timeout, planner_error, refused, bad_answer",
+    ["cause"],
+    registry=REGISTRY,
+)
+ESTIMATE_CACHE_ENTRIES = Gauge(
+    "trino_gateway_estimate_cache_entries",
+    "Entries of the estimate cache (estimates, and the statement texts that lead to them), per worker",
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+ESTIMATE_CACHE_BYTES = Gauge(
+    "trino_gateway_estimate_cache_bytes",
+    "Bytes the estimate cache holds, per worker",
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+
 QUEUED_USERS_SHOWN = 20
 OTHER_USERS = "(others)"
 
@@ -272,6 +308,36 @@ class RuleFiredCounts:
             if child is None:
                 child = children[rule] = ROUTING_RULE_FIRED.labels(rule)
             child.inc()
+
+
+class EstimateMetrics:
+    """What the query estimator tells (``gateway.routing.estimates.EstimateEvents``), with its label
+    children bound once."""
+
+    def __init__(self) -> None:
+        self._hit, self._miss = ESTIMATE_CACHE.labels("hit"), ESTIMATE_CACHE.labels("miss")
+        self._explained: dict[str, Any] = {}
+        self._fallbacks: dict[str, Any] = {}
+
+    def looked_up(self, hit: bool) -> None:
+        (self._hit if hit else self._miss).inc()
+
+    def explained(self, outcome: str, seconds: float) -> None:
+        child = self._explained.get(outcome)
+        if child is None:
+            child = self._explained[outcome] = EXPLAIN_SECONDS.labels(outcome)
+        child.observe(seconds)
+
+    def fell_back(self, cause: str) -> None:
+        child = self._fallbacks.get(cause)
+        if child is None:
+            child = self._fallbacks[cause] = ESTIMATE_FALLBACKS.labels(cause)
+        child.inc()
+
+
+def publish_estimate_cache(entries: int, size: int) -> None:
+    ESTIMATE_CACHE_ENTRIES.set(entries)
+    ESTIMATE_CACHE_BYTES.set(size)
 
 
 def rule_fired_counts() -> dict[str, int]:

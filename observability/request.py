@@ -6,10 +6,12 @@ first does the metrics work (a cached label child, one increment) and touches Op
 when a tracer exists, so a gateway without a collector pays no tracing cost.
 
 Spans of one request: a SERVER span (``POST /v1/statement``, ``GET /v1/statement/{queryId}``...),
-its child ``route`` span for the routing decision of a new query, and one CLIENT span per call to a
-backend (HTTP semantic conventions; its context goes to the backend as ``traceparent``). The server
-span of a later request of a query (poll, cancel) is a child of the query's submission span, found
-through the ``traceparent`` kept with the query: all requests of a query form one trace.
+its child ``route`` span for the routing decision of a new query (with the query's estimate, when
+routing asked for one: ``trino.estimate.*``, and an ``estimate`` span for the time it waited for it),
+and one CLIENT span per call to a backend (HTTP semantic conventions; its context goes to the
+backend as ``traceparent``). The server span of a later request of a query (poll, cancel) is a child
+of the query's submission span, found through the ``traceparent`` kept with the query: all requests
+of a query form one trace.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class ObservedRequest:
     __slots__ = (
         "_send",
         "backend",
+        "estimate",
         "group",
         "kind",
         "metrics",
@@ -117,6 +120,7 @@ class ObservedRequest:
         self.backend: str | None = None
         self.group: str | None = None
         self.rule: str | None = None
+        self.estimate: dict[str, Any] | None = None
         self.retries = 0
         self.transaction: str | None = None  # the request's transaction (X-Trino-Transaction-Id), if any
         self.refused: str | None = None
@@ -141,6 +145,23 @@ class ObservedRequest:
     def clock(self) -> float:
         return time.perf_counter()
 
+    def estimated(self, attributes: dict[str, Any], seconds: float) -> None:
+        """Routing had the new query's estimate (or asked and had none), waiting ``seconds`` for it:
+        ``attributes`` (``trino.estimate.*``: source, latency, the numbers, or the cause) go on the route
+        span, and an ``estimate`` span covers the wait."""
+        self.estimate = attributes
+        if self.tracer is None:
+            return
+        end = time.time_ns()
+        span = self.tracer.start_span(
+            "estimate",
+            context=set_span_in_context(self._server()),
+            kind=SpanKind.INTERNAL,
+            start_time=end - int(seconds * 1e9),
+            attributes=attributes,
+        )
+        span.end(end_time=end)
+
     def decided(
         self, requested_group: str, group: str, candidates: list[str], began: float, rule: str | None = None
     ) -> None:
@@ -163,6 +184,7 @@ class ObservedRequest:
                     ROUTING_OUTCOME: outcome,
                     CANDIDATES: candidates,
                     **({ROUTING_RULE: str(self.rule)} if self.rule is not None else {}),
+                    **(self.estimate or {}),
                 },
             )
 

@@ -154,3 +154,15 @@ def test_pinned_puts_processes_on_their_cores_and_gives_all_back():
     finally:
         child.kill()
         child.wait(10)
+
+
+def test_the_estimates_benchmark_times_routing_on_a_cache_hit_and_submissions(loop_thread, make_sim):
+    from bench.estimates import routing_on_cache_hit, submissions
+
+    planner = make_sim(name="bench-planner")
+    figures = loop_thread.run(routing_on_cache_hit(planner.url, iterations=20, rounds=1))
+    assert figures["explains"] == 1  # warmed once; every timed decision was a cache hit
+    assert figures["cost router (cache hit)"]["cpu_us"] > 0
+    timed = submissions(loop_thread, 1)
+    assert set(timed) >= {"no estimates", "planner hangs", "planner answers 500", "planner answers garbage"}
+    assert timed["planner hangs"]["p50_ms"] >= timed["budget_ms"]

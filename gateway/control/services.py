@@ -17,6 +17,7 @@ from gateway.control.readiness import Readiness
 from gateway.dataplane import Proxy
 from gateway.queries.admission import Admission
 from gateway.queries.history import QueryHistory
+from gateway.routing.estimates import Estimator
 from gateway.routing.rules import GroupSelector
 from gateway.routing.rules.shared import SharedRules
 from gateway.store import BackendWork, Store
@@ -35,6 +36,7 @@ class Services(Protocol):
     authenticator: Authenticator | None
     audit: AuditTrail
     admission: Admission
+    estimator: Estimator
     shared_rules: SharedRules | None
     proxy: Proxy
     readiness: Readiness

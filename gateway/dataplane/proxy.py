@@ -31,6 +31,7 @@ from gateway.dataplane.sending import Sender
 from gateway.dataplane.submit import Submitter
 from gateway.queries.admission import Admission
 from gateway.queries.book import QueryBook
+from gateway.routing.cost_routing import CostRouting
 from gateway.routing.decider import NoBackendAvailable, RouteDecider
 from gateway.routing.rules import GroupSelector
 from gateway.upstream import Upstream
@@ -60,6 +61,7 @@ class Proxy:
         admission: Admission,
         failover: FailoverConfig,
         client_auth: ClientAuth | None = None,
+        cost_routing: CostRouting | None = None,
     ) -> None:
         self.max_query_length = settings.max_query_length
         self.max_body_bytes = settings.max_body_bytes
@@ -74,7 +76,9 @@ class Proxy:
         self.forwarder = Forwarder(upstream, health, book, settings.forwarded_headers)
         self.sender = Sender(attempts, book, admission, decider, registry, upstream, failover)
         self.held = HeldRequests(attempts, self.sender, admission, book)
-        self.submitter = Submitter(settings, failover, registry, selector, decider, book, admission, self.sender)
+        self.submitter = Submitter(
+            settings, failover, registry, selector, decider, book, admission, self.sender, cost_routing
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, classified: Classified) -> None:
         observed = self.observer.begin(scope, send, classified.kind)

@@ -1,6 +1,10 @@
 """A new query: where it goes (its transaction's backend, a killed query's backend, or its routing
 group's best backends), whether it may start now (admission control), and then sending it.
 
+Routing a query to a group: the group selector (header, rules, service; rules may read the query's
+estimate), then the cost router where it places the query (``gateway.routing.cost_routing``), then the
+group's backends, best first (``RouteDecider``).
+
     POST /v1/statement ─▶ route ─▶ admission ──room──▶ Sender.send ─▶ the backend's first page
                                        ├──no room──▶ it waits: Trino's QUEUED page with a gateway id
                                        └──queue full──▶ QUERY_QUEUE_FULL
@@ -28,7 +32,9 @@ from gateway.queries.read_only import is_read_only
 from gateway.queries.states import QUERY_QUEUE_FULL
 from gateway.queries.submission import Submission, pack, shared
 from gateway.queries.transactions import is_transaction_id
+from gateway.routing.cost_routing import CostRouting
 from gateway.routing.decider import NoBackendAvailable, RouteDecider
+from gateway.routing.estimates import EstimateUse
 from gateway.routing.rules import VERIFIED_USER, GroupSelector
 from gateway.store.backend import Backend
 
@@ -57,6 +63,8 @@ class Routed:
     weight: float | None = None
     failover: bool | None = None
     """A rule's word on failover (None: the config's)."""
+    estimate: EstimateUse | None = None
+    """What routing had of the query's estimate, if it asked for one."""
 
 
 class Submitter:
@@ -70,6 +78,7 @@ class Submitter:
         book: QueryBook,
         admission: Admission,
         sender: Sender,
+        cost_routing: CostRouting | None = None,
     ) -> None:
         self.forwarded = settings.forwarded_headers
         self.max_query_length = settings.max_query_length
@@ -80,6 +89,7 @@ class Submitter:
         self.book = book
         self.admission = admission
         self.sender = sender
+        self.cost_routing = cost_routing
 
     async def submit(self, x: Exchange) -> None:
         # A statement of max_query_length characters has at most four UTF-8 bytes per character.
@@ -120,6 +130,7 @@ class Submitter:
             user_limit=routed.user_limit,
             weight=routed.weight,
             added_headers=shared(pack(added)),
+            estimate=routed.estimate,
         )
         if routed.fixed:
             # Statements of a transaction and kill_query calls must go where they go: never held back.
@@ -166,6 +177,10 @@ class Submitter:
                 400, "trino-gateway: the routing service rejected the query: " + "; ".join(selection.rejected)
             )
             return None
+        if self.cost_routing is not None:
+            selection = await self.cost_routing.apply(selection, x.scope, sql, user)
+        if selection.estimate is not None:
+            observed.estimated(selection.estimate.span_attributes(), selection.estimate.seconds)
         backends = await self.registry.all()
         self.admission.refresh(backends)
         try:
@@ -192,4 +207,5 @@ class Submitter:
             user_limit=selection.max_running,
             weight=selection.queue_weight,
             failover=selection.failover,
+            estimate=selection.estimate,
         )

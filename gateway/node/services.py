@@ -5,6 +5,7 @@ and the admin API (no service locator): who owns which state is written here onc
     registry ─ this worker's copy of the backend list          (from the store)
     health ─── observed health of each backend                 (this worker's checks and traffic)
     book ───── each query's life: location, in-flight counts    (writes the history)
+    estimator ─ queries' estimates from the planner, cached     (asked only when routing needs one)
     upstream ─ connections to backends and their limits
     authenticator ─ who a caller is and its roles               (None: auth is off)
     audit ──── the trail of admin changes                       (into the store)
@@ -35,7 +36,9 @@ from gateway.queries.book import QueryBook
 from gateway.queries.held import WaitingQueries
 from gateway.queries.history import QueryHistory
 from gateway.queries.transactions import TransactionBindings
+from gateway.routing.cost_routing import CostRouting
 from gateway.routing.decider import RouteDecider
+from gateway.routing.estimates import Estimator
 from gateway.routing.rules import FileRulesSelector, GroupSelector, create_selector
 from gateway.routing.rules.shared import SharedRules
 from gateway.store import BackendWork, MemoryStore, SqlStore, Store, open_store, seed_backends
@@ -70,6 +73,8 @@ class Services:
     """This worker's running counts and the queries waiting in it (``gateway.queries.admission``)."""
     readiness: Readiness
     """The answer to /gateway/readyz, kept current in the background (``gateway.control.readiness``)."""
+    estimator: Estimator
+    """Queries' estimates (``gateway.routing.estimates``): the cache, the planner's EXPLAINs."""
     shared_rules: SharedRules | None = None
     """The rules file's changes, shared with every node through the store (FILE rules only)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -112,7 +117,13 @@ class Services:
         )
         health.on_restart = transactions.backend_restarted
         decider = RouteDecider(config.routing, health, book.count)
-        selector = create_selector(config.routing_rules, upstream, on_fired=metrics.RuleFiredCounts().fired)
+        routing = config.routing
+        estimator = Estimator(
+            routing.estimates, routing.default_group, upstream, registry, decider, metrics.EstimateMetrics()
+        )
+        selector = create_selector(
+            config.routing_rules, upstream, on_fired=metrics.RuleFiredCounts().fired, estimator=estimator
+        )
         client_auth = None
         if authenticator is not None and config.auth is not None:
             routers = [config.routing.router, *(group.router for group in config.routing.groups.values())]
@@ -131,6 +142,7 @@ class Services:
             admission,
             config.failover,
             client_auth,
+            CostRouting(estimator, routing.estimates, routing.default_group),
         )
         reconciler = Reconciler(store, registry, upstream, book)
         services = cls(
@@ -150,6 +162,7 @@ class Services:
             AuditTrail(store),
             admission,
             Readiness(store, shutdown),
+            estimator,
         )
         await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
@@ -221,6 +234,7 @@ class Services:
         statuses = self.backend_statuses(await self.registry.all())
         self.observer.publish_backends(status.gauges() for status in statuses)
         metrics.publish_queued(self.admission.queued_by_group_and_user())
+        metrics.publish_estimate_cache(len(self.estimator.cache), self.estimator.cache.bytes)
 
     async def refresh_gauges_forever(self) -> None:
         while True:

@@ -33,6 +33,7 @@ from gateway.queries.history import QueryHistory
 from gateway.queries.slots import Slot
 from gateway.queries.submission import Submission
 from gateway.queries.transactions import COMMITTED, ROLLED_BACK, UNKNOWN, TransactionBindings, is_transaction_id
+from gateway.routing.estimates import EstimateUse
 from gateway.store import QueryRecord, Store, now_ms
 from gateway.store.backend import Backend
 from gateway.upstream import Upstream, UpstreamError
@@ -58,6 +59,8 @@ class Origin:
     attempts: list[str] | None = None
     """Earlier attempts on other backends that failed before any row reached the client ("trino-1:
     connection refused"), when it was sent again (transparent failover)."""
+    estimate: EstimateUse | None = None
+    """What routing had of the planner's estimate, if it asked for one."""
 
 
 @dataclass(slots=True, eq=False)
@@ -90,6 +93,13 @@ class Query:
     holder: HeldQuery | None = None
     """The gateway's record of it once it waited in the gateway's queue or moved from another backend
     (``gateway.queries.held``): its attempts, and an answer only the gateway can give again."""
+
+
+def _estimate_source(use: EstimateUse | None) -> str | None:
+    """The history's estimate_source: cache or planner, none (asked, but none could be had), or null."""
+    if use is None:
+        return None
+    return use.source or "none"
 
 
 def outcome_of_page(body: bytes) -> tuple[str, str | None]:
@@ -180,6 +190,8 @@ class QueryBook:
                 gateway_query_id=origin.gateway_id,
                 queued_ms=origin.queued_ms,
                 attempts="; ".join(origin.attempts) if origin.attempts else None,
+                estimate_source=_estimate_source(origin.estimate),
+                estimate=origin.estimate.to_json() if origin.estimate is not None else None,
             )
         )
         if query.transaction is not None:

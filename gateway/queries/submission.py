@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from gateway.routing.estimates import EstimateUse
+
 RawHeaders = list[tuple[bytes, bytes]]
 # Between a header's name and value, and between headers: NUL is in neither (RFC 9110, 5.5).
 _SEPARATOR = b"\x00"
@@ -45,6 +47,8 @@ class Submission:
     added_headers: bytes = b""
     """The headers the gateway adds (forwarding, ``Via``), packed: one object shared by the queries of
     one client through one listener (``shared``)."""
+    estimate: EstimateUse | None = None
+    """Its estimate, if routing asked for one (its numbers one object for every query of a cached statement)."""
 
     @property
     def sql(self) -> str:
@@ -68,6 +72,7 @@ class Submission:
                 "failover": self.failover,
                 "user_limit": self.user_limit,
                 "weight": self.weight,
+                "estimate": self.estimate.to_json() if self.estimate is not None else None,
             }
         ).decode()
 
@@ -88,6 +93,7 @@ class Submission:
             failover=bool(data["failover"]),
             user_limit=data.get("user_limit"),
             weight=data.get("weight"),
+            estimate=EstimateUse.from_json(data.get("estimate")),
         )
 
 

@@ -86,6 +86,15 @@ class RouteDecider:
         context = RankContext(chosen_group, user, self.health.of, self.in_flight, self.weights)
         return Decision(group, chosen_group, router.rank(candidates, context))
 
+    def routable(self, backends: list[Backend], name: str) -> Backend | None:
+        """Backend ``name`` if it may take queries now (active and HEALTHY)."""
+        known = self.health.health
+        for backend in backends:
+            if backend.name == name:
+                health = known.get(name)
+                return backend if backend.active and health is not None and health.routable else None
+        return None
+
     def _why(self, backends: list[Backend], group: str) -> str:
         members = [b for b in backends if b.routing_group in (group, self.default_group)]
         if not members:

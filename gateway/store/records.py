@@ -65,6 +65,12 @@ class QueryRecord:
     attempts: str | None = None
     """Earlier attempts on other backends that failed before any row reached the client, joined by
     "; " ("trino-1: connection refused"); None when the first backend took it."""
+    estimate_source: str | None = None
+    """Where routing had the query's estimate from: cache or planner; none when it asked and had none;
+    None when routing asked for none."""
+    estimate: str | None = None
+    """The estimate routing had (JSON: available, source, latencyMs, cause, total, max and the plan's
+    shape), when it asked for one."""
 
 
 @dataclass

@@ -85,6 +85,10 @@ query_history = sa.Table(
     sa.Column("gateway_query_id", Text(256), nullable=True),
     sa.Column("queued_ms", sa.BigInteger, nullable=True),
     sa.Column("attempts", Text(2048), nullable=True),
+    # Cost-aware routing (migration 0013): where the query's estimate came from (cache, planner, none)
+    # and the estimate itself (JSON), when routing asked for one.
+    sa.Column("estimate_source", Text(16), nullable=True),
+    sa.Column("estimate", Text(4096), nullable=True),
     sa.Index("query_history_submitted_idx", "submitted_at"),
     sa.Index("query_history_user_idx", "user_name"),
     sa.Index("query_history_backend_idx", "backend_name"),

@@ -242,3 +242,22 @@ def test_a_history_from_before_0010_keeps_its_rows_and_new_rows_say_how_long_the
         WAITED["queued_ms"],
         FAILED_OVER["attempts"],
     )
+
+
+ESTIMATED = {
+    "estimate_source": "planner",
+    "estimate": '{"available": true, "source": "planner", "latencyMs": 41.5, "cause": null, '
+    '"total": {"outputRowCount": 50.0, "outputSizeInBytes": 800.0, "cpuCost": 400.0, "memoryCost": 0.0, '
+    '"networkCost": null}, "max": {"outputRowCount": 25.0, "outputSizeInBytes": 400.0, "cpuCost": 400.0, '
+    '"memoryCost": 0.0, "networkCost": null}, "fragments": 2, "joins": 0, "tableScans": 1, '
+    '"remoteExchanges": 1, "aggregations": 0, "nodes": 3}',
+}
+
+
+def test_a_history_from_before_0013_keeps_its_rows_and_new_rows_keep_their_estimate(lasting_store_url):
+    old, new = _migrated(lasting_store_url, "0012", _record("20261201_000000_00002_bbbbb", **ESTIMATED))
+    assert old is not None and (old.backend_name, old.estimate_source, old.estimate) == ("trino-1", None, None)
+    assert new is not None and (new.estimate_source, new.estimate) == (
+        ESTIMATED["estimate_source"],
+        ESTIMATED["estimate"],
+    )

@@ -156,6 +156,7 @@ def test_rules_are_tried_on_a_request_as_for_a_new_query_and_nothing_is_counted(
         "fired": ["airflow"],
         "failed": [],
         "source": "rule",
+        "estimate": None,  # no rule read one
     }
     # Both fire; the last group written wins, and the answer names the rule that wrote it.
     both = tried(headers={"X-Trino-Source": "airflow", "X-Trino-User": "bob"}, user="alice")
@@ -166,6 +167,7 @@ def test_rules_are_tried_on_a_request_as_for_a_new_query_and_nothing_is_counted(
         "fired": [],
         "failed": [],
         "source": "header",
+        "estimate": None,
     }
     assert tried()["source"] == "default" and tried()["routingGroup"] is None
     # Rules not in use yet, read from the body: SQL and failures too.

@@ -130,6 +130,7 @@ def test_a_backend_is_updated_activated_and_deleted_by_name_and_an_unknown_name_
 def test_queries_are_recorded_all_or_none_and_read_back_as_written(store_url):
     first = record("q1", 1_000, source="airflow", client_tags="a,b", trace_parent="00-aa-bb-01", transaction_id="t1")
     first.routing_source, first.routing_rule = "rule", "airflow"
+    first.estimate_source, first.estimate = "planner", '{"available": true, "source": "planner", "latencyMs": 41.5}'
 
     async def scenario(store: Store) -> None:
         await store.record_queries([first])

@@ -385,3 +385,59 @@ def test_without_a_session_a_page_sends_the_browser_to_the_login_and_back(as_use
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{ui_gateway.url}/queries?state=FAILED")
     expect(page.get_by_label("State")).to_have_value("FAILED")
+
+
+THREE_WAY = (
+    "SELECT count(*) FROM tpch.tiny.lineitem l JOIN tpch.tiny.orders o ON l.orderkey = o.orderkey "
+    "JOIN tpch.tiny.customer c ON o.custkey = c.custkey"
+)
+
+
+def test_an_admin_tries_a_rule_on_the_estimate_and_the_query_page_shows_the_estimate_it_routed_by(
+    as_user, ui_gateway, screenshots
+):
+    page = as_user("alice").goto("/rules")
+    by_estimate = (
+        RULES
+        + """---
+name: big-to-etl
+description: a query whose largest step outputs over 1,000 rows goes to etl
+priority: 3
+condition: 'queryEstimate.max.outputRowCount > 1000'
+actions:
+  - 'result.put("routingGroup", "etl")'
+"""
+    )
+    editor = page.locator("#rules-text")
+    editor.fill(by_estimate)
+    # Tried on SQL before saving: the planner's estimate is shown beside the group it chose.
+    page.get_by_label("SQL").fill(THREE_WAY)
+    page.get_by_role("button", name="Which group?").click()
+    expect(page.locator("#try-group")).to_have_text("etl")
+    estimate = page.locator("#try-estimate")
+    expect(estimate).to_contain_text("from the planner")
+    expect(estimate.locator('[data-estimate="max.outputRowCount"]')).to_have_text(re.compile(r"^60[,.\u202f]?175$"))
+    expect(estimate).to_contain_text("2 joins, 3 table scans")
+    shoot(page, screenshots, "rules-estimate")
+    page.get_by_role("button", name="Validate and save").click()
+    expect(page.locator('tr[data-rule="big-to-etl"]')).to_be_visible()
+    try:
+        with connect(ui_gateway.url, user="alice", source="notebook") as conn:
+            cursor = conn.cursor()
+            cursor.execute(THREE_WAY)
+            cursor.fetchall()
+            query_id = cursor.query_id
+        page = as_user("alice").goto(f"/queries/{query_id}")
+        details = page.locator("#query")
+        expect(details).to_contain_text("big-to-etl")
+        expect(details).to_contain_text("trino-3")
+        # The statement's estimate was had by the trial: this query's came from the cache.
+        expect(page.locator("#estimate")).to_contain_text("from the cache")
+        expect(page.locator('#estimate [data-estimate="max.outputRowCount"]')).to_have_text(
+            re.compile(r"^60[,.\u202f]?175$")
+        )
+        shoot(page, screenshots, "query-estimate")
+    finally:
+        # The first rules back for the other tests.
+        status, _ = ui_gateway.call("PUT", "/gateway/routing-rules", {"text": RULES})
+        assert status == 200

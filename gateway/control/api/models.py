@@ -24,6 +24,8 @@ from gateway.control.admission_status import GroupQueue, worker_name
 from gateway.control.api.access import CSRF_HEADER
 from gateway.control.backend_status import BackendStatus
 from gateway.control.drain import DrainStatus as Drain
+from gateway.routing.estimates import EstimateUse
+from gateway.routing.estimates.estimate import Estimates
 from gateway.routing.rules.file_rules import Outcome, RulesFile
 from gateway.routing.rules.file_rules import Rule as WrittenRule
 from gateway.routing.rules.file_rules import RuleGroup as WrittenGroup
@@ -34,6 +36,10 @@ from gateway.store.backend import URL_LENGTH, Backend, MonitorKind
 from observability import jmx
 from observability.metrics import QUEUED_USERS_SHOWN
 from observability.propagation import trace_id_of
+
+# /gateway/health's headers: the estimate cache's size (the answer's body is the backends' list).
+ESTIMATE_CACHE_ENTRIES = "X-Trino-Gateway-Estimate-Cache-Entries"
+ESTIMATE_CACHE_BYTES = "X-Trino-Gateway-Estimate-Cache-Bytes"
 
 # The stores keep times as SQL BIGINT and count rows in it: a larger number is no filter they can run.
 BIGINT_MAX = 2**63 - 1
@@ -231,6 +237,70 @@ BackendToDeleteJson = Annotated[BackendToDelete | DeleteByName, Field(examples=[
 # --- queries --------------------------------------------------------------------------------------
 
 
+class EstimateValues(ApiModel):
+    """Trino's five estimates (null: unknown, Trino's "NaN")."""
+
+    output_row_count: float | None
+    output_size_in_bytes: float | None
+    cpu_cost: float | None
+    memory_cost: float | None
+    network_cost: float | None
+
+    @classmethod
+    def of(cls, values: Estimates) -> EstimateValues:
+        data = values.as_json()
+        return cls(
+            output_row_count=data["outputRowCount"],
+            output_size_in_bytes=data["outputSizeInBytes"],
+            cpu_cost=data["cpuCost"],
+            memory_cost=data["memoryCost"],
+            network_cost=data["networkCost"],
+        )
+
+
+class Estimate(ApiModel):
+    """What routing had of the planner's estimate of a query (docs/routing.md)."""
+
+    available: bool = Field(description="false: none could be had (cause says why); the query routed without")
+    source: Literal["cache", "planner"] | None = Field(description="where it came from")
+    latency_ms: float = Field(ge=0, description="how long routing waited for it")
+    cause: str | None = Field(
+        description="why there is none: not_explainable, unparsed, too_long, rate_limited, busy, no_planner, "
+        "budget, unreachable, planner_timeout, planner_error, refused, bad_answer"
+    )
+    total: EstimateValues | None = Field(description="summed over every node of the plan")
+    max: EstimateValues | None = Field(description="the largest of any one node")
+    fragments: int | None = Field(description="stages of the distributed plan")
+    joins: int | None
+    table_scans: int | None
+    remote_exchanges: int | None
+    aggregations: int | None
+    nodes: int | None = Field(description="plan nodes")
+
+    @classmethod
+    def of(cls, use: EstimateUse) -> Estimate:
+        estimate = use.estimate
+        return cls(
+            available=use.available,
+            source=use.source,
+            latency_ms=round(use.seconds * 1000, 3),
+            cause=use.cause,
+            total=EstimateValues.of(estimate.total) if estimate is not None else None,
+            max=EstimateValues.of(estimate.max) if estimate is not None else None,
+            fragments=estimate.fragments if estimate is not None else None,
+            joins=estimate.joins if estimate is not None else None,
+            table_scans=estimate.tableScans if estimate is not None else None,
+            remote_exchanges=estimate.remoteExchanges if estimate is not None else None,
+            aggregations=estimate.aggregations if estimate is not None else None,
+            nodes=estimate.nodes if estimate is not None else None,
+        )
+
+    @classmethod
+    def of_json(cls, text: str | None) -> Estimate | None:
+        use = EstimateUse.from_json(text)
+        return cls.of(use) if use is not None else None
+
+
 class Query(ApiModel):
     """One routed query."""
 
@@ -249,9 +319,9 @@ class Query(ApiModel):
     elapsed_ms: int | None
     transaction_id: str | None
     routing_source: str | None = Field(
-        description="what chose the routing group: header, rule, external, default; transaction (sent to its "
-        "transaction's backend) or kill_query (sent to its target's backend); null for queries recorded before "
-        "the gateway kept it"
+        description="what chose the routing group: header, rule, external, default, cost (the cost router); "
+        "transaction (sent to its transaction's backend) or kill_query (sent to its target's backend); null for "
+        "queries recorded before the gateway kept it"
     )
     routing_rule: str | None = Field(
         description="the routing rule that set the group (external for the routing service)"
@@ -272,6 +342,9 @@ class Query(ApiModel):
     )
     trace_url: str | None = Field(
         description="the trace's page in the tracing UI (observability.tracing.ui_url), if configured"
+    )
+    estimate: Estimate | None = Field(
+        description="the planner's estimate routing had, or why none (null: routing asked for none)"
     )
 
     @classmethod
@@ -300,6 +373,7 @@ class Query(ApiModel):
             attempts=record.attempts,
             trace_id=trace_id,
             trace_url=tracing.trace_url(trace_id),
+            estimate=Estimate.of_json(record.estimate),
         )
 
 
@@ -535,6 +609,10 @@ class RulesTest(ApiModel):
         description="rules that failed while running (skipped): [rule, error]"
     )
     source: Literal["rule", "header", "default"] = Field(description="what chose the group")
+    estimate: Estimate | None = Field(
+        description="the query's estimate the rules read (asked of the planner if the cache had none); null: no "
+        "rule read one"
+    )
 
     @classmethod
     def of(cls, selection: Selection, outcome: Outcome) -> RulesTest:
@@ -544,6 +622,7 @@ class RulesTest(ApiModel):
             fired=outcome.fired,
             failed=[[rule, error] for rule, error in outcome.failed],
             source=selection.source,
+            estimate=Estimate.of(outcome.estimate) if outcome.estimate is not None else None,
         )
 
 
@@ -652,6 +731,15 @@ class Redirect(BaseModel):
 
 class Challenge(BaseModel):
     www_authenticate: str | None = Field(None, alias="WWW-Authenticate", description="the schemes to try")
+
+
+class EstimateCache(BaseModel):
+    entries: str = Field(
+        alias=ESTIMATE_CACHE_ENTRIES,
+        pattern=r"^\d+$",
+        description="entries of this worker's estimate cache (estimates, and the statement texts that lead to them)",
+    )
+    size: str = Field(alias=ESTIMATE_CACHE_BYTES, pattern=r"^\d+$", description="bytes they take")
 
 
 class RetryAfter(BaseModel):

@@ -161,7 +161,10 @@ def routing_rules_api(services: Services) -> Blueprint:
         """What routing rules decide for a new query; nothing changes.
 
         Rules (`text`, default: those in use) run as for a new query with these headers, user
-        (`X-Trino-User`, verified if the gateway verifies users) and SQL. Nothing is written or counted."""
+        (`X-Trino-User`, verified if the gateway verifies users) and SQL. Nothing is written or counted. A
+        rule that reads `queryEstimate` gets the statement's estimate from the cache, else from the planner
+        (waiting up to `routing.estimates.timeout`, not a query's budget: someone is reading the answer),
+        and the answer shows it."""
         selector = file_rules()
         if isinstance(selector, Response):
             return selector
@@ -181,7 +184,8 @@ def routing_rules_api(services: Services) -> Blueprint:
         client_auth = services.proxy.client_auth
         verified = client_auth is not None and client_auth.verify
         scope = request_scope(trial.headers or {}, trial.user, verified)
-        selection, outcome = await asyncio.to_thread(selector.trial, scope, (trial.sql or "").encode(), rules)
+        budget = services.config.routing.estimates.timeout
+        selection, outcome = await selector.trial(scope, (trial.sql or "").encode(), rules, budget)
         return json_response(RulesTest.of(selection, outcome))
 
     return api

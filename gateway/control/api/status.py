@@ -9,7 +9,13 @@ from quart import Blueprint, Response
 
 from gateway.control.admission_status import group_queues
 from gateway.control.api.access import principal, public, reader
-from gateway.control.api.models import BackendHealth, json_response
+from gateway.control.api.models import (
+    ESTIMATE_CACHE_BYTES,
+    ESTIMATE_CACHE_ENTRIES,
+    BackendHealth,
+    EstimateCache,
+    json_response,
+)
 from gateway.control.api.openapi import Answer, answers, plain
 from gateway.control.drain import DrainStatus
 from gateway.errors import api_error
@@ -31,14 +37,15 @@ def status_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/health")
     @reader
-    @answers({200: Answer("the backends", list[BackendHealth])})
+    @answers({200: Answer("the backends", list[BackendHealth], headers=EstimateCache)})
     async def health() -> Response:
         """Every backend's observed health, beside its admin state and drain; its capacity, and the queries
         of its group waiting in the gateway.
 
         Its state, last check, last error, the monitor's figures, this worker's load on it and the routing
         score; its max_running and the slots in use on it; the queries of its group waiting in this
-        worker (a caller who may not see every query sees no other user's name there)."""
+        worker (a caller who may not see every query sees no other user's name there). The headers tell
+        the size of this worker's cache of query estimates."""
         statuses = services.backend_statuses(await services.store.list_backends())
         work = await services.publish_backend_work()
         caller = principal()
@@ -53,7 +60,11 @@ def status_api(services: Services) -> Blueprint:
             drain = DrainStatus(backend.name, backend.active, work.get(backend.name, BackendWork()))
             running = services.admission.running.get(backend.name, 0)
             out.append(BackendHealth.of(status, drain, running, queues[backend.routing_group]))
-        return json_response(out)
+        answer = json_response(out)
+        cache = services.estimator.cache
+        answer.headers[ESTIMATE_CACHE_ENTRIES] = str(len(cache))
+        answer.headers[ESTIMATE_CACHE_BYTES] = str(cache.bytes)
+        return answer
 
     @api.get("/gateway/livez")
     @reader

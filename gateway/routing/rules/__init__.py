@@ -1,8 +1,8 @@
 """Routing rules: which routing group a new query goes to, by the header, a rules file or a service.
 
 ``selector`` holds the strategies; ``file_rules`` the rules file and its reloading; ``language``
-the safe MVEL subset rules are written in; ``query_properties`` what the SQL says; ``external``
-the routing service client.
+the safe MVEL subset rules are written in; ``query_properties`` what the SQL says; ``query_estimate``
+what the planner says it costs (``queryEstimate``); ``external`` the routing service client.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import ConfigError, RoutingRulesConfig
+from gateway.routing.estimates import Estimator
 from gateway.routing.rules.external import ExternalRoutingService
 from gateway.routing.rules.file_rules import RuleSet, RulesFile, RulesLoadError, load_rules, parse_rules
 from gateway.routing.rules.request import VERIFIED_USER, UserSource
@@ -51,9 +52,13 @@ def check_rules(config: RoutingRulesConfig) -> None:
 
 
 def create_selector(
-    config: RoutingRulesConfig, upstream: Upstream, on_fired: Callable[[list[str]], None] | None = None
+    config: RoutingRulesConfig,
+    upstream: Upstream,
+    on_fired: Callable[[list[str]], None] | None = None,
+    estimator: Estimator | None = None,
 ) -> GroupSelector:
-    """The selector the configuration asks for (``on_fired``: told which file rules fired for each query)."""
+    """The selector the configuration asks for (``on_fired``: told which file rules fired for each query;
+    ``estimator``: where file rules' ``queryEstimate`` comes from)."""
     users = UserSource(config.token_user_field, config.trust_unverified_jwt)
     if not config.enabled:
         return HeaderSelector()
@@ -70,4 +75,4 @@ def create_selector(
         return ExternalSelector(service, propagate, config.max_body_size, users)
     assert config.rules_file is not None
     rules = RulesFile(config.rules_file, config.refresh_seconds)
-    return FileRulesSelector(rules, config.max_body_size, users, on_fired)
+    return FileRulesSelector(rules, config.max_body_size, users, on_fired, estimator)

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.routing.estimates import EstimateUse
 from gateway.routing.rules.language import Compiled, RuleSyntaxError, compile_program, header_guard
 from gateway.routing.rules.request import RuleRequest
 from gateway.routing.rules.values import RESULTS_ROUTING_GROUP_KEY, RuleRuntimeError
@@ -95,6 +96,8 @@ class Outcome:
     fired: list[str] = field(default_factory=list)
     decided_by: str | None = None
     failed: list[tuple[str, str]] = field(default_factory=list)
+    estimate: EstimateUse | None = None
+    """The query's estimate, if a rule read it."""
 
     @property
     def routing_group(self) -> str | None:

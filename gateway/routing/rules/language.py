@@ -8,7 +8,7 @@ in time proportional to its length (and regular expressions run with a timeout).
 
 Grammar (MVEL subset): ``&&``, ``||``, ``!``, ``==`` ``!=`` ``<`` ``<=`` ``>`` ``>=``, the ``contains``
 and ``~=`` (regex) operators, ``+ - * / %``, ``? :``, method calls and property reads
-(``x.getName()`` or ``x.name``), ``new HashSet()``, ``[a, b]`` lists, string/number/``true``/
+(``x.getName()`` or ``x.name``), ``new HashSet()``, ``[a, b]`` lists, string/number (``1e9`` too)/``true``/
 ``false``/``null`` literals, statements separated by ``;`` or newlines, and ``if (...) {...} else {...}``.
 """
 
@@ -84,7 +84,7 @@ _SEMICOLON: ";"
 ADD: "+" | "-"
 MUL: "*" | "/" | "%"
 STRING: /"(\\.|[^"\\])*"/ | /'(\\.|[^'\\])*'/
-NUMBER: /\d+(\.\d+)?/
+NUMBER: /\d+(\.\d+)?([eE][+-]?\d+)?/
 NAME: /[A-Za-z_$][A-Za-z0-9_$]*/
 COMMENT: /\/\/[^\n]*/ | /\/\*(.|\n)*?\*\//
 %ignore COMMENT
@@ -121,7 +121,8 @@ def _unquote(token: str) -> str:
 
 
 def _number(token: str) -> int | float:
-    return float(token) if "." in token else int(token)
+    # Java's double literals: 2.5, and 1e9 (the estimates' costs are large numbers).
+    return float(token) if "." in token or "e" in token or "E" in token else int(token)
 
 
 def _truth(value: Any) -> bool:

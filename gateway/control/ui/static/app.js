@@ -176,3 +176,55 @@ export class Pager {
     document.getElementById("next").disabled = this.offset + count >= total;
   }
 }
+
+const ESTIMATES = [
+  ["outputRowCount", "rows"],
+  ["outputSizeInBytes", "bytes"],
+  ["cpuCost", "CPU"],
+  ["memoryCost", "memory"],
+  ["networkCost", "network"],
+];
+const SHAPE = [
+  ["fragments", "fragment"],
+  ["joins", "join"],
+  ["tableScans", "table scan"],
+  ["remoteExchanges", "remote exchange"],
+  ["aggregations", "aggregation"],
+  ["nodes", "node"],
+];
+
+function waited(ms) {
+  return ms < 1 ? "under 1 ms" : duration(Math.round(ms));
+}
+
+function estimateNumber(value) {
+  if (value === null || value === undefined) return "unknown";
+  return Math.abs(value) >= 1e6 ? value.toExponential(2) : value.toLocaleString(undefined, { maximumFractionDigits: 1 });
+}
+
+/** The planner's estimate routing had (the API's Estimate), or why there was none. */
+export function estimateView(estimate, id = "estimate") {
+  if (!estimate.available) {
+    return el("div", { id, class: "estimate" }, el("p", {}, "None: ", el("code", { class: "estimate-cause" }, estimate.cause || "unknown"), ` (waited ${waited(estimate.latencyMs)}); routed as if none had been asked for.`));
+  }
+  const source = estimate.source === "cache" ? "from the cache" : `from the planner in ${waited(estimate.latencyMs)}`;
+  return el(
+    "div",
+    { id, class: "estimate" },
+    el("p", { class: "estimate-source" }, source),
+    el(
+      "table",
+      { class: "data" },
+      el("caption", {}, "Estimates: total over the plan's nodes, and the largest of one node"),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, ""), ...ESTIMATES.map(([, label]) => el("th", { scope: "col", class: "num" }, label)))),
+      el(
+        "tbody",
+        {},
+        ["total", "max"].map((kind) =>
+          el("tr", {}, el("th", { scope: "row" }, kind), ...ESTIMATES.map(([name]) => el("td", { class: "num", dataset: { estimate: `${kind}.${name}` } }, estimateNumber(estimate[kind][name])))),
+        ),
+      ),
+    ),
+    el("p", { class: "estimate-shape" }, SHAPE.map(([name, label]) => `${estimate[name]} ${label}${estimate[name] === 1 ? "" : "s"}`).join(", ")),
+  );
+}

@@ -1,7 +1,7 @@
 // One query (GET /gateway/queries/{id}): its SQL, timings (its wait in the gateway too), where it ran
-// and why, its earlier attempts, its error, its trace, and its page in the Trino UI (through the
-// gateway, which sends it to the query's cluster).
-import { api, duration, el, replace, stateBadge, time } from "/assets/app.js";
+// and why, the planner's estimate routing had, its earlier attempts, its error, its trace, and its
+// page in the Trino UI (through the gateway, which sends it to the query's cluster).
+import { api, duration, el, estimateView, replace, stateBadge, time } from "/assets/app.js";
 
 const box = document.getElementById("query");
 const id = box.dataset.queryId;
@@ -14,6 +14,7 @@ function routedBy(q) {
   if (q.routingRule) return ["rule ", el("a", { href: `/rules#rule-${encodeURIComponent(q.routingRule)}` }, el("code", {}, q.routingRule))];
   if (q.routingSource === "header") return ["the X-Trino-Routing-Group header"];
   if (q.routingSource === "external") return ["the routing service"];
+  if (q.routingSource === "cost") return ["the cost router"];
   return [q.routingSource === "default" || !q.routingSource ? "the default group" : q.routingSource];
 }
 
@@ -56,6 +57,8 @@ async function load() {
       fact("Transaction", q.transactionId || "–"),
       fact("Trace id", q.traceId ? el("code", { id: "trace-id" }, q.traceId) : "–"),
     ),
+    el("h3", {}, "Estimate"),
+    q.estimate ? estimateView(q.estimate) : el("p", { class: "hint", id: "estimate" }, "Routing asked for none."),
   );
 }
 

@@ -1,8 +1,8 @@
 // Routing rules (GET /gateway/routing-rules): the rules in use with their order and fire counts;
 // ADMIN edits the file (PUT /gateway/routing-rules, validated by the loader the gateway starts
 // with: an invalid file is refused with its line) and anyone tries a rule set on a sample request
-// (POST /gateway/routing-rules/test).
-import { api, el, mayChange, notice, replace } from "/assets/app.js";
+// (POST /gateway/routing-rules/test), which shows the query estimate the rules read (queryEstimate).
+import { api, el, estimateView, mayChange, notice, replace } from "/assets/app.js";
 
 const editor = document.getElementById("rules-text");
 let saved = "";
@@ -104,6 +104,8 @@ document.getElementById("try").addEventListener("submit", async (event) => {
         el("dt", {}, "Rules fired"),
         el("dd", {}, answer.fired.length ? answer.fired.join(", ") : "none"),
         answer.failed.length ? [el("dt", {}, "Rules failed"), el("dd", { class: "error" }, answer.failed.map(([r, e]) => `${r}: ${e}`).join("; "))] : null,
+        el("dt", {}, "Estimate"),
+        el("dd", {}, answer.estimate ? estimateView(answer.estimate, "try-estimate") : "no rule read queryEstimate"),
       ),
     );
   } catch (error) {
