@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Python may keep what it compiles, whatever the calling shell says: each pytest process (one per
+# xdist worker) would otherwise compile the project and rewrite the asserts of every test module and
+# pytest plugin again (7.6 s against 4.2 s a process to collect make check's tests, at 84e7f57).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install demo test check chaos screenshots bench bench-tracing bench-auth lint format clean system-deps bench-deps docker-engine js-deps
 
@@ -63,9 +67,10 @@ js-deps: system-deps $(JS_STAMP)
 # (conftest.py). WORKERS=0 runs everything in this process, one test at a time.
 WORKERS ?= 4
 XDIST = -n $(WORKERS) --dist loadscope
-# make check's tests are in-process and mostly CPU: two workers, as many as cores (four cost a third
-# more CPU in worker start-up and ran slower on a busy machine, docs/test-durations.txt).
-CHECK_WORKERS ?= 2
+# make check's tests wait more than they compute too (half the two cores' time goes unused on two
+# workers): four, as make test (at 84e7f57 on the quiet 2-core machine, compiled files kept: 69 s on
+# four workers, 77 s on three).
+CHECK_WORKERS ?= 4
 # How many of the slowest tests make test lists at the end (0: every test, as in docs/test-durations.txt).
 DURATIONS ?= 30
 
