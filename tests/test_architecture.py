@@ -247,3 +247,82 @@ def _module_of(name: str, modules: set[str]) -> str | None:
     while name and name not in modules:
         name = name.rpartition(".")[0]
     return name or None
+
+
+# The request path stays readable: files a reader takes in whole, methods that do one thing, and no
+# method that comes back to itself through others (a query's path through the code reads top-down).
+DATAPLANE = ROOT / "gateway" / "dataplane"
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def _dataplane_files() -> list[Path]:
+    return sorted(DATAPLANE.rglob("*.py"))
+
+
+def test_no_dataplane_file_is_over_400_lines_and_no_function_over_60():
+    long_files = [
+        f"{path.name}: {lines}"
+        for path in _dataplane_files()
+        if (lines := len(path.read_text().splitlines())) > MAX_FILE_LINES
+    ]
+    long_functions = [
+        f"{path.name}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1}"
+        for path in _dataplane_files()
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long_files and not long_functions, (long_files, long_functions)
+
+
+def _self_calls(cls: ast.ClassDef) -> dict[str, set[str]]:
+    """Each method of ``cls`` -> the methods of ``cls`` it calls on ``self``."""
+    methods = {node.name: node for node in cls.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return {
+        name: {
+            call.func.attr
+            for call in ast.walk(method)
+            if isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and isinstance(call.func.value, ast.Name)
+            and call.func.value.id == "self"
+            and call.func.attr in methods
+        }
+        for name, method in methods.items()
+    }
+
+
+def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle found by a depth-first walk (each reported from where the walk re-entered it)."""
+    found: list[list[str]] = []
+    done: set[str] = set()
+
+    def walk(node: str, path: list[str]) -> None:
+        for target in sorted(graph.get(node, ())):
+            if target in path:
+                found.append([*path[path.index(target) :], target])
+            elif target not in done:
+                walk(target, [*path, target])
+        done.add(node)
+
+    for start in sorted(graph):
+        if start not in done:
+            walk(start, [start])
+    return found
+
+
+def test_the_loop_finder_finds_a_loop():
+    assert _loops({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
+    assert _loops({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_dataplane_methods_call_each_other_in_a_loop():
+    loops = [
+        f"{path.name} {cls.name}: {' -> '.join(loop)}"
+        for path in _dataplane_files()
+        for cls in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(cls, ast.ClassDef)
+        for loop in _loops(_self_calls(cls))
+    ]
+    assert not loops, loops
