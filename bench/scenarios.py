@@ -179,27 +179,75 @@ def _batch(url: str, sql: str, count: int, rows: int, concurrency: int) -> float
 
 
 def scale_of_state(
-    gateway_url: str, gateway_pid: int, in_flight: int, seconds: float, repeat: int = 3, rate: float = 2000.0
+    held: tuple[str, int],
+    control: tuple[str, int],
+    backend_url: str,
+    in_flight: int,
+    seconds: float,
+    repeat: int = 5,
+    rate: float = 2000.0,
 ) -> dict[str, Any]:
-    """Gateway memory and poll latency with ``in_flight`` queries routed and unfinished.
+    """Gateway memory and poll latency with ``in_flight`` queries routed through ``held`` (url, pid)
+    and left unfinished (read-only, no rows yet: the gateway holds them, failover being on).
 
-    Latency is measured before and after the load, as fast as the gateway answers and at ``rate``
-    requests/s (the time one poll takes), each the median of ``repeat`` runs."""
-    probe = prepare_polls(gateway_url, 64)
+    ``control`` is a second gateway on the same backend (failover off), through which nothing is sent
+    while the queries are submitted; the backend is measured directly too. Each phase (idle, then
+    loaded) takes ``repeat`` rounds, each round a paced run (``rate`` polls/s at 32 connections: the
+    time one poll takes) on the held gateway, the control and the backend in turn, and a run as fast
+    as the held gateway answers. So a change of the machine or of the backend (which holds the new
+    queries too) shows in the control's and the backend's figures, and what holding costs the held
+    gateway in its own beside them. Then the same number of queries goes through the control, whose
+    memory growth is what a query costs a gateway that holds none (a gateway that served nothing
+    before: its allocator has no freed memory to reuse, unlike the held one after the other
+    sections)."""
+    (held_url, held_pid), (control_url, control_pid) = held, control
+    probes = {url: prepare_polls(url, 64) for url in (held_url, control_url, backend_url)}
 
     def measure() -> dict[str, Any]:
-        flat_out = [run_wrk(gateway_url, probe, 32, seconds) for _ in range(repeat)]
-        paced = [run_wrk(gateway_url, probe, 32, seconds, rate) for _ in range(repeat)]
+        paced: dict[str, list[Any]] = {url: [] for url in probes}
+        flat_out = []
+        for _ in range(repeat):
+            for url, probe in probes.items():
+                paced[url].append(run_wrk(url, probe, 32, seconds, rate))
+            flat_out.append(run_wrk(held_url, probes[held_url], 32, seconds))
         return {
             "requests_per_second": statistics.median(r.requests_per_second for r in flat_out),
             "p50_ms": statistics.median(r.p50_ms for r in flat_out),
             "p99_ms": statistics.median(r.p99_ms for r in flat_out),
             "paced_rate": rate,
-            "paced_p50_ms": statistics.median(r.p50_ms for r in paced),
-            "paced_p99_ms": statistics.median(r.p99_ms for r in paced),
+            "paced_p50_ms": statistics.median(r.p50_ms for r in paced[held_url]),
+            "paced_p99_ms": statistics.median(r.p99_ms for r in paced[held_url]),
+            "control_paced_p50_ms": statistics.median(r.p50_ms for r in paced[control_url]),
+            "backend_paced_p50_ms": statistics.median(r.p50_ms for r in paced[backend_url]),
         }
 
     idle = measure()
+    held_added, submit_seconds = _submit_and_weigh(held_url, held_pid, in_flight)
+    loaded = measure()
+    control_added, _ = _submit_and_weigh(control_url, control_pid, in_flight)
+    for url, probe in probes.items():
+        cancel_polls(url, probe)
+
+    def ratio(key: str) -> float:
+        return round(loaded[key] / idle[key], 3)
+
+    return {
+        "queries_in_flight": in_flight,
+        "submit_seconds": round(submit_seconds, 2),
+        "rss_added_mb": round(held_added / 2**20, 1),
+        "bytes_per_query": round(held_added / in_flight),
+        "control_bytes_per_query": round(control_added / in_flight),
+        "idle_poll": idle,
+        "loaded_poll": loaded,
+        "p50_ratio_loaded_idle": ratio("p50_ms"),
+        "paced_p50_ratio_loaded_idle": ratio("paced_p50_ms"),
+        "control_paced_p50_ratio_loaded_idle": ratio("control_paced_p50_ms"),
+        "backend_paced_p50_ratio_loaded_idle": ratio("backend_paced_p50_ms"),
+    }
+
+
+def _submit_and_weigh(gateway_url: str, gateway_pid: int, count: int) -> tuple[int, float]:
+    """Submit ``count`` slow queries through the gateway (never polled); its RSS added, and the time."""
     before = rss_bytes(gateway_pid)
     session_local = threading.local()
 
@@ -216,23 +264,8 @@ def scale_of_state(
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=32) as pool:
-        list(pool.map(submit, range(in_flight)))
-    submit_seconds = time.perf_counter() - started
-    after = rss_bytes(gateway_pid)
-    loaded = measure()
-    cancel_polls(gateway_url, probe)
-    return {
-        "queries_in_flight": in_flight,
-        "submit_seconds": round(submit_seconds, 2),
-        "rss_before_mb": round(before / 2**20, 1),
-        "rss_after_mb": round(after / 2**20, 1),
-        "rss_added_mb": round((after - before) / 2**20, 1),
-        "bytes_per_query": round((after - before) / in_flight),
-        "idle_poll": idle,
-        "loaded_poll": loaded,
-        "p50_ratio_loaded_idle": round(loaded["p50_ms"] / idle["p50_ms"], 3),
-        "paced_p50_ratio_loaded_idle": round(loaded["paced_p50_ms"] / idle["paced_p50_ms"], 3),
-    }
+        list(pool.map(submit, range(count)))
+    return rss_bytes(gateway_pid) - before, time.perf_counter() - started
 
 
 def _generated_rules(count: int, operator: str) -> str:

@@ -93,14 +93,15 @@ def test_the_table_prints_every_section(capsys):
         "end_to_end_gateway_own_core": {"small": e2e_row(1.0)},
         "scale_of_state": {
             "queries_in_flight": 10,
-            "rss_before_mb": 1,
-            "rss_after_mb": 2,
             "rss_added_mb": 1,
             "bytes_per_query": 100,
-            "idle_poll": paced,
-            "loaded_poll": paced,
+            "control_bytes_per_query": 90,
+            "idle_poll": paced | {"control_paced_p50_ms": 1.0, "backend_paced_p50_ms": 0.5},
+            "loaded_poll": paced | {"control_paced_p50_ms": 1.1, "backend_paced_p50_ms": 0.6},
             "p50_ratio_loaded_idle": 1.0,
             "paced_p50_ratio_loaded_idle": 1.0,
+            "control_paced_p50_ratio_loaded_idle": 1.1,
+            "backend_paced_p50_ratio_loaded_idle": 1.2,
         },
         "routing_decision_us": {1: {"microseconds": 1.0}},
         "large_result": {
@@ -126,6 +127,8 @@ def test_the_table_prints_every_section(capsys):
     assert "  32@2000/s |" in out
     assert "median of the rounds; gateway on core 1)" in out
     assert "at 2000 polls/s: p50 idle 0.50 ms, loaded 0.50 ms (x1.0)" in out
+    assert "a gateway with none of them 1.00 -> 1.10 ms (x1.1), the backend itself 0.50 -> 0.60 ms (x1.2)" in out
+    assert "(100 B/query; through a gateway that holds none: 90 B/query)" in out
     assert "18.00 us\n" in out and "17.00 us  (URIs left on the backend)" in out
 
 
