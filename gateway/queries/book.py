@@ -19,9 +19,10 @@ from then on, but counted in the in-flight figures of the worker that accepted i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,7 @@ class QueryBook:
         self._live: dict[str, Query] = {}
         self._recent: dict[str, Query] = {}
         self._counts: dict[str, int] = {}
+        self._sending: dict[str, int] = {}  # submissions on their way to each backend, not yet answered
         self._pending: set[asyncio.Task[None]] = set()
         # Ids found nowhere lately (made up, or long gone): asked about again, they cost nothing.
         self._unknown: dict[str, float] = {}
@@ -279,8 +281,19 @@ class QueryBook:
         return self._live.get(query_id) or self._recent.get(query_id)
 
     def count(self, backend: str) -> int:
-        """Queries this worker accepted for ``backend`` that have not ended."""
-        return self._counts.get(backend, 0)
+        """Queries this worker accepted for ``backend`` that have not ended, and its submissions on
+        their way there: a burst of new queries is decided before the first is answered, and each
+        decision must see the ones before it, or every one goes to the backend that looked idlest."""
+        return self._counts.get(backend, 0) + self._sending.get(backend, 0)
+
+    @contextlib.contextmanager
+    def sending(self, backend: str) -> Iterator[None]:
+        """A submission on its way to ``backend``, counted in ``count`` until its answer is handled."""
+        self._sending[backend] = self._sending.get(backend, 0) + 1
+        try:
+            yield
+        finally:
+            self._sending[backend] -= 1
 
     def seen_since(self, moment: float) -> list[str]:
         """The ids of running queries whose clients asked about them since monotonic ``moment``."""
