@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,16 @@ RouterKind = Literal["score", "least-queued", "round-robin", "random", "weighted
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h|d)\s*$")
+
+
+def _repeated(values: Iterable[str]) -> str | None:
+    """The first value that comes a second time, if one does."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None
 
 
 def _seconds(value: Any) -> Any:
@@ -237,11 +248,8 @@ class CostRouterConfig(_Strict):
     @field_validator("targets")
     @classmethod
     def _distinct(cls, targets: list[CostTarget]) -> list[CostTarget]:
-        seen: set[str] = set()
-        for target in targets:
-            if target.group in seen:
-                raise ValueError(f"routing group {target.group!r} is a target twice")
-            seen.add(target.group)
+        if (twice := _repeated(target.group for target in targets)) is not None:
+            raise ValueError(f"routing group {twice!r} is a target twice")
         return targets
 
 
@@ -634,11 +642,8 @@ class GatewayConfig(_Strict):
     @field_validator("backends")
     @classmethod
     def _unique_names(cls, backends: list[Backend]) -> list[Backend]:
-        seen: set[str] = set()
-        for backend in backends:
-            if backend.name in seen:
-                raise ValueError(f"backend name {backend.name!r} appears twice")
-            seen.add(backend.name)
+        if (twice := _repeated(backend.name for backend in backends)) is not None:
+            raise ValueError(f"backend name {twice!r} appears twice")
         return backends
 
 
