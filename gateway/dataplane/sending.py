@@ -98,11 +98,13 @@ class Sender:
             if slot is None:
                 # (None: nothing counts this backend's queries.)
                 slot = await self.admission.claim_slot(backend, submission.user)
+            # Counted in flight while on its way; once answered, the book counts it from _taken's
+            # acceptance, which runs before anything else can (no await before it).
             with self.book.sending(backend.name):
                 outcome = await self.attempts.submit(x, backend, submission, headers or submission.headers)
-                if outcome.kind is Kind.ANSWERED:
-                    await self._taken(x, backend, submission, outcome, slot, held)
-                    return
+            if outcome.kind is Kind.ANSWERED:
+                await self._taken(x, backend, submission, outcome, slot, held)
+                return
             if slot is not None:
                 slot.release()
             slot, last = None, (backend, outcome)

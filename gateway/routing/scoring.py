@@ -7,7 +7,8 @@
 ``queued``, ``running`` and ``workers`` come from the monitor (UI_API, JMX and METRICS report them);
 ``running`` adds the queries this gateway routed there since that check, so a burst spreads out
 instead of herding onto the backend that looked idlest. Monitors that report no counts (INFO_API,
-QUERY, NOOP) leave the gateway's own in-flight count as ``running``. ``latency`` and
+QUERY, NOOP) leave the gateway's own in-flight count as ``running`` (``QueryBook.count``: unfinished
+queries and submissions on their way). ``latency`` and
 ``error_rate`` are moving averages of the backend's real proxied submissions and health checks.
 """
 

@@ -170,7 +170,9 @@ class BackendHealth(ApiModel):
     running_queries: int | None
     queued_queries: int | None
     workers: int | None
-    in_flight: int = Field(description="queries this worker routed there that have not ended")
+    in_flight: int = Field(
+        description="queries this worker routed there that have not ended, and its submissions on their way there"
+    )
     requests_in_flight: int = Field(description="requests this worker has open to it now")
     routed_since_check: int
     latency_ms: float
