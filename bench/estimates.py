@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import statistics
 import tempfile
 import time
@@ -209,6 +210,7 @@ def submissions(loop: LoopThread, count: int) -> dict[str, Any]:
             gateway.stop()
         for sim in (small, large, planner):
             sim.stop()
+        shutil.rmtree(directory, ignore_errors=True)
     return out
 
 

@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -211,11 +212,13 @@ class TrinoContainerCluster(_DockerCluster):
     def __init__(self, name: str, port: int | None = None, image: str | None = None) -> None:
         super().__init__(name, port)
         self.image = image or os.environ.get(TRINO_IMAGE_ENV, "")
-        self.config_dir = Path(tempfile.mkdtemp(prefix=f"chaos-trino-{name}-"))
+        self.config_dir: Path | None = None  # made when a container is, removed when the cluster stops
 
     def _container(self) -> DockerContainer:
         from testcontainers.community.trino import TrinoContainer
 
+        if self.config_dir is None:
+            self.config_dir = Path(tempfile.mkdtemp(prefix=f"chaos-trino-{self.name}-"))
         config = self.config_dir / "config.properties"
         config.write_text(_TRINO_CONFIG.format(port=self.port))
         container = TrinoContainer(self.image, port=self.port, container_start_timeout=int(self.ready_timeout))
@@ -225,6 +228,12 @@ class TrinoContainerCluster(_DockerCluster):
     def _kwargs(self) -> dict[str, Any]:
         # The image's JVM takes 80% of the memory it sees: give it a bounded share of the machine.
         return {**super()._kwargs(), "mem_limit": "2g"}
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        if self.config_dir is not None:
+            shutil.rmtree(self.config_dir, ignore_errors=True)
+            self.config_dir = None
 
     def set_faults(self, **faults: Any) -> None:
         raise NotImplementedError(
