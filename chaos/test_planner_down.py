@@ -17,6 +17,7 @@ planner is back, estimates flow again. The fallbacks by cause are in the summary
 from __future__ import annotations
 
 import collections
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,14 @@ def test_the_planning_cluster_killed_mid_burst_fails_no_query(
         planner.start()
         wait_state(gateway, "planner", {"HEALTHY"}, timeout=60)
         back_at = load.mark("planner back")
+        back_ms = time.time() * 1000
         load.wait_completed(20, where=lambda r: r.submitted > back_at, timeout=120)
+        # New statements come now and then among the repeated ones: wait for one, bounded.
+        load.wait_for(
+            "a new statement estimated by the planner again",
+            lambda: _planner_estimated_since(gateway, back_ms + 1000),
+            timeout=90,
+        )
     records = load.records
     history = query_history(gateway)
 
@@ -121,6 +129,15 @@ def test_the_planning_cluster_killed_mid_burst_fails_no_query(
                 f"fallbacks {dict(causes)}, {len(cached)} routed by a cached estimate"
             ),
         )
+    )
+
+
+def _planner_estimated_since(gateway: Any, since_ms: float) -> bool:
+    """A query submitted after ``since_ms`` (epoch ms) had its estimate from the planner."""
+    status, body = gateway.call("GET", "/gateway/queries?limit=200")
+    assert status == 200, body
+    return any(
+        q["submittedAt"] > since_ms and (q["estimate"] or {}).get("source") == "planner" for q in body["queries"]
     )
 
 
