@@ -114,9 +114,10 @@ def test_the_planning_cluster_killed_mid_burst_fails_no_query(
     assert cached and all(
         q["backend"] == ("trino-2" if q["estimate"]["max"]["outputRowCount"] > 1000 else "trino-1") for _, q in cached
     )
-    # Once the planner is back, new statements are estimated again.
-    after_back = [q for r, q in routed if r.submitted > back_at + 1.0]
-    assert any(q["estimate"]["source"] == "planner" for q in after_back), [q["estimate"] for q in after_back]
+    # Once the planner is back, new statements are estimated again: the history has one submitted over
+    # a second after its return (waited for above, bounded; the workload's records may end before
+    # such a query completes).
+    assert _planner_estimated_since(gateway, back_ms + 1000)
     SUMMARY.add(
         summarise(
             "17 planner killed mid-burst",
