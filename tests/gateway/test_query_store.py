@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from gateway.store import QueryFilter, QueryRecord, SqlStore, Store, open_store
 from gateway.store.sql import upgrade
 from tests.gateway.conftest import every_store
+from tests.gateway.test_store_contract import record
 
 pytestmark = every_store
 
@@ -20,17 +21,7 @@ T = TypeVar("T")
 
 
 def _record(query_id: str, submitted_at: int = 1, **fields: object) -> QueryRecord:
-    values: dict[str, object] = {
-        "backend_name": "trino-1",
-        "backend_url": "http://trino-1:8080",
-        "routing_group": "adhoc",
-        "user_name": "alice",
-        "source": None,
-        "client_tags": None,
-        "query_text": "SELECT 1",
-    }
-    values.update(fields)
-    return QueryRecord(query_id=query_id, submitted_at=submitted_at, **values)  # type: ignore[arg-type]
+    return record(query_id, submitted_at, **fields)
 
 
 def _on_store(url: str, scenario: Callable[[Store], Awaitable[T]]) -> T:
