@@ -56,6 +56,14 @@ def _seconds(value: Any) -> Any:
 
 
 Duration = Annotated[float, BeforeValidator(_seconds)]
+
+
+def duration_seconds(value: Any) -> float:
+    """A duration (``300ms``, ``5m``, or a number of seconds) in seconds; ValueError if it is none."""
+    seconds = _seconds(value)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or math.isnan(seconds):
+        raise ValueError(f"{value!r} is not a duration")
+    return float(seconds)
 """Seconds, written as a number or with a unit (``300ms``, ``2s``, ``10m``)."""
 
 
@@ -113,6 +121,20 @@ class StoreConfig(_Strict):
 QueuePolicy = Literal["fair", "fifo"]
 
 
+class GroupCacheConfig(_Strict):
+    """The result cache, turned on for one routing group (docs/cache.md)."""
+
+    ttl: Duration = Field(gt=0, le=7 * 86400, description="how long a cached result is served (e.g. 5m)")
+    shared: bool = Field(
+        False,
+        description="one entry for every user of the group (its data is the same for all of them); false: each "
+        "user's results are their own",
+    )
+    opt_in: bool = Field(
+        False, description="cache only the queries whose client asks for it (client tag cache or cache-ttl=N)"
+    )
+
+
 class GroupConfig(_Strict):
     router: RouterKind = "score"
     max_queued: int | None = Field(
@@ -129,6 +151,9 @@ class GroupConfig(_Strict):
     queue_policy: QueuePolicy = Field(
         "fair",
         description="which waiting query starts next: fair (users take turns, by their weights) or fifo",
+    )
+    cache: GroupCacheConfig | None = Field(
+        None, description="answer repeated read-only queries of the group from the result cache (e.g. {ttl: 5m})"
     )
 
 
@@ -403,6 +428,48 @@ class RoutingRulesConfig(_Strict):
         return self
 
 
+class CacheConfig(_Strict):
+    """Where the result cache keeps its entries, and its bounds (docs/cache.md). It answers nothing until a
+    routing group, a rule or a client turns it on for a query."""
+
+    memory_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description="entries kept in memory on each node (split evenly between its workers); the least recently "
+        "used spill to disk",
+    )
+    disk_bytes: int = Field(1024 * 1024 * 1024, ge=0, description="entries spilled to disk on each node (0: none)")
+    directory: str | None = Field(
+        None, description="where spilled entries are written (default: a folder in the system's temporary directory)"
+    )
+    max_entry_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="a result larger than this (as JSON) is not cached"
+    )
+    shared_entry_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=0,
+        description="results up to this size are also kept in the store, shared by every worker and node on it "
+        "(0: none); larger ones stay on the node that ran them",
+    )
+    max_statement_length: int = Field(
+        100_000, ge=1, description="longer statements are not cached (their parse alone would cost)"
+    )
+    grace: Duration = Field(
+        10.0,
+        ge=0,
+        le=60,
+        description="how long an identical query waits for the same query already running, to be answered from its "
+        "result (0: never waits)",
+    )
+    page_bytes: int = Field(1024 * 1024, ge=1024, description="rows per page of a cached answer, in bytes")
+    secret: str | None = Field(
+        None,
+        min_length=16,
+        description="what keys are made with, the same on every node of a fleet (default: the UI session "
+        "secret, else one kept in the store)",
+    )
+
+
 class HealthConfig(_Strict):
     monitor: MonitorKind = Field("INFO_API", description="health check of backends that name none")
     interval: float = Field(5.0, gt=0, description="seconds between checks of a backend")
@@ -621,6 +688,7 @@ class GatewayConfig(_Strict):
     transactions: TransactionsConfig = Field(default_factory=TransactionsConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     failover: FailoverConfig = Field(default_factory=FailoverConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="the result cache (docs/cache.md)")
     auth: AuthConfig | None = Field(None, description="authentication and roles for the admin API and the UI")
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backends: list[Backend] = Field(default_factory=list)

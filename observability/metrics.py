@@ -234,6 +234,28 @@ ESTIMATE_CACHE_BYTES = Gauge(
     multiprocess_mode="livesum",
     registry=REGISTRY,
 )
+# The result cache (gateway.cache).
+RESULT_CACHE_QUERIES = Counter(
+    "trino_gateway_result_cache_queries",
+    "New queries of the groups, rules or clients that use the result cache, by routing group and result: hit, "
+    "waited (answered from an identical query's result), miss, refused (the client's no-cache), not_eligible",
+    ["group", "result"],
+    registry=REGISTRY,
+)
+RESULT_CACHE_ENTRIES = Gauge(
+    "trino_gateway_result_cache_entries",
+    "Entries of the result cache, by tier: memory (the fullest worker's), disk (the node's), store (the fleet's)",
+    ["tier"],
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+RESULT_CACHE_BYTES = Gauge(
+    "trino_gateway_result_cache_bytes",
+    "Bytes the result cache holds, by tier: memory, disk, store",
+    ["tier"],
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
 
 QUEUED_USERS_SHOWN = 20
 OTHER_USERS = "(others)"
@@ -333,6 +355,26 @@ class EstimateMetrics:
         if child is None:
             child = self._fallbacks[cause] = ESTIMATE_FALLBACKS.labels(cause)
         child.inc()
+
+
+class ResultCacheMetrics:
+    """The result cache's counts, with their label children bound once."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def counted(self, group: str, result: str) -> None:
+        child = self._children.get((group, result))
+        if child is None:
+            child = self._children[(group, result)] = RESULT_CACHE_QUERIES.labels(group, result.replace(" ", "_"))
+        child.inc()
+
+
+def publish_result_cache(tiers: dict[str, tuple[int, int]]) -> None:
+    """Each tier's (entries, bytes)."""
+    for tier, (entries, size) in tiers.items():
+        RESULT_CACHE_ENTRIES.labels(tier).set(entries)
+        RESULT_CACHE_BYTES.labels(tier).set(size)
 
 
 def publish_estimate_cache(entries: int, size: int) -> None:

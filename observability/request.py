@@ -45,6 +45,7 @@ BACKEND = "trino.backend"
 RETRY_COUNT = "trino.retry.count"
 REQUEST_KIND = "trino.request.kind"
 QUEUE_WAIT = "trino.queue.wait_seconds"
+RESULT_CACHE = "trino.gateway.cache"
 HTTP_METHOD = "http.request.method"
 HTTP_STATUS = "http.response.status_code"
 HTTP_ROUTE = "http.route"
@@ -83,6 +84,7 @@ class ObservedRequest:
     __slots__ = (
         "_send",
         "backend",
+        "cache",
         "estimate",
         "group",
         "kind",
@@ -121,6 +123,7 @@ class ObservedRequest:
         self.group: str | None = None
         self.rule: str | None = None
         self.estimate: dict[str, Any] | None = None
+        self.cache: str | None = None
         self.retries = 0
         self.transaction: str | None = None  # the request's transaction (X-Trino-Transaction-Id), if any
         self.refused: str | None = None
@@ -187,6 +190,13 @@ class ObservedRequest:
                     **(self.estimate or {}),
                 },
             )
+
+    def cached(self, word: str, query_id: str | None = None) -> None:
+        """The result cache's word on a new query (hit, waited, miss, refused, not eligible: why): on
+        its span; ``query_id``: the gateway's, when the cache answered it."""
+        self.cache = word
+        if query_id is not None:
+            self.query_id = query_id
 
     def no_backend(self, group: str, began: float, why: str) -> None:
         """Routing found no backend for a new query; the client gets Trino's no-backend error."""
@@ -345,6 +355,8 @@ class ObservedRequest:
                 attributes[ROUTING_RULE] = str(self.rule)
             if self.transaction is not None:
                 attributes[TRANSACTION_ID] = self.transaction
+            if self.cache is not None:
+                attributes[RESULT_CACHE] = self.cache
             for name, header_name in ((USER, b"x-trino-user"), (SOURCE, b"x-trino-source")):
                 value = _header(scope, header_name)
                 if value is not None:

@@ -9,6 +9,7 @@ from typing import Protocol
 from gateway.auth.authenticator import Authenticator
 from gateway.backends.health import HealthChecker
 from gateway.backends.registry import BackendRegistry
+from gateway.cache.results import ResultCache
 from gateway.config import GatewayConfig
 from gateway.control.audit import AuditTrail
 from gateway.control.backend_status import BackendStatus
@@ -40,6 +41,7 @@ class Services(Protocol):
     shared_rules: SharedRules | None
     proxy: Proxy
     readiness: Readiness
+    result_cache: ResultCache | None
 
     def backend_statuses(self, backends: list[Backend]) -> list[BackendStatus]: ...
 

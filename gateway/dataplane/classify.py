@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from gateway.dataplane.query_ids import STATEMENT_PREFIX, query_id_of
+from gateway.dataplane.query_ids import CACHED_MARK, STATEMENT_PREFIX, query_id_of
 
 # Trino paths the proxy serves (trinodb/trino-gateway's list, plus /v1/status).
 PROXIED_PREFIXES = ("/v1/statement", "/v1/query", "/v1/info", "/v1/node", "/v1/status", "/v1/spooled", "/ui", "/oauth2")
@@ -28,6 +28,8 @@ class Route(Enum):
     """A statement-protocol path without a query id the gateway can read."""
     OF_QUERY = "of query"
     """Another request naming a query (/v1/query/{id}, /ui/api/query/{id}, /ui/query.html?{id})."""
+    CACHED = "cached"
+    """A request of a query the result cache answered (its pages, its cancel): no cluster knows it."""
     OTHER = "other"
     """Any other proxied path (/v1/info, UI assets, spooled segments)."""
 
@@ -54,6 +56,8 @@ def classify(method: str, path: str, query_string: bytes) -> Classified:
         kind = "poll" if method in ("GET", "HEAD") else "cancel" if method == "DELETE" else "other"
         if query_id is None:
             return Classified(Route.NO_SUCH_QUERY, kind)
+        if CACHED_MARK in query_id:
+            return Classified(Route.CACHED, kind, query_id)
         return Classified(Route.STATEMENT, kind, query_id)
     if path == "/v1/statement":
         return _SUBMIT if method == "POST" else _NOT_ALLOWED
@@ -64,4 +68,4 @@ def classify(method: str, path: str, query_string: bytes) -> Classified:
     if query_id is None:
         return Classified(Route.OTHER)
     kind = "cancel" if method == "DELETE" and path.startswith("/v1/query/") else "other"
-    return Classified(Route.OF_QUERY, kind, query_id)
+    return Classified(Route.CACHED if CACHED_MARK in query_id else Route.OF_QUERY, kind, query_id)

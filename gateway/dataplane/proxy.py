@@ -21,6 +21,7 @@ from gateway.dataplane import headers as hdr
 from gateway.dataplane import oauth2
 from gateway.dataplane.answers import too_long
 from gateway.dataplane.attempt import Attempts
+from gateway.dataplane.cached import CachedAnswers
 from gateway.dataplane.classify import Classified, Route
 from gateway.dataplane.client_auth import ClientAuth
 from gateway.dataplane.exchange import BodyRefused, Exchange, Receive, Scope, Send
@@ -62,6 +63,7 @@ class Proxy:
         failover: FailoverConfig,
         client_auth: ClientAuth | None = None,
         cost_routing: CostRouting | None = None,
+        cached: CachedAnswers | None = None,
     ) -> None:
         self.max_query_length = settings.max_query_length
         self.max_body_bytes = settings.max_body_bytes
@@ -76,8 +78,9 @@ class Proxy:
         self.forwarder = Forwarder(upstream, health, book, settings.forwarded_headers)
         self.sender = Sender(attempts, book, admission, decider, registry, upstream, failover)
         self.held = HeldRequests(attempts, self.sender, admission, book)
+        self.cached = cached
         self.submitter = Submitter(
-            settings, failover, registry, selector, decider, book, admission, self.sender, cost_routing
+            settings, failover, registry, selector, decider, book, admission, self.sender, cost_routing, cached
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, classified: Classified) -> None:
@@ -94,6 +97,8 @@ class Proxy:
                 await self.submitter.submit(exchange)
             elif route is Route.OF_QUERY:
                 await self.follow(exchange, statement=False)
+            elif route is Route.CACHED and self.cached is not None:
+                await self.cached.page(exchange)
             elif route is Route.OTHER:
                 await self.forward_other(exchange)
             elif route is Route.NOT_ALLOWED:

@@ -13,6 +13,9 @@ _QUERY_API = re.compile(rf"^/(?:v1/query|ui/api/query)/({_QUERY_ID})(?:/|$)")
 _IN_QUERY_STRING = re.compile(rf"(?:^|&)(?:query_?id=)?({_QUERY_ID})(?:&|$)", re.IGNORECASE)
 _KILL_QUERY = re.compile(rf"kill_query\s*\(\s*(?:query_id\s*=>\s*)?'({_QUERY_ID})'", re.IGNORECASE)
 STATEMENT_PREFIX = "/v1/statement/"
+# In the id of a query the result cache answered (``gateway.dataplane.cached``), where a coordinator's
+# id would be: a request of one never needs the query book or a cluster.
+CACHED_MARK = "_cache"
 
 
 def query_id_of(path: str, query_string: str) -> str | None:

@@ -225,7 +225,12 @@ class Sender:
             control=transaction_control(submission.sql),
             slot=slot,
         )
-        origin = Origin(submission.routing_source, submission.routing_rule, estimate=submission.estimate)
+        if submission.capture is not None and submission.capture.open:
+            submission.capture.attach()
+            query.capture = submission.capture
+        origin = Origin(
+            submission.routing_source, submission.routing_rule, estimate=submission.estimate, cache=submission.cache
+        )
         if held is not None and (held.waits or held.attempts):
             origin.gateway_id = held.id
             origin.queued_ms = round(held.waited * 1000) or None if held.waits else None

@@ -21,6 +21,7 @@ from gateway.backends.registry import BackendRegistry
 from gateway.config import FailoverConfig, ProxyConfig
 from gateway.dataplane import headers as hdr
 from gateway.dataplane.answers import too_long
+from gateway.dataplane.cached import ANSWERED, NOT_CACHED, CachedAnswers
 from gateway.dataplane.exchange import BodyRefused, Exchange
 from gateway.dataplane.pages import refused_page
 from gateway.dataplane.query_ids import killed_query_id
@@ -65,6 +66,8 @@ class Routed:
     """A rule's word on failover (None: the config's)."""
     estimate: EstimateUse | None = None
     """What routing had of the query's estimate, if it asked for one."""
+    cache_ttl: float | None = None
+    """A rule's word on the result cache (``cacheTtl``), if one said."""
 
 
 class Submitter:
@@ -79,6 +82,7 @@ class Submitter:
         admission: Admission,
         sender: Sender,
         cost_routing: CostRouting | None = None,
+        cached: CachedAnswers | None = None,
     ) -> None:
         self.forwarded = settings.forwarded_headers
         self.max_query_length = settings.max_query_length
@@ -90,6 +94,7 @@ class Submitter:
         self.admission = admission
         self.sender = sender
         self.cost_routing = cost_routing
+        self.cached = cached
 
     async def submit(self, x: Exchange) -> None:
         # A statement of max_query_length characters has at most four UTF-8 bytes per character.
@@ -111,6 +116,13 @@ class Submitter:
             client = hdr.with_extra(client + added, routed.extra)
             added = []
         headers = client + added
+        considered = NOT_CACHED
+        if self.cached is not None:
+            considered = await self.cached.consider(
+                x, routed.group, routed.cache_ttl, sql, user, transaction is not None or routed.fixed, routed.routed_by
+            )
+            if considered is ANSWERED:
+                return
         submission = Submission(
             body,
             user,
@@ -131,25 +143,39 @@ class Submitter:
             weight=routed.weight,
             added_headers=shared(pack(added)),
             estimate=routed.estimate,
+            cache=considered.word,
+            capture=considered.capture,
         )
+        waits = False
+        try:
+            waits = await self._run(x, routed, submission, headers)
+        finally:
+            capture = considered.capture
+            if capture is not None and capture.open and not capture.attached and not waits:
+                # No backend took it, and it does not wait in the gateway: its twins run on their own.
+                capture.ended()
+
+    async def _run(self, x: Exchange, routed: Routed, submission: Submission, headers: hdr.RawHeaders) -> bool:
+        """The query goes to its backend now, waits in the gateway (True), or is refused."""
         if routed.fixed:
             # Statements of a transaction and kill_query calls must go where they go: never held back.
             await self.sender.send(x, submission, routed.ranked, bound=routed.bound, headers=headers)
-            return
+            return False
         try:
             admitted = await self.admission.admit(routed.ranked, submission)
         except QueueFull as full:
             log.warning("routing group %r: %s", routed.group, full)
             x.observed.refused_by_gateway(str(full))
             await x.respond_json(200, refused_page(x.base, QUERY_QUEUE_FULL, str(full)))
-            return
+            return False
         if isinstance(admitted, HeldQuery):
             # No backend of the group has room (or the user is at their limit): the query waits here,
-            # and the client gets Trino's QUEUED page for it.
+            # and the client gets Trino's QUEUED page for it (its capture with it, on its submission).
             admitted.trace_parent = x.observed.waiting(admitted.id, routed.group)
             await self.sender.respond_held(x, admitted)
-            return
+            return True
         await self.sender.send(x, submission, admitted.backends, admitted.slot, headers=headers)
+        return False
 
     async def _route(
         self, x: Exchange, body: bytes, sql: str, user: str | None, transaction: str | None
@@ -208,4 +234,5 @@ class Submitter:
             weight=selection.queue_weight,
             failover=selection.failover,
             estimate=selection.estimate,
+            cache_ttl=selection.cache_ttl,
         )

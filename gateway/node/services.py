@@ -6,6 +6,7 @@ and the admin API (no service locator): who owns which state is written here onc
     health ─── observed health of each backend                 (this worker's checks and traffic)
     book ───── each query's life: location, in-flight counts    (writes the history)
     estimator ─ queries' estimates from the planner, cached     (asked only when routing needs one)
+    result_cache ─ cached results, their flights and counts     (memory, the node's disk, the store)
     upstream ─ connections to backends and their limits
     authenticator ─ who a caller is and its roles               (None: auth is off)
     audit ──── the trail of admin changes                       (into the store)
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -23,12 +25,14 @@ from gateway.auth.authenticator import Authenticator
 from gateway.backends.health import HealthChecker
 from gateway.backends.health.shared import SharedChecks, holder_name
 from gateway.backends.registry import BackendRegistry
+from gateway.cache.results import ResultCache
 from gateway.config import GatewayConfig
 from gateway.control.audit import AuditTrail
 from gateway.control.backend_status import BackendStatus, backend_statuses
 from gateway.control.drain import DrainStatus, Reconciler
 from gateway.control.readiness import Readiness
 from gateway.dataplane import Proxy
+from gateway.dataplane.cached import CachedAnswers
 from gateway.dataplane.client_auth import ClientAuth
 from gateway.node.shutdown import ShutdownFlag
 from gateway.queries.admission import Admission, MemoryQueueState, QueueState, SqlQueueState
@@ -75,6 +79,8 @@ class Services:
     """The answer to /gateway/readyz, kept current in the background (``gateway.control.readiness``)."""
     estimator: Estimator
     """Queries' estimates (``gateway.routing.estimates``): the cache, the planner's EXPLAINs."""
+    result_cache: ResultCache | None = None
+    """The result cache (``gateway.cache``): entries, flights and counts."""
     shared_rules: SharedRules | None = None
     """The rules file's changes, shared with every node through the store (FILE rules only)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -130,6 +136,13 @@ class Services:
             rules_need_user = config.routing_rules.enabled or "user-hash" in routers
             client_auth = ClientAuth(authenticator, config.auth, rules_need_user)
         admission = create_admission(config, store, decider, book)
+        result_cache = ResultCache(
+            config.cache,
+            store,
+            config.server.workers,
+            await cache_secret(config, store),
+            on_counted=metrics.ResultCacheMetrics().counted,
+        )
         proxy = Proxy(
             proxy_settings,
             registry,
@@ -143,6 +156,7 @@ class Services:
             config.failover,
             client_auth,
             CostRouting(estimator, routing.estimates, routing.default_group),
+            CachedAnswers(result_cache, config.routing.groups, book),
         )
         reconciler = Reconciler(store, registry, upstream, book)
         services = cls(
@@ -163,6 +177,7 @@ class Services:
             admission,
             Readiness(store, shutdown),
             estimator,
+            result_cache,
         )
         await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
@@ -178,6 +193,7 @@ class Services:
             asyncio.create_task(admission.run_forever(registry.all)),
             asyncio.create_task(store.watch_changes(services.changed)),
             asyncio.create_task(services.readiness.watch_forever()),
+            asyncio.create_task(result_cache.sweep_forever()),
         ]
         if isinstance(selector, FileRulesSelector):
             services.tasks.append(asyncio.create_task(selector.rules.watch_forever()))
@@ -200,6 +216,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.book.close()
+        if self.result_cache is not None:
+            await self.result_cache.close()
         await self.history.drain()
         await self.observer.stop()
         await self.upstream.close()
@@ -235,6 +253,8 @@ class Services:
         self.observer.publish_backends(status.gauges() for status in statuses)
         metrics.publish_queued(self.admission.queued_by_group_and_user())
         metrics.publish_estimate_cache(len(self.estimator.cache), self.estimator.cache.bytes)
+        if self.result_cache is not None:
+            metrics.publish_result_cache(self.result_cache.tiers())
 
     async def refresh_gauges_forever(self) -> None:
         while True:
@@ -243,6 +263,16 @@ class Services:
             except Exception as error:
                 log.error("cannot update the backend gauges: %s", error)
             await asyncio.sleep(GAUGE_REFRESH_SECONDS)
+
+
+async def cache_secret(config: GatewayConfig, store: Store) -> bytes:
+    """What the result cache's keys are made with: the same on every worker and node of a fleet."""
+    if config.cache.secret is not None:
+        return config.cache.secret.encode()
+    session = config.auth.session.secret if config.auth is not None else None
+    if session:
+        return hashlib.sha256(b"result-cache:" + session.encode()).digest()
+    return await store.shared_secret("result-cache")
 
 
 def create_admission(config: GatewayConfig, store: Store, decider: RouteDecider, book: QueryBook) -> Admission:

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from gateway.backends.registry import BackendRegistry
+from gateway.cache.capture import Capture
 from gateway.queries.held import HeldQuery
 from gateway.queries.history import QueryHistory
 from gateway.queries.slots import Slot
@@ -62,6 +63,8 @@ class Origin:
     connection refused"), when it was sent again (transparent failover)."""
     estimate: EstimateUse | None = None
     """What routing had of the planner's estimate, if it asked for one."""
+    cache: str | None = None
+    """The result cache's word on it (miss, refused, waited, not eligible: why), if the cache applies."""
 
 
 @dataclass(slots=True, eq=False)
@@ -94,6 +97,8 @@ class Query:
     holder: HeldQuery | None = None
     """The gateway's record of it once it waited in the gateway's queue or moved from another backend
     (``gateway.queries.held``): its attempts, and an answer only the gateway can give again."""
+    capture: Capture | None = None
+    """Its result on the way into the result cache: every page this worker sees of it goes there."""
 
 
 def _estimate_source(use: EstimateUse | None) -> str | None:
@@ -194,6 +199,7 @@ class QueryBook:
                 attempts="; ".join(origin.attempts) if origin.attempts else None,
                 estimate_source=_estimate_source(origin.estimate),
                 estimate=origin.estimate.to_json() if origin.estimate is not None else None,
+                cache=origin.cache,
             )
         )
         if query.transaction is not None:
@@ -210,6 +216,9 @@ class QueryBook:
         if query.state is not None:
             return
         query.state, query.error_name = state, error_name
+        if query.capture is not None:
+            query.capture.ended()  # (after its last page: nothing more to do)
+            query.capture = None
         self._leave(query)
         self.history.finished(query.id, state, error_name, gateway_id)
 
@@ -220,6 +229,8 @@ class QueryBook:
     async def page_seen(self, query: Query, headers: list[tuple[bytes, bytes]], page: bytes, last: bool) -> None:
         """A result page of ``query`` came (``last``: it has no nextUri): what it says about the query's
         life (its transaction, its end) is recorded."""
+        if query.capture is not None:
+            query.capture.page(page, last)
         if query.control is not None:
             await self.transaction_answer(query, headers)
         if last:

@@ -277,10 +277,10 @@ GATEWAY_ID_MARK = "_gw"
 _second: list[Any] = [0, ""]  # the last second an id was made in, and its formatted prefix
 
 
-def waiting_query_id() -> str:
+def waiting_query_id(suffix: str = _SUFFIX) -> str:
     """A query id in Trino's form, for a query before any backend gave it one (the date is formatted
-    once a second)."""
+    once a second; ``suffix``: the coordinator id's place, unique to this process)."""
     now = int(time.time())
     if now != _second[0]:
         _second[0], _second[1] = now, f"{dt.datetime.fromtimestamp(now, dt.UTC):%Y%m%d_%H%M%S}"
-    return f"{_second[1]}_{next(_sequence) % 100000:05d}_{_SUFFIX}"
+    return f"{_second[1]}_{next(_sequence) % 100000:05d}_{suffix}"

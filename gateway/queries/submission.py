@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from gateway.cache.capture import Capture
 from gateway.routing.estimates import EstimateUse
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -49,6 +50,10 @@ class Submission:
     one client through one listener (``shared``)."""
     estimate: EstimateUse | None = None
     """Its estimate, if routing asked for one (its numbers one object for every query of a cached statement)."""
+    cache: str | None = None
+    """The result cache's word on it (miss, refused, waited, not eligible: why), if the cache applies."""
+    capture: Capture | None = None
+    """Its result on the way into the result cache, if it is to be cached (this worker's: not stored)."""
 
     @property
     def sql(self) -> str:

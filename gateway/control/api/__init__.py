@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.control.api import access, openapi
 from gateway.control.api.audit import audit_api
+from gateway.control.api.cache import cache_api
 from gateway.control.api.backends import backends_api
 from gateway.control.api.login import login_api
 from gateway.control.api.metrics import metrics_api
@@ -34,7 +35,7 @@ def create_admin_app(services: Services, pages: Blueprint | None = None) -> Quar
     # No static folder: Quart's default would serve files under the working directory at /static/.
     app = Quart("trino-gateway", static_folder=None)
     configure_sessions(app, services)
-    blueprints = (backends_api, queries_api, routing_rules_api, metrics_api, audit_api, login_api)
+    blueprints = (backends_api, queries_api, routing_rules_api, metrics_api, audit_api, login_api, cache_api)
     for blueprint in blueprints:
         app.register_blueprint(blueprint(services))
     app.register_blueprint(status_api(services))

@@ -37,9 +37,15 @@ from observability import jmx
 from observability.metrics import QUEUED_USERS_SHOWN
 from observability.propagation import trace_id_of
 
-# /gateway/health's headers: the estimate cache's size (the answer's body is the backends' list).
+# /gateway/health's headers (the answer's body is the backends' list): the estimate cache's size ...
 ESTIMATE_CACHE_ENTRIES = "X-Trino-Gateway-Estimate-Cache-Entries"
 ESTIMATE_CACHE_BYTES = "X-Trino-Gateway-Estimate-Cache-Bytes"
+# ... and the result cache's counts in this worker, and its entries in this worker and node.
+RESULT_CACHE_HITS = "X-Trino-Gateway-Result-Cache-Hits"
+RESULT_CACHE_WAITED = "X-Trino-Gateway-Result-Cache-Waited"
+RESULT_CACHE_MISSES = "X-Trino-Gateway-Result-Cache-Misses"
+RESULT_CACHE_ENTRIES = "X-Trino-Gateway-Result-Cache-Entries"
+RESULT_CACHE_BYTES = "X-Trino-Gateway-Result-Cache-Bytes"
 
 # The stores keep times as SQL BIGINT and count rows in it: a larger number is no filter they can run.
 BIGINT_MAX = 2**63 - 1
@@ -724,6 +730,55 @@ class CsrfHeader(BaseModel):
     token: str | None = Field(None, alias=CSRF_HEADER, description="the session's CSRF token")
 
 
+# --- the result cache -----------------------------------------------------------------------------
+
+
+class CacheTier(ApiModel):
+    entries: int = Field(ge=0)
+    size: int = Field(ge=0, description="bytes")
+
+
+class CacheGroup(ApiModel):
+    """One routing group's use of the result cache, from the query history (every worker and node)."""
+
+    group: str
+    ttl_seconds: float | None = Field(description="the group's cache.ttl; null: the group does not cache (a rule may)")
+    shared: bool = Field(description="one entry for all of the group's users")
+    opt_in: bool = Field(description="only the queries whose client asks (client tag cache) are cached")
+    hits: int = Field(ge=0, description="answered from an entry")
+    waited: int = Field(ge=0, description="answered from the result of an identical query that was running")
+    misses: int = Field(ge=0, description="ran on a cluster (their result cached if it could be)")
+    refused: int = Field(ge=0, description="the client refused a cached answer (client tag no-cache)")
+    not_eligible: int = Field(ge=0, description="never cached: not read-only, non-deterministic, system tables...")
+    hit_ratio: float | None = Field(
+        description="(hits + waited) / (hits + waited + misses + refused); null when there were none"
+    )
+
+
+class CacheStatus(ApiModel):
+    """The result cache: each group's hits and misses since ``since``, and what each tier holds."""
+
+    since: EpochMs
+    groups: list[CacheGroup]
+    tiers: dict[str, CacheTier] = Field(
+        description="memory (this worker's), disk (this node's), store (the fleet's, on SQLite or PostgreSQL)"
+    )
+    flights: int = Field(ge=0, description="queries running in this worker whose identical twins may wait for them")
+
+
+class CachePurged(ApiModel):
+    group: str | None = Field(description="the group purged; null: every group")
+    purged: int = Field(ge=0, description="entries deleted")
+
+
+class CacheArgs(BaseModel):
+    group: str | None = Field(None, min_length=1, max_length=255, description="only this routing group's entries")
+
+
+class CacheStatusArgs(BaseModel):
+    since: EpochMs | None = Field(None, description="counts of queries submitted at or after (default: an hour ago)")
+
+
 # --- headers of answers ---------------------------------------------------------------------------
 
 
@@ -742,6 +797,24 @@ class EstimateCache(BaseModel):
         description="entries of this worker's estimate cache (estimates, and the statement texts that lead to them)",
     )
     size: str = Field(alias=ESTIMATE_CACHE_BYTES, pattern=r"^\d+$", description="bytes they take")
+
+
+class HealthHeaders(EstimateCache):
+    result_cache_hits: str = Field(
+        alias=RESULT_CACHE_HITS, pattern=r"^\d+$", description="queries this worker answered from the result cache"
+    )
+    result_cache_waited: str = Field(
+        alias=RESULT_CACHE_WAITED,
+        pattern=r"^\d+$",
+        description="... from the result of an identical query that was running (single flight)",
+    )
+    result_cache_misses: str = Field(
+        alias=RESULT_CACHE_MISSES, pattern=r"^\d+$", description="... that ran on a cluster (refused ones too)"
+    )
+    result_cache_entries: str = Field(
+        alias=RESULT_CACHE_ENTRIES, pattern=r"^\d+$", description="entries in this worker's memory and the node's disk"
+    )
+    result_cache_bytes: str = Field(alias=RESULT_CACHE_BYTES, pattern=r"^\d+$", description="bytes they take")
 
 
 class RetryAfter(BaseModel):

@@ -12,8 +12,13 @@ from gateway.control.api.access import principal, public, reader
 from gateway.control.api.models import (
     ESTIMATE_CACHE_BYTES,
     ESTIMATE_CACHE_ENTRIES,
+    RESULT_CACHE_BYTES,
+    RESULT_CACHE_ENTRIES,
+    RESULT_CACHE_HITS,
+    RESULT_CACHE_MISSES,
+    RESULT_CACHE_WAITED,
     BackendHealth,
-    EstimateCache,
+    HealthHeaders,
     json_response,
 )
 from gateway.control.api.openapi import Answer, answers, plain
@@ -37,7 +42,7 @@ def status_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/health")
     @reader
-    @answers({200: Answer("the backends", list[BackendHealth], headers=EstimateCache)})
+    @answers({200: Answer("the backends", list[BackendHealth], headers=HealthHeaders)})
     async def health() -> Response:
         """Every backend's observed health, beside its admin state and drain; its capacity, and the queries
         of its group waiting in the gateway.
@@ -45,7 +50,7 @@ def status_api(services: Services) -> Blueprint:
         Its state, last check, last error, the monitor's figures, this worker's load on it and the routing
         score; its max_running and the slots in use on it; the queries of its group waiting in this
         worker (a caller who may not see every query sees no other user's name there). The headers tell
-        the size of this worker's cache of query estimates."""
+        the size of this worker's cache of query estimates, and its result cache's counts and size."""
         statuses = services.backend_statuses(await services.store.list_backends())
         work = await services.publish_backend_work()
         caller = principal()
@@ -64,6 +69,15 @@ def status_api(services: Services) -> Blueprint:
         cache = services.estimator.cache
         answer.headers[ESTIMATE_CACHE_ENTRIES] = str(len(cache))
         answer.headers[ESTIMATE_CACHE_BYTES] = str(cache.bytes)
+        results = services.result_cache
+        if results is not None:
+            counts = results.totals()
+            answer.headers[RESULT_CACHE_HITS] = str(counts["hit"])
+            answer.headers[RESULT_CACHE_WAITED] = str(counts["waited"])
+            answer.headers[RESULT_CACHE_MISSES] = str(counts["miss"] + counts["refused"])
+            tiers = results.tiers().values()
+            answer.headers[RESULT_CACHE_ENTRIES] = str(sum(entries for entries, _ in tiers))
+            answer.headers[RESULT_CACHE_BYTES] = str(sum(size for _, size in tiers))
         return answer
 
     @api.get("/gateway/livez")

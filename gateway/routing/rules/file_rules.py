@@ -34,6 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.config import duration_seconds
 from gateway.routing.estimates import EstimateUse
 from gateway.routing.rules.language import Compiled, RuleSyntaxError, compile_program, header_guard
 from gateway.routing.rules.request import RuleRequest
@@ -117,6 +118,19 @@ class Outcome:
         """``result.put("failover", false)``: the query is never sent again to another backend."""
         value = self.result.get("failover")
         return value if isinstance(value, bool) else None
+
+    @property
+    def cache_ttl(self) -> float | None:
+        """``result.put("cacheTtl", "5m")`` (or seconds): the query's result is cached that long; ``"0s"``:
+        never cached (docs/cache.md). Anything else: as if it were not there."""
+        value = self.result.get("cacheTtl")
+        if isinstance(value, bool) or value is None:
+            return None
+        try:
+            seconds = duration_seconds(value)
+        except ValueError:
+            return None
+        return seconds if seconds >= 0 else None
 
     @property
     def queue_weight(self) -> float | None:

@@ -49,6 +49,8 @@ class Selection:
     """False if a rule said the query must not be sent again elsewhere (``result.put("failover", false)``)."""
     estimate: EstimateUse | None = None
     """The query's estimate, when a rule read it (or the cost router or ``always`` asked for it)."""
+    cache_ttl: float | None = None
+    """How long its result is cached, if a rule said (``result.put("cacheTtl", "5m")``; 0: never)."""
 
 
 def _by_header(scope: dict[str, Any]) -> Selection:
@@ -63,6 +65,7 @@ def _selection(outcome: Outcome, scope: dict[str, Any], estimate: EstimateUse | 
         "queue_weight": outcome.queue_weight,
         "failover": outcome.failover,
         "estimate": estimate,
+        "cache_ttl": outcome.cache_ttl,
     }
     if outcome.routing_group is not None:
         return Selection(outcome.routing_group, "rule", outcome.decided_by, **limits)

@@ -1,0 +1,207 @@
+"""The result cache of one worker: its tiers, its flights and its counts.
+
+    lookup: memory ──miss──▶ disk (the node's) ──miss──▶ store (the fleet's, on PostgreSQL)
+    put:    memory ──evicts──▶ disk;  results up to cache.shared_entry_bytes also ──▶ store
+
+A purge (``DELETE /gateway/cache``) deletes the store's entries and leaves a mark there; every worker
+reads the marks at most once a second and treats what it holds from before a mark as gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.cache.disk import DiskTier
+from gateway.cache.flights import Flights
+from gateway.cache.memory import MemoryTier
+from gateway.cache.result import Result
+from gateway.cache.stored import Stored
+from gateway.config import CacheConfig
+from gateway.store import Store, StoreError
+from gateway.store.records import CachedResult
+
+log = logging.getLogger("gateway.cache")
+
+# The words a query's history record and span carry.
+HIT, WAITED, MISS, REFUSED = "hit", "waited", "miss", "refused"
+NOT_ELIGIBLE = "not eligible"
+MARKS_SECONDS = 1.0
+# Results decoded lately (a client reads a result page by page): bounded by their blobs' bytes.
+DECODED_BYTES = 32 * 1024 * 1024
+
+
+def default_directory() -> Path:
+    return Path(tempfile.gettempdir()) / f"trino-gateway-cache-{os.getuid()}"
+
+
+class ResultCache:
+    def __init__(
+        self,
+        settings: CacheConfig,
+        store: Store,
+        workers: int,
+        secret: bytes,
+        on_counted: Callable[[str, str], None] = lambda group, word: None,
+    ) -> None:
+        self.settings = settings
+        self.on_counted = on_counted
+        self.store = store
+        self.secret = secret
+        self.memory = MemoryTier(settings.memory_bytes // max(1, workers))
+        directory = Path(settings.directory) if settings.directory else default_directory()
+        self.disk = DiskTier(directory, settings.disk_bytes) if settings.disk_bytes > 0 else None
+        self.flights = Flights()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._marks: dict[str, int] = {}
+        self._marks_read = 0.0
+        self._decoded: OrderedDict[str, tuple[Result, list[tuple[int, int]], int, int]] = OrderedDict()
+        self._decoded_bytes = 0
+        self._background: set[asyncio.Task[None]] = set()
+
+    def counted(self, group: str, word: str) -> None:
+        self.counts[(group, word)] += 1
+        self.on_counted(group, word)
+
+    # -- lookup -------------------------------------------------------------------------------------
+    async def get(self, key: str, now_ms: int) -> Stored | None:
+        """The entry of ``key``, from the nearest tier that has it (and not purged since it was made)."""
+        await self._read_marks()
+        stored = self.memory.get(key, now_ms)
+        if stored is None and self.disk is not None:
+            stored = await self.disk.get(key, now_ms)
+            if stored is not None:
+                self._keep_in_memory(stored)
+        if stored is None and self.settings.shared_entry_bytes > 0:
+            try:
+                shared = await self.store.get_cached_result(key, now_ms)
+            except StoreError as error:
+                log.warning("the result cache could not read the store: %s", error)
+                shared = None
+            if shared is not None:
+                stored = Stored(shared.key, shared.group, shared.created_ms, shared.expires_ms, shared.blob)
+                self._keep_in_memory(stored)
+        if stored is not None and self._purged(stored):
+            return None  # (a new entry of the key replaces it in memory)
+        return stored
+
+    def decoded(self, stored: Stored) -> tuple[Result, list[tuple[int, int]]] | None:
+        """The result in ``stored`` and its pages, decoded once for the pages a client reads one by one."""
+        kept = self._decoded.get(stored.key)
+        if kept is not None and kept[2] == stored.created_ms:
+            self._decoded.move_to_end(stored.key)
+            return kept[0], kept[1]
+        result = Result.decode(stored.blob)
+        if result is None:
+            return None
+        pages = result.pages(self.settings.page_bytes)
+        if len(stored.blob) <= DECODED_BYTES // 4:
+            self._decoded[stored.key] = (result, pages, stored.created_ms, len(stored.blob))
+            self._decoded_bytes += len(stored.blob)
+            while self._decoded_bytes > DECODED_BYTES and self._decoded:
+                _, (_, _, _, size) = self._decoded.popitem(last=False)
+                self._decoded_bytes -= size
+        return result, pages
+
+    # -- put ----------------------------------------------------------------------------------------
+    def put(self, key: str, group: str, result: Result, ttl: float) -> Stored:
+        """A finished result into the cache: in memory at once (its waiters read it there), then to the
+        store in the background when it is small enough to share."""
+        now = int(time.time() * 1000)
+        stored = Stored(key, group, now, now + int(ttl * 1000), result.encode())
+        self.keep(stored)
+        return stored
+
+    def keep(self, stored: Stored) -> None:
+        """``stored`` into this worker's memory, and, when small enough, the fleet's store."""
+        self._keep_in_memory(stored)
+        if 0 < len(stored.blob) <= self.settings.shared_entry_bytes:
+            self._in_background(self._share(stored))
+
+    async def _share(self, stored: Stored) -> None:
+        try:
+            await self.store.put_cached_result(
+                CachedResult(stored.key, stored.group, stored.created_ms, stored.expires_ms, stored.blob)
+            )
+        except StoreError as error:
+            log.warning("the result cache could not write the store: %s", error)
+
+    def _keep_in_memory(self, stored: Stored) -> None:
+        for evicted in self.memory.put(stored):
+            if self.disk is not None and evicted.expires_ms > int(time.time() * 1000):
+                self._in_background(self.disk.put(evicted))
+
+    # -- purge --------------------------------------------------------------------------------------
+    async def purge(self, group: str | None) -> int:
+        """Every entry (or one group's) gone, on every worker and node of the store; the count of
+        entries deleted from the store and this worker's tiers."""
+        deleted = await self.store.purge_cached_results(group, int(time.time() * 1000))
+        deleted_here = self.memory.purge(group)
+        if self.disk is not None:
+            deleted_here += await self.disk.purge(group)
+        self._decoded.clear()
+        self._decoded_bytes = 0
+        self._marks_read = 0.0  # read the new mark at the next lookup
+        return max(deleted, deleted_here)
+
+    async def _read_marks(self) -> None:
+        now = time.monotonic()
+        if now - self._marks_read < MARKS_SECONDS:
+            return
+        self._marks_read = now
+        try:
+            self._marks = await self.store.cache_purge_marks()
+        except StoreError as error:
+            log.warning("the result cache could not read the purge marks: %s", error)
+
+    def _purged(self, stored: Stored) -> bool:
+        mark = max(self._marks.get("*", 0), self._marks.get(stored.group, 0))
+        return stored.created_ms <= mark
+
+    # -- housekeeping -------------------------------------------------------------------------------
+    def _in_background(self, work: object) -> None:
+        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def totals(self) -> Counter[str]:
+        """This worker's counts of each word, over every group."""
+        totals: Counter[str] = Counter()
+        for (_, word), count in self.counts.items():
+            totals[word] += count
+        return totals
+
+    def tiers(self) -> dict[str, tuple[int, int]]:
+        """Entries and bytes of this worker's memory tier and the node's disk tier."""
+        tiers = {"memory": (self.memory.entries, self.memory.bytes)}
+        if self.disk is not None:
+            tiers["disk"] = (self.disk.entries, self.disk.bytes)
+        return tiers
+
+    async def sweep_forever(self, every: float = 60.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sweep()
+            except Exception as error:  # housekeeping must outlive any one failure
+                log.warning("the result cache's sweep failed: %s", error)
+
+    async def sweep(self) -> None:
+        """Expired entries out of the disk and the store (every minute, from the worker's housekeeping)."""
+        now = int(time.time() * 1000)
+        if self.disk is not None:
+            await self.disk.sweep(now)
+        with contextlib.suppress(StoreError):
+            await self.store.expire_cached_results(now)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
