@@ -273,6 +273,8 @@ def _examine(sql: str) -> Examined:
     if len(parsed) != 1:
         return Examined(None, NOT_ONE)  # none, or several: Trino takes one statement at a time
     statement = parsed[0]
+    if isinstance(statement, exp.Condition):
+        return Examined(None, UNPARSED)  # a bare expression (``foo``, ``1 + 1``): sqlglot reads it, Trino does not
     if not isinstance(statement, (exp.Query, exp.Values)):
         return Examined(None, f"not a query ({_kind(statement)})")
     # A function the query defines may shadow a built-in one that is called as if it were known.
