@@ -22,8 +22,8 @@ Never cached, with the reason (``why_not``) operators read in the query history:
   ``current_role``, ``current_groups()``, ``current_catalog``, ``current_schema``, ``current_path``,
   ``current_timezone()``; and ``version()``, which depends on the cluster that answers;
 - a function sqlglot does not model and that is not on this module's list of deterministic Trino
-  functions ("unknown function: foo()"), a function named with a catalog or schema, a user's whose
-  body is not known here ("unknown function: example.udf.f()"), a function the query defines
+  functions ("unknown function: foo()"), a function named with its catalog and schema (a user's
+  function, whose body is not known here: "unknown function: example.udf.f()"), a function the query defines
   ("defines a function: f()", ``WITH FUNCTION``), and table functions ("calls a table function",
   ``TABLE(...)``);
 - tables whose contents change without a write to them: the ``system`` catalog ("reads
