@@ -94,7 +94,7 @@ class CachedAnswers:
         use = decide(settings.cache if settings is not None else None, rule_ttl, x.header(b"x-trino-client-tags"))
         if use is None:
             return Considered(None)
-        why_not = self._why_not(sql, in_transaction)
+        why_not = self._why_not(sql, in_transaction, x.header(b"x-trino-catalog"))
         if why_not is not None:
             return self._counted(x, group, Considered(f"{NOT_ELIGIBLE}: {why_not}"))
         normalised = self._examine(sql).normalised
@@ -118,11 +118,13 @@ class CachedAnswers:
             return self._counted(x, group, Considered(REFUSED if not use.lookup else MISS))
         return self._counted(x, group, Considered(REFUSED if not use.lookup else MISS, self._capture(flight, key, group, use)))
 
-    def _why_not(self, sql: str, in_transaction: bool) -> str | None:
+    def _why_not(self, sql: str, in_transaction: bool, catalog: str | None) -> str | None:
         if in_transaction:
             return "in a transaction"
         if len(sql) > self.settings.max_statement_length:
             return "the statement is longer than cache.max_statement_length"
+        if (catalog or "").strip().strip('"').lower() == "system":
+            return "the session's catalog is system"  # (a table named alone may be one of system's)
         return self._examine(sql).why_not
 
     def _examine(self, sql: str) -> Examined:
