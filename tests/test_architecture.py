@@ -166,6 +166,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("control",),  # the admin API, the web UI, the audit trail, operator views and commands
     ("dataplane",),  # the Trino protocol through the gateway: forwarding, held queries, rewriting
     ("queries",),  # the queries the gateway owns: book, transactions, history, admission
+    ("cache",),  # the result cache: eligibility, keys, entries and their storage
     ("routing",),  # which group and which backend: rules, decider, routers, scoring
     ("backends",),  # each worker's list of backends, and their health
     ("auth", "upstream"),  # who a caller is; talking to backends
