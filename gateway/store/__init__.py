@@ -6,6 +6,7 @@ from gateway.store.memory import MemoryStore
 from gateway.store.records import (
     AuditEntry,
     BackendWork,
+    CachedResult,
     DuplicateBackend,
     DuplicateQuery,
     QueryCount,
@@ -33,6 +34,7 @@ async def open_store(url: str, migrate: bool = True) -> Store:
 __all__ = [
     "AuditEntry",
     "BackendWork",
+    "CachedResult",
     "DuplicateBackend",
     "DuplicateQuery",
     "MemoryStore",

@@ -10,6 +10,7 @@ from gateway.store.contact import StoreContact
 from gateway.store.records import (
     AuditEntry,
     BackendWork,
+    CachedResult,
     DuplicateBackend,
     QueryCount,
     QueryFilter,
@@ -159,6 +160,36 @@ class Store(Protocol):
 
     async def release_health_checks(self, holder: str) -> None:
         """``holder`` stops: its leases end now, so that others take its backends over at once."""
+        ...
+
+    # -- the result cache's shared tier ---------------------------------------------------------
+    # Entries are shared by every node of a fleet on PostgreSQL and by the workers of one node on
+    # SQLite. The in-memory store keeps no entries (its one worker's own tiers hold them) but keeps
+    # purge marks.
+    async def get_cached_result(self, key: str, now_ms: int) -> CachedResult | None:
+        """The entry under ``key``; None when there is none or it expired (``expires_ms <= now_ms``)."""
+        ...
+
+    async def put_cached_result(self, entry: CachedResult) -> None:
+        """Keep ``entry``, replacing any entry under its key."""
+        ...
+
+    async def purge_cached_results(self, group: str | None, now_ms: int) -> int:
+        """Delete every entry (``group`` None) or the group's, and mark the purge (``group``, or
+        ``"*"`` for all, at ``now_ms``) so that every worker drops what its own tiers made before it
+        (``cache_purge_marks``); how many entries the store deleted."""
+        ...
+
+    async def cache_purge_marks(self) -> dict[str, int]:
+        """Each purged routing group (``"*"``: all of them) -> when it was last purged (epoch ms)."""
+        ...
+
+    async def expire_cached_results(self, now_ms: int) -> int:
+        """Delete the entries expired at ``now_ms``; how many."""
+        ...
+
+    async def cached_result_totals(self) -> tuple[int, int]:
+        """(entries, the bytes of their blobs), expired ones not yet deleted included."""
         ...
 
 

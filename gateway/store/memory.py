@@ -2,6 +2,8 @@
 
 For one worker that needs nothing kept (a quick trial, the in-process tests): it keeps the same
 promises as the SQL store (``gateway.store.base.Store``), and loses everything when the process ends.
+One exception: it keeps no result cache entries (the one worker's own tiers hold them), only the
+cache's purge marks.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from collections.abc import Callable
 from gateway.store.backend import Backend
 from gateway.store.contact import StoreContact
 from gateway.store.records import (
+    ALL_GROUPS,
     AuditEntry,
     BackendWork,
+    CachedResult,
     DuplicateBackend,
     DuplicateQuery,
     QueryCount,
@@ -38,6 +42,7 @@ class MemoryStore:
         self._leases: dict[str, tuple[str, int]] = {}
         self._checks: dict[str, SharedCheck] = {}
         self._rules: SharedRulesText | None = None
+        self._cache_purges: dict[str, int] = {}
         # Tests set this to make every call fail, as a store that is down does.
         self.failing: str | None = None
         self.contact = StoreContact()
@@ -258,3 +263,36 @@ class MemoryStore:
         for backend, (name, _) in list(self._leases.items()):
             if name == holder:
                 del self._leases[backend]
+
+    # -- the result cache's shared tier ----------------------------------------------------------------
+    # With memory:// there is one worker, and its own tiers of the result cache hold its entries
+    # already: keeping them here too would only hold every result twice in one process. Purge marks
+    # are kept, so that the cache reads them alike on every store.
+    async def get_cached_result(self, key: str, now_ms: int) -> CachedResult | None:
+        """None: the in-memory store keeps no entries (the worker's own tiers do)."""
+        self._check()
+        return None
+
+    async def put_cached_result(self, entry: CachedResult) -> None:
+        """Nothing is kept: the in-memory store keeps no entries (the worker's own tiers do)."""
+        self._check()
+
+    async def purge_cached_results(self, group: str | None, now_ms: int) -> int:
+        """0 entries deleted (none are kept here); the purge mark is kept."""
+        self._check()
+        self._cache_purges[ALL_GROUPS if group is None else group] = now_ms
+        return 0
+
+    async def cache_purge_marks(self) -> dict[str, int]:
+        self._check()
+        return dict(self._cache_purges)
+
+    async def expire_cached_results(self, now_ms: int) -> int:
+        """0: no entries are kept here."""
+        self._check()
+        return 0
+
+    async def cached_result_totals(self) -> tuple[int, int]:
+        """(0, 0): no entries are kept here."""
+        self._check()
+        return 0, 0

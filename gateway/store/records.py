@@ -71,6 +71,9 @@ class QueryRecord:
     estimate: str | None = None
     """The estimate routing had (JSON: available, source, latencyMs, cause, total, max and the plan's
     shape), when it asked for one."""
+    cache: str | None = None
+    """The result cache's word on the query: hit, miss, waited (for another query's result), refused
+    (the client said no-cache), off, or "not eligible: <why>"; None when the gateway kept no word."""
 
 
 @dataclass
@@ -228,3 +231,22 @@ class SharedRulesText:
     text: str
     changed_at: int
     changed_by: str
+
+
+ALL_GROUPS = "*"
+"""The result cache's purge mark of a purge of every routing group (``Store.cache_purge_marks``)."""
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """One entry of the result cache as the store keeps it: a finished query's result, as bytes the
+    store never reads, under its key."""
+
+    key: str
+    """64 hexadecimal characters: what the entry answers."""
+    group: str
+    """The routing group of the query it came from: a purge of the group removes it."""
+    created_ms: int
+    expires_ms: int
+    """From this time on (epoch ms) the store returns it no more."""
+    blob: bytes

@@ -89,6 +89,9 @@ query_history = sa.Table(
     # and the estimate itself (JSON), when routing asked for one.
     sa.Column("estimate_source", Text(16), nullable=True),
     sa.Column("estimate", Text(4096), nullable=True),
+    # The result cache (migration 0014): its word on the query (hit, miss, waited, refused, off,
+    # "not eligible: <why>").
+    sa.Column("cache", Text(160), nullable=True),
     sa.Index("query_history_submitted_idx", "submitted_at"),
     sa.Index("query_history_user_idx", "user_name"),
     sa.Index("query_history_backend_idx", "backend_name"),
@@ -216,4 +219,27 @@ fair_turns = sa.Table(
     metadata,
     sa.Column("routing_group", Text(256), primary_key=True),
     sa.Column("turns", Text(), nullable=False),
+)
+
+# The result cache's entries shared by the fleet (PostgreSQL) or the workers of a node (SQLite)
+# (migration 0014): the blob is the cache's own format, never read by the store.
+result_cache = sa.Table(
+    "gateway_result_cache",
+    metadata,
+    sa.Column("key", Text(64), primary_key=True),
+    sa.Column("routing_group", Text(255), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),  # the blob's bytes: the totals without reading blobs
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Index("gateway_result_cache_expires_idx", "expires_ms"),
+)
+
+# When each routing group's entries (or all: "*") were last purged: a worker drops the entries its
+# own tiers made before, so a purge on one worker or node reaches them all.
+cache_purges = sa.Table(
+    "gateway_cache_purge",
+    metadata,
+    sa.Column("routing_group", Text(255), primary_key=True),
+    sa.Column("purged_ms", sa.BigInteger, nullable=False),
 )

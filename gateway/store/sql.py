@@ -26,12 +26,14 @@ from sqlalchemy.pool import NullPool
 from gateway.store.backend import Backend
 from gateway.store.contact import StoreContact
 from gateway.store.records import (
+    ALL_GROUPS,
     ANYTHING_CHANGED,
     BACKENDS_CHANGED,
     FAILED,
     RULES_CHANGED,
     AuditEntry,
     BackendWork,
+    CachedResult,
     DuplicateBackend,
     DuplicateQuery,
     QueryCount,
@@ -47,8 +49,10 @@ from gateway.store.records import (
 from gateway.store.schema import (
     audit_log,
     backends,
+    cache_purges,
     fitted,
     query_history,
+    result_cache,
     shared_checks,
     shared_rules,
     transactions,
@@ -543,6 +547,64 @@ class SqlStore:
                 )
                 for row in rows
             }
+
+    # -- the result cache's shared tier ---------------------------------------------------------
+    async def get_cached_result(self, key: str, now_ms: int) -> CachedResult | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(result_cache).where(result_cache.c.key == key, result_cache.c.expires_ms > now_ms)
+                )
+            ).first()
+            if row is None:
+                return None
+            return CachedResult(row.key, row.routing_group, row.created_ms, row.expires_ms, bytes(row.body))
+
+    async def put_cached_result(self, entry: CachedResult) -> None:
+        values = {
+            "routing_group": entry.group,
+            "created_ms": entry.created_ms,
+            "expires_ms": entry.expires_ms,
+            "size": len(entry.blob),
+            "body": entry.blob,
+        }
+        upsert = _insert(self.engine.dialect.name, result_cache).values(key=entry.key, **values)
+        async with self.engine.begin() as connection:
+            await connection.execute(upsert.on_conflict_do_update(index_elements=["key"], set_=values))
+
+    async def purge_cached_results(self, group: str | None, now_ms: int) -> int:
+        delete = sa.delete(result_cache)
+        if group is not None:
+            delete = delete.where(result_cache.c.routing_group == group)
+        mark = _insert(self.engine.dialect.name, cache_purges).values(
+            routing_group=ALL_GROUPS if group is None else group, purged_ms=now_ms
+        )
+        async with self.engine.begin() as connection:
+            deleted = (await connection.execute(delete)).rowcount
+            await connection.execute(
+                mark.on_conflict_do_update(index_elements=["routing_group"], set_={"purged_ms": now_ms})
+            )
+            return deleted
+
+    async def cache_purge_marks(self) -> dict[str, int]:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(sa.select(cache_purges.c.routing_group, cache_purges.c.purged_ms))
+            return {group: purged for group, purged in rows}
+
+    async def expire_cached_results(self, now_ms: int) -> int:
+        async with self.engine.begin() as connection:
+            return (
+                await connection.execute(sa.delete(result_cache).where(result_cache.c.expires_ms <= now_ms))
+            ).rowcount
+
+    async def cached_result_totals(self) -> tuple[int, int]:
+        async with self.engine.connect() as connection:
+            entries, size = (
+                await connection.execute(
+                    sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(result_cache.c.size), 0))
+                )
+            ).one()
+            return int(entries), int(size)
 
 
 def _insert(dialect: str, table: sa.Table) -> Any:

@@ -252,3 +252,9 @@ def test_a_history_from_before_0013_keeps_its_rows_and_new_rows_keep_their_estim
         ESTIMATED["estimate_source"],
         ESTIMATED["estimate"],
     )
+
+
+def test_a_history_from_before_0014_keeps_its_rows_and_new_rows_keep_the_caches_word(lasting_store_url):
+    old, new = _migrated(lasting_store_url, "0013", _record("20261201_000000_00002_bbbbb", cache="hit"))
+    assert old is not None and (old.backend_name, old.cache) == ("trino-1", None)
+    assert new is not None and new.cache == "hit"

@@ -4,7 +4,8 @@ expects the same answers from each store: a behaviour that differs by store is a
 
 The gateway's own tests run on the in-memory store unless the store is what they prove; what the
 store does for them (backends, the history and its filters, transactions, the audit trail, drain
-counts, health leases, the fleet's routing rules and change notices) is proved here on all three.
+counts, health leases, the fleet's routing rules and change notices, the result cache's purge marks) is proved
+here on all three.
 What only a store that outlives its gateway can do (a second gateway on the same store, a restart)
 is proved on the SQL stores by the tests that need it (``lasting_store_url``).
 """
@@ -21,6 +22,7 @@ import pytest
 from gateway.store import (
     AuditEntry,
     BackendWork,
+    CachedResult,
     DuplicateBackend,
     DuplicateQuery,
     QueryFilter,
@@ -144,6 +146,18 @@ def test_queries_are_recorded_all_or_none_and_read_back_as_written(store_url):
         assert await store.find_queries(QueryFilter()) == (1, [first])
 
     on_store(store_url, scenario)
+
+
+def test_the_result_caches_word_on_a_query_is_kept_with_it(store_url):
+    words = ["hit", "miss", "waited", "refused", "off", "not eligible: " + "non-deterministic function now() " * 4]
+    records = [record(f"q{n}", n, cache=word) for n, word in enumerate(words)] + [record("q-none", 99)]
+
+    async def scenario(store: Store) -> list[str | None]:
+        await store.record_queries(records)
+        assert [await store.get_query(r.query_id) for r in records] == records
+        return [r.cache for r in (await store.find_queries(QueryFilter()))[1]]
+
+    assert on_store(store_url, scenario) == [None, *reversed(words)]
 
 
 def test_a_query_keeps_its_first_outcome_and_its_elapsed_time_is_counted_from_its_submission(store_url):
@@ -413,6 +427,86 @@ def test_the_routing_rules_are_none_until_put_and_the_last_put_stands(store_url)
     on_store(store_url, scenario)
 
 
+# -- the result cache's shared tier ---------------------------------------------------------------
+def cached(
+    n: int, group: str = "adhoc", created_ms: int = 1_000, expires_ms: int = 10_000, size: int = 256
+) -> CachedResult:
+    return CachedResult(
+        f"{n:064x}", group, created_ms, expires_ms, bytes(range(256)) * (size // 256) + bytes(size % 256)
+    )
+
+
+def test_cached_results_are_kept_replaced_by_key_and_none_once_expired(lasting_store_url):
+    large = cached(3, size=3 * 1024 * 1024 + 7)
+
+    async def scenario(store: Store) -> None:
+        assert await store.cached_result_totals() == (0, 0)
+        assert await store.get_cached_result(cached(1).key, 1_000) is None
+        await store.put_cached_result(cached(1, expires_ms=5_000))
+        await store.put_cached_result(cached(2))
+        await store.put_cached_result(large)
+        assert await store.get_cached_result(cached(1).key, 4_999) == cached(1, expires_ms=5_000)
+        assert await store.get_cached_result(large.key, 1_000) == large
+        assert await store.cached_result_totals() == (3, 256 + 256 + len(large.blob))
+        # Expired from expires_ms on: not returned, then deleted (and no longer counted).
+        assert await store.get_cached_result(cached(1).key, 5_000) is None
+        assert await store.expire_cached_results(5_000) == 1
+        assert await store.cached_result_totals() == (2, 256 + len(large.blob))
+        # Put again under its key: replaced, counted once.
+        replacement = cached(3, group="etl", created_ms=6_000, expires_ms=20_000, size=10)
+        await store.put_cached_result(replacement)
+        assert await store.get_cached_result(large.key, 6_000) == replacement
+        assert await store.cached_result_totals() == (2, 256 + 10)
+        assert await store.expire_cached_results(10_000) == 1  # cached(2) expires at 10_000
+        assert await store.expire_cached_results(10_000) == 0
+
+    on_store(lasting_store_url, scenario)
+
+
+def test_purging_cached_results_deletes_all_or_a_groups_and_marks_when(lasting_store_url):
+    async def scenario(store: Store) -> None:
+        for n, group in ((1, "adhoc"), (2, "etl"), (3, "etl"), (4, "adhoc")):
+            await store.put_cached_result(cached(n, group))
+        assert await store.purge_cached_results("etl", 2_000) == 2
+        assert await store.get_cached_result(cached(2).key, 2_000) is None
+        assert await store.get_cached_result(cached(1).key, 2_000) == cached(1, "adhoc")
+        assert await store.cached_result_totals() == (2, 512)
+        assert await store.purge_cached_results("nobody", 2_500) == 0
+        assert await store.purge_cached_results(None, 3_000) == 2
+        assert await store.cached_result_totals() == (0, 0)
+        assert await store.cache_purge_marks() == {"etl": 2_000, "nobody": 2_500, "*": 3_000}
+
+    on_store(lasting_store_url, scenario)
+
+
+def test_every_store_marks_each_purge_of_cached_results_the_last_one_standing(store_url):
+    """The marks tell other workers' own tiers of a purge: kept by every store, the in-memory one too."""
+
+    async def scenario(store: Store) -> dict[str, int]:
+        assert await store.cache_purge_marks() == {}
+        await store.purge_cached_results("etl", 1_000)
+        await store.purge_cached_results(None, 2_000)
+        await store.purge_cached_results("etl", 3_000)
+        return await store.cache_purge_marks()
+
+    assert on_store(store_url, scenario) == {"etl": 3_000, "*": 2_000}
+
+
+def test_the_memory_store_keeps_no_cached_results(store_url):
+    """With memory:// one worker's own tiers hold its entries: the store's tier is a documented no-op."""
+    if not store_url.startswith("memory:"):
+        pytest.skip("the SQL stores keep cached results")
+
+    async def scenario(store: Store) -> None:
+        await store.put_cached_result(cached(1))
+        assert await store.get_cached_result(cached(1).key, 1_000) is None
+        assert await store.cached_result_totals() == (0, 0)
+        assert await store.expire_cached_results(20_000) == 0
+        assert await store.purge_cached_results(None, 2_000) == 0
+
+    on_store(store_url, scenario)
+
+
 # -- what a SQL store shares ----------------------------------------------------------------------
 def test_two_stores_on_one_url_see_each_others_writes(lasting_store_url):
     async def scenario() -> None:
@@ -465,6 +559,25 @@ def test_changes_are_told_to_every_listener_on_postgresql_and_elsewhere_watching
         assert heard == [ANYTHING_CHANGED, BACKENDS_CHANGED, RULES_CHANGED]
     else:
         assert heard == []
+
+
+def test_two_stores_on_one_url_share_cached_results_and_purge_marks(lasting_store_url):
+    async def scenario() -> None:
+        first, second = await open_store(lasting_store_url), await open_store(lasting_store_url)
+        try:
+            await first.put_cached_result(cached(1, "etl"))
+            assert await second.get_cached_result(cached(1).key, 2_000) == cached(1, "etl")
+            await second.put_cached_result(cached(1, "etl", created_ms=1_500))
+            assert await first.get_cached_result(cached(1).key, 2_000) == cached(1, "etl", created_ms=1_500)
+            assert await second.purge_cached_results("etl", 3_000) == 1
+            assert await first.get_cached_result(cached(1).key, 3_000) is None
+            assert await first.cache_purge_marks() == {"etl": 3_000}
+            assert await first.cached_result_totals() == (0, 0)
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

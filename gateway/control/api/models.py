@@ -354,6 +354,10 @@ class Query(ApiModel):
     estimate: Estimate | None = Field(
         description="the planner's estimate routing had, or why none (null: routing asked for none)"
     )
+    cache: str | None = Field(
+        description="the result cache's word on the query: hit, miss, waited (for another query's result), refused "
+        '(the client said no-cache), off, or "not eligible: <why>"; null: the gateway kept none'
+    )
 
     @classmethod
     def of(cls, record: QueryRecord, tracing: GatewayTracingConfig) -> Query:
@@ -382,6 +386,7 @@ class Query(ApiModel):
             trace_id=trace_id,
             trace_url=tracing.trace_url(trace_id),
             estimate=Estimate.of_json(record.estimate),
+            cache=record.cache,
         )
 
 
