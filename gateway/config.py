@@ -64,6 +64,8 @@ def duration_seconds(value: Any) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or math.isnan(seconds):
         raise ValueError(f"{value!r} is not a duration")
     return float(seconds)
+
+
 """Seconds, written as a number or with a unit (``300ms``, ``2s``, ``10m``)."""
 
 

@@ -34,7 +34,7 @@ _PREFIX = {
     "orders": "o_",
     "lineitem": "l_",
 }
-CATALOGS = ("memory", "tpch")
+CATALOGS = ("memory", "system", "tpch")
 
 # The schemas Trino's tpch connector lists, by scale factor.
 TPCH_SCHEMAS = {
@@ -127,14 +127,33 @@ def create_database() -> duckdb.DuckDBPyConnection:
             db.execute(f"CREATE SCHEMA tpch.{schema}")
             for table in TPCH_TABLES:
                 db.execute(f"CREATE VIEW tpch.{schema}.{table} AS SELECT * FROM tpch.tiny.{table}")
+    # Trino's system catalog, as far as clients and the gateway's tests read it: the cluster's nodes
+    # (io.trino.connector.system.NodeSystemTable's columns), this server the one coordinator.
+    system = in_duckdb("system")
+    db.execute(f"ATTACH ':memory:' AS {system}")
+    db.execute(f"CREATE SCHEMA {system}.runtime")
+    db.execute(
+        f"CREATE TABLE {system}.runtime.nodes (node_id VARCHAR, http_uri VARCHAR, node_version VARCHAR, "
+        "coordinator BOOLEAN, state VARCHAR)"
+    )
+    db.execute(f"INSERT INTO {system}.runtime.nodes VALUES ('trinosim', 'http://127.0.0.1', '446', true, 'active')")
     db.execute('USE memory."default"')
     return db
+
+
+# Catalogs whose name DuckDB keeps for itself, and the database that holds each.
+_DUCKDB_NAMES = {"system": "trino_system"}
+
+
+def in_duckdb(catalog: str) -> str:
+    """The DuckDB database that holds Trino catalog ``catalog``."""
+    return _DUCKDB_NAMES.get(catalog, catalog)
 
 
 def schema_exists(db: duckdb.DuckDBPyConnection, catalog: str, schema: str) -> bool:
     row = db.execute(
         "SELECT count(*) FROM duckdb_schemas() WHERE database_name = ? AND schema_name = ?",
-        [catalog, schema],
+        [in_duckdb(catalog), schema],
     ).fetchone()
     return bool(row and row[0])
 
@@ -144,7 +163,7 @@ def table_exists(db: duckdb.DuckDBPyConnection, catalog: str, schema: str, table
         "SELECT count(*) FROM (SELECT database_name, schema_name, table_name FROM duckdb_tables() "
         "UNION ALL SELECT database_name, schema_name, view_name FROM duckdb_views() WHERE NOT internal) "
         "WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-        [catalog, schema, table],
+        [in_duckdb(catalog), schema, table],
     ).fetchone()
     return bool(row and row[0])
 

@@ -453,7 +453,7 @@ class Planner:
             if len(names) > 1 and names[-2] == "information_schema":
                 continue
             catalog_name, schema, name = self._resolve_table(names)
-            table.set("catalog", exp.to_identifier(catalog_name, quoted=True))
+            table.set("catalog", exp.to_identifier(catalog.in_duckdb(catalog_name), quoted=True))
             table.set("db", exp.to_identifier(schema, quoted=True))
             table.set("this", exp.to_identifier(name, quoted=True))
             if table is target:

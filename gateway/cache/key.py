@@ -34,7 +34,9 @@ _IGNORED = frozenset(
     }
 )
 # Headers whose value is a comma-separated list whose order does not matter.
-_UNORDERED = frozenset({b"x-trino-session", b"x-trino-role", b"x-trino-extra-credential", b"x-trino-client-capabilities"})
+_UNORDERED = frozenset(
+    {b"x-trino-session", b"x-trino-role", b"x-trino-extra-credential", b"x-trino-client-capabilities"}
+)
 
 
 def owner_of(verified_user: str | None, user: str | None, authorization: bytes | None, shared_group: str | None) -> str:

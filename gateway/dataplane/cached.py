@@ -99,9 +99,7 @@ class CachedAnswers:
             return self._counted(x, group, Considered(f"{NOT_ELIGIBLE}: {why_not}"))
         normalised = self._examine(sql).normalised
         assert normalised is not None
-        owner = owner_of(
-            x.scope.get(VERIFIED_USER), user, _authorization(x), group if use.shared else None
-        )
+        owner = owner_of(x.scope.get(VERIFIED_USER), user, _authorization(x), group if use.shared else None)
         key = cache_key(self.cache.secret, normalised, group, owner, x.scope["headers"])
         if use.lookup:
             stored = await self.cache.get(key, now_ms())
@@ -116,7 +114,9 @@ class CachedAnswers:
             # The query it waited for failed, took longer than the grace, or the client refused a
             # cached answer: it runs on its own, and is not captured (its twin is, or failed).
             return self._counted(x, group, Considered(REFUSED if not use.lookup else MISS))
-        return self._counted(x, group, Considered(REFUSED if not use.lookup else MISS, self._capture(flight, key, group, use)))
+        return self._counted(
+            x, group, Considered(REFUSED if not use.lookup else MISS, self._capture(flight, key, group, use))
+        )
 
     def _why_not(self, sql: str, in_transaction: bool, catalog: str | None) -> str | None:
         if in_transaction:

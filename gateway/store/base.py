@@ -192,6 +192,16 @@ class Store(Protocol):
         """(entries, the bytes of their blobs), expired ones not yet deleted included."""
         ...
 
+    async def count_cache_words(self, since_ms: int) -> dict[tuple[str, str], int]:
+        """(routing group, the cache's word) -> how many queries submitted at or after ``since_ms`` the
+        history holds with that word (queries the cache had no word on are not counted)."""
+        ...
+
+    async def shared_secret(self, name: str) -> bytes:
+        """The secret called ``name``: random, made by the first caller, the same for every worker and
+        node of the store afterwards (the in-memory store: this process's)."""
+        ...
+
 
 async def seed_backends(store: Store, seeds: list[Backend]) -> None:
     """Make the configured backends exist as the file says, keeping the active flag operators set

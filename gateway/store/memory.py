@@ -9,6 +9,7 @@ cache's purge marks.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Callable
 
 from gateway.store.backend import Backend
@@ -42,6 +43,7 @@ class MemoryStore:
         self._leases: dict[str, tuple[str, int]] = {}
         self._checks: dict[str, SharedCheck] = {}
         self._rules: SharedRulesText | None = None
+        self._secrets: dict[str, bytes] = {}
         self._cache_purges: dict[str, int] = {}
         # Tests set this to make every call fail, as a store that is down does.
         self.failing: str | None = None
@@ -296,3 +298,15 @@ class MemoryStore:
         """(0, 0): no entries are kept here."""
         self._check()
         return 0, 0
+
+    async def count_cache_words(self, since_ms: int) -> dict[tuple[str, str], int]:
+        self._check()
+        counts: dict[tuple[str, str], int] = {}
+        for record in self._queries.values():
+            if record.cache is not None and record.submitted_at >= since_ms:
+                counts[(record.routing_group, record.cache)] = counts.get((record.routing_group, record.cache), 0) + 1
+        return counts
+
+    async def shared_secret(self, name: str) -> bytes:
+        self._check()
+        return self._secrets.setdefault(name, secrets.token_bytes(32))

@@ -243,3 +243,12 @@ cache_purges = sa.Table(
     sa.Column("routing_group", Text(255), primary_key=True),
     sa.Column("purged_ms", sa.BigInteger, nullable=False),
 )
+
+# Secrets every worker and node of the store shares, made by the first that needs one (migration 0014):
+# the result cache's keys are made with one.
+secrets_table = sa.Table(
+    "gateway_secret",
+    metadata,
+    sa.Column("name", Text(64), primary_key=True),
+    sa.Column("value", Text(128), nullable=False),
+)

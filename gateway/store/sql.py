@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -53,6 +54,7 @@ from gateway.store.schema import (
     fitted,
     query_history,
     result_cache,
+    secrets_table,
     shared_checks,
     shared_rules,
     transactions,
@@ -605,6 +607,26 @@ class SqlStore:
                 )
             ).one()
             return int(entries), int(size)
+
+    async def count_cache_words(self, since_ms: int) -> dict[tuple[str, str], int]:
+        history = query_history
+        select = (
+            sa.select(history.c.routing_group, history.c.cache, sa.func.count())
+            .where(history.c.submitted_at >= since_ms, history.c.cache.is_not(None))
+            .group_by(history.c.routing_group, history.c.cache)
+        )
+        async with self.engine.connect() as connection:
+            return {(group, word): int(count) for group, word, count in await connection.execute(select)}
+
+    async def shared_secret(self, name: str) -> bytes:
+        made = _insert(self.engine.dialect.name, secrets_table).values(name=name, value=secrets.token_hex(32))
+        async with self.engine.begin() as connection:
+            # The first writer's wins; everyone reads that one.
+            await connection.execute(made.on_conflict_do_nothing(index_elements=["name"]))
+            value = (
+                await connection.execute(sa.select(secrets_table.c.value).where(secrets_table.c.name == name))
+            ).scalar_one()
+        return bytes.fromhex(value)
 
 
 def _insert(dialect: str, table: sa.Table) -> Any:

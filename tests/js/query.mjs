@@ -1,6 +1,7 @@
 // Runs one statement with the Trino JavaScript client and prints what the client saw, as JSON:
 //   node query.mjs <server> <user> <sql> [--session k=v] [--cancel-at-once]
-// {"ids": [...ids the pages carried], "states": [...], "rows": [...], "error": {...} | null, "cancelled": bool}
+// {"ids": [...ids the pages carried], "states": [...], "columns": [...the first page's with columns],
+//  "rows": [...], "error": {...} | null, "cancelled": bool}
 // The client's iterator yields only pages with rows (and the last); the submission's own answer is
 // read from it too, as the first page seen: its id is what --cancel-at-once cancels (trino.cancel).
 import { Trino } from "trino-client";
@@ -18,7 +19,7 @@ for (let i = 0; i < flags.length; i++) {
 }
 
 const trino = Trino.create({ server, session, extraHeaders: { "X-Trino-User": user } });
-const seen = { ids: [], states: [], rows: [], error: null, cancelled: false };
+const seen = { ids: [], states: [], columns: null, rows: [], error: null, cancelled: false };
 try {
   const pages = await trino.query(sql);
   const submitted = pages.iter.queryResult;
@@ -32,6 +33,7 @@ try {
     seen.ids.push(page.id);
     seen.states.push(page.stats?.state);
     if (page.error) seen.error = page.error;
+    if (page.columns && seen.columns === null) seen.columns = page.columns;
     for (const row of page.data ?? []) seen.rows.push(row);
   }
 } catch (error) {

@@ -172,7 +172,7 @@ def test_create_insert_and_ctas_report_update_types_and_counts(sim):
 
 
 def test_metadata_statements(sim):
-    assert run_query(sim.url, "SHOW CATALOGS") == [["memory"], ["tpch"]]
+    assert run_query(sim.url, "SHOW CATALOGS") == [["memory"], ["system"], ["tpch"]]
     assert ["tiny"] in run_query(sim.url, "SHOW SCHEMAS FROM tpch")
     tables = run_query(sim.url, "SHOW TABLES FROM tpch.tiny")
     assert ["lineitem"] in tables and ["nation"] in tables and len(tables) == 8

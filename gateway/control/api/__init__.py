@@ -14,8 +14,8 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.control.api import access, openapi
 from gateway.control.api.audit import audit_api
-from gateway.control.api.cache import cache_api
 from gateway.control.api.backends import backends_api
+from gateway.control.api.cache import cache_api
 from gateway.control.api.login import login_api
 from gateway.control.api.metrics import metrics_api
 from gateway.control.api.queries import queries_api

@@ -32,7 +32,9 @@ def cache_api(services: Services) -> Blueprint:
 
     @api.get("/gateway/cache")
     @reader
-    @answers({200: Answer("the result cache", CacheStatus), 400: "since is not epoch milliseconds"}, query=CacheStatusArgs)
+    @answers(
+        {200: Answer("the result cache", CacheStatus), 400: "since is not epoch milliseconds"}, query=CacheStatusArgs
+    )
     async def status() -> Response:
         """Each routing group's use of the result cache over the last hour (or since ``since``), from the query
         history of every worker and node; the entries each tier holds."""
@@ -70,9 +72,7 @@ def cache_api(services: Services) -> Blueprint:
         cache = services.result_cache
         assert cache is not None
         purged = await cache.purge(args.group)
-        await services.audit.record(
-            principal(), address(), action(), args.group or "*", after={"purged": purged}
-        )
+        await services.audit.record(principal(), address(), action(), args.group or "*", after={"purged": purged})
         return json_response(CachePurged(group=args.group, purged=purged))
 
     return api

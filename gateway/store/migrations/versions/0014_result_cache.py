@@ -1,5 +1,6 @@
 """The result cache: its entries shared through the store, when each routing group's entries (or all)
-were last purged, and the cache's word on each query in the query history.
+were last purged, the cache's word on each query in the query history, and the secret the fleet's
+cache keys are made with (made once, by the first node that needs it).
 
 Revision ID: 0014
 Revises: 0013
@@ -31,9 +32,15 @@ def upgrade() -> None:
         sa.Column("purged_ms", sa.BigInteger, nullable=False),
     )
     op.add_column("query_history", sa.Column("cache", sa.String(160), nullable=True))
+    op.create_table(
+        "gateway_secret",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(128), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("gateway_secret")
     with op.batch_alter_table("query_history") as batch:
         batch.drop_column("cache")
     op.drop_table("gateway_cache_purge")
