@@ -208,6 +208,13 @@ def ask_everything(ask: Asker, gateway: InProcessGateway) -> None:
     assert ask("POST", rules + "/test", user, json=trial).json()["rule"] == "airflow2"
     assert ask("POST", rules + "/test", user, json={"sql": 1}).status_code == 400
 
+    cache = "/gateway/cache"
+    assert ask("GET", cache, user).json()["tiers"]["memory"]["entries"] == 0
+    assert ask("GET", cache, admin, params={"since": "yesterday"}).status_code == 400
+    assert ask("DELETE", cache, user).status_code == 403
+    assert ask("DELETE", cache, admin, params={"group": "adhoc"}).json() == {"group": "adhoc", "purged": 0}
+    assert ask("DELETE", cache, admin, params={"group": ""}).status_code == 400
+
     assert ask("GET", "/gateway/audit", admin).json()["entries"]
     assert ask("GET", "/gateway/audit", admin, params={"limit": "x"}).status_code == 400
     # Refused before the handler runs: no role, no right to change, no credentials, wrong ones, too many.
