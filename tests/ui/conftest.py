@@ -65,13 +65,18 @@ def traces() -> Iterator[OtlpReceiver]:
     receiver.stop()
 
 
+def password_auth(directory: Path) -> dict[str, Any]:
+    """The ``auth`` section: alice, bob and carol in a password file in ``directory``, with ROLES."""
+    password_file = directory / "password.db"
+    password_file.write_text("".join(f"{user}:{hash_password(pw, rounds=4)}\n" for user, pw in PASSWORDS.items()))
+    return {"password_file": str(password_file), "roles": ROLES}
+
+
 @pytest.fixture(scope="module")
 def ui_gateway(
     loop_thread: LoopThread, sims: list[InProcessSim], traces: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcessGateway]:
     directory = tmp_path_factory.mktemp("ui")
-    password_file = directory / "password.db"
-    password_file.write_text("".join(f"{user}:{hash_password(pw, rounds=4)}\n" for user, pw in PASSWORDS.items()))
     rules_file = directory / "rules.yaml"
     rules_file.write_text(RULES)
     backends = three_backends(sims)
@@ -80,7 +85,7 @@ def ui_gateway(
         backend["monitor"] = "UI_API"
     config = {
         **backends,
-        "auth": {"password_file": str(password_file), "roles": ROLES},
+        "auth": password_auth(directory),
         "routing_rules": {"enabled": True, "type": "FILE", "rules_file": str(rules_file)},
         "health": {"interval": 1},
         "observability": {"tracing": {"endpoint": traces.url, "ui_url": TRACING_UI}},

@@ -243,6 +243,10 @@ def test_the_overview_shows_every_group_and_the_queries_just_run(as_user, ui_gat
     page = as_user("alice").goto("/")
     expect(page.locator('[data-group="adhoc"]')).to_contain_text("trino-1")
     expect(page.locator('[data-group="etl"]')).to_contain_text("trino-3")
+    # No group caches results here: the cache panel says it is off and where to turn it on.
+    expect(page.locator("#cache-off")).to_contain_text("The result cache is off")
+    expect(page.locator("#cache-off")).to_contain_text("docs/cache.md")
+    expect(page.get_by_role("button", name="Purge cache")).to_be_hidden()
     expect(page.locator("#chart canvas")).to_be_visible()
     summary = page.locator('#chart-summary tr[data-series="etl"]')
     expect(summary).to_be_visible()

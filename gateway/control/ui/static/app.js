@@ -90,6 +90,32 @@ export function duration(ms) {
   return `${minutes} min ${Math.round(seconds % 60)} s`;
 }
 
+/** A size in bytes as people read it: 512 B, 1.5 KiB, 20.3 MiB. */
+export function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The result cache's word on a query (hit, waited, miss, refused, "not eligible: why"), or null. */
+export function cacheBadge(word) {
+  if (!word) return null;
+  const [kind, ...why] = word.split(":");
+  const reason = why.join(":").trim();
+  return el(
+    "span",
+    { class: `badge cache-${kind.trim().replace(/\s+/g, "-")}`, title: reason || null, dataset: { cache: word } },
+    kind.trim(),
+    reason ? el("span", { class: "sr-only" }, `: ${reason}`) : null,
+  );
+}
+
 export function stateBadge(state) {
   const value = state || "RUNNING";
   return el("span", { class: `badge state-${value.toLowerCase()}` }, value);

@@ -1,7 +1,8 @@
 // Overview: every routing group and its clusters (GET /gateway/health) with the queries waiting in the
-// gateway, and the last hour's queries per second and error rate (GET /gateway/queries/stats), both
-// refreshed live.
-import { api, duration, el, every, replace, stateBadge } from "/assets/app.js";
+// gateway, each group's use of the result cache and what its tiers hold (GET /gateway/cache; ADMIN
+// purges it: DELETE /gateway/cache), and the last hour's queries per second and error rate
+// (GET /gateway/queries/stats), all refreshed live.
+import { api, bytes, confirmDialog, duration, el, every, mayChange, notice, replace, stateBadge } from "/assets/app.js";
 
 // "running / max running" of the gateway's slots on a cluster, where it has a limit.
 function slots(b) {
@@ -111,6 +112,130 @@ async function refreshGroups() {
   replace("groups", cards);
 }
 
+// -- the result cache ---------------------------------------------------------------------------
+const TIERS = [
+  ["memory", "Memory", "this gateway worker's"],
+  ["disk", "Disk", "this gateway node's"],
+  ["store", "Store", "shared by every node (SQLite or PostgreSQL)"],
+];
+
+function percent(ratio) {
+  return ratio == null ? "–" : `${(100 * ratio).toFixed(1)} %`;
+}
+
+function ttl(seconds) {
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return duration(Math.round(seconds * 1000));
+}
+
+function ttlCell(g) {
+  if (g.ttlSeconds == null) {
+    const why = `${g.group} does not cache; a routing rule may`;
+    return el("td", {}, el("span", { class: "no-figure", title: why, "aria-hidden": "true" }, "–"), el("span", { class: "sr-only" }, why));
+  }
+  return el("td", {}, ttl(g.ttlSeconds), g.optIn ? " (opt-in)" : "");
+}
+
+function cacheRow(g) {
+  return el(
+    "tr",
+    { dataset: { cacheGroup: g.group } },
+    el("th", { scope: "row" }, g.group),
+    el("td", { class: "num ratio" }, percent(g.hitRatio)),
+    el("td", { class: "num" }, g.hits + g.waited),
+    el("td", { class: "num" }, g.misses),
+    el("td", { class: "num" }, g.refused),
+    el("td", { class: "num" }, g.notEligible),
+    ttlCell(g),
+    el("td", {}, g.shared ? "yes" : "no"),
+    mayChange
+      ? el("td", {}, el("button", { type: "button", class: "danger", onclick: () => purge(g.group), "aria-label": `Purge ${g.group}'s cache` }, "Purge"))
+      : null,
+  );
+}
+
+function tiersTable(status) {
+  return el(
+    "table",
+    { class: "data", id: "cache-tiers" },
+    el("caption", {}, "What the cache holds"),
+    el("thead", {}, el("tr", {}, ...["Tier", "Entries", "Size"].map((h) => el("th", { scope: "col" }, h)))),
+    el(
+      "tbody",
+      {},
+      TIERS.filter(([name]) => status.tiers[name]).map(([name, label, whose]) =>
+        el(
+          "tr",
+          { dataset: { tier: name } },
+          el("th", { scope: "row" }, label, " ", el("span", { class: "hint" }, whose)),
+          el("td", { class: "num" }, status.tiers[name].entries),
+          el("td", { class: "num" }, bytes(status.tiers[name].size)),
+        ),
+      ),
+    ),
+  );
+}
+
+async function refreshCache() {
+  const status = await api("GET", "/gateway/cache");
+  const held = Object.values(status.tiers).some((t) => t.entries > 0);
+  const toolbar = document.getElementById("cache-toolbar");
+  if (toolbar) toolbar.hidden = !status.groups.length && !held;
+  if (!status.groups.length) {
+    const off = el(
+      "p",
+      { id: "cache-off" },
+      "The result cache is off: no routing group caches. Turn it on per group with ",
+      el("code", {}, "routing.groups.<group>.cache.ttl"),
+      " (see docs/cache.md).",
+    );
+    replace("cache-panel", off, held ? tiersTable(status) : null);
+    return;
+  }
+  const headers = ["Group", "Hit ratio", "Hits + waited", "Misses", "Refused", "Not eligible", "TTL", "Shared"];
+  replace(
+    "cache-panel",
+    el(
+      "div",
+      { class: "scroll" },
+      el(
+        "table",
+        { class: "data", id: "cache-groups" },
+        el("caption", { class: "sr-only" }, "Each routing group's use of the result cache over the last hour"),
+        el(
+          "thead",
+          {},
+          el("tr", {}, ...headers.map((h) => el("th", { scope: "col" }, h)), mayChange ? el("th", { scope: "col" }, el("span", { class: "sr-only" }, "Actions")) : null),
+        ),
+        el("tbody", {}, status.groups.map(cacheRow)),
+      ),
+    ),
+    el("div", { class: "scroll" }, tiersTable(status)),
+    el("p", { class: "hint" }, `${status.flights} ${status.flights === 1 ? "query" : "queries"} running in this worker that identical ones may wait for.`),
+  );
+}
+
+async function purge(group) {
+  const what = group ? `the cached results of ${group}` : "every cached result, of every group";
+  const question = `Purge ${what}? On every gateway node; their queries run on a cluster again until their results are cached anew.`;
+  if (!(await confirmDialog(question, "Purge"))) return;
+  try {
+    const answer = await api("DELETE", group ? `/gateway/cache?group=${encodeURIComponent(group)}` : "/gateway/cache");
+    const entries = `${answer.purged} ${answer.purged === 1 ? "entry" : "entries"}`;
+    notice(`Purged ${entries} of the result cache (${group ? group : "every group"}).`);
+  } catch (error) {
+    notice(`Could not purge the cache: ${error.message}`, "error");
+  }
+  try {
+    await refreshCache();
+  } catch (error) {
+    notice(`Could not refresh: ${error.message}`, "error", "refresh");
+  }
+}
+
+if (mayChange) document.getElementById("purge-cache").addEventListener("click", () => purge(null));
+
 // -- the chart --------------------------------------------------------------------------------
 const HOUR = 3600 * 1000;
 const STEP = 60;
@@ -204,3 +329,4 @@ window.addEventListener("resize", () => {
 
 every(3000, refreshGroups);
 every(10000, refreshChart);
+every(10000, refreshCache);

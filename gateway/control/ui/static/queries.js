@@ -1,6 +1,7 @@
-// Query history (GET /gateway/queries): filters kept in the address bar, pages of 50. A USER's
-// list holds its own queries only: the API decides that, not this page.
-import { api, duration, el, Pager, params, replace, setParams, stateBadge, time } from "/assets/app.js";
+// Query history (GET /gateway/queries): filters kept in the address bar, pages of 50; the result
+// cache's word on each query it had one on. A USER's list holds its own queries only: the API
+// decides that, not this page.
+import { api, cacheBadge, duration, el, Pager, params, replace, setParams, stateBadge, time } from "/assets/app.js";
 
 const PAGE = 50;
 const form = document.getElementById("filters");
@@ -40,6 +41,7 @@ function row(q) {
     el("td", {}, time(q.submittedAt)),
     el("td", { class: "num" }, duration(q.queuedMs)),
     el("td", { class: "num" }, duration(q.elapsedMs)),
+    el("td", { class: "cache" }, cacheBadge(q.cache)),
     el("td", { class: "sql", title: sql }, sql.length > 120 ? `${sql.slice(0, 120)}…` : sql),
   );
 }
@@ -54,7 +56,7 @@ async function load() {
   const page = await api("GET", `/gateway/queries?${search}`);
   replace(
     document.querySelector("#queries tbody"),
-    page.queries.length ? page.queries.map(row) : el("tr", {}, el("td", { colspan: 9 }, "No query matches.")),
+    page.queries.length ? page.queries.map(row) : el("tr", {}, el("td", { colspan: 10 }, "No query matches.")),
   );
   const last = Math.min(page.total, offset + page.queries.length);
   document.getElementById("count").textContent = page.total
@@ -64,7 +66,7 @@ async function load() {
 }
 
 function show(error) {
-  replace(document.querySelector("#queries tbody"), el("tr", {}, el("td", { colspan: 9, class: "error" }, error.message)));
+  replace(document.querySelector("#queries tbody"), el("tr", {}, el("td", { colspan: 10, class: "error" }, error.message)));
 }
 
 for (const [name, value] of Object.entries(params())) {

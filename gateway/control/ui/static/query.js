@@ -1,7 +1,8 @@
 // One query (GET /gateway/queries/{id}): its SQL, timings (its wait in the gateway too), where it ran
-// and why, the planner's estimate routing had, its earlier attempts, its error, its trace, and its
-// page in the Trino UI (through the gateway, which sends it to the query's cluster).
-import { api, duration, el, estimateView, replace, stateBadge, time } from "/assets/app.js";
+// and why, the result cache's word on it, the planner's estimate routing had, its earlier attempts,
+// its error, its trace, and its page in the Trino UI (through the gateway, which sends it to the
+// query's cluster).
+import { api, cacheBadge, duration, el, estimateView, replace, stateBadge, time } from "/assets/app.js";
 
 const box = document.getElementById("query");
 const id = box.dataset.queryId;
@@ -16,6 +17,16 @@ function routedBy(q) {
   if (q.routingSource === "external") return ["the routing service"];
   if (q.routingSource === "cost") return ["the cost router"];
   return [q.routingSource === "default" || !q.routingSource ? "the default group" : q.routingSource];
+}
+
+// What the cache's word means, beside it (the reason why a query was not eligible is in its badge's title).
+function cacheWhy(word) {
+  if (word === "hit") return " answered from the cache, without a cluster";
+  if (word === "waited") return " answered with the result of an identical query that was running";
+  if (word === "miss") return " ran on a cluster; its result was cached if it could be";
+  if (word === "refused") return " the client asked for no cached answer";
+  if (word.startsWith("not eligible:")) return ` ${word.slice("not eligible:".length).trim()}`;
+  return "";
 }
 
 async function load() {
@@ -49,6 +60,7 @@ async function load() {
       fact("Cluster", el("a", { href: `/clusters#${encodeURIComponent(q.backend)}` }, q.backend), " ", el("span", { class: "url" }, q.backendUrl)),
       fact("Gateway id", q.gatewayQueryId ? el("code", { id: "gateway-id" }, q.gatewayQueryId) : "–"),
       fact("Queued in the gateway", q.queuedMs == null ? "–" : el("span", { id: "queued" }, duration(q.queuedMs))),
+      fact("Result cache", q.cache ? el("span", { id: "cache-word" }, cacheBadge(q.cache), cacheWhy(q.cache)) : "–"),
       fact("Earlier attempts", q.attempts ? el("span", { id: "attempts" }, q.attempts) : "–"),
       fact("Submitted", time(q.submittedAt)),
       fact("Finished", q.finishedAt ? time(q.finishedAt) : "–"),
