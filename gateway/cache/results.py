@@ -34,6 +34,8 @@ log = logging.getLogger("gateway.cache")
 HIT, WAITED, MISS, REFUSED = "hit", "waited", "miss", "refused"
 NOT_ELIGIBLE = "not eligible"
 MARKS_SECONDS = 1.0
+# Results up to this size are encoded on the event loop (well under a millisecond); larger ones in a thread.
+ENCODED_INLINE_BYTES = 256 * 1024
 # Results decoded lately (a client reads a result page by page): bounded by their blobs' bytes.
 DECODED_BYTES = 32 * 1024 * 1024
 
@@ -111,11 +113,26 @@ class ResultCache:
         return result, pages
 
     # -- put ----------------------------------------------------------------------------------------
-    def put(self, key: str, group: str, result: Result, ttl: float) -> Stored:
-        """A finished result into the cache: in memory at once (its waiters read it there), then to the
-        store in the background when it is small enough to share."""
+    def put(self, key: str, group: str, result: Result, ttl: float, then: Callable[[Stored | None], None]) -> None:
+        """A finished result into the cache (in memory; to the store in the background when it is small
+        enough to share); ``then`` is told the entry once it is kept (None: it could not be). A large
+        result is encoded (compressed) in a thread: the event loop serves every other query meanwhile."""
+        if result.size <= ENCODED_INLINE_BYTES:
+            then(self._made(key, group, result.encode(), ttl))
+            return
+
+        async def encode() -> None:
+            stored = None
+            try:
+                stored = self._made(key, group, await asyncio.to_thread(result.encode), ttl)
+            finally:
+                then(stored)
+
+        self._in_background(encode())
+
+    def _made(self, key: str, group: str, blob: bytes, ttl: float) -> Stored:
         now = int(time.time() * 1000)
-        stored = Stored(key, group, now, now + int(ttl * 1000), result.encode())
+        stored = Stored(key, group, now, now + int(ttl * 1000), blob)
         self.keep(stored)
         return stored
 

@@ -141,13 +141,16 @@ class CachedAnswers:
         return examined
 
     def _capture(self, flight: Flight, key: str, group: str, use: Use) -> Capture:
-        def done(result: Result | None, why: str | None) -> None:
-            stored = None
-            if result is not None:
-                stored = self.cache.put(key, group, result, use.ttl)
-            elif why is not None:
-                log.info("a result of routing group %r is not cached: %s", group, why)
+        def landed(stored: Stored | None) -> None:
             self.cache.flights.land(flight, stored)
+
+        def done(result: Result | None, why: str | None) -> None:
+            if result is not None:
+                self.cache.put(key, group, result, use.ttl, landed)
+                return
+            if why is not None:
+                log.warning("a result of routing group %r is not cached: %s", group, why)
+            landed(None)
 
         return Capture(self.settings.max_entry_bytes, done)
 

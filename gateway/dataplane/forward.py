@@ -74,7 +74,7 @@ class Forwarder:
                 await fail_query(x, self.book, query, message, query.id)
                 return
             self.health.poll_answered(name)
-            await self.book.page_seen(query, answer.headers, content, not continues(content))
+            await self.book.page_seen(query, answer.headers, content, not continues(content), x.scope["path"])
         elif method == "DELETE" and status == 204 and _PARTIAL_CANCEL not in target:
             # (A partial cancel stops one stage: the query goes on.)
             self.book.finished(query, FAILED, "USER_CANCELED")

@@ -86,7 +86,9 @@ class HeldRequests:
         if not no_rows_yet(content):
             # Rows (or the end): from here the client follows the backend's own URIs, as any query.
             query.submission = None
-            await self.book.page_seen(query, answer.headers, content, not continues(content))
+            await self.book.page_seen(query, answer.headers, content, not continues(content), x.scope["path"])
+        elif query.capture is not None:
+            query.capture.page(content, False, x.scope["path"])  # (its result's pages are a chain: none missed)
         rewritten = rewrite_uris(content, x.base, backend.proxy_to, backend.name)
         await x.respond(200, hdr.to_client(answer.headers), rewritten)
 

@@ -226,11 +226,14 @@ class QueryBook:
         state, error_name = outcome_of_page(page)
         self.finished(query, state, error_name)
 
-    async def page_seen(self, query: Query, headers: list[tuple[bytes, bytes]], page: bytes, last: bool) -> None:
-        """A result page of ``query`` came (``last``: it has no nextUri): what it says about the query's
-        life (its transaction, its end) is recorded."""
+    async def page_seen(
+        self, query: Query, headers: list[tuple[bytes, bytes]], page: bytes, last: bool, path: str | None = None
+    ) -> None:
+        """A result page of ``query`` came (``last``: it has no nextUri; ``path``: the one its client
+        asked for, None for the submission's answer): what it says about the query's life (its
+        transaction, its end, its result for the cache) is recorded."""
         if query.capture is not None:
-            query.capture.page(page, last)
+            query.capture.page(page, last, path)
         if query.control is not None:
             await self.transaction_answer(query, headers)
         if last:
