@@ -34,6 +34,10 @@ class Flight:
 
     async def wait(self, grace: float) -> Stored | None:
         """The leader's entry, or None when it landed without one or ``grace`` passed first."""
+        if self._landed.is_set():
+            return self.entry
+        if grace <= 0:
+            return None  # (cache.grace 0: nobody waits, which is not giving up on a slow flight)
         self.waiters += 1
         try:
             await asyncio.wait_for(self._landed.wait(), grace)

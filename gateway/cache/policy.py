@@ -11,6 +11,7 @@ rule's word, the client's tags. Off unless one of them turns it on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gateway.config import GroupCacheConfig
@@ -33,26 +34,37 @@ def decide(group: GroupCacheConfig | None, rule_ttl: float | None, client_tags: 
     if group is None and rule_ttl is None:
         return None  # the common case, decided without reading the tags
     tags = _tags(client_tags)
+    asked = _asked_ttls(tags)
     if rule_ttl is not None:
         if rule_ttl <= 0:
             return None
         ttl = rule_ttl
     else:
         assert group is not None
-        if group.opt_in and CACHE not in tags and not any(tag.startswith(CACHE_TTL) for tag in tags):
-            return None
+        if group.opt_in and CACHE not in tags and not asked:
+            return None  # (a cache-ttl=N whose N is not a number asks nothing)
         ttl = group.ttl
+    for seconds in asked:
+        if seconds <= 0:
+            return None
+        ttl = min(ttl, seconds)
+    shared = group.shared if group is not None else False
+    return Use(ttl, shared, lookup=NO_CACHE not in tags)
+
+
+def _asked_ttls(tags: set[str]) -> list[float]:
+    """The TTLs the ``cache-ttl=N`` tags ask for; a tag whose N is not a (finite) number is as if not
+    there."""
+    asked = []
     for tag in tags:
         if tag.startswith(CACHE_TTL):
             try:
-                asked = float(tag[len(CACHE_TTL) :])
+                seconds = float(tag[len(CACHE_TTL) :])
             except ValueError:
-                continue  # not a number: as if the tag were not there
-            if asked <= 0:
-                return None
-            ttl = min(ttl, asked)
-    shared = group.shared if group is not None else False
-    return Use(ttl, shared, lookup=NO_CACHE not in tags)
+                continue
+            if math.isfinite(seconds):  # (nan and inf are no number of seconds either)
+                asked.append(seconds)
+    return asked
 
 
 def _tags(client_tags: str | None) -> set[str]:

@@ -26,7 +26,7 @@ from gateway.cache.result import Result
 from gateway.cache.stored import Stored
 from gateway.config import CacheConfig
 from gateway.store import Store, StoreError
-from gateway.store.records import CachedResult
+from gateway.store.records import ALL_GROUPS, CachedResult
 
 log = logging.getLogger("gateway.cache")
 
@@ -67,6 +67,9 @@ class ResultCache:
         self._decoded: OrderedDict[str, tuple[Result, list[tuple[int, int]], int, int]] = OrderedDict()
         self._decoded_bytes = 0
         self._background: set[asyncio.Task[None]] = set()
+        # Entries evicted from memory whose disk write is under way: a read meanwhile (a waiter's first
+        # page, when memory cannot hold the entry at all) finds them here.
+        self._spilling: dict[str, Stored] = {}
 
     def counted(self, group: str, word: str) -> None:
         self.counts[(group, word)] += 1
@@ -76,12 +79,20 @@ class ResultCache:
     async def get(self, key: str, now_ms: int) -> Stored | None:
         """The entry of ``key``, from the nearest tier that has it (and not purged since it was made)."""
         await self._read_marks()
+        # Each tier's entry is checked against the purge marks: one made before a purge answers nothing,
+        # and does not hide a newer one further on.
         stored = self.memory.get(key, now_ms)
-        if stored is None and self.disk is not None:
+        if stored is not None and not self._purged(stored):
+            return stored
+        stored = self._spilling.get(key)
+        if stored is not None and not stored.expired(now_ms) and not self._purged(stored):
+            return stored  # (on its way to disk)
+        if self.disk is not None:
             stored = await self.disk.get(key, now_ms)
-            if stored is not None:
-                self._keep_in_memory(stored)
-        if stored is None and self.settings.shared_entry_bytes > 0:
+            if stored is not None and not self._purged(stored):
+                self._keep_in_memory(stored, on_disk=True)
+                return stored
+        if self.settings.shared_entry_bytes > 0:
             try:
                 shared = await self.store.get_cached_result(key, now_ms)
             except StoreError as error:
@@ -89,10 +100,10 @@ class ResultCache:
                 shared = None
             if shared is not None:
                 stored = Stored(shared.key, shared.group, shared.created_ms, shared.expires_ms, shared.blob)
-                self._keep_in_memory(stored)
-        if stored is not None and self._purged(stored):
-            return None  # (a new entry of the key replaces it in memory)
-        return stored
+                if not self._purged(stored):
+                    self._keep_in_memory(stored)
+                    return stored
+        return None
 
     def decoded(self, stored: Stored) -> tuple[Result, list[tuple[int, int]]] | None:
         """The result in ``stored`` and its pages, decoded once for the pages a client reads one by one."""
@@ -104,6 +115,9 @@ class ResultCache:
         if result is None:
             return None
         pages = result.pages(self.settings.page_bytes)
+        if kept is not None:  # an older entry of the key: its bytes are counted no more
+            del self._decoded[stored.key]
+            self._decoded_bytes -= kept[3]
         if len(stored.blob) <= DECODED_BYTES // 4:
             self._decoded[stored.key] = (result, pages, stored.created_ms, len(stored.blob))
             self._decoded_bytes += len(stored.blob)
@@ -150,10 +164,23 @@ class ResultCache:
         except StoreError as error:
             log.warning("the result cache could not write the store: %s", error)
 
-    def _keep_in_memory(self, stored: Stored) -> None:
+    def _keep_in_memory(self, stored: Stored, on_disk: bool = False) -> None:
+        """``stored`` into memory; what that evicts spills to disk (``on_disk``: ``stored`` was read from
+        there, and is not written again when memory cannot hold it)."""
+        now = int(time.time() * 1000)
         for evicted in self.memory.put(stored):
-            if self.disk is not None and evicted.expires_ms > int(time.time() * 1000):
-                self._in_background(self.disk.put(evicted))
+            if self.disk is None or evicted.expired(now) or (on_disk and evicted is stored):
+                continue
+            self._spilling[evicted.key] = evicted
+            self._in_background(self._spill(evicted))
+
+    async def _spill(self, stored: Stored) -> None:
+        assert self.disk is not None
+        try:
+            await self.disk.put(stored)
+        finally:
+            if self._spilling.get(stored.key) is stored:
+                del self._spilling[stored.key]
 
     # -- purge --------------------------------------------------------------------------------------
     async def purge(self, group: str | None) -> int:
@@ -174,12 +201,19 @@ class ResultCache:
             return
         self._marks_read = now
         try:
-            self._marks = await self.store.cache_purge_marks()
+            marks = await self.store.cache_purge_marks()
         except StoreError as error:
             log.warning("the result cache could not read the purge marks: %s", error)
+            return
+        if marks != self._marks:
+            # Another worker's purge: what memory holds from before it is let go at once.
+            for group, mark in marks.items():
+                if mark != self._marks.get(group):
+                    self.memory.purge(None if group == ALL_GROUPS else group, created_before=mark + 1)
+            self._marks = marks
 
     def _purged(self, stored: Stored) -> bool:
-        mark = max(self._marks.get("*", 0), self._marks.get(stored.group, 0))
+        mark = max(self._marks.get(ALL_GROUPS, 0), self._marks.get(stored.group, 0))
         return stored.created_ms <= mark
 
     # -- housekeeping -------------------------------------------------------------------------------
