@@ -52,6 +52,15 @@ def cache(
     return ResultCache(settings, store if store is not None else MemoryStore(), 1, b"s" * 32)
 
 
+async def put(results: ResultCache, key: str, group: str, result: Result, ttl: float) -> Stored:
+    """``ResultCache.put``, waited for: the entry it kept."""
+    kept: asyncio.Future[Stored | None] = asyncio.get_running_loop().create_future()
+    results.put(key, group, result, ttl, kept.set_result)
+    stored = await kept
+    assert stored is not None
+    return stored
+
+
 def result(rows: int) -> Result:
     return Result(b'[{"name":"n","type":"bigint"}]', [orjson.dumps([n]) for n in range(rows)])
 
@@ -60,7 +69,7 @@ def result(rows: int) -> Result:
 def test_a_put_result_is_got_from_memory_until_it_expires(tmp_path):
     async def scenario() -> None:
         results = cache(tmp_path)
-        stored = results.put("a" * 64, "adhoc", result(3), ttl=60)
+        stored = await put(results, "a" * 64, "adhoc", result(3), ttl=60)
         assert await results.get("a" * 64, stored.created_ms) is stored
         assert Result.decode(stored.blob) == result(3)
         assert await results.get("a" * 64, stored.expires_ms) is None
@@ -90,7 +99,7 @@ def test_an_entry_evicted_from_memory_is_found_on_disk(tmp_path):
 def test_an_entry_too_large_for_memory_is_found_on_disk_at_once(tmp_path):
     async def scenario() -> None:
         results = cache(tmp_path, memory_bytes=50 + ENTRY_OVERHEAD)
-        stored = results.put("a" * 64, "adhoc", result(100), ttl=60)
+        stored = await put(results, "a" * 64, "adhoc", result(100), ttl=60)
         assert results.memory.entries == 0
         # A waiter answered from this entry reads its first page at once: before the write is through.
         assert await results.get(stored.key, NOW) == stored
@@ -253,12 +262,12 @@ def test_an_entry_put_by_one_worker_is_found_by_another_on_the_same_store(tmp_pa
         try:
             first = cache(tmp_path / "node-1", first_store, shared_entry_bytes=1_000)
             second = cache(tmp_path / "node-2", second_store, shared_entry_bytes=1_000)
-            stored = first.put("a" * 64, "adhoc", result(10), ttl=60)
+            stored = await put(first, "a" * 64, "adhoc", result(10), ttl=60)
             await first.close()  # (the store is written in the background)
             assert await second.get(stored.key, NOW) == stored
             assert second.memory.get(stored.key, NOW) == stored  # kept nearer from then on
             # Larger than cache.shared_entry_bytes: kept on its node only.
-            large = first.put("b" * 64, "adhoc", result(2_000), ttl=60)
+            large = await put(first, "b" * 64, "adhoc", result(2_000), ttl=60)
             await first.close()
             assert len(large.blob) > 1_000
             assert await second.get(large.key, NOW) is None
@@ -280,7 +289,7 @@ def test_a_store_that_fails_is_logged_and_the_cache_goes_on_without_it(tmp_path,
         store.failing = "the store is down"
         results = cache(tmp_path, store, shared_entry_bytes=100_000)
         assert await results.get("a" * 64, NOW) is None
-        stored = results.put("a" * 64, "adhoc", result(3), ttl=60)
+        stored = await put(results, "a" * 64, "adhoc", result(3), ttl=60)
         await results.close()
         assert await results.get("a" * 64, NOW) == stored  # from memory
         await results.sweep()
