@@ -21,6 +21,7 @@ from tests.gateway.conftest import store_plays_no_part
 from tests.inprocess import InProcessGateway
 from tests.trinosim.helpers import wait_until
 from trinosim.inprocess import InProcessSim
+from trinosim.otlp_receiver import OtlpReceiver
 
 pytestmark = store_plays_no_part
 
@@ -367,3 +368,22 @@ def test_hits_and_misses_show_in_the_cache_status_health_and_metrics(gateway, si
     assert int(health.headers["X-Trino-Gateway-Result-Cache-Entries"]) >= 1
     metrics = requests.get(f"{gateway.url}/metrics", timeout=10).text
     assert 'trino_gateway_result_cache_queries_total{group="bi",result="hit"}' in metrics
+
+
+def test_the_querys_span_says_what_the_cache_made_of_it(make_gateway, sims, monkeypatch):
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    with OtlpReceiver() as receiver:
+        config = cache_config(sims)
+        config["observability"] = {"tracing": {"endpoint": receiver.url}}
+        gateway = make_gateway(config)
+        sql = dashboard_sql()
+        run(gateway, sql)
+        run(gateway, sql)
+        run(gateway, "SELECT now()")
+
+        def submissions(got: list[Any]) -> list[Any]:
+            return [s for s in got if s.name == "POST /v1/statement" and "trino.gateway.cache" in s.attributes]
+
+        spans = receiver.wait_for(lambda got: len(submissions(got)) >= 3)
+    said = sorted(span.attributes["trino.gateway.cache"] for span in submissions(spans))
+    assert said == ["hit", "miss", "not eligible: depends on the time: now()/current_timestamp"]
