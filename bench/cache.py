@@ -326,6 +326,8 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": commit_of(Path(__file__).parent.parent),
         "machine": machine(),
+        # Other work on the machine shows here: the figures of a loaded machine are slower, the times most.
+        "load_average_before": [round(load, 2) for load in os.getloadavg()],
     }
     started = time.perf_counter()
     cluster = TrinoSimProcess(name="bench-cache-cluster", max_running=100000).start()
@@ -354,6 +356,7 @@ def main() -> None:
     finally:
         cluster.stop()
     report["seconds"] = round(time.perf_counter() - started, 1)
+    report["load_average_after"] = [round(load, 2) for load in os.getloadavg()]
     print_report(report)
     save_report("cache", report)
 
@@ -426,7 +429,14 @@ def print_report(report: dict[str, Any]) -> None:
             f"cache, {control['seconds']} s ({control['queries_per_second']} queries/s) without"
         )
     if "seconds" in report:
-        print(f"\nthe whole bench took {report['seconds']} s")
+        print(f"\nthe whole bench took {report['seconds']} s", end="")
+        if "load_average_before" in report:
+            print(
+                f"; load average (1, 5, 15 min) before {report['load_average_before']}, "
+                f"after {report.get('load_average_after')}",
+                end="",
+            )
+        print()
 
 
 if __name__ == "__main__":

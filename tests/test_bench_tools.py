@@ -247,6 +247,8 @@ def test_the_cache_bench_prints_both_sections(capsys):
             "cache_share_mb": 8.0,
         },
         "seconds": 60.0,
+        "load_average_before": [0.5, 0.4, 0.3],
+        "load_average_after": [1.5, 0.9, 0.4],
     }
     print_report(report)
     out = capsys.readouterr().out
@@ -254,3 +256,4 @@ def test_the_cache_bench_prints_both_sections(capsys):
     assert "cluster / hit: p50 x6.0, p90 x5.0, p99 x4.0; wanted >= 5x at p50: met" in out
     assert "   1,000 |   110.0" in out and out.count("                       8.0\n") == 1
     assert "the 1,200 entries made would count 3.4 MiB unbounded" in out
+    assert "took 60.0 s; load average (1, 5, 15 min) before [0.5, 0.4, 0.3], after [1.5, 0.9, 0.4]" in out
