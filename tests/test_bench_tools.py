@@ -169,3 +169,91 @@ def test_the_estimates_benchmark_times_routing_on_a_cache_hit_and_submissions(lo
     timed = submissions(loop_thread, 1)
     assert set(timed) >= {"no estimates", "planner hangs", "planner answers 500", "planner answers garbage"}
     assert timed["planner hangs"]["p50_ms"] >= timed["budget_ms"]
+
+
+def test_the_cache_bench_reads_percentiles_by_nearest_rank_and_says_whether_the_ratio_is_met():
+    from bench.cache import percentiles, verdict
+
+    figures = percentiles([float(v) for v in range(100, 0, -1)])  # 1..100, in any order
+    assert figures == {"p50": 50.5, "p90": 90.0, "p99": 99.0}
+    assert percentiles([7.0]) == {"p50": 7.0, "p90": 7.0, "p99": 7.0}
+    assert verdict(5.0) == "met" and verdict(4.99) == "not met"
+
+
+def test_the_cache_bench_sends_distinct_statements_the_cache_may_answer():
+    from bench.cache import SQL, distinct_sql
+    from gateway.cache.statement import examine
+
+    texts = [distinct_sql(i) for i in range(-2, 3)]
+    normalised = {examine(text).normalised for text in texts}
+    assert None not in normalised and len(normalised) == len(texts)
+    assert examine(SQL).why_not is None
+
+
+def test_the_cache_bench_tells_the_cpu_of_a_process_and_the_commit(tmp_path):
+    from bench.cache import commit_of, cpu_seconds
+
+    assert cpu_seconds(os.getpid()) > 0
+    assert commit_of(tmp_path) == "unknown"  # not a git repository
+    assert commit_of(Path(__file__).parent.parent) not in ("", "unknown")
+
+
+def test_the_cache_bench_prints_both_sections(capsys):
+    from bench.cache import print_report
+
+    row = {"p50_ms": 5.0, "p90_ms": 6.0, "p99_ms": 7.0, "client_cpu_p50_ms": 2.0, "answered_from_cache": 3}
+    http = {
+        "requests_per_query": 2,
+        "post_p50_ms": 1.0,
+        "get_p50_ms": 1.0,
+        "total_p50_ms": 2.0,
+        "wall_per_query_ms": 2.1,
+        "client_cpu_ms": 1.0,
+        "gateway_cpu_ms": 0.5,
+        "cluster_cpu_ms": 0.0,
+    }
+
+    def filled(rss: float) -> dict:
+        sample = {"queries": 1000, "rss_mb": rss, "tier_entries": 1200, "tier_mb": 3.5}
+        growth = {"rss_before_mb": 100.0, "rss_after_mb": rss, "rss_growth_mb": rss - 100}
+        return growth | {"seconds": 10.0, "queries_per_second": 100.0, "samples": [sample]}
+
+    report = {
+        "commit": "abc1234",
+        "date": "2026-12-07T00:00:00+00:00",
+        "machine": {"cpus": 2},
+        "hit_against_cluster": {
+            "runs": 3,
+            "warmup": 1,
+            "sql": "SELECT 1",
+            "rows": 25,
+            "kinds": {"hit": row, "cluster": row | {"p50_ms": 30.0}},
+            "ratio_cluster_hit_p50": 6.0,
+            "ratio_cluster_hit_p90": 5.0,
+            "ratio_cluster_hit_p99": 4.0,
+            "wanted_ratio": 5.0,
+            "verdict": "met",
+            "plain_http": {"hit": http, "cluster": http},
+        },
+        "memory_bound": {
+            "memory_bytes": 16 * 1024 * 1024,
+            "entry_overhead_bytes": 200,
+            "queries": 1000,
+            "warmup": 200,
+            "threads": 8,
+            "cache": filled(110.0),
+            "control": filled(102.0),
+            "entry_bytes_counted": 3000,
+            "cache_share_mb": 8.0,
+        },
+        "seconds": 60.0,
+        "load_average_before": [0.5, 0.4, 0.3],
+        "load_average_after": [1.5, 0.9, 0.4],
+    }
+    print_report(report)
+    out = capsys.readouterr().out
+    assert "commit abc1234" in out and "1. one query of 25 rows" in out and "2. memory: 1,000 distinct" in out
+    assert "cluster / hit: p50 x6.0, p90 x5.0, p99 x4.0; wanted >= 5x at p50: met" in out
+    assert "   1,000 |   110.0" in out and out.count("                       8.0\n") == 1
+    assert "the 1,200 entries made would count 3.4 MiB unbounded" in out
+    assert "took 60.0 s; load average (1, 5, 15 min) before [0.5, 0.4, 0.3], after [1.5, 0.9, 0.4]" in out
