@@ -85,6 +85,8 @@ def main() -> None:
                 {"name": c.name, "proxy_to": c.url, "routing_group": g} for c, g in zip(clusters, GROUPS, strict=True)
             ],
             "routing_rules": {"enabled": True, "type": "FILE", "rules_file": str(rules)},
+            # The result cache, for the adhoc group's queries whose client asks for it (client tag cache).
+            "routing": {"groups": {"adhoc": {"cache": {"ttl": "1m", "opt_in": True}}}},
             # A check that reads the clusters' load (trinosim serves Trino's /ui/api/stats).
             "health": {"monitor": DEMO_MONITOR},
         }
@@ -100,6 +102,8 @@ Web UI: {url}/   (auth is off in the demo: anyone who reaches the port is ADMIN)
 
   routing group adhoc (default): trino-1 {clusters[0].url}, trino-2 {clusters[1].url}
   routing group etl:             trino-3 {clusters[2].url}
+  result cache: group adhoc, for a minute, for queries tagged cache (Python: client_tags=['cache'];
+  CLI: --client-tags=cache); the overview shows its hit ratio, docs/cache.md says the rest
   health checks: {DEMO_MONITOR} every 5 s (each cluster's running and queued queries and workers: the
   overview shows them, the score router weighs them)
 {_connect_help(url, gateway.port)}
