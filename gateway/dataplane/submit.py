@@ -119,7 +119,7 @@ class Submitter:
         considered = NOT_CACHED
         if self.cached is not None:
             considered = await self.cached.consider(
-                x, routed.group, routed.cache_ttl, sql, user, transaction is not None or routed.fixed, routed.routed_by
+                x, routed.group, routed.cache_ttl, sql, user, transaction is not None or routed.bound, routed.routed_by
             )
             if considered is ANSWERED:
                 return
