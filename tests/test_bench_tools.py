@@ -218,21 +218,25 @@ def test_the_cache_bench_prints_both_sections(capsys):
         growth = {"rss_before_mb": 100.0, "rss_after_mb": rss, "rss_growth_mb": rss - 100}
         return growth | {"seconds": 10.0, "queries_per_second": 100.0, "samples": [sample]}
 
+    turns = {
+        "kinds": {"hit": row, "cluster": row | {"p50_ms": 30.0}},
+        "ratio_cluster_hit_p50": 6.0,
+        "ratio_cluster_hit_p90": 5.0,
+        "ratio_cluster_hit_p99": 4.0,
+        "wanted_ratio": 5.0,
+        "verdict": "met",
+    }
     report = {
         "commit": "abc1234",
         "date": "2026-12-07T00:00:00+00:00",
         "machine": {"cpus": 2},
-        "hit_against_cluster": {
+        "hit_against_cluster": turns
+        | {
             "runs": 3,
             "warmup": 1,
             "sql": "SELECT 1",
             "rows": 25,
-            "kinds": {"hit": row, "cluster": row | {"p50_ms": 30.0}},
-            "ratio_cluster_hit_p50": 6.0,
-            "ratio_cluster_hit_p90": 5.0,
-            "ratio_cluster_hit_p99": 4.0,
-            "wanted_ratio": 5.0,
-            "verdict": "met",
+            "kept_connection": turns | {"ratio_cluster_hit_p50": 4.0, "verdict": "not met"},
             "plain_http": {"hit": http, "cluster": http},
         },
         "memory_bound": {
@@ -254,6 +258,7 @@ def test_the_cache_bench_prints_both_sections(capsys):
     out = capsys.readouterr().out
     assert "commit abc1234" in out and "1. one query of 25 rows" in out and "2. memory: 1,000 distinct" in out
     assert "cluster / hit: p50 x6.0, p90 x5.0, p99 x4.0; wanted >= 5x at p50: met" in out
+    assert "one connection kept open" in out and "p50 x4.0, p90 x5.0, p99 x4.0; wanted >= 5x at p50: not met" in out
     assert "   1,000 |   110.0" in out and out.count("                       8.0\n") == 1
     assert "the 1,200 entries made would count 3.4 MiB unbounded" in out
     assert "took 60.0 s; load average (1, 5, 15 min) before [0.5, 0.4, 0.3], after [1.5, 0.9, 0.4]" in out
