@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import zoneinfo
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -137,6 +138,76 @@ class GroupCacheConfig(_Strict):
     )
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class ScalingWindow(_Strict):
+    """A time of the week when the group keeps more clusters running (office hours, a nightly batch)."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: list(_WEEKDAYS), description="the days it applies (default: every day)"
+    )
+    start: str = Field(description="HH:MM, when it begins (the gateway's local time unless timezone says)")
+    end: str = Field(description="HH:MM, when it ends (before start: it ends the next day)")
+    min_clusters: int = Field(ge=0, le=1000, description="clusters kept started meanwhile")
+    timezone: str | None = Field(None, description="an IANA time zone (e.g. Europe/Berlin); default: the gateway's")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.match(value):
+            raise ValueError(f"{value!r} is not a time of day: write HH:MM, e.g. 08:00")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not a time zone this machine knows") from None
+        return value
+
+
+class GroupScalingConfig(_Strict):
+    """Clusters of the group started and stopped with its load, through their scalers (docs/scaling.md)."""
+
+    min_clusters: int = Field(0, ge=0, le=1000, description="clusters kept started (0: scale to zero when idle)")
+    max_clusters: int | None = Field(
+        None, ge=1, le=1000, description="the most started at once (default: every cluster of the group)"
+    )
+    windows: list[ScalingWindow] = Field(default_factory=list, description="times with a minimum of their own")
+    scale_up_queued: int = Field(
+        1, ge=1, description="start a cluster when this many queries of the group wait in the gateway"
+    )
+    scale_up_utilisation: float = Field(
+        0.8, gt=0, le=1, description="... or when running / Σ max_running of its ready clusters stays above this"
+    )
+    scale_up_after: Duration = Field(30.0, ge=0, description="... for this long (e.g. 30s)")
+    scale_down_utilisation: float = Field(
+        0.25, ge=0, lt=1, description="drain one cluster when utilisation stays under this for idle_time"
+    )
+    idle_time: Duration = Field(
+        30.0, ge=0, description="how long the group's load stays low before a cluster is drained, then stopped"
+    )
+    start_timeout: Duration = Field(
+        120.0,
+        gt=0,
+        description="how long a cluster may take to become READY; then the next one is tried, and "
+        "queries waiting for one fail once no other can start",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GroupScalingConfig:
+        if self.max_clusters is not None and self.max_clusters < self.min_clusters:
+            raise ValueError(f"max_clusters ({self.max_clusters}) is below min_clusters ({self.min_clusters})")
+        if self.scale_down_utilisation >= self.scale_up_utilisation:
+            raise ValueError("scale_down_utilisation must be below scale_up_utilisation")
+        return self
+
+
 class GroupConfig(_Strict):
     router: RouterKind = "score"
     max_queued: int | None = Field(
@@ -156,6 +227,9 @@ class GroupConfig(_Strict):
     )
     cache: GroupCacheConfig | None = Field(
         None, description="answer repeated read-only queries of the group from the result cache (e.g. {ttl: 5m})"
+    )
+    scaling: GroupScalingConfig | None = Field(
+        None, description="start and stop the group's clusters with its load (their scalers: docs/scaling.md)"
     )
 
 
@@ -472,6 +546,12 @@ class CacheConfig(_Strict):
     )
 
 
+class ScalingConfig(_Strict):
+    """How often each routing group's clusters are reconciled with its load (groups with ``scaling``)."""
+
+    interval: Duration = Field(5.0, gt=0, le=300, description="seconds between two looks at a group (e.g. 5s)")
+
+
 class HealthConfig(_Strict):
     monitor: MonitorKind = Field("INFO_API", description="health check of backends that name none")
     interval: float = Field(5.0, gt=0, description="seconds between checks of a backend")
@@ -691,6 +771,9 @@ class GatewayConfig(_Strict):
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     failover: FailoverConfig = Field(default_factory=FailoverConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig, description="the result cache (docs/cache.md)")
+    scaling: ScalingConfig = Field(
+        default_factory=ScalingConfig, description="clusters started and stopped with the load (docs/scaling.md)"
+    )
     auth: AuthConfig | None = Field(None, description="authentication and roles for the admin API and the UI")
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     backends: list[Backend] = Field(default_factory=list)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 MonitorKind = Literal["INFO_API", "UI_API", "JMX", "METRICS", "QUERY", "NOOP"]
@@ -64,6 +64,49 @@ class BackendTls(_Record):
         return value
 
 
+ScalerKind = Literal["command", "docker"]
+# A command or container name is one line a shell or the Docker engine reads: no control characters.
+COMMAND_LENGTH = 4096
+
+
+class BackendScaler(_Record):
+    """How the gateway starts and stops this cluster (docs/scaling.md). Ready means its health checks pass."""
+
+    kind: ScalerKind = Field(description="command: shell commands; docker: a container, through the Docker engine")
+    start: str | None = Field(
+        None,
+        max_length=COMMAND_LENGTH,
+        pattern=TEXT_PATTERN,
+        description="command: what starts it, run by /bin/sh (e.g. kubectl scale statefulset/trino-etl --replicas=1)",
+    )
+    stop: str | None = Field(
+        None, max_length=COMMAND_LENGTH, pattern=TEXT_PATTERN, description="command: what stops it, run by /bin/sh"
+    )
+    status: str | None = Field(
+        None,
+        max_length=COMMAND_LENGTH,
+        pattern=TEXT_PATTERN,
+        description="command: exits 0 while it is started, non-zero while stopped (optional: without it, a "
+        "cluster that fails its health checks and was not started by the gateway counts as stopped)",
+    )
+    container: str | None = Field(
+        None, max_length=256, pattern=NAME_PATTERN, description="docker: the container's name (or id)"
+    )
+    timeout: float = Field(
+        120.0, gt=0, le=3600, description="seconds a start, stop or status may take; then it is stopped and failed"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> BackendScaler:
+        if self.kind == "command":
+            missing = [key for key in ("start", "stop") if not getattr(self, key)]
+            if missing:
+                raise ValueError(f"a command scaler needs {' and '.join(missing)}")
+        elif not self.container:
+            raise ValueError("a docker scaler needs container")
+        return self
+
+
 class Backend(_Record):
     """A Trino cluster behind the gateway: where it is, which routing group it serves, the operator's
     intent (``active``), how it is weighed and checked."""
@@ -92,6 +135,9 @@ class Backend(_Record):
     )
     monitor: MonitorKind | None = Field(None, description="health check for this backend (default: health.monitor)")
     tls: BackendTls | None = Field(None, description="TLS settings for an https:// proxy_to")
+    scaler: BackendScaler | None = Field(
+        None, description="how the gateway starts and stops it (default: none, the operator does)"
+    )
 
     @field_validator("proxy_to")
     @classmethod

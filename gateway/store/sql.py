@@ -636,8 +636,9 @@ def _insert(dialect: str, table: sa.Table) -> Any:
 
 # A backend's row and its record: the one place they are converted.
 def _backend_row(backend: Backend) -> dict[str, Any]:
-    row = backend.model_dump(exclude={"tls"})
+    row = backend.model_dump(exclude={"tls", "scaler"})
     row["tls"] = None if backend.tls is None else json.dumps(backend.tls.model_dump())
+    row["scaler"] = None if backend.scaler is None else json.dumps(backend.scaler.model_dump())
     row["updated_at"] = now_ms()
     return row
 
@@ -648,6 +649,8 @@ def _backend(row: sa.Row[Any]) -> Backend:
     values["active"] = bool(values["active"])
     tls = values.get("tls")
     values["tls"] = json.loads(tls) if tls else None
+    scaler = values.get("scaler")
+    values["scaler"] = json.loads(scaler) if scaler else None
     return Backend.model_validate(values)
 
 
