@@ -256,6 +256,23 @@ RESULT_CACHE_BYTES = Gauge(
     multiprocess_mode="livemax",
     registry=REGISTRY,
 )
+# Cluster management (gateway.clusters).
+CLUSTER_STATE = Gauge(
+    "trino_gateway_cluster_state",
+    "Each backend's state as cluster management sees it: 1 for its state now (STOPPED, STARTING, READY, "
+    "UNHEALTHY, DRAINING, TERMINATING, DEACTIVATED), 0 for the others",
+    ["backend", "state"],
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
+CLUSTER_ACTIONS = Counter(
+    "trino_gateway_cluster_actions",
+    "Starts and stops of clusters through their scalers, by backend, action (start, stop) and outcome (ok, "
+    "failed, timeout)",
+    ["backend", "action", "outcome"],
+    registry=REGISTRY,
+)
+CLUSTER_STATES = ("STOPPED", "STARTING", "READY", "UNHEALTHY", "DRAINING", "TERMINATING", "DEACTIVATED")
 
 QUEUED_USERS_SHOWN = 20
 OTHER_USERS = "(others)"
@@ -368,6 +385,19 @@ class ResultCacheMetrics:
         if child is None:
             child = self._children[(group, result)] = RESULT_CACHE_QUERIES.labels(group, result.replace(" ", "_"))
         child.inc()
+
+
+class ClusterMetrics:
+    """Cluster management's starts and stops."""
+
+    def acted(self, backend: str, action: str, outcome: str) -> None:
+        CLUSTER_ACTIONS.labels(backend, action, outcome).inc()
+
+
+def publish_cluster_states(states: dict[str, str]) -> None:
+    for backend, now in states.items():
+        for state in CLUSTER_STATES:
+            CLUSTER_STATE.labels(backend, state).set(1 if state == now else 0)
 
 
 def publish_result_cache(tiers: dict[str, tuple[int, int]]) -> None:

@@ -51,6 +51,10 @@ class BackendRegistry:
         self._read_at = time.monotonic()
         return self._last
 
+    def cached(self) -> list[Backend]:
+        """The list as last read, without a look at the store (for what may not wait on it)."""
+        return self._last
+
     def invalidate(self) -> None:
         """Read the store again before the next routing decision."""
         self._read_at = float("-inf")

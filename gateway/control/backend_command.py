@@ -29,7 +29,9 @@ class CommandError(Exception):
 
 
 def add_parser(commands: Any) -> None:
-    backend = commands.add_parser("backend", help="list, activate, deactivate or drain backends of a running gateway")
+    backend = commands.add_parser(
+        "backend", help="list, activate, deactivate, drain, start or stop backends of a running gateway"
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default=DEFAULT_SERVER, help=f"the gateway's address (default {DEFAULT_SERVER})")
     common.add_argument("--ca-file", help="CA of an https:// gateway's certificate (default: the system's)")
@@ -38,6 +40,8 @@ def add_parser(commands: Any) -> None:
     for action, text in (
         ("activate", "new queries may go to the backend again"),
         ("deactivate", "no new queries go to the backend; what runs there finishes"),
+        ("start", "start the cluster through its scaler (docs/scaling.md)"),
+        ("stop", "drain the cluster, then stop it through its scaler once drained"),
     ):
         actions.add_parser(action, help=text, parents=[common]).add_argument("name")
     drain = actions.add_parser(
@@ -108,6 +112,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         elif args.action in ("activate", "deactivate"):
             backend = gateway.call("POST", f"/gateway/backend/{args.action}/{args.name}")
             print(f"{backend['name']}: {'active' if backend['active'] else 'inactive'}", file=out)
+        elif args.action in ("start", "stop"):
+            backend = gateway.call("POST", f"/gateway/backend/{args.name}/{args.action}")
+            print(f"{backend['name']}: {backend.get('state')}", file=out)
         else:
             return _drain(gateway, args, out)
     except CommandError as error:
@@ -117,13 +124,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _list(gateway: _Gateway, out: TextIO) -> None:
-    rows = [("NAME", "GROUP", "ACTIVE", "STATE", "STILL RUNNING", "DRAINED")]
+    rows = [("NAME", "GROUP", "ACTIVE", "STATE", "HEALTH", "STILL RUNNING", "DRAINED")]
     for backend in gateway.call("GET", "/gateway/health"):
         rows.append(
             (
                 backend["name"],
                 backend["routingGroup"],
                 "yes" if backend["active"] else "no",
+                backend.get("clusterState") or "",
                 backend["state"],
                 _work(backend),
                 "yes" if backend.get("drained") else "no",

@@ -10,6 +10,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.backends.health import HealthChecker
 from gateway.backends.registry import BackendRegistry
 from gateway.cache.results import ResultCache
+from gateway.clusters.manager import ClusterManager
 from gateway.config import GatewayConfig
 from gateway.control.audit import AuditTrail
 from gateway.control.backend_status import BackendStatus
@@ -42,6 +43,7 @@ class Services(Protocol):
     proxy: Proxy
     readiness: Readiness
     result_cache: ResultCache | None
+    clusters: ClusterManager | None
 
     def backend_statuses(self, backends: list[Backend]) -> list[BackendStatus]: ...
 

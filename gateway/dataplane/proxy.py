@@ -156,10 +156,14 @@ class Proxy:
         backend = await self.registry.get(marked) if marked else None
         if backend is None:
             try:
-                backend = self.decider.decide(await self.registry.all(), None).ranked[0]
+                ranked = self.decider.decide(await self.registry.all(), None).ranked
             except NoBackendAvailable as error:
                 await x.respond_json(503, {"error": str(error)})
                 return
+            if not ranked:
+                await x.respond_json(503, {"error": "trino-gateway: no cluster of the default group is ready yet"})
+                return
+            backend = ranked[0]
         extra: hdr.RawHeaders = []
         if marked is not None and path.startswith(oauth2.INITIATE_PREFIX):
             extra.append(oauth2.login_cookie(backend.name, x.base))

@@ -7,6 +7,7 @@ and the admin API (no service locator): who owns which state is written here onc
     book ───── each query's life: location, in-flight counts    (writes the history)
     estimator ─ queries' estimates from the planner, cached     (asked only when routing needs one)
     result_cache ─ cached results, their flights and counts     (memory, the node's disk, the store)
+    clusters ─ managed clusters' states, starts and stops       (records in the store; one decider per group)
     upstream ─ connections to backends and their limits
     authenticator ─ who a caller is and its roles               (None: auth is off)
     audit ──── the trail of admin changes                       (into the store)
@@ -26,6 +27,7 @@ from gateway.backends.health import HealthChecker
 from gateway.backends.health.shared import SharedChecks, holder_name
 from gateway.backends.registry import BackendRegistry
 from gateway.cache.results import ResultCache
+from gateway.clusters.manager import ClusterManager
 from gateway.config import GatewayConfig
 from gateway.control.audit import AuditTrail
 from gateway.control.backend_status import BackendStatus, backend_statuses
@@ -81,6 +83,8 @@ class Services:
     """Queries' estimates (``gateway.routing.estimates``): the cache, the planner's EXPLAINs."""
     result_cache: ResultCache | None = None
     """The result cache (``gateway.cache``): entries, flights and counts."""
+    clusters: ClusterManager | None = None
+    """Cluster management (``gateway.clusters``): each managed cluster's state, starts, stops, autoscaling."""
     shared_rules: SharedRules | None = None
     """The rules file's changes, shared with every node through the store (FILE rules only)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -143,6 +147,8 @@ class Services:
             await cache_secret(config, store),
             on_counted=metrics.ResultCacheMetrics().counted,
         )
+        clusters = create_cluster_manager(config, store, registry, health, history, admission, holder_name())
+        decider.clusters = clusters
         proxy = Proxy(
             proxy_settings,
             registry,
@@ -178,6 +184,7 @@ class Services:
             Readiness(store, shutdown),
             estimator,
             result_cache,
+            clusters,
         )
         await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
@@ -194,6 +201,7 @@ class Services:
             asyncio.create_task(store.watch_changes(services.changed)),
             asyncio.create_task(services.readiness.watch_forever()),
             asyncio.create_task(result_cache.sweep_forever()),
+            asyncio.create_task(clusters.run_forever()),
         ]
         if isinstance(selector, FileRulesSelector):
             services.tasks.append(asyncio.create_task(selector.rules.watch_forever()))
@@ -218,6 +226,8 @@ class Services:
         self.book.close()
         if self.result_cache is not None:
             await self.result_cache.close()
+        if self.clusters is not None:
+            await self.clusters.close()
         await self.history.drain()
         await self.observer.stop()
         await self.upstream.close()
@@ -255,6 +265,9 @@ class Services:
         metrics.publish_estimate_cache(len(self.estimator.cache), self.estimator.cache.bytes)
         if self.result_cache is not None:
             metrics.publish_result_cache(self.result_cache.tiers())
+        if self.clusters is not None:
+            backends = self.registry.cached()
+            metrics.publish_cluster_states({b.name: self.clusters.state(b) for b in backends})
 
     async def refresh_gauges_forever(self) -> None:
         while True:
@@ -263,6 +276,38 @@ class Services:
             except Exception as error:
                 log.error("cannot update the backend gauges: %s", error)
             await asyncio.sleep(GAUGE_REFRESH_SECONDS)
+
+
+def create_cluster_manager(
+    config: GatewayConfig,
+    store: Store,
+    registry: BackendRegistry,
+    health: HealthChecker,
+    history: QueryHistory,
+    admission: Admission,
+    holder: str,
+) -> ClusterManager:
+    """Cluster management, and what it tells admission control: how long a query waits for a cluster to
+    start, and why it still waits."""
+
+    async def work() -> dict[str, BackendWork]:
+        await history.flush()  # (this worker's last queries counted too)
+        return await store.backend_work()
+
+    manager = ClusterManager(
+        store,
+        registry,
+        health,
+        config.routing.groups,
+        config.scaling,
+        holder,
+        admission.queued,
+        work,
+        on_action=metrics.ClusterMetrics().acted,
+    )
+    admission.start_wait = manager.start_wait
+    admission.why_waiting = manager.why_waiting
+    return manager
 
 
 async def cache_secret(config: GatewayConfig, store: Store) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.backends.health import HealthChecker
 from gateway.config import RoutingConfig, ScoreWeights
@@ -32,11 +33,22 @@ class NoBackendAvailable(Exception):
         super().__init__(f"trino-gateway: {message}{detail}")
 
 
+class ClusterStates(Protocol):
+    """What cluster management says of routing (``gateway.clusters``): a managed cluster takes new queries
+    only while READY, and a group whose clusters start with its load waits for one rather than falling
+    back to the default group."""
+
+    def takes_queries(self, backend: Backend) -> bool: ...
+
+    def scalable(self, group: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Decision:
     requested_group: str
     group: str
     ranked: list[Backend]
+    """Best first; empty only for a group whose clusters are starting (its queries wait for one)."""
 
     @property
     def fell_back(self) -> bool:
@@ -58,6 +70,8 @@ class RouteDecider:
         self._indexed: list[Backend] | None = None
         self._indexed_size = 0
         self._active_members: dict[str, list[Backend]] = {}
+        self.clusters: ClusterStates | None = None
+        """Set by the worker's services once cluster management exists (it is built after the decider)."""
 
     def _routable(self, backends: list[Backend], group: str) -> list[Backend]:
         if backends is not self._indexed or len(backends) != self._indexed_size:
@@ -68,13 +82,21 @@ class RouteDecider:
                     members.setdefault(backend.routing_group, []).append(backend)
             self._indexed, self._indexed_size, self._active_members = backends, len(backends), members
         known = self.health.health
-        return [b for b in self._active_members.get(group, ()) if (h := known.get(b.name)) is not None and h.routable]
+        clusters = self.clusters
+        return [
+            b
+            for b in self._active_members.get(group, ())
+            if (h := known.get(b.name)) is not None and h.routable and (clusters is None or clusters.takes_queries(b))
+        ]
 
     def decide(self, backends: list[Backend], requested_group: str | None, user: str | None = None) -> Decision:
         """The group and the backends to try, best first, for a new query."""
         group = requested_group or self.default_group
         candidates = self._routable(backends, group)
         chosen_group = group
+        if not candidates and self.clusters is not None and self.clusters.scalable(group):
+            # Its clusters start with its load: the query waits for one (admission control holds it).
+            return Decision(group, group, [])
         if not candidates:
             # An empty, unhealthy or unknown group falls back to the default group, as
             # trinodb/trino-gateway does.
@@ -92,7 +114,8 @@ class RouteDecider:
         for backend in backends:
             if backend.name == name:
                 health = known.get(name)
-                return backend if backend.active and health is not None and health.routable else None
+                takes = self.clusters is None or self.clusters.takes_queries(backend)
+                return backend if backend.active and health is not None and health.routable and takes else None
         return None
 
     def _why(self, backends: list[Backend], group: str) -> str:

@@ -8,6 +8,7 @@ import orjson
 from pydantic import ValidationError
 from quart import Blueprint, Response, request
 
+from gateway.clusters.manager import NotManaged
 from gateway.config import describe_errors
 from gateway.control.api.access import action, address, changer, principal, reader
 from gateway.control.api.models import (
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 
 NO_SUCH_BACKEND = "no backend of this name"
+NOT_MANAGED = "the backend has no scaler, or is deactivated: the gateway does not start or stop it"
 STORED = Answer("the backend as stored", StoredBackend)
 BAD_BACKEND = "the body is not JSON, not an object, or not a valid backend (the message names the field)"
 
@@ -46,12 +48,20 @@ def backends_api(services: Services) -> Blueprint:
             address(),
             action(),
             name,
-            before=None if before is None else StoredBackend.of(before).model_dump(mode="json", by_alias=True),
-            after=None if after is None else StoredBackend.of(after).model_dump(mode="json", by_alias=True),
+            before=None
+            if before is None
+            else StoredBackend.of(before).model_dump(mode="json", by_alias=True, exclude={"state"}),
+            after=None
+            if after is None
+            else StoredBackend.of(after).model_dump(mode="json", by_alias=True, exclude={"state"}),
         )
         services.registry.invalidate()
         if check and after is not None:
             await services.health.check_now(name)
+
+    def stored(backend: Backend) -> StoredBackend:
+        clusters = services.clusters
+        return StoredBackend.of(backend, clusters.state(backend) if clusters is not None else None)
 
     async def payload() -> Backend | Response:
         raw = await request.get_data()
@@ -71,14 +81,14 @@ def backends_api(services: Services) -> Blueprint:
     @answers({200: Answer("the backends", list[StoredBackend])})
     async def all_backends() -> Response:
         """Every backend."""
-        return json_response([StoredBackend.of(b) for b in await store.list_backends()])
+        return json_response([stored(b) for b in await store.list_backends()])
 
     @api.get("/gateway/backend/active")
     @reader
     @answers({200: Answer("the active backends", list[StoredBackend])})
     async def active_backends() -> Response:
         """The active backends."""
-        return json_response([StoredBackend.of(b) for b in await store.list_backends() if b.active])
+        return json_response([stored(b) for b in await store.list_backends() if b.active])
 
     @api.get("/gateway/backend/<name>")
     @reader
@@ -88,7 +98,7 @@ def backends_api(services: Services) -> Blueprint:
         backend = await store.get_backend(name)
         if backend is None:
             return api_error(404, f"no backend named {name!r}")
-        return json_response(StoredBackend.of(backend))
+        return json_response(stored(backend))
 
     @api.get("/gateway/backend/<name>/drain")
     @reader
@@ -110,7 +120,7 @@ def backends_api(services: Services) -> Blueprint:
         after = await store.get_backend(name)
         await changed(name, before, after, check=active)
         # Deleted since (by another node or worker): the backend as this request left it.
-        return json_response(StoredBackend.of(after or before.model_copy(update={"active": active})))
+        return json_response(stored(after or before.model_copy(update={"active": active})))
 
     @api.post("/gateway/backend/activate/<name>")
     @changer
@@ -128,6 +138,46 @@ def backends_api(services: Services) -> Blueprint:
         They keep polling it until they finish."""
         return await set_active(name, False)
 
+    async def managed(name: str, start: bool) -> Response:
+        clusters = services.clusters
+        assert clusters is not None
+        before = await store.get_backend(name)
+        if before is None:
+            return api_error(404, f"no backend named {name!r}")
+        why = f"{'started' if start else 'stopped'} by {principal().name}"
+        try:
+            state = await (clusters.start(name, why) if start else clusters.stop(name, why))
+        except NotManaged as error:
+            return api_error(409, str(error))
+        await services.audit.record(principal(), address(), action(), name, after={"state": state})
+        return json_response(stored(before))
+
+    @api.post("/gateway/backend/<name>/start")
+    @changer
+    @answers(
+        {200: Answer("the backend, its state now", StoredBackend), 404: NO_SUCH_BACKEND, 409: NOT_MANAGED},
+        path=BackendName,
+    )
+    async def start(name: str) -> Response:
+        """Start the cluster through its scaler (docs/scaling.md).
+
+        Answered once the start is under way (STARTING): the cluster takes queries when its health checks
+        pass (READY). A DRAINING cluster goes back to READY."""
+        return await managed(name, True)
+
+    @api.post("/gateway/backend/<name>/stop")
+    @changer
+    @answers(
+        {200: Answer("the backend, its state now", StoredBackend), 404: NO_SUCH_BACKEND, 409: NOT_MANAGED},
+        path=BackendName,
+    )
+    async def stop(name: str) -> Response:
+        """Drain the cluster, then stop it through its scaler once drained (docs/scaling.md).
+
+        It takes no new queries from now on (DRAINING); its running queries and open transactions finish
+        first, on every gateway node; then it is stopped (TERMINATING, then STOPPED)."""
+        return await managed(name, False)
+
     @api.post("/gateway/backend/modify/add")
     @changer
     @answers(
@@ -144,7 +194,7 @@ def backends_api(services: Services) -> Blueprint:
         except DuplicateBackend as error:
             return api_error(409, str(error))
         await changed(backend.name, None, backend)
-        return json_response(StoredBackend.of(backend))
+        return json_response(stored(backend))
 
     @api.post("/gateway/backend/modify/update")
     @changer
@@ -163,7 +213,7 @@ def backends_api(services: Services) -> Blueprint:
             except DuplicateBackend:
                 await store.update_backend(backend)
         await changed(backend.name, before, backend)
-        return json_response(StoredBackend.of(backend))
+        return json_response(stored(backend))
 
     @api.post("/gateway/backend/modify/delete")
     @changer

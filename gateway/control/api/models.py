@@ -75,6 +75,9 @@ def json_response(body: BaseModel | Sequence[BaseModel], status: int = 200) -> R
 # --- backends -------------------------------------------------------------------------------------
 
 
+ClusterState = Literal["STOPPED", "STARTING", "READY", "UNHEALTHY", "DRAINING", "TERMINATING", "DEACTIVATED"]
+
+
 class StoredBackend(Backend):
     """A backend as the store holds it: every field written, ``externalUrl`` filled in with ``proxyTo``
     where none was set."""
@@ -82,10 +85,16 @@ class StoredBackend(Backend):
     model_config = ConfigDict(serialize_by_alias=True, json_schema_serialization_defaults_required=True)
 
     external_url: str = Field(max_length=URL_LENGTH, description="URL users see for this cluster (proxyTo unless set)")
+    state: ClusterState | None = Field(
+        None,
+        description="its state now (docs/scaling.md): STOPPED, STARTING, READY, UNHEALTHY, DRAINING, TERMINATING or "
+        "DEACTIVATED; a backend without a scaler is READY, UNHEALTHY or DEACTIVATED",
+    )
 
     @classmethod
-    def of(cls, backend: Backend) -> StoredBackend:
-        return cls.model_validate({**dict(backend), "external_url": backend.external_url or backend.proxy_to})
+    def of(cls, backend: Backend, state: str | None = None) -> StoredBackend:
+        values = {**dict(backend), "external_url": backend.external_url or backend.proxy_to, "state": state}
+        return cls.model_validate(values)
 
 
 class Deleted(ApiModel):
@@ -165,6 +174,9 @@ class BackendHealth(ApiModel):
     routing_group: str
     active: bool
     state: Health
+    cluster_state: ClusterState = Field(
+        description="its state as cluster management sees it (docs/scaling.md); state is its health alone"
+    )
     last_check: int | None = Field(description="epoch milliseconds")
     last_error: str | None
     consecutive_failures: int
@@ -199,7 +211,9 @@ class BackendHealth(ApiModel):
     gateway_queue: GatewayQueue
 
     @classmethod
-    def of(cls, status: BackendStatus, drain: Drain, running_slots: int, queue: GroupQueue) -> BackendHealth:
+    def of(
+        cls, status: BackendStatus, drain: Drain, running_slots: int, queue: GroupQueue, cluster_state: str
+    ) -> BackendHealth:
         backend, health, stats = status.backend, status.health, status.health.stats
         figures = DrainStatus.of(drain).model_dump(by_alias=False, exclude={"name", "active"})
         return cls(
@@ -207,6 +221,7 @@ class BackendHealth(ApiModel):
             routing_group=backend.routing_group,
             active=backend.active,
             state=health.state,
+            cluster_state=cluster_state,
             last_check=health.last_check_ms,
             last_error=health.last_error,
             consecutive_failures=health.consecutive_failures,

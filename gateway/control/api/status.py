@@ -64,7 +64,15 @@ def status_api(services: Services) -> Blueprint:
             backend = status.backend
             drain = DrainStatus(backend.name, backend.active, work.get(backend.name, BackendWork()))
             running = services.admission.running.get(backend.name, 0)
-            out.append(BackendHealth.of(status, drain, running, queues[backend.routing_group]))
+            clusters = services.clusters
+            state = (
+                clusters.state(backend)
+                if clusters is not None
+                else ("READY" if status.health.routable else "UNHEALTHY")
+            )
+            if not backend.active:
+                state = "DEACTIVATED"
+            out.append(BackendHealth.of(status, drain, running, queues[backend.routing_group], state))
         answer = json_response(out)
         cache = services.estimator.cache
         answer.headers[ESTIMATE_CACHE_ENTRIES] = str(len(cache))

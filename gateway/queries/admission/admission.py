@@ -113,6 +113,10 @@ class Admission:
         self.running_slots: Counts = {}
         self._counted_at = 0.0
         self._background: set[asyncio.Task[Any]] = set()
+        # Cluster management's word (``gateway.clusters``), set once it exists: how long a query may wait
+        # for a cluster of its group to start, and why it still waits.
+        self.start_wait: Callable[[str], float | None] = lambda group: None
+        self.why_waiting: Callable[[str], str | None] = lambda group: None
 
     # -- the policy -----------------------------------------------------------------------------
     def counted(self, backend: Backend, user_limit: int | None) -> bool:
@@ -153,8 +157,9 @@ class Admission:
         """A new query of ``ranked``'s group: the backends it may start on now; or, when it must wait,
         the query waiting (QueueFull when its group's queue is full)."""
         user_limit = self.user_limit(submission.user_limit)
-        if not self.counts_any(ranked, user_limit):
+        if ranked and not self.counts_any(ranked, user_limit):
             return Admitted(ranked, None)
+        # (No backend at all: the group's clusters are starting, and the query waits for one.)
         group, user = submission.group, submission.user or NO_USER
         now = now_ms()
         settings = self.groups.get(group)
@@ -173,7 +178,7 @@ class Admission:
                 raise QueueFull(f'Too many queued queries for "{group}"')
             else:
                 held = HeldQuery(submission)
-                held.wait(self._max_wait(group))
+                held.wait(self._max_wait(group, starting=not ranked))
                 await decision.add(self._row(held, now, now))
         if held is None:
             return Admitted(room, Slot(self, slot_id, room[0].name, user))
@@ -181,9 +186,14 @@ class Admission:
         self.on_event(group, "queued")
         return held
 
-    def _max_wait(self, group: str) -> float | None:
+    def _max_wait(self, group: str, starting: bool = False) -> float | None:
+        """How long a query of ``group`` may wait (``starting``: for a cluster of it to start, too)."""
         settings = self.groups.get(group)
-        return None if settings is None else settings.max_queue_wait
+        limit = None if settings is None else settings.max_queue_wait
+        start = self.start_wait(group) if starting else None
+        if start is not None:
+            limit = start if limit is None else min(limit, start)
+        return limit
 
     async def claim_slot(self, backend: Backend, user: str | None) -> Slot | None:
         """A slot on ``backend`` without a check: the next backend of a query its first one refused."""
@@ -281,6 +291,8 @@ class Admission:
             if ending is None:
                 continue
             state, name, message, outcome = ending
+            if name == EXCEEDED_TIME_LIMIT:
+                message = self.why_waiting(group) or message
             await decision.end(row, state, name, message)
             self.on_event(group, outcome)
             self._ended_here(row.query_id, state, (name, message or ""))
@@ -406,7 +418,7 @@ class Admission:
         finally:
             self.polling.discard(held)
         if held.state == QUEUED and held.deadline is not None and time.monotonic() >= held.deadline:
-            error = EXCEEDED_TIME_LIMIT, exceeded_message(self._max_wait(held.group))
+            error = EXCEEDED_TIME_LIMIT, self.why_waiting(held.group) or exceeded_message(self._max_wait(held.group))
             if await self.state.update(
                 held.id, only_from=(QUEUED,), state=FAILED, error_name=error[0], error_message=error[1]
             ):

@@ -236,9 +236,12 @@ class Estimator:
                 raise PlannerError(NO_PLANNER, f"the planning backend {planner.backend!r} is not active and healthy")
             return backend
         try:
-            return self.decider.decide(backends, planner.group or self.default_group).ranked[0]
+            ranked = self.decider.decide(backends, planner.group or self.default_group).ranked
         except NoBackendAvailable as error:
             raise PlannerError(NO_PLANNER, f"no backend to plan on: {error}") from None
+        if not ranked:
+            raise PlannerError(NO_PLANNER, "no backend to plan on: the planning group's clusters are starting")
+        return ranked[0]
 
     # -- without one ---------------------------------------------------------------------------------
     def _fallback(self, cause: str, began: float, detail: str = "") -> EstimateUse:

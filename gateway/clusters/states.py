@@ -1,0 +1,49 @@
+"""A cluster's state as operators see it: what the cluster manager last did to it, what its health
+checks say, and what the operator wants.
+
+                 start                  health checks pass
+    STOPPED ───────────────▶ STARTING ─────────────────────▶ READY ◀──▶ UNHEALTHY
+       ▲   not READY within start_timeout │                    │ load low for idle_time (or stop)
+       ├──────────────────────────────────┘                    ▼
+       │          stop issued                drained      DRAINING  (no new queries; running ones finish)
+       └───────────────────── TERMINATING ◀────────────────────┘
+
+    DEACTIVATED: the operator's (``active: false``); the manager never starts, stops or drains it.
+
+A cluster without a scaler is managed by hand: READY or UNHEALTHY (its health), or DEACTIVATED.
+"""
+
+from __future__ import annotations
+
+from gateway.backends.health.state import BackendHealth, Health
+from gateway.store import ClusterRecord
+from gateway.store.backend import Backend
+
+STOPPED = "STOPPED"
+STARTING = "STARTING"
+READY = "READY"
+UNHEALTHY = "UNHEALTHY"
+DRAINING = "DRAINING"
+TERMINATING = "TERMINATING"
+DEACTIVATED = "DEACTIVATED"
+STATES = (STOPPED, STARTING, READY, UNHEALTHY, DRAINING, TERMINATING, DEACTIVATED)
+
+# The manager's own words (a cluster record's state); READY and UNHEALTHY are observed, never stored
+# as more than "started".
+TAKES_NO_QUERIES = frozenset({STOPPED, STARTING, DRAINING, TERMINATING})
+
+
+def state_of(backend: Backend, health: BackendHealth | None, record: ClusterRecord | None) -> str:
+    """``backend``'s state now."""
+    if not backend.active:
+        return DEACTIVATED
+    healthy = health is not None and health.state == Health.HEALTHY
+    recorded = record.state if record is not None else None
+    if backend.scaler is None or recorded is None or recorded == READY:
+        return READY if healthy else UNHEALTHY
+    if recorded in (DRAINING, TERMINATING):
+        return recorded
+    if recorded == STARTING:
+        return READY if healthy else STARTING
+    # STOPPED: unless it answers its checks (someone started it by hand), it stays stopped.
+    return READY if healthy else STOPPED
