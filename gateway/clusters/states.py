@@ -10,7 +10,9 @@ checks say, and what the operator wants.
 
     DEACTIVATED: the operator's (``active: false``); the manager never starts, stops or drains it.
 
-A cluster without a scaler is managed by hand: READY or UNHEALTHY (its health), or DEACTIVATED.
+A cluster without a scaler is managed by hand: READY or UNHEALTHY (its health), or DEACTIVATED. A
+managed cluster the gateway never started is READY if its checks pass, else STOPPED; UNHEALTHY is a
+started one that fails them.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ def state_of(backend: Backend, health: BackendHealth | None, record: ClusterReco
         return DEACTIVATED
     healthy = health is not None and health.state == Health.HEALTHY
     recorded = record.state if record is not None else None
-    if backend.scaler is None or recorded is None or recorded == READY:
+    if backend.scaler is None or recorded == READY:
         return READY if healthy else UNHEALTHY
     if recorded in (DRAINING, TERMINATING):
         return recorded
     if recorded == STARTING:
         return READY if healthy else STARTING
-    # STOPPED: unless it answers its checks (someone started it by hand), it stays stopped.
+    # STOPPED, or never started by the gateway: unless it answers its checks (started by hand, or
+    # before the gateway managed it), it is stopped.
     return READY if healthy else STOPPED
