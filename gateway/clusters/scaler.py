@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.clusters.command import CommandScaler
+from gateway.clusters.docker import DockerScaler
 from gateway.clusters.errors import ScalerError
 from gateway.store.backend import BackendScaler
 
@@ -38,4 +39,6 @@ def scaler_for(spec: BackendScaler, name: str | None = None) -> Scaler:
     """The scaler a backend's record describes; ``name`` (the backend's) is what its errors call it."""
     if spec.kind == "command":
         return CommandScaler(spec, name)
+    if spec.kind == "docker":
+        return DockerScaler(spec, name)
     raise ValueError(f"unknown scaler kind {spec.kind!r}")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.clusters.command import OUTPUT_BYTES, CommandScaler
+from gateway.clusters.docker import DockerScaler
 from gateway.clusters.errors import MESSAGE_OUTPUT_CHARS
 from gateway.clusters.scaler import ScalerError, scaler_for
 from gateway.store.backend import BackendScaler
@@ -63,9 +64,11 @@ def read_pid(path: Path) -> int:
     return int(path.read_text())
 
 
-def test_scaler_for_builds_a_command_scaler():
+def test_scaler_for_builds_the_kind_the_record_names():
     command = BackendScaler(kind="command", start="true", stop="true")
+    docker = BackendScaler(kind="docker", container="trino-etl")
     assert isinstance(scaler_for(command), CommandScaler)
+    assert isinstance(scaler_for(docker), DockerScaler)
 
 
 def test_without_a_status_command_the_scaler_cannot_tell():
