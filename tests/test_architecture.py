@@ -165,6 +165,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("node",),  # the process: CLI, ASGI entry, a worker's services, shutdown
     ("control",),  # the admin API, the web UI, the audit trail, operator views and commands
     ("dataplane",),  # the Trino protocol through the gateway: forwarding, held queries, rewriting
+    ("clusters",),  # cluster management: scalers, cluster states, the autoscaler
     ("queries",),  # the queries the gateway owns: book, transactions, history, admission
     ("cache",),  # the result cache: eligibility, keys, entries and their storage
     ("routing",),  # which group and which backend: rules, decider, routers, scoring
