@@ -322,7 +322,7 @@ class ClusterManager:
 
     def _scaler(self, backend: Backend) -> Scaler:
         assert backend.scaler is not None
-        return scaler_for(backend.scaler)
+        return scaler_for(backend.scaler, backend.name)
 
     def _run(self, backend: Backend, work: Awaitable[None]) -> None:
         """The scaler's work on ``backend``, in the background; one at a time per cluster in this worker."""
