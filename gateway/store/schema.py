@@ -55,6 +55,8 @@ backends = sa.Table(
     sa.Column("tls", Text(), nullable=True),  # JSON of BackendTls
     # Migration 0009: the most queries the gateway runs there at once (null: no limit).
     sa.Column("max_running", sa.Integer, nullable=True),
+    # Migration 0015: how the gateway starts and stops it (null: it does not).
+    sa.Column("scaler", Text(), nullable=True),  # JSON of BackendScaler
 )
 
 query_history = sa.Table(

@@ -34,7 +34,7 @@ from gateway.store import (
     TransactionBinding,
     open_store,
 )
-from gateway.store.backend import Backend, BackendTls
+from gateway.store.backend import Backend, BackendScaler, BackendTls
 from gateway.store.records import ANYTHING_CHANGED, BACKENDS_CHANGED, RULES_CHANGED
 from tests.gateway.conftest import every_store
 
@@ -124,6 +124,38 @@ def test_a_backend_is_updated_activated_and_deleted_by_name_and_an_unknown_name_
         assert await store.delete_backend("trino-etl") is True
         assert await store.delete_backend("trino-etl") is False
         assert await store.list_backends() == []
+
+    on_store(store_url, scenario)
+
+
+def test_a_backends_scaler_is_kept_whole_whether_commands_or_a_docker_container(store_url):
+    commands = BackendScaler(
+        kind="command",
+        start="kubectl scale statefulset/trino-etl --replicas=1",
+        stop="kubectl scale statefulset/trino-etl --replicas=0",
+        status="test $(kubectl get statefulset/trino-etl -o jsonpath='{.status.readyReplicas}') = 1",
+        timeout=300.0,
+    )
+    docker = BackendScaler(kind="docker", container="trino-2")
+    scaled = FULL.model_copy(update={"scaler": commands})
+    container = Backend(name="trino-2", proxy_to="http://trino-2:8080", scaler=docker)
+
+    async def scenario(store: Store) -> None:
+        await store.add_backend(scaled)
+        await store.add_backend(container)
+        await store.add_backend(PLAIN)
+        assert await store.get_backend("trino-etl") == scaled
+        assert await store.get_backend("trino-2") == container
+        assert await store.list_backends() == [PLAIN, container, scaled]
+        # Replaced, then taken away, by an update; the active flag alone leaves it as it is.
+        swapped = scaled.model_copy(update={"scaler": docker.model_copy(update={"container": "trino-etl"})})
+        assert await store.update_backend(swapped) is True
+        assert await store.get_backend("trino-etl") == swapped
+        assert await store.set_active("trino-etl", True) is True
+        assert await store.get_backend("trino-etl") == swapped.model_copy(update={"active": True})
+        unscaled = container.model_copy(update={"scaler": None})
+        assert await store.update_backend(unscaled) is True
+        assert await store.get_backend("trino-2") == unscaled
 
     on_store(store_url, scenario)
 
