@@ -11,6 +11,7 @@ from gateway.store.records import (
     AuditEntry,
     BackendWork,
     CachedResult,
+    ClusterRecord,
     DuplicateBackend,
     QueryCount,
     QueryFilter,
@@ -160,6 +161,33 @@ class Store(Protocol):
 
     async def release_health_checks(self, holder: str) -> None:
         """``holder`` stops: its leases end now, so that others take its backends over at once."""
+        ...
+
+    # -- cluster management: what the cluster manager did, and leases by name ----------------------
+    async def cluster_records(self) -> dict[str, ClusterRecord]:
+        """What the cluster manager last did to each cluster it moved, by backend name."""
+        ...
+
+    async def move_cluster(self, record: ClusterRecord, expected: frozenset[str | None] | None) -> bool:
+        """Write ``record`` as its backend's, only if that backend's current state is one of ``expected``
+        (None among them: it has no record yet; ``expected`` None: whatever it is); True when written.
+        A compare-and-set in one step: of two workers or nodes moving the same cluster from the same
+        state at once, exactly one succeeds."""
+        ...
+
+    async def forget_cluster(self, backend: str) -> None:
+        """Drop the backend's record (the backend was deleted); nothing when it has none."""
+        ...
+
+    async def claim_lease(self, name: str, holder: str, now_ms: int, until_ms: int) -> bool:
+        """Hold (or keep holding) the lease called ``name`` until ``until_ms``: True when ``holder`` has
+        it, because it held it already, nobody did, or the last holder's ran out (before ``now_ms``);
+        False while another holder's lease runs (``until_ms`` of it included)."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """``holder`` lets go of the lease called ``name`` (nothing when another holds it), so that
+        another can take it at once."""
         ...
 
     # -- the result cache's shared tier ---------------------------------------------------------

@@ -16,9 +16,11 @@ from gateway.store.backend import Backend
 from gateway.store.contact import StoreContact
 from gateway.store.records import (
     ALL_GROUPS,
+    CLUSTER_DETAIL_LENGTH,
     AuditEntry,
     BackendWork,
     CachedResult,
+    ClusterRecord,
     DuplicateBackend,
     DuplicateQuery,
     QueryCount,
@@ -45,6 +47,8 @@ class MemoryStore:
         self._rules: SharedRulesText | None = None
         self._secrets: dict[str, bytes] = {}
         self._cache_purges: dict[str, int] = {}
+        self._clusters: dict[str, ClusterRecord] = {}
+        self._named_leases: dict[str, tuple[str, int]] = {}
         # Tests set this to make every call fail, as a store that is down does.
         self.failing: str | None = None
         self.contact = StoreContact()
@@ -265,6 +269,39 @@ class MemoryStore:
         for backend, (name, _) in list(self._leases.items()):
             if name == holder:
                 del self._leases[backend]
+
+    # -- cluster management: what the cluster manager did, and leases by name ----------------------
+    # (Each call runs without awaiting: one worker's moves and claims cannot interleave.)
+    async def cluster_records(self) -> dict[str, ClusterRecord]:
+        self._check()
+        return dict(self._clusters)
+
+    async def move_cluster(self, record: ClusterRecord, expected: frozenset[str | None] | None) -> bool:
+        self._check()
+        current = self._clusters.get(record.backend)
+        if expected is not None and (None if current is None else current.state) not in expected:
+            return False
+        if record.detail is not None and len(record.detail) > CLUSTER_DETAIL_LENGTH:
+            record = dataclasses.replace(record, detail=record.detail[:CLUSTER_DETAIL_LENGTH])
+        self._clusters[record.backend] = record
+        return True
+
+    async def forget_cluster(self, backend: str) -> None:
+        self._check()
+        self._clusters.pop(backend, None)
+
+    async def claim_lease(self, name: str, holder: str, now_ms: int, until_ms: int) -> bool:
+        self._check()
+        current = self._named_leases.get(name)
+        if current is not None and current[0] != holder and current[1] >= now_ms:
+            return False
+        self._named_leases[name] = (holder, until_ms)
+        return True
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        self._check()
+        if self._named_leases.get(name, ("", 0))[0] == holder:
+            del self._named_leases[name]
 
     # -- the result cache's shared tier ----------------------------------------------------------------
     # With memory:// there is one worker, and its own tiers of the result cache hold its entries

@@ -250,3 +250,25 @@ class CachedResult:
     expires_ms: int
     """From this time on (epoch ms) the store returns it no more."""
     blob: bytes
+
+
+CLUSTER_DETAIL_LENGTH = 512
+"""The most characters of a cluster record's detail every store keeps (the rest is cut)."""
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """What the cluster manager last did to one managed cluster, shared by every worker and node."""
+
+    backend: str
+    state: str
+    """The manager's word: STOPPED, STARTING, READY, DRAINING, TERMINATING (other states are derived live)."""
+    since_ms: int
+    """When it entered this state (epoch ms)."""
+    detail: str | None = None
+    """Why, for operators ("started by the autoscaler: 3 queries waiting", "start failed: ..."); cut to
+    ``CLUSTER_DETAIL_LENGTH`` characters."""
+    failed_ms: int | None = None
+    """When its last start failed (the autoscaler tries another cluster for a while)."""
+    starts: int = 0
+    """Starts issued, ever."""

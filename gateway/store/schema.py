@@ -6,6 +6,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.store.records import CLUSTER_DETAIL_LENGTH
+
 
 class Text(sa.types.TypeDecorator[str]):
     """Text as every SQL store can keep it. What clients send (SQL, user and source names, filters) is
@@ -55,6 +57,8 @@ backends = sa.Table(
     sa.Column("tls", Text(), nullable=True),  # JSON of BackendTls
     # Migration 0009: the most queries the gateway runs there at once (null: no limit).
     sa.Column("max_running", sa.Integer, nullable=True),
+    # Migration 0015: how the gateway starts and stops it (null: it does not).
+    sa.Column("scaler", Text(), nullable=True),  # JSON of BackendScaler
 )
 
 query_history = sa.Table(
@@ -251,4 +255,27 @@ secrets_table = sa.Table(
     metadata,
     sa.Column("name", Text(64), primary_key=True),
     sa.Column("value", Text(128), nullable=False),
+)
+
+# What the cluster manager last did to each managed cluster (migration 0015): one row per backend it
+# has moved, shared by every worker and node, written only by compare-and-set (Store.move_cluster).
+clusters = sa.Table(
+    "gateway_cluster",
+    metadata,
+    sa.Column("backend_name", Text(256), primary_key=True),
+    sa.Column("state", Text(16), nullable=False),  # STOPPED, STARTING, READY, DRAINING, TERMINATING
+    sa.Column("since_ms", sa.BigInteger, nullable=False),
+    sa.Column("detail", Text(CLUSTER_DETAIL_LENGTH), nullable=True),
+    sa.Column("failed_ms", sa.BigInteger, nullable=True),
+    sa.Column("starts", sa.Integer, nullable=False, server_default="0"),
+)
+
+# Leases by name (migration 0015): one holder at a time decides something for the fleet (the
+# autoscaler of a routing group), until its lease runs out or it lets go.
+leases = sa.Table(
+    "gateway_lease",
+    metadata,
+    sa.Column("name", Text(256), primary_key=True),
+    sa.Column("holder", Text(256), nullable=False),
+    sa.Column("lease_until", sa.BigInteger, nullable=False),
 )

@@ -35,6 +35,7 @@ from gateway.store.records import (
     AuditEntry,
     BackendWork,
     CachedResult,
+    ClusterRecord,
     DuplicateBackend,
     DuplicateQuery,
     QueryCount,
@@ -51,7 +52,9 @@ from gateway.store.schema import (
     audit_log,
     backends,
     cache_purges,
+    clusters,
     fitted,
+    leases,
     query_history,
     result_cache,
     secrets_table,
@@ -549,6 +552,67 @@ class SqlStore:
                 )
                 for row in rows
             }
+
+    # -- cluster management: what the cluster manager did, and leases by name ----------------------
+    async def cluster_records(self) -> dict[str, ClusterRecord]:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(sa.select(clusters))
+            return {
+                row.backend_name: ClusterRecord(
+                    row.backend_name, row.state, row.since_ms, row.detail, row.failed_ms, row.starts
+                )
+                for row in rows
+            }
+
+    async def move_cluster(self, record: ClusterRecord, expected: frozenset[str | None] | None) -> bool:
+        values = {
+            "state": record.state,
+            "since_ms": record.since_ms,
+            "detail": record.detail,
+            "failed_ms": record.failed_ms,
+            "starts": record.starts,
+        }
+        insert = _insert(self.engine.dialect.name, clusters).values(backend_name=record.backend, **values)
+        async with self.engine.begin() as connection:
+            if expected is None:
+                await connection.execute(insert.on_conflict_do_update(index_elements=["backend_name"], set_=values))
+                return True
+            # As claim_health_check: the UPDATE's WHERE sees the state as the database holds it when the
+            # row is locked (a racer's write is seen, and it no longer matches); a backend without a
+            # record gets one from the first INSERT, the others' conflict and do nothing.
+            states = [state for state in expected if state is not None]
+            if states:
+                update = (
+                    sa.update(clusters)
+                    .where(clusters.c.backend_name == record.backend, clusters.c.state.in_(states))
+                    .values(**values)
+                )
+                if (await connection.execute(update)).rowcount > 0:
+                    return True
+            if None in expected:
+                return (await connection.execute(insert.on_conflict_do_nothing())).rowcount > 0
+            return False
+
+    async def forget_cluster(self, backend: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(sa.delete(clusters).where(clusters.c.backend_name == backend))
+
+    async def claim_lease(self, name: str, holder: str, now_ms: int, until_ms: int) -> bool:
+        # The health checks' lease, by name (claim_health_check says how one statement decides).
+        renew = (
+            sa.update(leases)
+            .where(leases.c.name == name, sa.or_(leases.c.holder == holder, leases.c.lease_until < now_ms))
+            .values(holder=holder, lease_until=until_ms)
+        )
+        first = _insert(self.engine.dialect.name, leases).values(name=name, holder=holder, lease_until=until_ms)
+        async with self.engine.begin() as connection:
+            if (await connection.execute(renew)).rowcount > 0:
+                return True
+            return (await connection.execute(first.on_conflict_do_nothing())).rowcount > 0
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(sa.delete(leases).where(leases.c.name == name, leases.c.holder == holder))
 
     # -- the result cache's shared tier ---------------------------------------------------------
     async def get_cached_result(self, key: str, now_ms: int) -> CachedResult | None:

@@ -31,6 +31,7 @@ def test_add_update_delete_activate_deactivate_and_list(sims, make_gateway):
             "maxRunning": None,
             "monitor": None,
             "tls": None,
+            "scaler": None,
         }
         gateway.add_backend("c2", sims[1].url)
         assert _names(gateway) == ["c1", "c2"]
@@ -158,6 +159,40 @@ def test_max_running_is_set_read_back_cleared_and_audited(sims, make_gateway):
             ("backend.update", 2, None),
             ("backend.update", None, 3),
         ]
+
+
+def test_a_scaler_is_set_read_back_replaced_and_cleared_and_a_bad_one_is_refused_naming_the_field(sims, make_gateway):
+    commands = {"kind": "command", "start": "systemctl start trino", "stop": "systemctl stop trino", "timeout": 30}
+    with make_gateway() as gateway:
+        body = {"name": "c1", "proxyTo": sims[0].url, "scaler": commands}
+        status, added = gateway.call("POST", "/gateway/backend/modify/add", body)
+        assert status == 200, added
+        assert added["scaler"] == {**commands, "status": None, "container": None, "timeout": 30.0}
+        assert gateway.call("GET", "/gateway/backend/c1")[1]["scaler"] == added["scaler"]
+        # Deactivating keeps it: only the active flag changes.
+        assert gateway.call("POST", "/gateway/backend/deactivate/c1")[1]["scaler"] == added["scaler"]
+
+        docker = {"kind": "docker", "container": "trino-1"}
+        status, updated = gateway.call("POST", "/gateway/backend/modify/update", {**body, "scaler": docker})
+        assert (status, updated["scaler"]) == (
+            200,
+            {"kind": "docker", "start": None, "stop": None, "status": None, "container": "trino-1", "timeout": 120.0},
+        )
+        assert gateway.call("POST", "/gateway/backend/modify/update", {**body, "scaler": None})[1]["scaler"] is None
+
+        for bad, message in (
+            ({"kind": "docker"}, "backend: scaler: Value error, a docker scaler needs container"),
+            ({"kind": "command", "start": "x"}, "backend: scaler: Value error, a command scaler needs stop"),
+            ({**docker, "image": "trino"}, "backend: scaler.image: unknown key"),
+            ({"kind": "kubernetes", "container": "x"}, "backend: scaler.kind: Input should be 'command' or 'docker'"),
+            ({**docker, "timeout": 0}, "backend: scaler.timeout: Input should be greater than 0"),
+            ("docker", "backend: scaler: Input should be a valid dictionary or instance of BackendScaler"),
+        ):
+            for path in ("/gateway/backend/modify/add", "/gateway/backend/modify/update"):
+                status, answer = gateway.call("POST", path, {**body, "name": "c2", "scaler": bad})
+                assert (status, answer["error"]) == (400, message), (path, bad, answer)
+        assert _names(gateway) == ["c1"]
+        assert gateway.call("GET", "/gateway/backend/c1")[1]["scaler"] is None
 
 
 @every_store

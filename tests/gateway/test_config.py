@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
+from gateway.store.backend import BackendScaler
 from tests.conftest import run_query
 from tests.gateway.conftest import every_store
 from trinosim.gateway_process import GatewayProcess, free_port
@@ -46,6 +47,10 @@ def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
                 ("x", "Input should be a valid integer"),
             )
         ),
+        (
+            {"backends": [{"name": "a", "proxy_to": "http://h:1", "scaler": {"kind": "docker"}}]},
+            "backends.0.scaler: Value error, a docker scaler needs container",
+        ),
         ({"proxy": {"read_timeout": -1}}, "proxy.read_timeout: Input should be greater than 0"),
         (["not", "a", "mapping"], "the top level must be a mapping"),
         (
@@ -82,6 +87,20 @@ def test_a_backends_max_running_goes_from_the_file_to_the_store_and_the_api(
     with make_gateway(data, store=lasting_store_url) as gateway:
         stored = {b["name"]: b["maxRunning"] for b in gateway.call("GET", "/gateway/backend/all")[1]}
         assert stored == {"capped": None, "open": 2}
+
+
+def test_a_backends_scaler_is_read_from_the_file(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "backends:\n  - name: etl\n    proxy_to: http://trino-etl:8080\n    scaler:\n      kind: command\n"
+        "      start: docker compose up -d trino-etl\n      stop: docker compose stop trino-etl\n      timeout: 90\n"
+        "  - name: spare\n    proxy_to: http://trino-spare:8080\n    scaler: {kind: docker, container: trino-spare}\n"
+    )
+    etl, spare = load_config(path).backends
+    assert etl.scaler == BackendScaler(
+        kind="command", start="docker compose up -d trino-etl", stop="docker compose stop trino-etl", timeout=90
+    )
+    assert spare.scaler == BackendScaler(kind="docker", container="trino-spare")
 
 
 def test_malformed_and_missing_files_are_clear_errors(tmp_path):

@@ -4,8 +4,8 @@ expects the same answers from each store: a behaviour that differs by store is a
 
 The gateway's own tests run on the in-memory store unless the store is what they prove; what the
 store does for them (backends, the history and its filters, transactions, the audit trail, drain
-counts, health leases, the fleet's routing rules and change notices, the result cache's purge marks) is proved
-here on all three.
+counts, health leases, the fleet's routing rules and change notices, the result cache's purge marks,
+the cluster manager's records and leases by name) is proved here on all three.
 What only a store that outlives its gateway can do (a second gateway on the same store, a restart)
 is proved on the SQL stores by the tests that need it (``lasting_store_url``).
 """
@@ -23,6 +23,7 @@ from gateway.store import (
     AuditEntry,
     BackendWork,
     CachedResult,
+    ClusterRecord,
     DuplicateBackend,
     DuplicateQuery,
     QueryFilter,
@@ -34,8 +35,8 @@ from gateway.store import (
     TransactionBinding,
     open_store,
 )
-from gateway.store.backend import Backend, BackendTls
-from gateway.store.records import ANYTHING_CHANGED, BACKENDS_CHANGED, RULES_CHANGED
+from gateway.store.backend import Backend, BackendScaler, BackendTls
+from gateway.store.records import ANYTHING_CHANGED, BACKENDS_CHANGED, CLUSTER_DETAIL_LENGTH, RULES_CHANGED
 from tests.gateway.conftest import every_store
 
 pytestmark = every_store
@@ -124,6 +125,38 @@ def test_a_backend_is_updated_activated_and_deleted_by_name_and_an_unknown_name_
         assert await store.delete_backend("trino-etl") is True
         assert await store.delete_backend("trino-etl") is False
         assert await store.list_backends() == []
+
+    on_store(store_url, scenario)
+
+
+def test_a_backends_scaler_is_kept_whole_whether_commands_or_a_docker_container(store_url):
+    commands = BackendScaler(
+        kind="command",
+        start="kubectl scale statefulset/trino-etl --replicas=1",
+        stop="kubectl scale statefulset/trino-etl --replicas=0",
+        status="test $(kubectl get statefulset/trino-etl -o jsonpath='{.status.readyReplicas}') = 1",
+        timeout=300.0,
+    )
+    docker = BackendScaler(kind="docker", container="trino-2")
+    scaled = FULL.model_copy(update={"scaler": commands})
+    container = Backend(name="trino-2", proxy_to="http://trino-2:8080", scaler=docker)
+
+    async def scenario(store: Store) -> None:
+        await store.add_backend(scaled)
+        await store.add_backend(container)
+        await store.add_backend(PLAIN)
+        assert await store.get_backend("trino-etl") == scaled
+        assert await store.get_backend("trino-2") == container
+        assert await store.list_backends() == [PLAIN, container, scaled]
+        # Replaced, then taken away, by an update; the active flag alone leaves it as it is.
+        swapped = scaled.model_copy(update={"scaler": docker.model_copy(update={"container": "trino-etl"})})
+        assert await store.update_backend(swapped) is True
+        assert await store.get_backend("trino-etl") == swapped
+        assert await store.set_active("trino-etl", True) is True
+        assert await store.get_backend("trino-etl") == swapped.model_copy(update={"active": True})
+        unscaled = container.model_copy(update={"scaler": None})
+        assert await store.update_backend(unscaled) is True
+        assert await store.get_backend("trino-2") == unscaled
 
     on_store(store_url, scenario)
 
@@ -427,6 +460,83 @@ def test_the_routing_rules_are_none_until_put_and_the_last_put_stands(store_url)
     on_store(store_url, scenario)
 
 
+# -- cluster management: what the cluster manager did, and leases by name ---------------------------
+NO_RECORD: frozenset[str | None] = frozenset({None})
+STOPPED: frozenset[str | None] = frozenset({"STOPPED"})
+
+
+def test_a_cluster_moves_only_from_an_expected_state_and_is_forgotten_with_its_backend(store_url):
+    starting = ClusterRecord("trino-etl", "STARTING", 1_000, "started by the autoscaler: 3 queries waiting", None, 1)
+    failed = ClusterRecord("trino-etl", "STOPPED", 2_000, "start failed: exit 1", failed_ms=2_000, starts=1)
+
+    async def scenario(store: Store) -> None:
+        assert await store.cluster_records() == {}
+        # None expected: no record yet.
+        assert await store.move_cluster(starting, NO_RECORD | STOPPED) is True
+        assert await store.move_cluster(starting, NO_RECORD) is False  # it has one now
+        assert await store.move_cluster(failed, frozenset({"READY"})) is False
+        assert await store.cluster_records() == {"trino-etl": starting}
+        assert await store.move_cluster(failed, frozenset({"STARTING", "READY"})) is True
+        assert await store.cluster_records() == {"trino-etl": failed}
+        # None as expected: whatever it is, or whether it has a record at all.
+        ready = ClusterRecord("trino-2", "READY", 3_000)
+        assert await store.move_cluster(ready, None) is True
+        forced = dataclasses.replace(failed, state="TERMINATING", since_ms=3_500, detail=None)
+        assert await store.move_cluster(forced, None) is True
+        assert await store.cluster_records() == {"trino-etl": forced, "trino-2": ready}
+        # Nothing expected: nothing matches.
+        assert await store.move_cluster(ready, frozenset()) is False
+        await store.forget_cluster("trino-etl")
+        await store.forget_cluster("nobody")
+        assert await store.cluster_records() == {"trino-2": ready}
+        assert await store.move_cluster(starting, NO_RECORD) is True  # as new again
+        # A long detail is cut alike by every store.
+        wordy = dataclasses.replace(ready, detail="x" * (CLUSTER_DETAIL_LENGTH + 100))
+        assert await store.move_cluster(wordy, frozenset({"READY"})) is True
+        assert (await store.cluster_records())["trino-2"].detail == "x" * CLUSTER_DETAIL_LENGTH
+
+    on_store(store_url, scenario)
+
+
+def test_of_two_moves_of_one_cluster_at_once_exactly_one_succeeds(store_url):
+    async def scenario(store: Store) -> list[list[bool]]:
+        outcomes = []
+        for n in range(10):
+            # From no record (the first start), then from the state the winner left (the next move).
+            for expected, state in ((NO_RECORD | STOPPED, "STARTING"), (frozenset({"STARTING"}), "READY")):
+                mine, theirs = (ClusterRecord(f"trino-{n}", state, 1_000, node) for node in ("n1", "n2"))
+                moves = store.move_cluster(mine, expected), store.move_cluster(theirs, expected)
+                outcomes.append(sorted(await asyncio.gather(*moves)))
+        records = await store.cluster_records()
+        assert sorted(records) == [f"trino-{n}" for n in range(10)]
+        assert {r.state for r in records.values()} == {"READY"}
+        return outcomes
+
+    assert on_store(store_url, scenario) == [[False, True]] * 20
+
+
+def test_a_lease_by_name_has_one_holder_until_it_runs_out_or_is_released(store_url):
+    async def scenario(store: Store) -> None:
+        assert await store.claim_lease("autoscale:etl", "n1", now_ms=1_000, until_ms=2_000) is True
+        assert await store.claim_lease("autoscale:etl", "n2", now_ms=1_500, until_ms=2_500) is False
+        assert await store.claim_lease("autoscale:etl", "n2", now_ms=2_000, until_ms=3_000) is False  # until counts
+        assert await store.claim_lease("autoscale:etl", "n1", now_ms=1_900, until_ms=2_900) is True  # renewed
+        assert await store.claim_lease("autoscale:adhoc", "n2", now_ms=1_900, until_ms=2_900) is True
+        assert await store.claim_lease("autoscale:etl", "n2", now_ms=2_901, until_ms=3_900) is True  # ran out
+        assert await store.claim_lease("autoscale:etl", "n1", now_ms=3_000, until_ms=4_000) is False
+        await store.release_lease("autoscale:etl", "n1")  # not n1's: nothing happens
+        assert await store.claim_lease("autoscale:etl", "n1", now_ms=3_000, until_ms=4_000) is False
+        await store.release_lease("autoscale:etl", "n2")
+        assert await store.claim_lease("autoscale:etl", "n1", now_ms=3_000, until_ms=4_000) is True
+        # Only that lease ended; and the health checks' leases are others.
+        assert await store.claim_lease("autoscale:adhoc", "n1", now_ms=2_000, until_ms=4_000) is False
+        assert await store.claim_health_check("autoscale:etl", "n2", now_ms=3_000, until_ms=4_000) is True
+        await store.release_health_checks("n1")
+        assert await store.claim_lease("autoscale:etl", "n2", now_ms=3_000, until_ms=4_000) is False
+
+    on_store(store_url, scenario)
+
+
 # -- the result cache's shared tier ---------------------------------------------------------------
 def cached(
     n: int, group: str = "adhoc", created_ms: int = 1_000, expires_ms: int = 10_000, size: int = 256
@@ -522,6 +632,37 @@ def test_two_stores_on_one_url_see_each_others_writes(lasting_store_url):
             assert await second.get_routing_rules() == SharedRulesText("rules", 1_000, "alice")
             assert await first.claim_health_check("trino-1", "w1", now_ms=1_000, until_ms=9_000) is True
             assert await second.claim_health_check("trino-1", "w2", now_ms=1_000, until_ms=9_000) is False
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
+
+
+def test_two_stores_on_one_url_racing_for_a_cluster_or_a_lease_each_time_one_wins(lasting_store_url):
+    async def scenario() -> None:
+        first, second = await open_store(lasting_store_url), await open_store(lasting_store_url)
+        try:
+            for n in range(10):
+                mine, theirs = (ClusterRecord(f"trino-{n}", "STARTING", 1_000, node) for node in ("n1", "n2"))
+                won = await asyncio.gather(
+                    first.move_cluster(mine, NO_RECORD | STOPPED), second.move_cluster(theirs, NO_RECORD | STOPPED)
+                )
+                assert sorted(won) == [False, True], n
+                winner = "n1" if won[0] else "n2"
+                assert (await second.cluster_records())[f"trino-{n}"].detail == winner
+                assert (await first.cluster_records())[f"trino-{n}"].detail == winner
+                held = await asyncio.gather(
+                    first.claim_lease(f"group-{n}", "n1", now_ms=1_000, until_ms=9_000),
+                    second.claim_lease(f"group-{n}", "n2", now_ms=1_000, until_ms=9_000),
+                )
+                assert sorted(held) == [False, True], n
+                # Taken over once it ran out: again by exactly one.
+                taken = await asyncio.gather(
+                    first.claim_lease(f"group-{n}", "n3", now_ms=9_001, until_ms=19_000),
+                    second.claim_lease(f"group-{n}", "n4", now_ms=9_001, until_ms=19_000),
+                )
+                assert sorted(taken) == [False, True], n
         finally:
             await first.close()
             await second.close()
