@@ -243,6 +243,7 @@ def backends_api(services: Services) -> Blueprint:
         before = await store.get_backend(name)
         if not await store.delete_backend(name):
             return api_error(404, f"no backend named {name!r}")
+        await store.forget_cluster(name)  # (what cluster management last did to it goes with it)
         await changed(name, before, None)
         return json_response(Deleted(deleted=name))
 
