@@ -5,7 +5,7 @@ One step at a time per group, so that what a step changes is seen before the nex
 - a cluster STARTING for longer than ``start_timeout`` is given up (stopped, marked failed), and the
   next one is tried;
 - fewer started than the minimum (``min_clusters``, or a time window's), or queries waiting in the
-  gateway (``scale_up_queued``), or utilisation above ``scale_up_utilisation`` for
+  gateway (``scale_up_queued``) while no READY cluster has room for them, or utilisation above ``scale_up_utilisation`` for
   ``scale_up_after``: one more (a DRAINING one back to READY first; else a STOPPED one that did not
   fail lately), up to ``max_clusters``, one start at a time;
 - a DRAINING cluster stops once it is drained (no query running, no transaction open: the store's
@@ -131,11 +131,16 @@ def _why_more(
 ) -> str | None:
     if len(started) < minimum:
         return f"{len(started)} started, the minimum now is {minimum}"
-    if queued >= settings.scale_up_queued:
+    if queued >= settings.scale_up_queued and not any(_has_room(cluster) for cluster in started):
+        # (A READY cluster with room takes them at the queue's next dispatch: no start for that.)
         return f"{queued} queries waiting in the gateway"
     if started and high_for >= settings.scale_up_after:
         return f"utilisation above {settings.scale_up_utilisation:g} for {high_for:.0f} s"
     return None
+
+
+def _has_room(cluster: ClusterView) -> bool:
+    return cluster.state == READY and (cluster.capacity is None or cluster.running < cluster.capacity)
 
 
 def _least_busy(clusters: list[ClusterView]) -> ClusterView:

@@ -43,6 +43,14 @@ def test_a_query_waiting_for_a_group_at_zero_starts_its_first_stopped_cluster():
     assert "1 queries waiting" in action.why
 
 
+def test_queries_waiting_start_no_cluster_while_a_ready_one_has_room():
+    assert step(settings(), [view("a", "READY"), view("b", "STOPPED")], queued=10) is None  # no max_running
+    roomy = [view("a", "READY", running=3, capacity=4), view("b", "STOPPED")]
+    assert step(settings(), roomy, queued=10) is None
+    full = [view("a", "READY", running=4, capacity=4), view("b", "STOPPED")]
+    assert step(settings(), full, queued=10).verb == START
+
+
 def test_one_start_at_a_time():
     assert step(settings(), [view("a", "STARTING", since=NOW - 1000), view("b", "STOPPED")], queued=50) is None
 
@@ -61,7 +69,7 @@ def test_a_cluster_that_failed_lately_is_not_tried_again_before_the_start_timeou
 
 def test_the_minimum_is_kept_and_max_clusters_never_passed():
     assert step(settings(min_clusters=1), [view("a", "STOPPED")]).verb == START
-    full = [view("a", "READY"), view("b", "STOPPED")]
+    full = [view("a", "READY", running=1, capacity=1), view("b", "STOPPED")]
     assert step(settings(max_clusters=1), full, queued=10) is None
     assert step(settings(max_clusters=2), full, queued=10) == Action(START, "b", "10 queries waiting in the gateway")
 
@@ -87,7 +95,7 @@ def test_an_idle_group_drains_its_least_busy_cluster_after_the_idle_time_down_to
 
 
 def test_nothing_drains_while_queries_wait_or_a_cluster_starts():
-    clusters = [view("a", "READY"), view("b", "READY")]
+    clusters = [view("a", "READY", running=1, capacity=1), view("b", "READY", running=1, capacity=1)]
     assert step(settings(), clusters, queued=1, low=100) is None  # (both started: no third to start)
     starting = [view("a", "READY"), view("b", "STARTING", since=NOW - 1000)]
     assert step(settings(), starting, low=100) is None

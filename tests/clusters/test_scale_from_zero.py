@@ -1,0 +1,117 @@
+"""Cluster management through a running gateway, with trinosim clusters behind the command scaler:
+a burst from zero starts a cluster and every query succeeds; an idle group drains and stops it; the
+states on the way, as `trino-gateway backend list` shows them."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.control import backend_command
+from tests.clusters.helpers import CommandCluster, wait_for
+from tests.conftest import connect
+from tests.inprocess import InProcessGateway
+from trinosim.inprocess import LoopThread
+
+pytestmark = pytest.mark.slow  # trinosim processes, started by the scaler
+
+
+def scaling_config(clusters: list[CommandCluster], **scaling: Any) -> dict[str, Any]:
+    return {
+        "backends": [cluster.record() for cluster in clusters],
+        "routing": {
+            "default_group": "etl",
+            "groups": {"etl": {"scaling": {"min_clusters": 0, "idle_time": "3s", "start_timeout": "60s", **scaling}}},
+        },
+        "scaling": {"interval": "0.5s"},
+        "health": {"interval": 0.5, "timeout": 2, "success_threshold": 1, "failure_threshold": 1},
+    }
+
+
+@pytest.fixture
+def clusters(tmp_path: Path) -> Iterator[list[CommandCluster]]:
+    made = [CommandCluster(tmp_path, "etl-1", "etl"), CommandCluster(tmp_path, "etl-2", "etl")]
+    yield made
+    for cluster in made:
+        cluster.kill()
+
+
+def backend_list(gateway: InProcessGateway) -> dict[str, str]:
+    """Each backend's STATE as `trino-gateway backend list` prints it."""
+    out = io.StringIO()
+    args = argparse.Namespace(action="list", server=gateway.url, ca_file=None)
+    assert backend_command.run(args, out) == 0
+    lines = out.getvalue().splitlines()
+    header = lines[0].split()
+    at = header.index("STATE")
+    return {line.split()[0]: line.split()[at] for line in lines[1:]}
+
+
+class StateWatch:
+    """Every state each backend showed in `backend list`, in order, while it runs."""
+
+    def __init__(self, gateway: InProcessGateway) -> None:
+        self.gateway = gateway
+        self.seen: dict[str, list[str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StateWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, state in backend_list(self.gateway).items():
+                states = self.seen.setdefault(name, [])
+                if not states or states[-1] != state:
+                    states.append(state)
+            time.sleep(0.1)
+
+
+def test_a_burst_from_zero_starts_a_cluster_and_every_query_succeeds_then_it_stops_when_idle(
+    loop_thread: LoopThread, clusters: list[CommandCluster]
+):
+    with InProcessGateway(loop_thread, scaling_config(clusters)) as gateway, StateWatch(gateway) as watch:
+        assert backend_list(gateway) == {"etl-1": "STOPPED", "etl-2": "STOPPED"}
+        first_row: list[float] = []
+        began = time.monotonic()
+
+        def query(number: int) -> list[Any]:
+            with connect(gateway.url, user=f"user-{number % 5}", request_timeout=120) as conn:
+                cursor = conn.cursor()
+                cursor.execute(f"SELECT {number} AS n, count(*) FROM tpch.tiny.nation")
+                row = cursor.fetchone()
+                first_row.append(time.monotonic() - began)
+                return [row, *cursor.fetchall()]
+
+        with ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(query, range(50)))
+        assert [rows[0][0] for rows in answers] == list(range(50))
+        assert all(rows[0][1] == 25 for rows in answers)
+        print(f"\nfirst submission to first row, from zero: {min(first_row):.2f} s; last: {max(first_row):.2f} s")
+        # One cluster was enough to start: one start, of the first one.
+        assert clusters[0].start_count() == 1 and clusters[1].start_count() == 0
+        # Idle for idle_time: drained, then stopped.
+        wait_for("etl-1 stopped", lambda: backend_list(gateway)["etl-1"] == "STOPPED" and not clusters[0].answers(), 60)
+    states = watch.seen["etl-1"]
+    assert states[0] == "STOPPED" and states[-1] == "STOPPED"
+    for state in ("STARTING", "READY", "DRAINING"):
+        assert state in states, states
+    assert states.index("STARTING") < states.index("READY") < states.index("DRAINING")
+    # It ran nothing when it was stopped.
+    stopped = [json.loads(line) for line in clusters[0].stopped_with()]
+    assert stopped and stopped[-1].get("running", 0) == 0 and stopped[-1].get("queued", 0) == 0
