@@ -32,6 +32,7 @@ def test_add_update_delete_activate_deactivate_and_list(sims, make_gateway):
             "monitor": None,
             "tls": None,
             "scaler": None,
+            "state": "READY",  # (checked at once when added; it has no scaler: its health decides)
         }
         gateway.add_backend("c2", sims[1].url)
         assert _names(gateway) == ["c1", "c2"]

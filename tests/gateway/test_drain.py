@@ -105,11 +105,12 @@ def test_the_drain_command_waits_until_the_backend_is_drained(make_sim, make_gat
         "GROUP",
         "ACTIVE",
         "STATE",
+        "HEALTH",
         "STILL",
         "RUNNING",
         "DRAINED",
     ]
-    assert out.splitlines()[1].split() == ["cli", "adhoc", "no", "HEALTHY", "nothing", "running", "yes"]
+    assert out.splitlines()[1].split() == ["cli", "adhoc", "no", "DEACTIVATED", "HEALTHY", "nothing", "running", "yes"]
     assert _command("activate", "cli", "--server", gateway.url, capsys=capsys)[:2] == (0, "cli: active\n")
 
 

@@ -46,6 +46,9 @@ NOT_ASKED_HERE = {
     ("GET", "/gateway/login/oidc/callback", "302"),
     ("GET", "/gateway/login/oidc/callback", "401"),
     ("GET", "/gateway/login/oidc/callback", "403"),
+    # A backend with a scaler started and stopped: tests/clusters and the UI's tests.
+    ("POST", "/gateway/backend/{name}/start", "200"),
+    ("POST", "/gateway/backend/{name}/stop", "200"),
 }
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "mallory": "mallory-pw", "locked": "locked-pw"}
 RULES = """---
@@ -183,6 +186,10 @@ def ask_everything(ask: Asker, gateway: InProcessGateway) -> None:
         assert ask("POST", f"/gateway/backend/{action}/{{name}}", admin, values={"name": "spare-1"}).status_code == 200
         assert ask("POST", f"/gateway/backend/{action}/{{name}}", admin, values={"name": "nope"}).status_code == 404
     assert ask("GET", "/gateway/backend/{name}/drain", admin, values={"name": "spare-1"}).json()["drained"] is True
+    for action in ("start", "stop"):
+        # spare-1 has no scaler: the gateway does not start or stop it.
+        assert ask("POST", f"/gateway/backend/{{name}}/{action}", admin, values={"name": "spare-1"}).status_code == 409
+        assert ask("POST", f"/gateway/backend/{{name}}/{action}", admin, values={"name": "nope"}).status_code == 404
     assert ask("POST", delete, admin, data=b"spare-1").status_code == 200
     assert ask("POST", delete, admin, json={"name": "spare-1"}).status_code == 404
     assert ask("POST", delete, admin, json={}).status_code == 400
