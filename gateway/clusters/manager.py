@@ -174,15 +174,18 @@ class ClusterManager:
         for backend in backends:
             if backend.scaler is not None:
                 managed.setdefault(backend.routing_group, []).append(backend)
-        if not managed:
-            return
-        work = await self.work()
         now = now_ms()
         lease_until = now + int(self.settings.interval * 3000)
-        for group, members in managed.items():
-            if not await self.store.claim_lease(f"scaling:{group}", self.holder, now, lease_until):
-                continue
-            await self._tick_group(group, members, work, now)
+        held = [
+            group
+            for group in managed
+            if await self.store.claim_lease(f"scaling:{group}", self.holder, now, lease_until)
+        ]
+        if not held:
+            return  # another worker or node decides for every group: this one only routes by the records
+        work = await self.work()
+        for group in held:
+            await self._tick_group(group, managed[group], work, now_ms())
 
     async def _tick_group(self, group: str, members: list[Backend], work: dict[str, BackendWork], now: int) -> None:
         views = [self._view(backend, work.get(backend.name, BackendWork())) for backend in members if backend.active]
