@@ -103,16 +103,23 @@ def backend_list(gateway: InProcessGateway) -> dict[str, str]:
 
 
 class StateWatch:
-    """Every state each backend showed in `backend list`, in order, while it runs."""
+    """Every state each backend showed in `backend list`, in order, while it runs; and when it was
+    first seen in each (``time.monotonic()``)."""
 
     def __init__(self, gateway: InProcessGateway) -> None:
         self.gateway = gateway
         self.seen: dict[str, list[str]] = {}
+        self.seen_at: dict[str, list[float]] = {}
         self._stop = threading.Event()
+        self._looked = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> StateWatch:
+        """Once it has had its first look: what the test does next is seen after the states before it."""
         self._thread.start()
+        if not self._looked.wait(timeout=10):
+            self._stop.set()
+            raise AssertionError("`backend list` did not answer within 10 s")
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -125,4 +132,12 @@ class StateWatch:
                 states = self.seen.setdefault(name, [])
                 if not states or states[-1] != state:
                     states.append(state)
+                    self.seen_at.setdefault(name, []).append(time.monotonic())
+            self._looked.set()
             time.sleep(0.1)
+
+
+def in_order(seen: list[str], expected: list[str]) -> bool:
+    """Whether ``expected`` appears in ``seen`` in that order (other states may come between)."""
+    remaining = iter(seen)
+    return all(state in remaining for state in expected)
