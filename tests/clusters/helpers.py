@@ -1,17 +1,23 @@
 """trinosim clusters behind the command scaler: started and stopped by shell commands, as a
-`systemctl start` or a `kubectl scale` would, each start counted in a file."""
+`systemctl start` or a `kubectl scale` would, each start counted in a file; and what a test of a
+running gateway reads of its clusters' states (`backend_list`, `StateWatch`)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import io
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.control import backend_command
+from tests.inprocess import InProcessGateway
 from trinosim.gateway_process import free_port
 
 
@@ -83,3 +89,55 @@ def wait_for(what: str, check: Any, timeout: float, interval: float = 0.1) -> An
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def backend_list(gateway: InProcessGateway) -> dict[str, str]:
+    """Each backend's STATE as `trino-gateway backend list` prints it."""
+    out = io.StringIO()
+    args = argparse.Namespace(action="list", server=gateway.url, ca_file=None)
+    assert backend_command.run(args, out) == 0
+    lines = out.getvalue().splitlines()
+    header = lines[0].split()
+    at = header.index("STATE")
+    return {line.split()[0]: line.split()[at] for line in lines[1:]}
+
+
+class StateWatch:
+    """Every state each backend showed in `backend list`, in order, while it runs; and when it was
+    first seen in each (``time.monotonic()``)."""
+
+    def __init__(self, gateway: InProcessGateway) -> None:
+        self.gateway = gateway
+        self.seen: dict[str, list[str]] = {}
+        self.seen_at: dict[str, list[float]] = {}
+        self._stop = threading.Event()
+        self._looked = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StateWatch:
+        """Once it has had its first look: what the test does next is seen after the states before it."""
+        self._thread.start()
+        if not self._looked.wait(timeout=10):
+            self._stop.set()
+            raise AssertionError("`backend list` did not answer within 10 s")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, state in backend_list(self.gateway).items():
+                states = self.seen.setdefault(name, [])
+                if not states or states[-1] != state:
+                    states.append(state)
+                    self.seen_at.setdefault(name, []).append(time.monotonic())
+            self._looked.set()
+            time.sleep(0.1)
+
+
+def in_order(seen: list[str], expected: list[str]) -> bool:
+    """Whether ``expected`` appears in ``seen`` in that order (other states may come between)."""
+    remaining = iter(seen)
+    return all(state in remaining for state in expected)
