@@ -149,6 +149,7 @@ class Services:
         )
         clusters = create_cluster_manager(config, store, registry, health, history, admission, holder_name())
         decider.clusters = clusters
+        health.on_healthy = lambda name: admission.dispatch_all()  # (a cluster that started: its queries go)
         proxy = Proxy(
             proxy_settings,
             registry,

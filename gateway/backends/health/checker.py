@@ -51,6 +51,8 @@ class HealthChecker:
         # Told when a check finds that a backend restarted (its uptime went back), with when it
         # started again (epoch ms): what lived in its memory, such as transactions, is gone.
         self.on_restart: Callable[[str, int], Awaitable[None]] | None = None
+        # Told when a backend becomes HEALTHY (queries waiting for it go at once, not at the next tick).
+        self.on_healthy: Callable[[str], None] = lambda name: None
 
     def monitor_kind(self, backend: Backend) -> str:
         """The kind of check ``backend`` gets: its record's, else ``health.monitor``."""
@@ -101,6 +103,7 @@ class HealthChecker:
         lease holder's (``first_hand`` False), which this worker did not make."""
         name = result.backend_name
         health = self.of(name)
+        was = health.state
         if result.outcome == "starting":
             health.starting()
         elif result.outcome == "failed":
@@ -119,6 +122,8 @@ class HealthChecker:
                     await self.on_restart(name, int((time.time() - stats.uptime) * 1000))
         if first_hand and health.state != Health.HEALTHY:
             log.info("backend %s is %s: %s", name, health.state, health.last_error)
+        if health.state == Health.HEALTHY and was != Health.HEALTHY:
+            self.on_healthy(name)
         return health
 
     async def check_all(self) -> None:
