@@ -195,6 +195,16 @@ def test_a_scaler_is_set_read_back_replaced_and_cleared_and_a_bad_one_is_refused
         assert gateway.call("GET", "/gateway/backend/c1")[1]["scaler"] is None
 
 
+def test_a_backend_read_with_its_state_is_sent_back_as_it_is(sims, make_gateway):
+    # A client (the UI's edit form, a script) that reads a backend, changes a field and sends it back.
+    with make_gateway() as gateway:
+        assert gateway.call("POST", "/gateway/backend/modify/add", {"name": "c1", "proxyTo": sims[0].url})[0] == 200
+        record = gateway.call("GET", "/gateway/backend/c1")[1]
+        assert "state" in record
+        status, updated = gateway.call("POST", "/gateway/backend/modify/update", {**record, "weight": 2})
+        assert (status, updated["weight"]) == (200, 2.0), updated
+
+
 @every_store
 def test_a_backend_added_through_the_api_has_the_whole_record_and_it_is_used(sims, make_gateway, lasting_store_url):
     config = {"routing": {"groups": {"weighted": {"router": "weighted"}}}}
