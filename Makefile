@@ -106,13 +106,15 @@ bench-deps:
 # bench: direct, nginx and the gateway; bench.fleet: nodes behind haproxy; bench.admission: what
 # admission control and failover's held queries cost; bench.estimates: what cost-aware routing costs
 # a query (docs/performance.md); bench.cache: a result cache hit against the cluster, and the cache's
-# memory against its bound.
+# memory against its bound; bench.scaling: a burst of queries from zero (the cluster started by the
+# command scaler) against the same burst on a READY cluster (docs/scaling.md).
 bench: install bench-deps system-deps
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.admission
 	$(BIN)/python -m bench.estimates
 	$(BIN)/python -m bench.cache
+	$(BIN)/python -m bench.scaling
 
 # What tracing costs on the poll path, with the OTLP endpoint up and down (docs/performance.md).
 bench-tracing: install bench-deps

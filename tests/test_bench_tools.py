@@ -262,3 +262,22 @@ def test_the_cache_bench_prints_both_sections(capsys):
     assert "   1,000 |   110.0" in out and out.count("                       8.0\n") == 1
     assert "the 1,200 entries made would count 3.4 MiB unbounded" in out
     assert "took 60.0 s; load average (1, 5, 15 min) before [0.5, 0.4, 0.3], after [1.5, 0.9, 0.4]" in out
+
+
+def test_the_scaling_bench_prints_medians_of_its_rounds_and_the_cost_of_a_start(capsys):
+    from bench.scaling import medians, print_report
+
+    def one(cold: float, warm: float) -> dict:
+        return {
+            "from zero": {"first_row_s": cold, "last_end_s": cold + 0.5},
+            "ready": {"first_row_s": warm, "last_end_s": warm + 0.1},
+        }
+
+    rounds = [one(3.0, 0.2), one(2.0, 0.3), one(4.0, 0.1)]
+    figures = medians(rounds)
+    assert figures["from zero"] == {"first_row_s": 3.0, "last_end_s": 3.5}
+    assert figures["ready"]["first_row_s"] == 0.2
+    print_report({"queries": 20, "rounds": rounds, "commit": "abc1234", "interval": 0.5, "medians": figures})
+    out = capsys.readouterr().out
+    assert "medians of 3 rounds (commit abc1234" in out
+    assert "from zero" in out and "3.50 s" in out and "cost of starting" in out and "2.80 s" in out

@@ -21,6 +21,8 @@ def test_add_update_delete_activate_deactivate_and_list(sims, make_gateway):
             {"name": "c1", "proxyTo": sims[0].url + "/", "routingGroup": "etl"},
         )
         assert status == 200
+        # A backend without a scaler is READY or UNHEALTHY, by its health (docs/scaling.md).
+        assert body.pop("state") in ("READY", "UNHEALTHY")
         assert body == {
             "name": "c1",
             "proxyTo": sims[0].url,
@@ -32,7 +34,6 @@ def test_add_update_delete_activate_deactivate_and_list(sims, make_gateway):
             "monitor": None,
             "tls": None,
             "scaler": None,
-            "state": "READY",  # (checked at once when added; it has no scaler: its health decides)
         }
         gateway.add_backend("c2", sims[1].url)
         assert _names(gateway) == ["c1", "c2"]
@@ -194,6 +195,16 @@ def test_a_scaler_is_set_read_back_replaced_and_cleared_and_a_bad_one_is_refused
                 assert (status, answer["error"]) == (400, message), (path, bad, answer)
         assert _names(gateway) == ["c1"]
         assert gateway.call("GET", "/gateway/backend/c1")[1]["scaler"] is None
+
+
+def test_a_backend_read_with_its_state_is_sent_back_as_it_is(sims, make_gateway):
+    # A client (the UI's edit form, a script) that reads a backend, changes a field and sends it back.
+    with make_gateway() as gateway:
+        assert gateway.call("POST", "/gateway/backend/modify/add", {"name": "c1", "proxyTo": sims[0].url})[0] == 200
+        record = gateway.call("GET", "/gateway/backend/c1")[1]
+        assert "state" in record
+        status, updated = gateway.call("POST", "/gateway/backend/modify/update", {**record, "weight": 2})
+        assert (status, updated["weight"]) == (200, 2.0), updated
 
 
 @every_store

@@ -52,7 +52,7 @@ def test_an_admin_deactivates_a_cluster_watches_it_drain_while_a_query_runs_and_
         page = as_user("alice").goto("/clusters")
         row = page.locator('tr[data-backend="trino-3"]')
         expect(row).to_contain_text("HEALTHY")
-        expect(page.locator('tr[data-backend="trino-3"] td').nth(4)).to_have_text("1", timeout=10_000)  # in flight
+        expect(page.locator('tr[data-backend="trino-3"] td').nth(5)).to_have_text("1", timeout=10_000)  # in flight
 
         row.get_by_role("button", name="Deactivate").click()
         dialog = page.get_by_role("dialog")
@@ -90,7 +90,7 @@ def test_an_admin_adds_edits_and_deletes_a_cluster(as_user, ui_gateway, sims):
     form.get_by_role("button", name="Save").click()
     row = page.locator('tr[data-backend="trino-new"]')
     expect(row).to_contain_text("reports")
-    max_running = row.locator("td").nth(6)
+    max_running = row.locator("td").nth(7)
     expect(max_running).to_have_text("4")
     added = ui_gateway.call("GET", "/gateway/backend/trino-new")[1]
     assert (added["routingGroup"], added["maxRunning"]) == ("reports", 4)

@@ -71,6 +71,8 @@ def backends_api(services: Services) -> Blueprint:
             return api_error(400, f"request body is not valid JSON: {error}")
         if not isinstance(data, dict):
             return api_error(400, "request body must be a JSON object with name, proxyTo, active, routingGroup")
+        # What a GET answers may be sent back as it is: its state is read-only (the cluster manager's).
+        data.pop("state", None)
         try:
             return Backend.model_validate(data)
         except ValidationError as error:

@@ -1,11 +1,40 @@
-// Clusters: the backends (GET /gateway/backend/all) with their observed state (GET /gateway/health);
-// ADMIN adds, edits, deletes, activates and deactivates (POST /gateway/backend/...), and follows a
-// deactivated cluster's drain (GET /gateway/backend/{name}/drain) to "drained: safe to stop".
+// Clusters: the backends (GET /gateway/backend/all) with their cluster state (STOPPED, STARTING, READY,
+// UNHEALTHY, DRAINING, TERMINATING, DEACTIVATED) and their health (GET /gateway/health); ADMIN adds,
+// edits, deletes, activates and deactivates (POST /gateway/backend/...), starts and stops a cluster
+// that has a scaler (POST /gateway/backend/{name}/start, /stop), and follows a deactivated cluster's
+// drain (GET /gateway/backend/{name}/drain) to "drained: safe to stop".
 import { api, confirmDialog, el, every, mayChange, notice, replace, stateBadge } from "/assets/app.js";
 
 let backends = [];
 // The most work each draining cluster had since this page opened: the meter counts down from it.
 const peaks = new Map();
+
+// Where Start and Stop do something (elsewhere they are shown, disabled, with the reason).
+const STARTABLE = new Set(["STOPPED", "DRAINING"]);
+const STOPPABLE = new Set(["STARTING", "READY", "UNHEALTHY"]);
+
+function clusterBadge(state) {
+  const value = state || "READY";
+  return el("span", { class: `badge cluster-${value.toLowerCase()}`, dataset: { clusterState: value } }, value);
+}
+
+function scalerButtons(b) {
+  if (!b.scaler) return [];
+  const state = b.state || "READY";
+  const why = (verb) => (state === "DEACTIVATED" ? `Activate ${b.name} first` : `${b.name} is ${state}: nothing to ${verb}`);
+  return [
+    el(
+      "button",
+      { type: "button", onclick: () => startStop(b, true), "aria-label": `Start ${b.name}`, disabled: !STARTABLE.has(state), title: STARTABLE.has(state) ? null : why("start") },
+      "Start",
+    ),
+    el(
+      "button",
+      { type: "button", class: "warn", onclick: () => startStop(b, false), "aria-label": `Stop ${b.name}`, disabled: !STOPPABLE.has(state), title: STOPPABLE.has(state) ? null : why("stop") },
+      "Stop",
+    ),
+  ];
+}
 
 function actionButtons(b) {
   return el(
@@ -15,6 +44,7 @@ function actionButtons(b) {
       "div",
       { class: "actions" },
       el("button", { type: "button", class: "ghost", onclick: () => edit(b), "aria-label": `Edit ${b.name}` }, "Edit"),
+      scalerButtons(b),
       b.active
         ? el("button", { type: "button", class: "warn", onclick: () => setActive(b, false), "aria-label": `Deactivate ${b.name}` }, "Deactivate")
         : el("button", { type: "button", onclick: () => setActive(b, true), "aria-label": `Activate ${b.name}` }, "Activate"),
@@ -36,14 +66,15 @@ async function refresh() {
       el("td", {}, b.routingGroup),
       el("td", { class: "url" }, b.proxyTo),
       el("td", {}, b.active ? "active" : el("span", { class: "badge inactive" }, "inactive")),
-      el("td", {}, stateBadge(h.state || "PENDING")),
+      el("td", { class: "cluster-state" }, clusterBadge(b.state)),
+      el("td", { class: "health" }, stateBadge(h.state || "PENDING")),
       el("td", { class: "num" }, h.inFlight ?? 0),
       el("td", { class: "num" }, b.weight),
       el("td", { class: "num" }, b.maxRunning ?? "—"),
       mayChange ? actionButtons(b) : null,
     );
   });
-  replace(document.querySelector("#backends tbody"), rows.length ? rows : el("tr", {}, el("td", { colspan: 9 }, "No clusters yet.")));
+  replace(document.querySelector("#backends tbody"), rows.length ? rows : el("tr", {}, el("td", { colspan: 10 }, "No clusters yet.")));
   await refreshDrains();
 }
 
@@ -93,6 +124,17 @@ async function setActive(b, active) {
     notice(`${b.name} is ${active ? "active" : "deactivated: draining"}.`);
   } catch (error) {
     notice(`Could not change ${b.name}: ${error.message}`, "error");
+  }
+  await refresh();
+}
+
+async function startStop(b, start) {
+  if (!start && !(await confirmDialog(`Stop ${b.name}? The gateway drains, then stops it: it takes no new queries, and once its running queries and open transactions have finished (on every gateway node) its scaler stops it.`, "Stop"))) return;
+  try {
+    const after = await api("POST", `/gateway/backend/${encodeURIComponent(b.name)}/${start ? "start" : "stop"}`);
+    notice(start ? `${b.name}: start under way (${after.state}).` : `${b.name} is draining; it stops once drained.`);
+  } catch (error) {
+    notice(`Could not ${start ? "start" : "stop"} ${b.name}: ${error.message}`, "error");
   }
   await refresh();
 }
