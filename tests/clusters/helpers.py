@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import io
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.control import backend_command
+from tests.inprocess import InProcessGateway
 from trinosim.gateway_process import free_port
 
 
@@ -83,3 +88,58 @@ def wait_for(what: str, check: Any, timeout: float, interval: float = 0.1) -> An
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def scaling_config(clusters: list[CommandCluster], group: str = "etl", **scaling: Any) -> dict[str, Any]:
+    """A gateway whose ``group`` (the default group) scales ``clusters``: a look every 0.5 s, a health
+    check every 0.5 s that flips a cluster at once."""
+    return {
+        "backends": [cluster.record() for cluster in clusters],
+        "routing": {
+            "default_group": group,
+            "groups": {group: {"scaling": {"min_clusters": 0, "idle_time": "3s", "start_timeout": "60s", **scaling}}},
+        },
+        "scaling": {"interval": "0.5s"},
+        "health": {"interval": 0.5, "timeout": 2, "success_threshold": 1, "failure_threshold": 1},
+    }
+
+
+def backend_list(gateway: InProcessGateway) -> dict[str, str]:
+    """Each backend's STATE as `trino-gateway backend list` prints it."""
+    out = io.StringIO()
+    args = argparse.Namespace(action="list", server=gateway.url, ca_file=None)
+    assert backend_command.run(args, out) == 0
+    lines = out.getvalue().splitlines()
+    header = lines[0].split()
+    at = header.index("STATE")
+    return {line.split()[0]: line.split()[at] for line in lines[1:]}
+
+
+class StateWatch:
+    """Every state each backend showed in `backend list`, in order, while it runs (and once more as it ends)."""
+
+    def __init__(self, gateway: InProcessGateway) -> None:
+        self.gateway = gateway
+        self.seen: dict[str, list[str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StateWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._look()  # (what the test saw last is seen here too)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._look()
+            time.sleep(0.1)
+
+    def _look(self) -> None:
+        for name, state in backend_list(self.gateway).items():
+            states = self.seen.setdefault(name, [])
+            if not states or states[-1] != state:
+                states.append(state)

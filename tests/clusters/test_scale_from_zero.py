@@ -4,10 +4,7 @@ states on the way, as `trino-gateway backend list` shows them."""
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,25 +13,12 @@ from typing import Any
 
 import pytest
 
-from gateway.control import backend_command
-from tests.clusters.helpers import CommandCluster, wait_for
+from tests.clusters.helpers import CommandCluster, StateWatch, backend_list, scaling_config, wait_for
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from trinosim.inprocess import LoopThread
 
 pytestmark = pytest.mark.slow  # trinosim processes, started by the scaler
-
-
-def scaling_config(clusters: list[CommandCluster], **scaling: Any) -> dict[str, Any]:
-    return {
-        "backends": [cluster.record() for cluster in clusters],
-        "routing": {
-            "default_group": "etl",
-            "groups": {"etl": {"scaling": {"min_clusters": 0, "idle_time": "3s", "start_timeout": "60s", **scaling}}},
-        },
-        "scaling": {"interval": "0.5s"},
-        "health": {"interval": 0.5, "timeout": 2, "success_threshold": 1, "failure_threshold": 1},
-    }
 
 
 @pytest.fixture
@@ -43,43 +27,6 @@ def clusters(tmp_path: Path) -> Iterator[list[CommandCluster]]:
     yield made
     for cluster in made:
         cluster.kill()
-
-
-def backend_list(gateway: InProcessGateway) -> dict[str, str]:
-    """Each backend's STATE as `trino-gateway backend list` prints it."""
-    out = io.StringIO()
-    args = argparse.Namespace(action="list", server=gateway.url, ca_file=None)
-    assert backend_command.run(args, out) == 0
-    lines = out.getvalue().splitlines()
-    header = lines[0].split()
-    at = header.index("STATE")
-    return {line.split()[0]: line.split()[at] for line in lines[1:]}
-
-
-class StateWatch:
-    """Every state each backend showed in `backend list`, in order, while it runs."""
-
-    def __init__(self, gateway: InProcessGateway) -> None:
-        self.gateway = gateway
-        self.seen: dict[str, list[str]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> StateWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name, state in backend_list(self.gateway).items():
-                states = self.seen.setdefault(name, [])
-                if not states or states[-1] != state:
-                    states.append(state)
-            time.sleep(0.1)
 
 
 def test_a_burst_from_zero_starts_a_cluster_and_every_query_succeeds_then_it_stops_when_idle(
