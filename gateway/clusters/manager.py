@@ -87,6 +87,11 @@ class ClusterManager:
     def state(self, backend: Backend) -> str:
         return state_of(backend, self.health.health.get(backend.name), self.records.get(backend.name))
 
+    def detail(self, name: str) -> str | None:
+        """What the manager last did to cluster ``name``, and why (None: nothing yet)."""
+        record = self.records.get(name)
+        return record.detail if record is not None else None
+
     def takes_queries(self, backend: Backend) -> bool:
         """Whether a new query may go to ``backend`` as far as cluster management says (its health and
         active flag are the decider's to check): a managed cluster only while READY."""
