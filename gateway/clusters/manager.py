@@ -43,6 +43,9 @@ log = logging.getLogger("gateway.clusters")
 
 # A start of a cluster in a group without scaling settings (an operator's): how long it may take.
 DEFAULT_START_TIMEOUT = 120.0
+# A stopped cluster's checks, until one fails (within its scaler's timeout): then it is STOPPED.
+GONE_POLL_SECONDS = 0.5
+STILL_ANSWERS = "stopped, but it still answers its health checks"
 
 
 class NotManaged(Exception):
@@ -83,6 +86,11 @@ class ClusterManager:
     # -- what every worker reads -----------------------------------------------------------------------
     def state(self, backend: Backend) -> str:
         return state_of(backend, self.health.health.get(backend.name), self.records.get(backend.name))
+
+    def detail(self, name: str) -> str | None:
+        """What the manager last did to cluster ``name``, and why (None: nothing yet)."""
+        record = self.records.get(name)
+        return record.detail if record is not None else None
 
     def takes_queries(self, backend: Backend) -> bool:
         """Whether a new query may go to ``backend`` as far as cluster management says (its health and
@@ -310,18 +318,30 @@ class ClusterManager:
             self.on_action(backend.name, "stop", "failed")
             return
         self.on_action(backend.name, "stop", "ok")
+        # TERMINATING until it stops answering: a stop command may return while the cluster shuts down.
+        gone = await self._gone(backend)
         record = self.records.get(backend.name)
         stopped = ClusterRecord(
             backend.name,
             STOPPED,
             now_ms(),
-            record.detail if failed and record is not None else "stopped",
+            record.detail if failed and record is not None else "stopped" if gone else STILL_ANSWERS,
             record.failed_ms if record is not None else None,
             _starts(record),
         )
         await self._write(stopped, frozenset({TERMINATING}))
-        with contextlib.suppress(Exception):
-            await self.health.check_now(backend.name)
+
+    async def _gone(self, backend: Backend) -> bool:
+        """Whether ``backend`` failed a check (checked now, then every GONE_POLL_SECONDS) within its
+        scaler's timeout."""
+        assert backend.scaler is not None
+        deadline = time.monotonic() + backend.scaler.timeout
+        while (await self.health.check(backend)).consecutive_failures == 0:
+            if time.monotonic() >= deadline:
+                log.warning("cluster %s: %s", backend.name, STILL_ANSWERS)
+                return False
+            await asyncio.sleep(GONE_POLL_SECONDS)
+        return True
 
     def _scaler(self, backend: Backend) -> Scaler:
         assert backend.scaler is not None

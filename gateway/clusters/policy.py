@@ -11,8 +11,9 @@ One step at a time per group, so that what a step changes is seen before the nex
 - a DRAINING cluster stops once it is drained (no query running, no transaction open: the store's
   count, over every node) and every node has had time to see it drain;
 - utilisation under ``scale_down_utilisation`` (no query waiting) for ``idle_time``, and more clusters
-  started than the minimum: the least busy READY one drains. With ``min_clusters: 0`` the last one
-  goes too: scale to zero.
+  started than the minimum: the least busy READY one drains (of equally busy ones, the one READY
+  last: the one that has run longest stays). With ``min_clusters: 0`` the last one goes too: scale
+  to zero.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def plan(
         and ready
         and low_for >= settings.idle_time
     ):
-        return Action(DRAIN, _least_busy(ready).name, f"load under the scale-down mark for {settings.idle_time:g} s")
+        return Action(DRAIN, _to_drain(ready).name, f"load under the scale-down mark for {settings.idle_time:g} s")
     return None
 
 
@@ -145,3 +146,8 @@ def _has_room(cluster: ClusterView) -> bool:
 
 def _least_busy(clusters: list[ClusterView]) -> ClusterView:
     return min(clusters, key=lambda cluster: (cluster.running, cluster.name))
+
+
+def _to_drain(ready: list[ClusterView]) -> ClusterView:
+    """The least busy; of equally busy ones, the one READY last."""
+    return min(ready, key=lambda cluster: (cluster.running, -cluster.since_ms, cluster.name))

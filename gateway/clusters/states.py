@@ -40,13 +40,27 @@ def state_of(backend: Backend, health: BackendHealth | None, record: ClusterReco
     if not backend.active:
         return DEACTIVATED
     healthy = health is not None and health.state == Health.HEALTHY
-    recorded = record.state if record is not None else None
-    if backend.scaler is None or recorded == READY:
+    if backend.scaler is None or (record is not None and record.state == READY):
         return READY if healthy else UNHEALTHY
-    if recorded in (DRAINING, TERMINATING):
-        return recorded
-    if recorded == STARTING:
-        return READY if healthy else STARTING
-    # STOPPED, or never started by the gateway: unless it answers its checks (started by hand, or
-    # before the gateway managed it), it is stopped.
-    return READY if healthy else STOPPED
+    if record is None:
+        # Never started by the gateway: unless it answers its checks (started by hand, or before the
+        # gateway managed it), it is stopped.
+        return READY if healthy else STOPPED
+    if record.state in (DRAINING, TERMINATING):
+        return record.state
+    # STARTING or STOPPED: READY only once a check *since* passed. The health state lags (a stopped
+    # cluster stays HEALTHY until failure_threshold checks failed): the check before the stop says
+    # nothing about a cluster stopped since, nor one of a cluster before its start.
+    if healthy and _passed_since(health, record.since_ms):
+        return READY
+    return record.state
+
+
+def _passed_since(health: BackendHealth | None, since_ms: int) -> bool:
+    """Whether ``health``'s last check passed, and came after ``since_ms``."""
+    return (
+        health is not None
+        and health.consecutive_failures == 0
+        and health.last_check_ms is not None
+        and health.last_check_ms > since_ms
+    )

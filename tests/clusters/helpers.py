@@ -1,6 +1,5 @@
 """trinosim clusters behind the command scaler: started and stopped by shell commands, as a
-`systemctl start` or a `kubectl scale` would, each start counted in a file; and what a test of a
-running gateway reads of its clusters' states (`backend_list`, `StateWatch`)."""
+`systemctl start` or a `kubectl scale` would, each start counted in a file."""
 
 from __future__ import annotations
 
@@ -91,6 +90,20 @@ def wait_for(what: str, check: Any, timeout: float, interval: float = 0.1) -> An
         time.sleep(interval)
 
 
+def scaling_config(clusters: list[CommandCluster], group: str = "etl", **scaling: Any) -> dict[str, Any]:
+    """A gateway whose ``group`` (the default group) scales ``clusters``: a look every 0.5 s, a health
+    check every 0.5 s that flips a cluster at once."""
+    return {
+        "backends": [cluster.record() for cluster in clusters],
+        "routing": {
+            "default_group": group,
+            "groups": {group: {"scaling": {"min_clusters": 0, "idle_time": "3s", "start_timeout": "60s", **scaling}}},
+        },
+        "scaling": {"interval": "0.5s"},
+        "health": {"interval": 0.5, "timeout": 2, "success_threshold": 1, "failure_threshold": 1},
+    }
+
+
 def backend_list(gateway: InProcessGateway) -> dict[str, str]:
     """Each backend's STATE as `trino-gateway backend list` prints it."""
     out = io.StringIO()
@@ -103,8 +116,8 @@ def backend_list(gateway: InProcessGateway) -> dict[str, str]:
 
 
 class StateWatch:
-    """Every state each backend showed in `backend list`, in order, while it runs; and when it was
-    first seen in each (``time.monotonic()``)."""
+    """Every state each backend showed in `backend list`, in order, while it runs (and once more as it
+    ends); and when it was first seen in each (``time.monotonic()``)."""
 
     def __init__(self, gateway: InProcessGateway) -> None:
         self.gateway = gateway
@@ -125,16 +138,20 @@ class StateWatch:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._look()  # (what the test saw last is seen here too)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for name, state in backend_list(self.gateway).items():
-                states = self.seen.setdefault(name, [])
-                if not states or states[-1] != state:
-                    states.append(state)
-                    self.seen_at.setdefault(name, []).append(time.monotonic())
+            self._look()
             self._looked.set()
             time.sleep(0.1)
+
+    def _look(self) -> None:
+        for name, state in backend_list(self.gateway).items():
+            states = self.seen.setdefault(name, [])
+            if not states or states[-1] != state:
+                states.append(state)
+                self.seen_at.setdefault(name, []).append(time.monotonic())
 
 
 def in_order(seen: list[str], expected: list[str]) -> bool:

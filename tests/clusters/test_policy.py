@@ -94,6 +94,17 @@ def test_an_idle_group_drains_its_least_busy_cluster_after_the_idle_time_down_to
     assert step(settings(min_clusters=1), [view("a", "READY")], low=300) is None
 
 
+def test_of_equally_busy_clusters_the_one_started_last_drains():
+    # (The one that has run longest stays: a group's minimum is not swapped for the cluster its load
+    # added.)
+    clusters = [view("a", "READY", since=NOW - 60_000), view("b", "READY", since=NOW - 10_000)]
+    assert step(settings(min_clusters=1), clusters, low=30) == Action(
+        DRAIN, "b", "load under the scale-down mark for 30 s"
+    )
+    clusters = [view("a", "READY", since=NOW - 60_000), view("b", "READY", since=NOW - 10_000, running=1)]
+    assert step(settings(min_clusters=1), clusters, low=30).cluster == "a"
+
+
 def test_nothing_drains_while_queries_wait_or_a_cluster_starts():
     clusters = [view("a", "READY", running=1, capacity=1), view("b", "READY", running=1, capacity=1)]
     assert step(settings(), clusters, queued=1, low=100) is None  # (both started: no third to start)

@@ -13,24 +13,12 @@ from typing import Any
 
 import pytest
 
-from tests.clusters.helpers import CommandCluster, StateWatch, backend_list, wait_for
+from tests.clusters.helpers import CommandCluster, StateWatch, backend_list, scaling_config, wait_for
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from trinosim.inprocess import LoopThread
 
 pytestmark = pytest.mark.slow  # trinosim processes, started by the scaler
-
-
-def scaling_config(clusters: list[CommandCluster], **scaling: Any) -> dict[str, Any]:
-    return {
-        "backends": [cluster.record() for cluster in clusters],
-        "routing": {
-            "default_group": "etl",
-            "groups": {"etl": {"scaling": {"min_clusters": 0, "idle_time": "3s", "start_timeout": "60s", **scaling}}},
-        },
-        "scaling": {"interval": "0.5s"},
-        "health": {"interval": 0.5, "timeout": 2, "success_threshold": 1, "failure_threshold": 1},
-    }
 
 
 @pytest.fixture

@@ -85,7 +85,10 @@ class HealthChecker:
         started = loop.time()
         outcome, error, stats = "ok", None, None
         try:
-            found = await asyncio.wait_for(monitor.check(self.upstream, backend), self.timeout)
+            # (asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that comes as
+            # the check ends, and a health loop so cancelled never ends: the gateway's stop waited on it.)
+            async with asyncio.timeout(self.timeout):
+                found = await monitor.check(self.upstream, backend)
         except StillStarting:
             outcome = "starting"
         except (CheckFailed, ValueError) as failure:

@@ -177,6 +177,11 @@ class BackendHealth(ApiModel):
     cluster_state: ClusterState = Field(
         description="its state as cluster management sees it (docs/scaling.md); state is its health alone"
     )
+    cluster_detail: str | None = Field(
+        None,
+        description='what cluster management last did to it, and why (e.g. "start failed: ..."); null: it '
+        "never started or stopped it",
+    )
     last_check: int | None = Field(description="epoch milliseconds")
     last_error: str | None
     consecutive_failures: int
@@ -212,7 +217,13 @@ class BackendHealth(ApiModel):
 
     @classmethod
     def of(
-        cls, status: BackendStatus, drain: Drain, running_slots: int, queue: GroupQueue, cluster_state: str
+        cls,
+        status: BackendStatus,
+        drain: Drain,
+        running_slots: int,
+        queue: GroupQueue,
+        cluster_state: str,
+        cluster_detail: str | None = None,
     ) -> BackendHealth:
         backend, health, stats = status.backend, status.health, status.health.stats
         figures = DrainStatus.of(drain).model_dump(by_alias=False, exclude={"name", "active"})
@@ -222,6 +233,7 @@ class BackendHealth(ApiModel):
             active=backend.active,
             state=health.state,
             cluster_state=cluster_state,
+            cluster_detail=cluster_detail,
             last_check=health.last_check_ms,
             last_error=health.last_error,
             consecutive_failures=health.consecutive_failures,

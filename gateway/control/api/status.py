@@ -72,7 +72,8 @@ def status_api(services: Services) -> Blueprint:
             )
             if not backend.active:
                 state = "DEACTIVATED"
-            out.append(BackendHealth.of(status, drain, running, queues[backend.routing_group], state))
+            detail = clusters.detail(backend.name) if clusters is not None else None
+            out.append(BackendHealth.of(status, drain, running, queues[backend.routing_group], state, detail))
         answer = json_response(out)
         cache = services.estimator.cache
         answer.headers[ESTIMATE_CACHE_ENTRIES] = str(len(cache))
