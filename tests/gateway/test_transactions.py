@@ -278,3 +278,9 @@ def test_a_transaction_started_through_polls_on_another_gateway_is_bound(make_si
             body = requests.get(body["nextUri"], headers=headers, timeout=10).json()
         assert "error" not in body, body
     assert len(_where_transactions_ran([first, second])[transaction_id]) == 1
+    # Its COMMIT's last page fetched through the other gateway too: the binding ends there.
+    body = requests.post(f"{sender.url}/v1/statement", data="COMMIT", headers=headers, timeout=10).json()
+    while "nextUri" in body:
+        body = requests.get(body["nextUri"].replace(sender.url, poller.url), headers=headers, timeout=10).json()
+    assert "error" not in body, body
+    wait_until(lambda: set(_open_transactions(sender).values()) == {0}, timeout=10, what="the binding to end")
