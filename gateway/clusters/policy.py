@@ -5,9 +5,9 @@ One step at a time per group, so that what a step changes is seen before the nex
 - a cluster STARTING for longer than ``start_timeout`` is given up (stopped, marked failed), and the
   next one is tried;
 - fewer started than the minimum (``min_clusters``, or a time window's), or queries waiting in the
-  gateway (``scale_up_queued``) while no READY cluster has room for them, or utilisation above ``scale_up_utilisation`` for
-  ``scale_up_after``: one more (a DRAINING one back to READY first; else a STOPPED one that did not
-  fail lately), up to ``max_clusters``, one start at a time;
+  gateway (``scale_up_queued``) while no READY cluster has room for them, or utilisation above
+  ``scale_up_utilisation`` for ``scale_up_after``: one more (a DRAINING one back to READY first;
+  else a STOPPED one that did not fail lately), up to ``max_clusters``, one start at a time;
 - a DRAINING cluster stops once it is drained (no query running, no transaction open: the store's
   count, over every node) and every node has had time to see it drain;
 - utilisation under ``scale_down_utilisation`` (no query waiting) for ``idle_time``, and more clusters
