@@ -23,6 +23,7 @@ from dataclasses import replace
 from gateway.backends.health import HealthChecker
 from gateway.backends.registry import BackendRegistry
 from gateway.clusters import policy
+from gateway.clusters.command import KILL_GRACE_SECONDS
 from gateway.clusters.policy import Action, ClusterView
 from gateway.clusters.scaler import Scaler, ScalerError, scaler_for
 from gateway.clusters.states import (
@@ -79,6 +80,7 @@ class ClusterManager:
         self.on_action = on_action
         self.records: dict[str, ClusterRecord] = {}
         self._busy: set[str] = set()  # clusters whose scaler runs in this worker now
+        self._failed_stops: set[str] = set()  # clusters whose last stop by this worker failed
         self._high_since: dict[str, float] = {}
         self._low_since: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -203,7 +205,7 @@ class ClusterManager:
             if self.state(backend) == READY and (record := self.records.get(backend.name)) is not None:
                 if record.state == STARTING:
                     await self._move(backend, STARTING, READY, "its health checks pass")
-            elif self.state(backend) == TERMINATING and backend.name not in self._busy:
+            elif self.state(backend) == TERMINATING and self._may_stop_again(backend, now):
                 self._run(backend, self._stop(backend))  # (a stop that failed, or whose worker went away)
         settings = self.groups[group].scaling if group in self.groups else None
         if settings is None:
@@ -316,7 +318,9 @@ class ClusterManager:
         except ScalerError as error:
             log.warning("cluster %s did not stop: %s (tried again at the next look)", backend.name, error)
             self.on_action(backend.name, "stop", "failed")
+            self._failed_stops.add(backend.name)
             return
+        self._failed_stops.discard(backend.name)
         self.on_action(backend.name, "stop", "ok")
         # TERMINATING until it stops answering: a stop command may return while the cluster shuts down.
         gone = await self._gone(backend)
@@ -342,6 +346,19 @@ class ClusterManager:
                 return False
             await asyncio.sleep(GONE_POLL_SECONDS)
         return True
+
+    def _may_stop_again(self, backend: Backend, now: int) -> bool:
+        """Whether a TERMINATING cluster's stop is run again: at once when this worker's own stop failed;
+        else only once the worker that issued it (this group's lease holder before) has surely ended it,
+        done or failed: the scaler's timeout and the kill grace after the stop was issued. Never two stops
+        of one cluster at once, also when the lease changed hands while the first ran."""
+        if backend.name in self._busy:
+            return False
+        if backend.name in self._failed_stops:
+            return True
+        record = self.records.get(backend.name)
+        timeout = backend.scaler.timeout if backend.scaler is not None else 0.0
+        return record is None or now - record.since_ms > (timeout + KILL_GRACE_SECONDS + 1.0) * 1000
 
     def _scaler(self, backend: Backend) -> Scaler:
         assert backend.scaler is not None

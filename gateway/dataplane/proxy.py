@@ -32,6 +32,7 @@ from gateway.dataplane.sending import Sender
 from gateway.dataplane.submit import Submitter
 from gateway.queries.admission import Admission
 from gateway.queries.book import QueryBook
+from gateway.queries.transactions import is_transaction_id
 from gateway.routing.cost_routing import CostRouting
 from gateway.routing.decider import NoBackendAvailable, RouteDecider
 from gateway.routing.rules import GroupSelector
@@ -125,6 +126,11 @@ class Proxy:
                 await self.held.of_waiting(x, waiting, statement)
                 return
             query = await self.book.find(query_id)
+            if query is not None and query.transaction is None:
+                # Another worker or node routed it before its record was in the store: the client names
+                # its transaction on every request (a COMMIT's last page, fetched here, ends it).
+                transaction = x.header(b"x-trino-transaction-id")
+                query.transaction = transaction if is_transaction_id(transaction) else None
         if query is None:
             await x.respond_text(404, "Query not found")
             return

@@ -190,6 +190,9 @@ class Services:
         await upstream.warm_up()
         # Serve only once every backend's health is known: a PENDING backend takes no queries.
         await health.check_all()
+        # ... and only once the clusters' records are read: without them a DRAINING or STOPPED cluster
+        # that answers its checks would look READY to a node that just (re)started.
+        await clusters.refresh()
         services.tasks = [
             asyncio.create_task(history.purge_forever()),
             asyncio.create_task(history.flush_forever()),

@@ -34,13 +34,24 @@ from gateway.queries.held import HeldQuery
 from gateway.queries.history import QueryHistory
 from gateway.queries.slots import Slot
 from gateway.queries.submission import Submission
-from gateway.queries.transactions import COMMITTED, ROLLED_BACK, UNKNOWN, TransactionBindings, is_transaction_id
+from gateway.queries.transactions import (
+    COMMITTED,
+    ROLLED_BACK,
+    UNKNOWN,
+    TransactionBindings,
+    is_transaction_id,
+    transaction_control,
+)
 from gateway.routing.estimates import EstimateUse
 from gateway.store import QueryRecord, Store, now_ms
 from gateway.store.backend import Backend
 from gateway.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("gateway.queries.book")
+
+# The control word of a query another worker routed, when its text is not at hand: its answers are
+# read for the transaction headers as a START's, COMMIT's or ROLLBACK's are.
+UNSURE = "?"
 
 FINISHED, FAILED, ABANDONED = "FINISHED", "FAILED", "ABANDONED"
 
@@ -80,7 +91,8 @@ class Query:
     transaction: str | None = None
     """The X-Trino-Transaction-Id it was submitted in, if any."""
     control: str | None = None
-    """START, COMMIT or ROLLBACK for the statements that start or end a transaction."""
+    """START, COMMIT or ROLLBACK for the statements that start or end a transaction; UNSURE for one
+    another worker or node routed whose text this worker could not read (its answers are read too)."""
     counted: bool = False
     """Accepted by this worker: it counts in this worker's in-flight figures while it runs."""
     last_seen: float = 0.0
@@ -332,11 +344,15 @@ class QueryBook:
             query = Query(query_id, backend, record.routing_group, record.user_name, record.trace_parent)
             if record.state is not None:
                 query.state, query.error_name = record.state, record.error_name
+            # A START TRANSACTION's last page (the one naming the transaction) may come through any
+            # worker or node: whichever serves it binds the transaction.
+            query.transaction = record.transaction_id
+            query.control = UNSURE if record.query_text is None else transaction_control(record.query_text)
         else:
             backend = await self._ask_backends(query_id)
             if backend is None:
                 return None
-            query = Query(query_id, backend, backend.routing_group)
+            query = Query(query_id, backend, backend.routing_group, control=UNSURE)
             if self.settle_seconds > 0:
                 # Its trace context is still on its way to the store: pick it up for later polls.
                 task = asyncio.create_task(self._trace_later(query))

@@ -45,9 +45,13 @@ class CommandCluster:
                 f"{sys.executable} -m trinosim --name {self.name} --port {self.port} > {self.log} 2>&1 & "
                 f"echo $! > {self.pidfile}"
             )
-        # What the cluster still ran when it was stopped goes to the stops file (the test reads it).
+        # What the cluster still ran when it was stopped goes to the stops file (the test reads it): its
+        # /_sim/load, with its open transactions counted, and when (epoch seconds).
         load = (
-            f"import urllib.request; print(urllib.request.urlopen('{self.url}/_sim/load', timeout=5).read().decode())"
+            "import json, time, urllib.request as u; "
+            f"load = json.load(u.urlopen('{self.url}/_sim/load', timeout=5)); "
+            f"load['transactions'] = len(json.load(u.urlopen('{self.url}/_sim/transactions', timeout=5))); "
+            "load['at'] = time.time(); print(json.dumps(load))"
         )
         stop = f'({sys.executable} -c "{load}" || echo "{{}}") >> {self.stops}; '
         stop += f"kill $(cat {self.pidfile}) && rm -f {self.pidfile}"
@@ -63,7 +67,8 @@ class CommandCluster:
         return len(self.starts.read_text().splitlines()) if self.starts.exists() else 0
 
     def stopped_with(self) -> list[str]:
-        """What the cluster said of its load each time it was stopped (JSON lines)."""
+        """What the cluster said of its load each time it was stopped (JSON lines: ``running``, ``queued``,
+        ``transactions``, ``at``; ``{}`` when it did not answer)."""
         return [line for line in self.stops.read_text().splitlines() if line.strip()] if self.stops.exists() else []
 
     def answers(self) -> bool:

@@ -251,3 +251,36 @@ def test_concurrent_statements_find_a_binding_made_an_instant_before(make_sim, m
         thread.join(60)
     assert not errors, errors
     assert all(len(where) == 1 for where in _where_transactions_ran([first, second]).values())
+
+
+@every_store
+def test_a_transaction_started_through_polls_on_another_gateway_is_bound(make_sim, make_gateway, lasting_store_url):
+    # Behind a load balancer that spreads requests, START TRANSACTION may be sent through one gateway and
+    # its last page (the one that carries the started transaction's id) fetched through another: that
+    # one binds it.
+    first, second = make_sim(name="spread-1"), make_sim(name="spread-2")
+    config = _two_backends(first, second)
+    sender = make_gateway(config, store=lasting_store_url)
+    poller = make_gateway(config, store=lasting_store_url)
+    headers = {"X-Trino-User": "test", "X-Trino-Transaction-Id": "NONE"}
+    page = requests.post(f"{sender.url}/v1/statement", data="START TRANSACTION", headers=headers, timeout=10)
+    transaction_id = page.headers.get("X-Trino-Started-Transaction-Id")
+    body = page.json()
+    while "nextUri" in body:
+        page = requests.get(body["nextUri"].replace(sender.url, poller.url), headers=headers, timeout=10)
+        transaction_id = transaction_id or page.headers.get("X-Trino-Started-Transaction-Id")
+        body = page.json()
+    assert "error" not in body and transaction_id, body
+    headers["X-Trino-Transaction-Id"] = transaction_id
+    for i, gateway in enumerate([sender, poller, sender, poller]):
+        body = requests.post(f"{gateway.url}/v1/statement", data=f"SELECT {i}", headers=headers, timeout=10).json()
+        while "nextUri" in body:
+            body = requests.get(body["nextUri"], headers=headers, timeout=10).json()
+        assert "error" not in body, body
+    assert len(_where_transactions_ran([first, second])[transaction_id]) == 1
+    # Its COMMIT's last page fetched through the other gateway too: the binding ends there.
+    body = requests.post(f"{sender.url}/v1/statement", data="COMMIT", headers=headers, timeout=10).json()
+    while "nextUri" in body:
+        body = requests.get(body["nextUri"].replace(sender.url, poller.url), headers=headers, timeout=10).json()
+    assert "error" not in body, body
+    wait_until(lambda: set(_open_transactions(sender).values()) == {0}, timeout=10, what="the binding to end")
