@@ -13,19 +13,16 @@ background, bounded by its timeout, and never holds up routing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 from gateway.backends.health import HealthChecker
 from gateway.backends.registry import BackendRegistry
 from gateway.clusters import policy
-from gateway.clusters.command import KILL_GRACE_SECONDS
+from gateway.clusters.operations import ClusterOperations
 from gateway.clusters.policy import Action, ClusterView
-from gateway.clusters.scaler import Scaler, ScalerError, scaler_for
 from gateway.clusters.states import (
     DEACTIVATED,
     DRAINING,
@@ -37,7 +34,7 @@ from gateway.clusters.states import (
     state_of,
 )
 from gateway.config import GroupConfig, GroupScalingConfig, ScalingConfig
-from gateway.store import BackendWork, ClusterRecord, Store, StoreError, now_ms
+from gateway.store import BackendWork, ClusterRecord, Store, now_ms
 from gateway.store.backend import Backend
 
 log = logging.getLogger("gateway.clusters")
@@ -77,13 +74,14 @@ class ClusterManager:
         self.holder = holder
         self.queued = queued
         self.work = work
-        self.on_action = on_action
-        self.records: dict[str, ClusterRecord] = {}
-        self._busy: set[str] = set()  # clusters whose scaler runs in this worker now
-        self._failed_stops: set[str] = set()  # clusters whose last stop by this worker failed
+        self.ops = ClusterOperations(store, health, on_action)
         self._high_since: dict[str, float] = {}
         self._low_since: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def records(self) -> dict[str, ClusterRecord]:
+        """This worker's copy of the clusters' records (``ClusterOperations`` keeps it)."""
+        return self.ops.records
 
     # -- what every worker reads -----------------------------------------------------------------------
     def state(self, backend: Backend) -> str:
@@ -132,10 +130,7 @@ class ClusterManager:
         )
 
     async def refresh(self) -> None:
-        try:
-            self.records = await self.store.cluster_records()
-        except StoreError as error:
-            log.warning("cannot read the clusters' records: %s", error)
+        await self.ops.refresh()
 
     # -- an operator's start and stop ------------------------------------------------------------------
     async def start(self, name: str, why: str) -> str:
@@ -144,9 +139,9 @@ class ClusterManager:
         if self.state(backend) in (READY, STARTING):
             return self.state(backend)
         if self.state(backend) in (DRAINING,):
-            await self._move(backend, DRAINING, READY, f"back in service: {why}")
+            await self.ops.move(backend, DRAINING, READY, f"back in service: {why}")
             return READY
-        await self._start(backend, why)
+        await self.ops.start(backend, why)
         return self.state(backend)
 
     async def stop(self, name: str, why: str) -> str:
@@ -155,7 +150,7 @@ class ClusterManager:
         state = self.state(backend)
         if state in (STOPPED, TERMINATING, DRAINING):
             return state
-        await self._move(backend, None, DRAINING, why)
+        await self.ops.move(backend, None, DRAINING, why)
         return self.state(backend)
 
     @staticmethod
@@ -167,6 +162,9 @@ class ClusterManager:
         if not backend.active:
             raise NotManaged(f"backend {name} is deactivated: activate it first")
         return backend
+
+    async def close(self) -> None:
+        await self.ops.close()
 
     # -- the loop ---------------------------------------------------------------------------------------
     async def run_forever(self) -> None:
@@ -204,9 +202,9 @@ class ClusterManager:
                 continue
             if self.state(backend) == READY and (record := self.records.get(backend.name)) is not None:
                 if record.state == STARTING:
-                    await self._move(backend, STARTING, READY, "its health checks pass")
-            elif self.state(backend) == TERMINATING and self._may_stop_again(backend, now):
-                self._run(backend, self._stop(backend))  # (a stop that failed, or whose worker went away)
+                    await self.ops.move(backend, STARTING, READY, "its health checks pass")
+            elif self.state(backend) == TERMINATING:
+                self.ops.stop_again_if_due(backend, now)  # (a stop that failed, or whose worker went away)
         settings = self.groups[group].scaling if group in self.groups else None
         if settings is None:
             await self._operator_steps(views, members, now)
@@ -269,158 +267,16 @@ class ClusterManager:
         backend = backends[action.cluster]
         log.info("routing group %r, cluster %s: %s (%s)", group, backend.name, action.verb, action.why)
         if action.verb == policy.START:
-            await self._start(backend, action.why)
+            await self.ops.start(backend, action.why)
         elif action.verb == policy.UNDRAIN:
-            await self._move(backend, DRAINING, READY, f"back in service: {action.why}")
+            await self.ops.move(backend, DRAINING, READY, f"back in service: {action.why}")
         elif action.verb == policy.DRAIN:
-            await self._move(backend, READY, DRAINING, action.why, also=frozenset({None, STARTING}))
+            await self.ops.move(backend, READY, DRAINING, action.why, also=frozenset({None, STARTING}))
             self._low_since.pop(backend.routing_group, None)
         elif action.verb == policy.STOP:
-            if await self._move(backend, DRAINING, TERMINATING, action.why):
-                self._run(backend, self._stop(backend))
+            await self.ops.terminate(backend, action.why)
         elif action.verb == policy.GIVE_UP:
-            record = self.records.get(backend.name)
-            failed = ClusterRecord(
-                backend.name, TERMINATING, now_ms(), f"start gave up: {action.why}", now_ms(), _starts(record)
-            )
-            if await self._write(failed, frozenset({STARTING})):
-                self.on_action(backend.name, "start", "timeout")
-                self._run(backend, self._stop(backend, failed=True))
-
-    # -- starts and stops -------------------------------------------------------------------------------
-    async def _start(self, backend: Backend, why: str) -> None:
-        record = self.records.get(backend.name)
-        starting = ClusterRecord(backend.name, STARTING, now_ms(), why, record.failed_ms if record else None)
-        starting = replace(starting, starts=_starts(record) + 1)
-        if not await self._write(starting, frozenset({None, STOPPED})):
-            return  # another node started (or stopped) it meanwhile
-        self._run(backend, self._start_now(backend, why))
-
-    async def _start_now(self, backend: Backend, why: str) -> None:
-        try:
-            await self._scaler(backend).start()
-        except ScalerError as error:
-            log.warning("cluster %s did not start: %s", backend.name, error)
-            self.on_action(backend.name, "start", "failed")
-            record = self.records.get(backend.name)
-            failed = ClusterRecord(
-                backend.name, STOPPED, now_ms(), f"start failed: {error}"[:500], now_ms(), _starts(record)
-            )
-            await self._write(failed, frozenset({STARTING}))
-            return
-        self.on_action(backend.name, "start", "ok")
-        with contextlib.suppress(Exception):
-            await self.health.check_now(backend.name)
-
-    async def _stop(self, backend: Backend, failed: bool = False) -> None:
-        try:
-            await self._scaler(backend).stop()
-        except ScalerError as error:
-            log.warning("cluster %s did not stop: %s (tried again at the next look)", backend.name, error)
-            self.on_action(backend.name, "stop", "failed")
-            self._failed_stops.add(backend.name)
-            return
-        self._failed_stops.discard(backend.name)
-        self.on_action(backend.name, "stop", "ok")
-        # TERMINATING until it stops answering: a stop command may return while the cluster shuts down.
-        gone = await self._gone(backend)
-        record = self.records.get(backend.name)
-        stopped = ClusterRecord(
-            backend.name,
-            STOPPED,
-            now_ms(),
-            record.detail if failed and record is not None else "stopped" if gone else STILL_ANSWERS,
-            record.failed_ms if record is not None else None,
-            _starts(record),
-        )
-        await self._write(stopped, frozenset({TERMINATING}))
-
-    async def _gone(self, backend: Backend) -> bool:
-        """Whether ``backend`` failed a check (checked now, then every GONE_POLL_SECONDS) within its
-        scaler's timeout."""
-        assert backend.scaler is not None
-        deadline = time.monotonic() + backend.scaler.timeout
-        while (await self.health.check(backend)).consecutive_failures == 0:
-            if time.monotonic() >= deadline:
-                log.warning("cluster %s: %s", backend.name, STILL_ANSWERS)
-                return False
-            await asyncio.sleep(GONE_POLL_SECONDS)
-        return True
-
-    def _may_stop_again(self, backend: Backend, now: int) -> bool:
-        """Whether a TERMINATING cluster's stop is run again: at once when this worker's own stop failed;
-        else only once the worker that issued it (this group's lease holder before) has surely ended it,
-        done or failed: the scaler's timeout and the kill grace after the stop was issued. Never two stops
-        of one cluster at once, also when the lease changed hands while the first ran."""
-        if backend.name in self._busy:
-            return False
-        if backend.name in self._failed_stops:
-            return True
-        record = self.records.get(backend.name)
-        timeout = backend.scaler.timeout if backend.scaler is not None else 0.0
-        return record is None or now - record.since_ms > (timeout + KILL_GRACE_SECONDS + 1.0) * 1000
-
-    def _scaler(self, backend: Backend) -> Scaler:
-        assert backend.scaler is not None
-        return scaler_for(backend.scaler, backend.name)
-
-    def _run(self, backend: Backend, work: Awaitable[None]) -> None:
-        """The scaler's work on ``backend``, in the background; one at a time per cluster in this worker."""
-        if backend.name in self._busy:
-            return
-        self._busy.add(backend.name)
-
-        async def run() -> None:
-            try:
-                await work
-            except Exception as error:
-                log.error("cluster %s: %s", backend.name, error)
-            finally:
-                self._busy.discard(backend.name)
-
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _move(
-        self,
-        backend: Backend,
-        from_state: str | None,
-        to_state: str,
-        why: str,
-        also: frozenset[str | None] = frozenset(),
-    ) -> bool:
-        record = self.records.get(backend.name)
-        expected: frozenset[str | None] | None = None if from_state is None else frozenset({from_state}) | also
-        moved = ClusterRecord(
-            backend.name,
-            to_state,
-            now_ms(),
-            why[:500],
-            record.failed_ms if record is not None else None,
-            _starts(record),
-        )
-        return await self._write(moved, expected)
-
-    async def _write(self, record: ClusterRecord, expected: frozenset[str | None] | None) -> bool:
-        try:
-            moved = await self.store.move_cluster(record, expected)
-        except StoreError as error:
-            log.warning("cannot record cluster %s as %s: %s", record.backend, record.state, error)
-            return False
-        if moved:
-            self.records[record.backend] = record
-        return moved
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-def _starts(record: ClusterRecord | None) -> int:
-    return record.starts if record is not None else 0
+            await self.ops.give_up(backend, action.why)
 
 
 __all__ = ["DEACTIVATED", "ClusterManager", "NotManaged"]

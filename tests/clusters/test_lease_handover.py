@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from gateway.backends.registry import BackendRegistry
@@ -28,6 +29,10 @@ class Health:
 
     async def check_now(self, name: str) -> None:
         return None
+
+    async def check(self, backend: Backend) -> Any:
+        """A stopped cluster's check: it fails."""
+        return SimpleNamespace(consecutive_failures=1)
 
 
 def manager(store: MemoryStore, holder: str) -> ClusterManager:
@@ -55,7 +60,7 @@ async def recorded(store: MemoryStore, stops: Path, command: str, state: str, si
 
 async def settle(node: ClusterManager) -> None:
     for _ in range(100):
-        if not node._tasks:
+        if not node.ops._tasks:
             return
         await asyncio.sleep(0.02)
 
