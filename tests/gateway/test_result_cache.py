@@ -74,10 +74,11 @@ def words(gateway: InProcessGateway, sql: str) -> list[str | None]:
 def test_a_dashboard_query_run_twice_reaches_a_cluster_once_with_the_python_client(gateway, sims):
     sql = dashboard_sql()
     first = run(gateway, sql)
+    ran = at_clusters(sims, sql)  # (1, or 2 should a busy machine have had it fail over)
     second = run(gateway, sql)
     assert second[0] == first[0] == ["nationkey", "name", "regionkey", "tag"]
     assert second[1] == first[1] and len(first[1]) == 25
-    assert at_clusters(sims, sql) == 1
+    assert at_clusters(sims, sql) == ran  # the second run reached no cluster
     # The client's statistics say where the answer came from; the first one's do not.
     assert second[2]["resultCache"] == "HIT" and "resultCache" not in first[2]
     wait_until(lambda: words(gateway, sql) == ["miss", "hit"], what="the history's words")
@@ -90,13 +91,15 @@ def test_a_large_result_is_served_in_pages_with_its_types(make_gateway, sims):
         cursor = conn.cursor()
         cursor.execute(sql)
         first, first_types = cursor.fetchall(), [column[1] for column in cursor.description]
+    ran = at_clusters(sims, sql)
     with connect(gateway.url, http_headers={"X-Trino-Routing-Group": "bi"}) as conn:
         cursor = conn.cursor()
         cursor.execute(sql)
         second, second_types = cursor.fetchall(), [column[1] for column in cursor.description]
+        assert cursor.stats["resultCache"] == "HIT"
     assert second == first and len(first) == 1500
     assert second_types == first_types and "double" in first_types
-    assert at_clusters(sims, sql) == 1
+    assert at_clusters(sims, sql) == ran
 
 
 def caching_by_default(sims: list[InProcessSim]) -> dict[str, Any]:
@@ -110,24 +113,27 @@ def caching_by_default(sims: list[InProcessSim]) -> dict[str, Any]:
 def test_the_trino_cli_gets_the_same_answer_from_the_cache(make_gateway, sims, trino_cli):
     gateway = make_gateway(caching_by_default(sims))
     sql = dashboard_sql()
-    outputs = []
+    outputs, ran = [], []
     for _ in range(2):
         done = trino_cli(gateway.url, sql, "--output-format", "CSV_HEADER")
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
+        ran.append(at_clusters(sims, sql))
     assert outputs[0] == outputs[1] and outputs[0].count("\n") == 26
-    assert at_clusters(sims, sql) == 1
+    assert ran[1] == ran[0] >= 1  # the second run reached no cluster
 
 
 @pytest.mark.slow  # node, a child process
 def test_the_javascript_client_gets_the_same_answer_from_the_cache(make_gateway, sims, trino_js):
     gateway = make_gateway(caching_by_default(sims))
     sql = dashboard_sql()
-    first, second = trino_js(gateway.url, sql), trino_js(gateway.url, sql)
+    first = trino_js(gateway.url, sql)
+    ran = at_clusters(sims, sql)
+    second = trino_js(gateway.url, sql)
     assert first["error"] is None and second["error"] is None
     assert second["rows"] == first["rows"] and len(first["rows"]) == 25
     assert second["columns"] == first["columns"]
-    assert at_clusters(sims, sql) == 1
+    assert at_clusters(sims, sql) == ran >= 1
 
 
 NEVER_CACHED = [
