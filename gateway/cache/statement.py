@@ -48,10 +48,9 @@ import logging
 import re
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
+from gateway.routing.estimates.statement import normalise, parse_statements
 
 # sqlglot warns for every statement it keeps as text (SHOW, EXPLAIN, CALL, ...): expected here.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -265,10 +264,8 @@ def examine(sql: str) -> Examined:
 
 
 def _examine(sql: str) -> Examined:
-    text = sql.strip().rstrip(";").strip()
-    try:
-        parsed = [s for s in sqlglot.parse(text, read="trino", error_level=sqlglot.ErrorLevel.RAISE) if s is not None]
-    except (SqlglotError, RecursionError, ValueError):
+    parsed = parse_statements(sql)  # (read as the estimates read it: one statement, one normalised text)
+    if parsed is None:
         return Examined(None, UNPARSED)
     if len(parsed) != 1:
         return Examined(None, NOT_ONE)  # none, or several: Trino takes one statement at a time
@@ -285,8 +282,7 @@ def _examine(sql: str) -> Examined:
         why_not = _refused(node)
         if why_not is not None:
             return Examined(None, why_not)
-    normalised = normalize_identifiers(statement, dialect="trino").sql(dialect="trino", comments=False, identify=True)
-    return Examined(normalised)
+    return Examined(normalise(statement))
 
 
 def _kind(statement: exp.Expression) -> str:

@@ -38,12 +38,26 @@ class Statement:
     why: str | None = None
 
 
-def read_statement(sql: str) -> Statement:
-    """The statement in ``sql``, normalised, or why it is not explained (never raises)."""
+def parse_statements(sql: str) -> list[exp.Expression] | None:
+    """The statements in ``sql`` as sqlglot reads Trino SQL (a trailing ``;`` or none); None when it
+    cannot read them. Trino takes one at a time: a caller wants a list of one."""
     text = sql.strip().rstrip(";").strip()
     try:
-        parsed = [s for s in sqlglot.parse(text, read="trino", error_level=sqlglot.ErrorLevel.RAISE) if s is not None]
+        return [s for s in sqlglot.parse(text, read="trino", error_level=sqlglot.ErrorLevel.RAISE) if s is not None]
     except (SqlglotError, RecursionError, ValueError):
+        return None
+
+
+def normalise(statement: exp.Expression) -> str:
+    """``statement`` written again as Trino SQL, every identifier folded and quoted, without comments:
+    the form two texts of one statement share (raises what sqlglot raises on one it cannot write)."""
+    return normalize_identifiers(statement, dialect="trino").sql(dialect="trino", comments=False, identify=True)
+
+
+def read_statement(sql: str) -> Statement:
+    """The statement in ``sql``, normalised, or why it is not explained (never raises)."""
+    parsed = parse_statements(sql)
+    if parsed is None:
         return Statement(None, UNPARSED)
     if len(parsed) != 1:
         return Statement(None, NOT_EXPLAINABLE)  # none, or several: Trino takes one statement at a time
@@ -51,9 +65,7 @@ def read_statement(sql: str) -> Statement:
     if not _explainable(statement):
         return Statement(None, NOT_EXPLAINABLE)
     try:
-        normalised = normalize_identifiers(statement, dialect="trino").sql(
-            dialect="trino", comments=False, identify=True
-        )
+        normalised = normalise(statement)
     except (SqlglotError, RecursionError, ValueError):
         return Statement(None, UNPARSED)
     return Statement(normalised)
