@@ -44,16 +44,12 @@ of what it passes here.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
 from sqlglot import exp
 
 from gateway.routing.estimates.statement import normalise, parse_statements
-
-# sqlglot warns for every statement it keeps as text (SHOW, EXPLAIN, CALL, ...): expected here.
-logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 UNPARSED = "cannot be parsed"
 NOT_ONE = "not one statement"
