@@ -154,8 +154,9 @@ class TrinoSimProcess(SimAdmin):
         ]
 
     def start(self, timeout: float = 60.0) -> TrinoSimProcess:
-        # The log is appended to across restarts: only what this start writes counts.
-        offset = self.log_path.stat().st_size
+        # The log is appended to across restarts: only what this start writes counts (after a stop,
+        # which deletes it, there is none).
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -175,7 +176,11 @@ class TrinoSimProcess(SimAdmin):
         raise TimeoutError(f"trinosim {self.name} did not start within {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
+        """Its log's end (empty once it was stopped: ``stop`` deletes the log, ``kill`` keeps it)."""
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except FileNotFoundError:
+            return ""
 
     @property
     def pid(self) -> int:
@@ -184,6 +189,8 @@ class TrinoSimProcess(SimAdmin):
 
     def stop(self, timeout: float = 10.0) -> None:
         stop_process(self.process, timeout)
+        # Stopped on purpose: its log goes (a suite starts thousands; a killed one keeps it to read).
+        self.log_path.unlink(missing_ok=True)
 
     def kill(self) -> None:
         kill_process(self.process)

@@ -50,15 +50,13 @@ class _Known:
 
 class DiskTier:
     """At most ``max_bytes`` of files in ``directory`` (as far as this worker knows them: its index,
-    rebuilt by each ``sweep``); the oldest made go first. The directory is made if missing, readable
-    by this user only (0o700), and each file is too (0o600): entries are query results."""
+    rebuilt by each ``sweep``); the oldest made go first. The directory is made when the first entry
+    is written (a gateway that never spills leaves no trace), readable by this user only (0o700), and
+    each file is too (0o600): entries are query results."""
 
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
-        if not directory.is_dir():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(directory, 0o700)  # mkdir's mode goes through the umask; this one does not
         self._index: dict[str, _Known] = {}
         self._bytes = 0
         self._oldest: list[tuple[int, str]] = []  # (created_ms, key), a heap; stale pairs are skipped
@@ -259,6 +257,9 @@ def _read(path: Path) -> bytes | None:
 
 
 def _write(directory: Path, key: str, data: bytes) -> None:
+    if not directory.is_dir():
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode goes through the umask; this one does not
     # mkstemp makes the file readable by this user only.
     handle, temp = tempfile.mkstemp(dir=directory, prefix=f".{key}.", suffix=TEMP_SUFFIX)
     try:
@@ -282,6 +283,8 @@ def _entry_files(directory: Path) -> list[os.DirEntry[str]]:
     """The directory's entry files, at most SCAN_LIMIT; stale temporary files are deleted on the way."""
     found: list[os.DirEntry[str]] = []
     stale_before = time.time() - STALE_TEMP_SECONDS
+    if not directory.is_dir():
+        return found  # (nothing was spilled yet)
     with os.scandir(directory) as names:
         for item in names:
             if KEY.fullmatch(item.name):

@@ -182,3 +182,16 @@ def test_a_key_that_is_not_64_hexadecimal_digits_is_a_miss_and_is_never_written(
     with pytest.raises(ValueError):
         run(lambda: tier.put(Stored("../escape", "adhoc", 1, 2, b"x")))
     assert files(tmp_path) == set()
+
+
+def test_a_tier_that_never_spills_leaves_no_directory(tmp_path):
+    directory = tmp_path / "cache"
+    tier = DiskTier(directory, 100_000)
+
+    async def lookups() -> None:
+        assert await tier.get(entry(1).key, 1_000) is None
+        assert await tier.sweep(1_000) == 0
+        assert await tier.purge(None) == 0
+
+    run(lookups)
+    assert not directory.exists()
