@@ -29,7 +29,6 @@ from gateway.clusters.states import (
     READY,
     STARTING,
     STOPPED,
-    TAKES_NO_QUERIES,
     TERMINATING,
     state_of,
 )
@@ -95,10 +94,7 @@ class ClusterManager:
     def takes_queries(self, backend: Backend) -> bool:
         """Whether a new query may go to ``backend`` as far as cluster management says (its health and
         active flag are the decider's to check): a managed cluster only while READY."""
-        if backend.scaler is None:
-            return True
-        record = self.records.get(backend.name)
-        return record is None or record.state not in TAKES_NO_QUERIES or self.state(backend) == READY
+        return backend.scaler is None or self.state(backend) == READY
 
     def scalable(self, group: str) -> bool:
         """Whether ``group``'s queries wait for a cluster to start rather than fall back to the default group."""

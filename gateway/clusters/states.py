@@ -30,10 +30,6 @@ TERMINATING = "TERMINATING"
 DEACTIVATED = "DEACTIVATED"
 STATES = (STOPPED, STARTING, READY, UNHEALTHY, DRAINING, TERMINATING, DEACTIVATED)
 
-# The manager's own words (a cluster record's state); READY and UNHEALTHY are observed, never stored
-# as more than "started".
-TAKES_NO_QUERIES = frozenset({STOPPED, STARTING, DRAINING, TERMINATING})
-
 
 def state_of(backend: Backend, health: BackendHealth | None, record: ClusterRecord | None) -> str:
     """``backend``'s state now."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response
 
+from gateway.clusters.states import state_of
 from gateway.control.admission_status import group_queues
 from gateway.control.api.access import principal, public, reader
 from gateway.control.api.models import (
@@ -65,13 +66,7 @@ def status_api(services: Services) -> Blueprint:
             drain = DrainStatus(backend.name, backend.active, work.get(backend.name, BackendWork()))
             running = services.admission.running.get(backend.name, 0)
             clusters = services.clusters
-            state = (
-                clusters.state(backend)
-                if clusters is not None
-                else ("READY" if status.health.routable else "UNHEALTHY")
-            )
-            if not backend.active:
-                state = "DEACTIVATED"
+            state = clusters.state(backend) if clusters is not None else state_of(backend, status.health, None)
             detail = clusters.detail(backend.name) if clusters is not None else None
             out.append(BackendHealth.of(status, drain, running, queues[backend.routing_group], state, detail))
         answer = json_response(out)
