@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.control import backend_command
 from tests.inprocess import InProcessGateway
+from tests.trinosim.helpers import wait_until
 from trinosim.gateway_process import free_port
 
 
@@ -85,14 +86,8 @@ class CommandCluster:
 
 
 def wait_for(what: str, check: Any, timeout: float, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    """``check``'s first truthy value (the test kit's ``wait_until``, what is waited for named first)."""
+    return wait_until(check, timeout=timeout, interval=interval, what=what)
 
 
 def scaling_config(clusters: list[CommandCluster], group: str = "etl", **scaling: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,6 @@ from trinosim.gateway_process import free_port
 from trinosim.inprocess import InProcessSim, LoopThread
 
 pytestmark = pytest.mark.slow  # trinosim processes, started by the scaler
-
-
-@pytest.fixture
-def made(tmp_path: Path) -> Iterator[list[CommandCluster]]:
-    """The clusters a test makes (``made.append``); whatever is left of them is killed after it."""
-    clusters: list[CommandCluster] = []
-    yield clusters
-    for cluster in clusters:
-        cluster.kill()
 
 
 def count_nation(url: str, number: int, **options: Any) -> list[Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,6 @@ from tests.inprocess import InProcessGateway
 from trinosim.inprocess import LoopThread
 
 pytestmark = pytest.mark.slow  # trinosim processes, started by the scaler
-
-
-@pytest.fixture
-def made(tmp_path: Path) -> Iterator[list[CommandCluster]]:
-    """The clusters a test makes (``made.append``); whatever is left of them is killed after it."""
-    clusters: list[CommandCluster] = []
-    yield clusters
-    for cluster in clusters:
-        cluster.kill()
 
 
 def stopped_idle(cluster: CommandCluster) -> None:
