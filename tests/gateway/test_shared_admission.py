@@ -90,10 +90,16 @@ def test_a_burst_through_three_nodes_never_runs_more_than_max_running_and_takes_
         results = [follow_in_background(via(nodes[(i + 1) % 3], page), user) for i, (page, user) in enumerate(pages)]
         assert sorted(row[0][0] for row in (result() for result in results)) == [*range(9), *range(100, 103)]
         assert sim.load()["peak_running"] == 2
-        # The order the cluster saw them start: bob's 3 did not wait behind alice's burst.
         order = [q["session"]["user"] for q in sim.queries()]  # in the order they came
         assert order[:2] == ["alice", "alice"]  # room for two: sent at once
-        assert order[2:8].count("bob") == 3, order  # then turns: bob's three among the next six
+        # Then turns: bob's three did not wait behind alice's burst but were among the next six the
+        # fleet admitted. (The order of the decisions, as the queue's table has it: the cluster sees an
+        # admitted query only once its client's next poll reaches a node, which on a loaded machine
+        # can reorder queries admitted a second apart.)
+        admitted = postgres.sql(
+            "SELECT user_name FROM gateway_waiting_query ORDER BY enqueued_at + queued_ms, query_id"
+        ).split()
+        assert len(admitted) == 10 and admitted[:6].count("bob") == 3, admitted
 
 
 def test_the_queue_survives_a_restart_of_the_node_that_held_it(make_sim, postgres):
