@@ -131,6 +131,8 @@ def test_a_burst_from_zero_through_three_nodes_starts_each_needed_cluster_once(
     holders = [Holder(pool, next(nodes), number) for number in range(100, 100 + MAX_RUNNING)]
     try:
         wait_for("etl-1 to run sixty", lambda: load(etl_1)["running"] == MAX_RUNNING, 60)
+        # (A cancel before a client has read its query's first answer would do nothing.)
+        wait_for("each holder's client to read its first answer", lambda: all(h.cursor.query_id for h in holders), 30)
         answers = burst(fleet, 30, "0.1s", first=200)
         assert [rows[0][0] for rows in answers] == list(range(200, 230))
         assert (etl_1.start_count(), etl_2.start_count()) == (1, 1)
