@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from gateway.backends.health import HealthChecker
 from gateway.backends.registry import BackendRegistry
 from gateway.clusters import policy
-from gateway.clusters.operations import ClusterOperations
+from gateway.clusters.operations import ClusterOperations, Moved
 from gateway.clusters.policy import Action, ClusterView
 from gateway.clusters.states import (
     DEACTIVATED,
@@ -59,12 +59,15 @@ class ClusterManager:
         settings: ScalingConfig,
         holder: str,
         queued: Callable[[str], int],
+        queued_now: Callable[[], Awaitable[dict[str, int]]],
         work: Callable[[], Awaitable[dict[str, BackendWork]]],
         on_action: Callable[[str, str, str], None] = lambda backend, action, outcome: None,
+        on_move: Moved | None = None,
     ) -> None:
         """``queued(group)``: queries of the group waiting in the gateway (every node's, on a shared
-        store); ``work()``: what each backend still runs (the store's count); ``on_action(backend,
-        action, outcome)``: each start or stop and how it went (the metrics')."""
+        store), as admission control last counted them; ``queued_now()``: per group, as they stand now
+        (a read of a shared store); ``work()``: what each backend still runs (the store's count);
+        ``on_action`` and ``on_move``: as ``ClusterOperations`` takes them."""
         self.store = store
         self.registry = registry
         self.health = health
@@ -72,8 +75,9 @@ class ClusterManager:
         self.settings = settings
         self.holder = holder
         self.queued = queued
+        self.queued_now = queued_now
         self.work = work
-        self.ops = ClusterOperations(store, health, on_action)
+        self.ops = ClusterOperations(store, health, on_action, on_move)
         self._high_since: dict[str, float] = {}
         self._low_since: dict[str, float] = {}
 
@@ -188,10 +192,19 @@ class ClusterManager:
         if not held:
             return  # another worker or node decides for every group: this one only routes by the records
         work = await self.work()
+        queued = {group: self.queued(group) for group in held}
+        if any(queued.values()):
+            # The last count (up to a second old on a shared store) may still hold queries sent since,
+            # which ``work`` counts as running: that would start a cluster for a queue that found room.
+            # Read after ``work``, a query sent between the reads is in neither (a start waits a look).
+            # (An empty queue is not read again: a look stays short, and keeps its lease.)
+            queued = await self.queued_now()
         for group in held:
-            await self._tick_group(group, managed[group], work, now_ms())
+            await self._tick_group(group, managed[group], work, queued.get(group, 0), now_ms())
 
-    async def _tick_group(self, group: str, members: list[Backend], work: dict[str, BackendWork], now: int) -> None:
+    async def _tick_group(
+        self, group: str, members: list[Backend], work: dict[str, BackendWork], queued: int, now: int
+    ) -> None:
         views = [self._view(backend, work.get(backend.name, BackendWork())) for backend in members if backend.active]
         for backend in members:
             if not backend.active:
@@ -205,7 +218,6 @@ class ClusterManager:
         if settings is None:
             await self._operator_steps(views, members, now)
             return
-        queued = self.queued(group)
         high_for, low_for = self._load(group, settings, views, queued)
         minimum = policy.minimum_now(settings, dt.datetime.now(dt.UTC))
         settle = int(self.settings.interval * 2000) + 1000

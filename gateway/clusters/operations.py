@@ -22,6 +22,8 @@ from gateway.store.backend import Backend
 
 log = logging.getLogger("gateway.clusters")
 
+Moved = Callable[[str | None, ClusterRecord], Awaitable[None]]
+
 # A stopped cluster's checks, until one fails (within its scaler's timeout): then it is STOPPED.
 GONE_POLL_SECONDS = 0.5
 STILL_ANSWERS = "stopped, but it still answers its health checks"
@@ -33,10 +35,15 @@ class ClusterOperations:
         store: Store,
         health: HealthChecker,
         on_action: Callable[[str, str, str], None] = lambda backend, action, outcome: None,
+        on_move: Moved | None = None,
     ) -> None:
+        """``on_action(backend, action, outcome)``: each start or stop and how it went (the metrics');
+        ``on_move(before, record)``: each move this worker made of a cluster's record, with the state
+        it left (None: none on record yet) (the audit trail's)."""
         self.store = store
         self.health = health
         self.on_action = on_action
+        self.on_move = on_move
         self.records: dict[str, ClusterRecord] = {}
         self._busy: set[str] = set()  # clusters whose scaler runs in this worker now
         self._failed_stops: set[str] = set()  # clusters whose last stop by this worker failed
@@ -188,7 +195,10 @@ class ClusterOperations:
             log.warning("cannot record cluster %s as %s: %s", record.backend, record.state, error)
             return False
         if moved:
+            before = self.records.get(record.backend)
             self.records[record.backend] = record
+            if self.on_move is not None:
+                await self.on_move(_left(before, expected), record)
         return moved
 
     async def close(self) -> None:
@@ -200,3 +210,13 @@ class ClusterOperations:
 
 def _starts(record: ClusterRecord | None) -> int:
     return record.starts if record is not None else 0
+
+
+def _left(before: ClusterRecord | None, expected: frozenset[str | None] | None) -> str | None:
+    """The state a move left: this worker's copy's, where the store's compare-and-set agrees with it
+    (the copy may be a look old); else the one state the move expected, if it named one."""
+    if before is not None and (expected is None or before.state in expected):
+        return before.state
+    if expected is not None and len(expected) == 1:
+        return next(iter(expected))
+    return None

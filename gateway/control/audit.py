@@ -10,11 +10,15 @@ import orjson
 
 from gateway.auth.principal import Principal
 from gateway.control.api import models
-from gateway.store import AuditEntry, Store, now_ms
+from gateway.store import AuditEntry, ClusterRecord, Store, now_ms
 
 log = logging.getLogger("gateway.control.audit")
 # Audit lines are written whatever the gateway's log level (a quieter log must not lose them).
 log.setLevel(logging.INFO)
+
+# Who the audit trail names for what cluster management did by itself (an operator's start or stop is
+# also in the trail under the operator's name, and its move names the operator in ``why``).
+CLUSTER_MANAGER = Principal("cluster-manager", method="gateway")
 
 
 class AuditTrail:
@@ -49,3 +53,15 @@ class AuditTrail:
         except Exception as error:
             log.error("cannot store the audit entry (the log line above keeps it): %s", error)
         return entry
+
+    async def cluster_moved(self, node: str, before: str | None, record: ClusterRecord) -> None:
+        """Cluster management moved a cluster's record (docs/scaling.md): from which state, to which,
+        and why; ``node`` is the worker that did it."""
+        await self.record(
+            CLUSTER_MANAGER,
+            node,
+            "cluster.move",
+            record.backend,
+            before=None if before is None else {"state": before},
+            after={"state": record.state, "why": record.detail},
+        )

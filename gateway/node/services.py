@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -147,7 +148,8 @@ class Services:
             await cache_secret(config, store),
             on_counted=metrics.ResultCacheMetrics().counted,
         )
-        clusters = create_cluster_manager(config, store, registry, health, history, admission, holder_name())
+        audit = AuditTrail(store)
+        clusters = create_cluster_manager(config, store, registry, health, history, admission, audit)
         decider.clusters = clusters
         health.on_healthy = lambda name: admission.dispatch_all()  # (a cluster that started: its queries go)
         proxy = Proxy(
@@ -180,7 +182,7 @@ class Services:
             observer,
             proxy,
             authenticator,
-            AuditTrail(store),
+            audit,
             admission,
             Readiness(store, shutdown),
             estimator,
@@ -289,7 +291,7 @@ def create_cluster_manager(
     health: HealthChecker,
     history: QueryHistory,
     admission: Admission,
-    holder: str,
+    audit: AuditTrail,
 ) -> ClusterManager:
     """Cluster management, and what it tells admission control: how long a query waits for a cluster to
     start, and why it still waits."""
@@ -298,6 +300,7 @@ def create_cluster_manager(
         await history.flush()  # (this worker's last queries counted too)
         return await store.backend_work()
 
+    holder = holder_name()
     manager = ClusterManager(
         store,
         registry,
@@ -306,8 +309,10 @@ def create_cluster_manager(
         config.scaling,
         holder,
         admission.queued,
+        admission.queued_by_group_now,
         work,
         on_action=metrics.ClusterMetrics().acted,
+        on_move=functools.partial(audit.cluster_moved, holder),
     )
     admission.start_wait = manager.start_wait
     admission.why_waiting = manager.why_waiting

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.control import backend_command
 from tests.inprocess import InProcessGateway
@@ -113,6 +113,47 @@ def backend_list(gateway: InProcessGateway) -> dict[str, str]:
     header = lines[0].split()
     at = header.index("STATE")
     return {line.split()[0]: line.split()[at] for line in lines[1:]}
+
+
+class Move(NamedTuple):
+    """One move of a cluster's state by cluster management, as the audit trail has it."""
+
+    before: str | None
+    after: str
+    why: str
+    at: int  # epoch ms
+
+
+# A cluster's moves from never started to stopped again, as the audit trail has them: (from, to).
+A_LIFE_FROM_ZERO: list[tuple[str | None, str]] = [
+    (None, "STARTING"),
+    ("STARTING", "READY"),
+    ("READY", "DRAINING"),
+    ("DRAINING", "TERMINATING"),
+    ("TERMINATING", "STOPPED"),
+]
+
+
+def audited_moves(gateway: InProcessGateway, backend: str) -> list[Move]:
+    """Cluster management's moves of ``backend`` in the audit trail, oldest first."""
+    status, answer = gateway.call("GET", "/gateway/audit?actor=cluster-manager&limit=1000")
+    assert status == 200, answer
+    return [
+        Move((entry["before"] or {}).get("state"), entry["after"]["state"], entry["after"]["why"], entry["at"])
+        for entry in reversed(answer["entries"])
+        if entry["action"] == "cluster.move" and entry["target"] == backend
+    ]
+
+
+def moves_until_stopped(gateway: InProcessGateway, backend: str, timeout: float = 10) -> list[Move]:
+    """``backend``'s moves in the audit trail, once the last is to STOPPED (a record is moved before its
+    audit entry is written)."""
+
+    def stopped() -> list[Move] | None:
+        moves = audited_moves(gateway, backend)
+        return moves if moves and moves[-1].after == "STOPPED" else None
+
+    return wait_for(f"{backend}'s stop in the audit trail", stopped, timeout)
 
 
 class StateWatch:

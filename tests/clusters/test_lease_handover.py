@@ -39,6 +39,9 @@ def manager(store: MemoryStore, holder: str) -> ClusterManager:
     async def work() -> dict[str, BackendWork]:
         return {}
 
+    async def queued() -> dict[str, int]:
+        return {}
+
     return ClusterManager(
         store,
         BackendRegistry(store, refresh_seconds=0),
@@ -47,6 +50,7 @@ def manager(store: MemoryStore, holder: str) -> ClusterManager:
         ScalingConfig(interval=0.5),
         holder,
         lambda group: 0,
+        queued,
         work,
         on_action=lambda *args: None,
     )

@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.clusters.helpers import CommandCluster, StateWatch, backend_list, scaling_config, wait_for
+from tests.clusters.helpers import (
+    A_LIFE_FROM_ZERO,
+    CommandCluster,
+    StateWatch,
+    audited_moves,
+    backend_list,
+    moves_until_stopped,
+    scaling_config,
+    wait_for,
+)
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from trinosim.inprocess import LoopThread
@@ -54,6 +63,12 @@ def test_a_burst_from_zero_starts_a_cluster_and_every_query_succeeds_then_it_sto
         assert clusters[0].start_count() == 1 and clusters[1].start_count() == 0
         # Idle for idle_time: drained, then stopped.
         wait_for("etl-1 stopped", lambda: backend_list(gateway)["etl-1"] == "STOPPED" and not clusters[0].answers(), 60)
+
+        # Each move the cluster manager made is in the audit trail, in order, with why.
+        moves = moves_until_stopped(gateway, "etl-1")
+        assert [(move.before, move.after) for move in moves] == A_LIFE_FROM_ZERO, moves
+        assert "waiting" in moves[0].why and moves[-1].why == "stopped", moves
+        assert audited_moves(gateway, "etl-2") == []
     states = watch.seen["etl-1"]
     assert states[0] == "STOPPED" and states[-1] == "STOPPED"
     for state in ("STARTING", "READY", "DRAINING"):

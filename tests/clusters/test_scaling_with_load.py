@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 from trino.transaction import IsolationLevel
 
-from tests.clusters.helpers import CommandCluster, StateWatch, backend_list, scaling_config, wait_for
+from tests.clusters.helpers import (
+    A_LIFE_FROM_ZERO,
+    CommandCluster,
+    StateWatch,
+    audited_moves,
+    backend_list,
+    moves_until_stopped,
+    scaling_config,
+    wait_for,
+)
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
 from trinosim.inprocess import LoopThread
@@ -92,7 +101,7 @@ def test_a_draining_cluster_with_a_transaction_open_is_stopped_only_once_it_comm
     etl_1 = made[0]
     # (Idle for a minute before the autoscaler would drain it: here the operator does.)
     config = scaling_config(made, min_clusters=0, idle_time="60s")
-    with InProcessGateway(loop_thread, config) as gateway, StateWatch(gateway) as watch:
+    with InProcessGateway(loop_thread, config) as gateway:
         options: dict[str, Any] = {"isolation_level": IsolationLevel.READ_COMMITTED, "request_timeout": 60}
         with connect(gateway.url, user="tx", **options) as conn:
             cursor = conn.cursor()
@@ -100,6 +109,11 @@ def test_a_draining_cluster_with_a_transaction_open_is_stopped_only_once_it_comm
             assert cursor.fetchall() == [[25]]
             with urllib.request.urlopen(f"{etl_1.url}/_sim/transactions", timeout=5) as answer:
                 assert len(json.loads(answer.read())) == 1  # open, at the cluster
+            # (READY from its first passing check, recorded so at the autoscaler's next look: stopped before
+            # that look, it would go from STARTING to DRAINING, which the moves checked below rule out.)
+            wait_for(
+                "etl-1 recorded READY", lambda: any(m.after == "READY" for m in audited_moves(gateway, "etl-1")), 10
+            )
             assert gateway.call("POST", "/gateway/backend/etl-1/stop")[0] == 200
             assert backend_list(gateway)["etl-1"] == "DRAINING"
             time.sleep(4)  # (a drained cluster stops 2 s after its drain began, at a look every 0.5 s)
@@ -107,15 +121,14 @@ def test_a_draining_cluster_with_a_transaction_open_is_stopped_only_once_it_comm
             # The transaction goes on where it began, DRAINING or not.
             cursor.execute("SELECT 2 AS n, count(*) FROM tpch.tiny.region")
             assert cursor.fetchall() == [[2, 5]]
+            committing_ms = time.time() * 1000
             conn.commit()
         wait_for("etl-1 stopped", lambda: backend_list(gateway)["etl-1"] == "STOPPED" and not etl_1.answers(), 15)
-    states = watch.seen["etl-1"]
-    assert states == ["STOPPED", "STARTING", "READY", "DRAINING", "TERMINATING", "STOPPED"] or states == [
-        "STOPPED",
-        "STARTING",
-        "READY",
-        "DRAINING",
-        "STOPPED",
-    ], states
+        moves = moves_until_stopped(gateway, "etl-1")
+    # Every move of etl-1, as the audit trail has them (a sampled `backend list` can miss a short READY).
+    assert [(move.before, move.after) for move in moves] == A_LIFE_FROM_ZERO, moves
+    assert moves[2].why == "stopped by anonymous", moves
+    # Its stop began only after the client sent its COMMIT (the audit's clock is this machine's).
+    assert moves[3].at >= committing_ms, (moves, committing_ms)
     assert etl_1.start_count() == 1
     stopped_idle(etl_1)

@@ -216,6 +216,21 @@ def test_a_query_cancelled_while_it_waits_never_reaches_a_cluster(admission_gate
     assert [q["query"] for q in sim.queries()] == ["SELECT 1"]
 
 
+def test_the_queue_cluster_management_reads_is_counted_as_it_stands(admission_gateway, make_sim):
+    # Cluster management weighs the queue against the store's fresh count of running queries: a count
+    # from the last tick (up to a second old on SQLite and PostgreSQL) would still hold a query the
+    # queue has just sent, counted once more as running, and start a cluster for nothing.
+    sim = make_sim(name="solo")
+    gateway = admission_gateway({"backends": backends(sim)})
+    admission = gateway.services.admission
+    blocker = submit(gateway, "SELECT 1")
+    waiting = submit(gateway, "SELECT 2")
+    assert gateway.loop.run(admission.queued_by_group_now()) == {"adhoc": 1}
+    assert httpx.delete(waiting["nextUri"], headers={"X-Trino-User": "alice"}).status_code == 204
+    assert gateway.loop.run(admission.queued_by_group_now()) == {}
+    assert follow(blocker)[1] == [[1]]
+
+
 def test_a_full_queue_fails_the_query_at_once_with_query_queue_full(admission_gateway, make_sim):
     sim = make_sim(name="solo")
     gateway = admission_gateway({"backends": backends(sim), "routing": {"groups": {"adhoc": {"max_queued": 1}}}})

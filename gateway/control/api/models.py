@@ -496,18 +496,23 @@ class QueryIdPath(BaseModel):
 
 
 class AuditEntry(ApiModel):
-    """One change through the admin API, or a refused attempt at one."""
+    """One change through the admin API, or a refused attempt at one; or a move of a cluster's state by
+    cluster management (actor ``cluster-manager``, action ``cluster.move``)."""
 
     id: int | None
     at: EpochMs
     actor: str
-    method: str = Field(description="how the actor was authenticated")
-    address: str
-    action: str = Field(description="the handler, e.g. backend.deactivate")
+    method: str = Field(description="how the actor was authenticated (gateway: the gateway itself)")
+    address: str = Field(description="the caller's address; for the gateway's own moves, the worker's name")
+    action: str = Field(description="the handler, e.g. backend.deactivate; or cluster.move")
     target: str | None
     outcome: str = Field(description="done, or refused")
-    before: Any = Field(description="the target before the change (a backend; a rules file's text), or null")
-    after: Any = Field(description="the target after the change (a backend; a rules file's text), or null")
+    before: Any = Field(
+        description="the target before the change (a backend; a rules file's text; a cluster's {state}), or null"
+    )
+    after: Any = Field(
+        description="the target after the change (a backend; a rules file's text; a cluster's {state, why}), or null"
+    )
 
     @classmethod
     def of(cls, entry: Entry) -> AuditEntry:

@@ -549,6 +549,17 @@ class Admission:
     def queued(self, group: str) -> int:
         return sum(count for (name, _), count in self._views()[0].items() if name == group)
 
+    async def queued_by_group_now(self) -> dict[str, int]:
+        """Queries waiting per group as they stand now, over every worker and node (a read of the store
+        where it is shared: ``queued`` gives the last tick's count, up to a second old, which a caller
+        that weighs it against fresh counts of running queries must not use)."""
+        counts = self.state.counts_now()
+        waiting = counts[0] if counts is not None else (await self.state.counts(now_ms()))[0]
+        by_group: dict[str, int] = {}
+        for (group, _), count in waiting.items():
+            by_group[group] = by_group.get(group, 0) + count
+        return by_group
+
     @property
     def running(self) -> Counts:
         """Slots in use per backend (every worker's and node's where the store is shared)."""

@@ -1,4 +1,5 @@
-// The audit trail (GET /gateway/audit, ADMIN): every change through the admin API, newest first.
+// The audit trail (GET /gateway/audit, ADMIN): every change through the admin API, and cluster management's
+// moves of a cluster's state, newest first.
 import { api, el, Pager, params, replace, setParams, time } from "/assets/app.js";
 
 const PAGE = 50;
