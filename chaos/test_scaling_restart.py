@@ -193,11 +193,16 @@ def test_18_a_rolling_restart_during_a_scale_down_loses_nothing_and_stops_no_clu
             burst.wait_completed(8)
         # The burst is over (leaving the block waited for its last queries): the load is low.
         low_at = steady.mark("the burst ended")
-        draining = wait_for(
-            "a cluster to drain",
-            lambda: next((name for name, state in fleet.states().items() if state == "DRAINING"), None),
-            30,
-        )
+        try:
+            draining = wait_for(
+                "a cluster to drain",
+                lambda: next((name for name, state in fleet.states().items() if state == "DRAINING"), None),
+                30,
+            )
+        except AssertionError as error:
+            queue = fleet.postgres.sql("SELECT state, count(*) FROM gateway_waiting_query GROUP BY state")
+            lease = fleet.postgres.sql(f"SELECT holder, lease_until FROM gateway_lease WHERE name = 'scaling:{GROUP}'")
+            raise AssertionError(f"{error}: queue {queue!r}; lease {lease!r}; {fleet.diagnosis('etl-')}") from None
         leader = wait_for("the lease holder", fleet.lease_holder, 10)
         drained_in = steady.now() - low_at
         cluster = next(c for c in fleet.clusters if c.name == draining)
@@ -224,7 +229,10 @@ def test_18_a_rolling_restart_during_a_scale_down_loses_nothing_and_stops_no_clu
         try:
             wait_for(f"{draining} stopped", lambda: fleet.states()[draining] == "STOPPED" and not cluster.answers(), 30)
         except AssertionError as error:
-            raise AssertionError(f"{error}: {fleet.diagnosis(draining)}") from None
+            unfinished = fleet.postgres.sql(
+                "SELECT query_id, user_name, query_text FROM query_history WHERE state IS NULL"
+            )
+            raise AssertionError(f"{error}: {fleet.diagnosis(draining)}; unfinished {unfinished!r}") from None
         stopped_in = time.time() - committed_at
         steady.wait_completed(4, where=lambda r: r.submitted > restarted_at)
     for opened in held.values():
