@@ -10,7 +10,7 @@ and the admin API (no service locator): who owns which state is written here onc
     clusters ─ managed clusters' states, starts and stops       (records in the store; one decider per group)
     upstream ─ connections to backends and their limits
     authenticator ─ who a caller is and its roles               (None: auth is off)
-    audit ──── the trail of admin changes                       (into the store)
+    audit ──── the trail of admin changes and cluster moves    (into the store)
     readiness ─ whether the worker takes new work               (shutdown flag, the store's last word)
 """
 
