@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from trinosim.gateway_process import remove_stopped_directories
+
 _TURNS = pytest.StashKey["_Turns"]()
 _RUN = pytest.StashKey[str]()
 
@@ -47,6 +49,10 @@ class _Turns:
     def remove(self) -> None:
         self.gate.unlink(missing_ok=True)
         self.room.unlink(missing_ok=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    remove_stopped_directories()
 
 
 def pytest_configure(config: pytest.Config) -> None:

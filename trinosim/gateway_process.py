@@ -6,8 +6,10 @@ so a restarted gateway comes back at the same address.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import shutil
 import signal
 import socket
 import ssl
@@ -22,6 +24,21 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from trinosim.harness import kill_process, stop_process, wait_until_ready
+
+# Each gateway's directory (its log, config and default SQLite store), and whether it was stopped on
+# purpose. A stopped gateway may start again there, so its directory goes only when this process ends;
+# one killed or crashed keeps its log to read. (A suite starts hundreds.)
+_DIRECTORIES: dict[Path, bool] = {}
+
+
+@atexit.register
+def remove_stopped_directories() -> None:
+    """Delete the directories of the gateways stopped on purpose (also called by the test session's end:
+    a pytest-xdist worker may leave without running ``atexit``)."""
+    for path, stopped in list(_DIRECTORIES.items()):
+        if stopped:
+            shutil.rmtree(path, ignore_errors=True)
+            del _DIRECTORIES[path]
 
 
 class _Server(Protocol):
@@ -112,6 +129,7 @@ class GatewayProcess(GatewayAdmin):
         extra_args: list[str] | None = None,
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="gateway-"))
+        _DIRECTORIES[self.dir] = False
         self.store = store or f"sqlite:///{self.dir / 'gateway.db'}"
         self.config = config
         self.workers = workers
@@ -156,6 +174,7 @@ class GatewayProcess(GatewayAdmin):
         return args
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
+        _DIRECTORIES[self.dir] = False
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -172,6 +191,7 @@ class GatewayProcess(GatewayAdmin):
         # The whole process group: the server's worker processes included. SIGINT: the gateway stops
         # without its shutdown grace (SIGTERM would keep it serving for server.shutdown_grace).
         stop_process(self.process, timeout, signal.SIGINT)
+        _DIRECTORIES[self.dir] = True
 
     def terminate(self) -> None:
         """SIGTERM to the main process only, as an orchestrator sends it: the graceful shutdown
