@@ -202,7 +202,8 @@ def test_18_a_rolling_restart_during_a_scale_down_loses_nothing_and_stops_no_clu
         except AssertionError as error:
             queue = fleet.postgres.sql("SELECT state, count(*) FROM gateway_waiting_query GROUP BY state")
             lease = fleet.postgres.sql(f"SELECT holder, lease_until FROM gateway_lease WHERE name = 'scaling:{GROUP}'")
-            raise AssertionError(f"{error}: queue {queue!r}; lease {lease!r}; {fleet.diagnosis('etl-')}") from None
+            clusters = "; ".join(fleet.diagnosis(cluster.name) for cluster in fleet.clusters)
+            raise AssertionError(f"{error}: queue {queue!r}; lease {lease!r}; {clusters}") from None
         leader = wait_for("the lease holder", fleet.lease_holder, 10)
         drained_in = steady.now() - low_at
         cluster = next(c for c in fleet.clusters if c.name == draining)
