@@ -74,6 +74,13 @@ class QueryHistory:
             if finished:
                 await self.store.finish_queries(finished)
                 finished = []
+        except asyncio.CancelledError:
+            # The node stops mid-write (its flushing task is cancelled before the last flush):
+            # the rows go back to the buffer for that flush, or they would be lost with the task.
+            # A batch whose commit went through before the cancel is written again as duplicates.
+            self._submitted[:0] = submitted
+            self._finished[:0] = finished
+            raise
         except Exception as error:
             # The queries run anyway; their rows wait here until the store takes them. Outcomes
             # wait with their rows: written first, they would find no row to update.

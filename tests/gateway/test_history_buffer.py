@@ -67,3 +67,37 @@ def test_the_buffer_keeps_the_newest_rows_up_to_its_bound():
         return sorted(store.rows)
 
     assert asyncio.run(scenario()) == ["q3", "q4"]
+
+
+class SlowStore(FlakyStore):
+    """Takes writes, but the first one hangs until ``release`` is set (a loaded store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.writing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def record_queries(self, records: list[QueryRecord]) -> None:
+        self.writing.set()
+        await self.release.wait()
+        await super().record_queries(records)
+
+
+def test_rows_being_written_when_the_node_stops_are_written_by_its_last_flush():
+    # A node stops: its flushing task is cancelled, then the history drained. A write under way at
+    # the cancel used to lose its rows (seen once: a query missing from the history after a restart).
+    async def scenario() -> dict[str, str | None]:
+        store = SlowStore()
+        history = QueryHistory(store, 100, 1, flush_interval=0.01)  # type: ignore[arg-type]
+        task = asyncio.create_task(history.flush_forever())
+        history.submitted(_record("q1"))
+        history.finished("q1", "FINISHED", None)
+        await asyncio.wait_for(store.writing.wait(), 5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.release.set()
+        await history.drain()
+        return store.rows
+
+    assert asyncio.run(scenario()) == {"q1": "FINISHED"}
