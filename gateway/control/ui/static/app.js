@@ -185,6 +185,7 @@ export class Pager {
     this.size = size;
     this.offset = Number(params().offset) || 0;
     this.load = load;
+    this.loads = 0; // loads sent so far: see newest()
     document.getElementById("previous").addEventListener("click", () => this.go(this.offset - this.size));
     document.getElementById("next").addEventListener("click", () => this.go(this.offset + this.size));
   }
@@ -192,6 +193,18 @@ export class Pager {
   go(offset) {
     this.offset = Math.max(0, offset);
     return this.load();
+  }
+
+  /** The answer to this list's newest load only. Loads overlap (the page's first, then a search sent
+   * before it is answered); an older answer that comes last would otherwise replace the newer one's
+   * rows. An older answer, or its error, never settles: nothing is drawn for it. */
+  newest(answer) {
+    const mine = ++this.loads;
+    const superseded = new Promise(() => {});
+    return answer.then(
+      (value) => (mine === this.loads ? value : superseded),
+      (error) => (mine === this.loads ? Promise.reject(error) : superseded),
+    );
   }
 
   shown(total, count) {

@@ -23,7 +23,7 @@ async function load() {
   setParams({ actor, offset: pager.offset || "" });
   const search = new URLSearchParams({ limit: PAGE, offset: pager.offset });
   if (actor) search.set("actor", actor);
-  const page = await api("GET", `/gateway/audit?${search}`);
+  const page = await pager.newest(api("GET", `/gateway/audit?${search}`));
   replace(
     document.querySelector("#audit tbody"),
     page.entries.length

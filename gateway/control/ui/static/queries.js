@@ -53,7 +53,7 @@ async function load() {
   const search = new URLSearchParams(Object.entries(wanted).filter(([, v]) => v));
   search.set("limit", PAGE);
   search.set("offset", offset);
-  const page = await api("GET", `/gateway/queries?${search}`);
+  const page = await pager.newest(api("GET", `/gateway/queries?${search}`));
   replace(
     document.querySelector("#queries tbody"),
     page.queries.length ? page.queries.map(row) : el("tr", {}, el("td", { colspan: 10 }, "No query matches.")),
