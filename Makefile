@@ -62,9 +62,10 @@ js-deps: system-deps $(JS_STAMP)
 
 # The suite runs on several pytest-xdist workers at once: most of a test's time is waiting, and every
 # test starts its own servers on free loopback ports. Each module goes to one worker whole (loadscope:
-# its module-scoped servers start once, its tests run in their order); tests marked `alone` (the fleet
-# and burst scenarios, which saturate two cores by themselves) run with no other test beside them
-# (conftest.py). WORKERS=0 runs everything in this process, one test at a time.
+# its module-scoped servers start once, its tests run in their order); the tests of ALONE_MODULES (the
+# fleet and burst scenarios, which saturate two cores by themselves) run with no other test beside
+# them, one after another on one worker (conftest.py). WORKERS=0 runs everything in this process, one
+# test at a time.
 WORKERS ?= 4
 XDIST = -n $(WORKERS) --dist loadscope
 # make check's tests wait more than they compute too (half the two cores' time goes unused on two

@@ -45,10 +45,6 @@ CHAOS_GATEWAY_CONFIG: dict[str, Any] = {
 }
 
 
-# Scenarios that saturate the machine's two cores by themselves (three gateway nodes of two workers
-# each behind haproxy; a burst of 300 clients): they run with no other test beside them (conftest.py
-# at the root), as the guarantees they check are for a gateway that has its cores.
-ALONE = ("test_fleet.py", "test_fleet_queue.py", "test_burst.py")
 # Set at configuration: this process is a pytest-xdist worker (the summary is printed elsewhere).
 _on_xdist_worker = False
 
@@ -66,8 +62,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = Path(str(item.path))
         if here in path.parents:
             item.add_marker(pytest.mark.slow)
-            if path.name in ALONE:
-                item.add_marker(pytest.mark.alone)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
