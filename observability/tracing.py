@@ -212,7 +212,8 @@ class Tracing:
             return
         processor, provider = self.processor, self.provider
         try:
-            await asyncio.wait_for(asyncio.to_thread(processor.force_flush), self.settings.export_timeout + 1)
+            async with asyncio.timeout(self.settings.export_timeout + 1):
+                await asyncio.to_thread(processor.force_flush)
         except TimeoutError:
             log.warning("tracing: the collector at %s did not take the last spans in time", self.settings.endpoint)
         # Shutting the exporter down first makes a pending retry give up at once.

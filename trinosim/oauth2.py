@@ -572,7 +572,8 @@ async def poll_token(request: web.Request) -> web.Response:
     result = oauth.exchange.entry(hash_auth_id(auth_id)).result
     try:
         # shield: a client that hangs up must not cancel the entry others may poll.
-        body = await asyncio.wait_for(asyncio.shield(result), MAX_POLL_TIME)
+        async with asyncio.timeout(MAX_POLL_TIME):
+            body = await asyncio.shield(result)
     except TimeoutError:
         body = {"nextUri": oauth.base(request) + request.path}
     return web.json_response(body, dumps=lambda value: orjson.dumps(value).decode())

@@ -93,7 +93,8 @@ class Query:
     async def wait_for_change(self, timeout: float) -> None:
         event = self._changed
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
 
     def record_request(self, method: str, phase: str, token: int | None, headers: dict[str, str]) -> None:
         self.last_access = time.monotonic()

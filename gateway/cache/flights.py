@@ -40,7 +40,8 @@ class Flight:
             return None  # (cache.grace 0: nobody waits, which is not giving up on a slow flight)
         self.waiters += 1
         try:
-            await asyncio.wait_for(self._landed.wait(), grace)
+            async with asyncio.timeout(grace):
+                await self._landed.wait()
         except TimeoutError:
             self.outwaited = True
             return None

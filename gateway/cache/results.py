@@ -255,4 +255,5 @@ class ResultCache:
     async def close(self) -> None:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 5)
+                async with asyncio.timeout(5):
+                    await task

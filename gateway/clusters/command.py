@@ -98,7 +98,8 @@ class CommandScaler:
             except OSError as error:
                 raise ScalerError(f"{action} of {self.name} could not run /bin/sh: {error}") from None
             try:
-                code = await asyncio.wait_for(process.wait(), self.spec.timeout)
+                async with asyncio.timeout(self.spec.timeout):
+                    code = await process.wait()
             except TimeoutError:
                 await _end_group(process)
                 raise ScalerError(
@@ -119,12 +120,14 @@ async def _end_group(process: asyncio.subprocess.Process) -> None:
     _signal_group(group, signal.SIGTERM)
     deadline = time.monotonic() + KILL_GRACE_SECONDS
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), KILL_GRACE_SECONDS)
+        async with asyncio.timeout(KILL_GRACE_SECONDS):
+            await process.wait()
     while time.monotonic() < deadline and _signal_group(group, 0):
         await asyncio.sleep(0.05)
     _signal_group(group, signal.SIGKILL)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), KILL_GRACE_SECONDS)
+        async with asyncio.timeout(KILL_GRACE_SECONDS):
+            await process.wait()
 
 
 def _signal_group(group: int, sig: int) -> bool:

@@ -87,7 +87,8 @@ class DockerScaler:
         ) as client:
             try:
                 # httpx bounds each read and write; the whole call is bounded here.
-                return await asyncio.wait_for(client.request(method, path, params=params), self.spec.timeout)
+                async with asyncio.timeout(self.spec.timeout):
+                    return await client.request(method, path, params=params)
             except (TimeoutError, httpx.TimeoutException):
                 raise ScalerError(f"{action} of {self.what} timed out after {self.spec.timeout:g} s") from None
             except httpx.TransportError as error:

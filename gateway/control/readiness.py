@@ -96,7 +96,8 @@ class Readiness:
                 return
             self._ping = asyncio.create_task(self._ping_once())
         try:
-            await asyncio.wait_for(asyncio.shield(self._ping), PING_TIMEOUT)
+            async with asyncio.timeout(PING_TIMEOUT):
+                await asyncio.shield(self._ping)
         except TimeoutError:
             if not self._fresh():
                 self.contact.failed(f"no answer within {PING_TIMEOUT:g} s")

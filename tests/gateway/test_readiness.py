@@ -205,6 +205,29 @@ def _app(store: MemoryStore, **sections: Any) -> GatewayApp:
     return GatewayApp(config, store=store)
 
 
+def test_a_look_cancelled_as_its_ping_returns_ends_cancelled() -> None:
+    # A node stops by cancelling its watch and waiting for it. Cancelled in the moment between its
+    # ping's answer and its own wake-up, Python 3.11's wait_for returned the answer and dropped the
+    # cancel: the watch looked on, and the stop waited for ever (seen: a gateway that did not stop
+    # within 30 s, its readiness watch asleep in its loop). The cancel is sent from the ping task's
+    # last done callback, after the one that hands its answer on: exactly that moment.
+    class CancelledAsItAnswers(QuietStore):
+        async def ping(self) -> None:
+            await super().ping()
+            asyncio.current_task().add_done_callback(lambda _: looking.cancel())
+
+    async def main() -> None:
+        nonlocal looking
+        store = CancelledAsItAnswers(Clock())
+        looking = asyncio.create_task(Readiness(store).look())
+        await asyncio.wait([looking], timeout=5)
+        assert store.pings == 1
+        assert looking.cancelled(), "the cancel was lost: the look went on"
+
+    looking: asyncio.Task[None]
+    asyncio.run(main())
+
+
 def test_readyz_is_answered_while_the_stores_ping_hangs() -> None:
     async def main() -> None:
         clock = Clock()

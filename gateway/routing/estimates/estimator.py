@@ -146,7 +146,8 @@ class Estimator:
             statement = read_statement(request.sql)  # a thread hop costs more than a short parse
         else:
             try:
-                statement = await asyncio.wait_for(asyncio.to_thread(read_statement, request.sql), budget)
+                async with asyncio.timeout(budget):
+                    statement = await asyncio.to_thread(read_statement, request.sql)
             except TimeoutError:
                 return self._fallback(BUDGET, began)
         if statement.normalised is None:
@@ -170,7 +171,8 @@ class Estimator:
                 return self._fallback(BUSY, began, f"{len(self._flights)} EXPLAINs are open already")
             flight = self._start(key, request)
         try:
-            estimate = await asyncio.wait_for(asyncio.shield(flight), max(0.0, budget - (self.clock() - began)))
+            async with asyncio.timeout(max(0.0, budget - (self.clock() - began))):
+                estimate = await asyncio.shield(flight)
         except TimeoutError:
             return self._fallback(BUDGET, began, f"no plan within the budget of {budget * 1000:.0f} ms")
         except PlannerError as error:
@@ -198,7 +200,8 @@ class Estimator:
                 # The planner keeps to the timeout itself (and cancels an EXPLAIN it gives up on); this
                 # bound, a second later, is for a call that would not end.
                 timeout = self.settings.timeout
-                text = await asyncio.wait_for(self.planner.explain(backend, request, timeout), timeout + 1.0)
+                async with asyncio.timeout(timeout + 1.0):
+                    text = await self.planner.explain(backend, request, timeout)
             except TimeoutError:
                 why = f"backend {backend.name} did not plan the statement in time"
                 raise PlannerError(PLANNER_TIMEOUT, why) from None

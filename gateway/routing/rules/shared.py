@@ -82,5 +82,6 @@ class SharedRules:
             except Exception as error:
                 log.warning("cannot share the routing rules through the store (%s); trying again", error)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
