@@ -64,10 +64,12 @@ js-deps: system-deps $(JS_STAMP)
 # test starts its own servers on free loopback ports. Each module goes to one worker whole (loadscope:
 # its module-scoped servers start once, its tests run in their order); the tests of ALONE_MODULES (the
 # fleet and burst scenarios, which saturate two cores by themselves) run with no other test beside
-# them, one after another on one worker (conftest.py). WORKERS=0 runs everything in this process, one
-# test at a time.
+# them, one after another on one worker (conftest.py). Modules are handed out in the order they are
+# collected (--no-loadscope-reorder; xdist's own order puts the modules with the most tests first, and
+# those are short): the alone block and the chaos scenarios, the longest, start first and the short
+# ones fill the gaps. WORKERS=0 runs everything in this process, one test at a time.
 WORKERS ?= 4
-XDIST = -n $(WORKERS) --dist loadscope
+XDIST = -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 # make check's tests wait more than they compute too (half the two cores' time goes unused on two
 # workers): four, as make test (at 84e7f57 on the quiet 2-core machine, compiled files kept: 69 s on
 # four workers, 77 s on three).
@@ -75,7 +77,7 @@ CHECK_WORKERS ?= 4
 # How many of the slowest tests make test lists at the end (0: every test, as in docs/test-durations.txt).
 DURATIONS ?= 30
 
-# chaos first: its scenarios are the longest modules, so they start while the short ones fill the gaps.
+# chaos first: collected first, so handed out first (XDIST above).
 test: install system-deps js-deps
 	$(BIN)/python -m pytest -q $(XDIST) --durations=$(DURATIONS) chaos tests
 
@@ -84,7 +86,7 @@ test: install system-deps js-deps
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -n $(CHECK_WORKERS) --dist loadscope -m "not slow" tests chaos
+	$(BIN)/python -m pytest -q -n $(CHECK_WORKERS) --dist loadscope --no-loadscope-reorder -m "not slow" tests chaos
 
 # The chaos suite: clusters killed, paused, slowed and deactivated under load (README, "Chaos suite").
 chaos: install system-deps
