@@ -107,7 +107,9 @@ def test_15_a_burst_through_a_fleet_keeps_every_limit_and_takes_turns(kind: str,
     assert run.jain >= FAIR_INDEX, run.shares
 
 
-@every_cluster_kind
+# Trinosim processes only: the fault is a gateway node's, and scenario 15 already runs this burst's load
+# on container clusters (under which the fleet's nodes once all left haproxy); once more on containers
+# took 20 s of the suite's alone time for no other finding.
 def test_16_a_node_killed_while_queries_wait_in_the_fleets_queue_loses_none(kind: str, queue_fleet: QueueFleet) -> None:
     assert queue_fleet.balancer is not None
     killed_at: list[float] = []
