@@ -104,11 +104,16 @@ def follow_in_background(page: dict[str, Any], user: str = "alice") -> Callable[
 
 def release_when_one_waits(gateway: InProcessGateway, blocker: dict[str, Any]) -> Callable[[], list[Any]]:
     """The blocker's client reads it to its end (freeing its slot) only once a query waits in the
-    gateway: whatever a client takes to start (a JVM), its query finds the cluster full."""
+    gateway: whatever a client takes to start (a JVM), its query finds the cluster full. The count is
+    the store's as it stands: the queue's last tick (up to a second old on a shared store) may still
+    count a query cancelled while it waited, and the blocker would go before the next one came."""
     rows: list[Any] = []
 
+    def waiting() -> int:
+        return gateway.loop.run(gateway.services.admission.queued_by_group_now()).get("adhoc", 0)
+
     def run() -> None:
-        wait_until(lambda: gateway.services.admission.queued("adhoc") >= 1, what="a query to wait", timeout=60)
+        wait_until(lambda: waiting() >= 1, what="a query to wait", timeout=60)
         rows.extend(follow(blocker)[1])
 
     thread = threading.Thread(target=run)

@@ -37,8 +37,9 @@ def test_an_admin_deactivates_a_cluster_watches_it_drain_while_a_query_runs_and_
     finished: dict[str, Any] = {}
 
     def long_query() -> None:
-        # etl has one cluster, trino-3: the query runs there for a few seconds.
-        session = {"sim_run_time": "4s"}
+        # etl has one cluster, trino-3: the query runs there while the admin deactivates it. 4 s was once
+        # too short: in a loaded run the query ended between the page's in-flight count and its drain.
+        session = {"sim_run_time": "12s"}
         with connect(
             ui_gateway.url, user="alice", session_properties=session, http_headers={"X-Trino-Routing-Group": "etl"}
         ) as conn:
