@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,6 +59,16 @@ def sims(loop_thread: LoopThread) -> Iterator[list[InProcessSim]]:
     ]
     with running(servers):
         yield servers
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test: a socket bound to it and never
+    listening. A port free_port() found free is free only at that moment; another test's server may
+    take it, and a test of a dead address then reaches a live one (seen: a "gone" planner that planned)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 @pytest.fixture

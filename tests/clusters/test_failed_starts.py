@@ -20,7 +20,6 @@ import trino
 from tests.clusters.helpers import CommandCluster, backend_list, scaling_config
 from tests.conftest import connect
 from tests.inprocess import InProcessGateway
-from trinosim.gateway_process import free_port
 from trinosim.inprocess import InProcessSim, LoopThread
 
 pytestmark = pytest.mark.slow  # trinosim processes, started by the scaler
@@ -73,12 +72,12 @@ def test_a_deactivated_cluster_is_never_started(loop_thread: LoopThread, tmp_pat
 
 
 def test_a_start_command_that_hangs_is_cut_at_its_timeout_counted_and_holds_no_other_group_up(
-    loop_thread: LoopThread, make_sim: Callable[..., InProcessSim]
+    loop_thread: LoopThread, make_sim: Callable[..., InProcessSim], refused_port: int
 ):
     adhoc = make_sim(name="adhoc-1")
     hanging = {
         "name": "hang-1",
-        "proxy_to": f"http://127.0.0.1:{free_port()}",
+        "proxy_to": f"http://127.0.0.1:{refused_port}",
         "routing_group": "etl",
         "scaler": {"kind": "command", "start": "sleep 60", "stop": "true", "timeout": 1},
     }

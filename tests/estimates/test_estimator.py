@@ -26,7 +26,6 @@ from gateway.routing.estimates.estimate import (
 from tests.estimates.conftest import Estimators, Events, request
 from tests.estimates.test_statement import NEVER_EXPLAINED
 from tests.trinosim.helpers import wait_until
-from trinosim.gateway_process import free_port
 
 NATION = "SELECT * FROM tpch.tiny.nation"
 
@@ -150,12 +149,12 @@ def test_a_plan_that_comes_after_the_budget_is_kept_for_the_next_query(estimator
     assert len(planner.posts) == 1
 
 
-def test_a_planner_that_is_gone_or_none_at_all(estimators: Estimators):
-    gone = estimators.make(f"http://127.0.0.1:{free_port()}", budget="30s")
+def test_a_planner_that_is_gone_or_none_at_all(estimators: Estimators, refused_port: int):
+    gone = estimators.make(f"http://127.0.0.1:{refused_port}", budget="30s")
     assert estimators.estimate(gone, NATION).cause == UNREACHABLE
     nobody = estimators.make(budget="30s")  # no backend in the default group
     assert estimators.estimate(nobody, NATION).cause == NO_PLANNER
-    named = estimators.make(f"http://127.0.0.1:{free_port()}", budget="30s", planner={"backend": "no-such-backend"})
+    named = estimators.make(f"http://127.0.0.1:{refused_port}", budget="30s", planner={"backend": "no-such-backend"})
     assert estimators.estimate(named, NATION).cause == NO_PLANNER
 
 

@@ -71,10 +71,9 @@ def test_no_active_backend_anywhere_fails_at_once_with_a_clear_error(gateway):
     assert "routing group 'etl' nor in the default group 'adhoc'" in error.value.message
 
 
-def test_a_refused_connection_moves_a_new_query_to_the_next_backend(sims, make_gateway):
-    from trinosim.gateway_process import free_port
+def test_a_refused_connection_moves_a_new_query_to_the_next_backend(sims, make_gateway, refused_port):
 
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{refused_port}"
     # NOOP: the dead backend looks healthy, so only the refused connection can steer queries away.
     config = {
         "health": {"monitor": "NOOP"},
@@ -86,10 +85,9 @@ def test_a_refused_connection_moves_a_new_query_to_the_next_backend(sims, make_g
         assert {q["backend"] for q in gateway.queries()["queries"]} == {"alive"}
 
 
-def test_every_backend_refusing_gives_a_clear_error(make_gateway):
-    from trinosim.gateway_process import free_port
+def test_every_backend_refusing_gives_a_clear_error(make_gateway, refused_port):
 
-    gone = f"http://127.0.0.1:{free_port()}"
+    gone = f"http://127.0.0.1:{refused_port}"
     # With health checks, a dead backend is never tried: the error says what state it is in.
     with make_gateway({"backends": [{"name": "gone", "proxy_to": gone}]}) as gateway:
         with pytest.raises(TrinoQueryError) as error, connect(gateway.url) as conn:

@@ -358,7 +358,7 @@ def test_a_failing_service_leaves_the_query_to_the_header(service, external_gate
     assert service.requests
 
 
-def test_an_unreachable_service_leaves_the_query_to_the_header(external_gateway):
-    with external_gateway(f"http://127.0.0.1:{free_port()}/route") as gateway:
+def test_an_unreachable_service_leaves_the_query_to_the_header(external_gateway, refused_port):
+    with external_gateway(f"http://127.0.0.1:{refused_port}/route") as gateway:
         assert _routed(gateway, http_headers={"X-Trino-Routing-Group": "etl"}) == ("trino-2", "etl")
         assert "cannot be reached" in gateway.log()

@@ -173,10 +173,10 @@ def test_chunked_close_delimited_and_interim_answers_are_read_whole() -> None:
     run(scenario())
 
 
-def test_a_refused_connection_is_not_sent() -> None:
+def test_a_refused_connection_is_not_sent(refused_port: int) -> None:
     async def scenario() -> None:
         with pytest.raises(NotSent) as raised:
-            await pool().request(f"http://127.0.0.1:{free_port()}", "POST", "/v1/statement", [], b"SELECT 1")
+            await pool().request(f"http://127.0.0.1:{refused_port}", "POST", "/v1/statement", [], b"SELECT 1")
         assert isinstance(raised.value.os_error, ConnectionRefusedError)
         assert describe(raised.value) == "connection refused"
 

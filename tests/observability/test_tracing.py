@@ -161,8 +161,8 @@ def test_a_query_keeps_its_trace_across_a_gateway_restart(clusters, receiver, tm
     assert {v.split("-")[1] for v in _sim_traceparents(clusters, query.id)} == {submit.trace_id}
 
 
-def test_queries_succeed_when_the_collector_is_down_and_spans_queue_boundedly(clusters):
-    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+def test_queries_succeed_when_the_collector_is_down_and_spans_queue_boundedly(clusters, refused_port):
+    endpoint = f"http://127.0.0.1:{refused_port}"  # nothing listens there
     config = tracing_config(clusters, endpoint, max_queue_size=16, export_timeout=0.5)
     with GatewayProcess(config=config) as gateway:
         for _ in range(20):

@@ -10,7 +10,6 @@ import pytest
 from gateway.config import ConfigError, parse_config
 from observability.propagation import format_traceparent, parse_traceparent
 from observability.tracing import Tracing, TracingConfig, TracingError, resolve
-from trinosim.gateway_process import free_port
 from trinosim.otlp_receiver import OtlpReceiver
 
 OTEL_VARIABLES = (
@@ -77,8 +76,8 @@ def test_an_unsupported_protocol_in_the_environment_is_a_clear_error(monkeypatch
         resolve(TracingConfig(endpoint="http://collector:4318"))
 
 
-def test_grpc_export_is_set_up():
-    tracing = Tracing.start(TracingConfig(endpoint=f"http://127.0.0.1:{free_port()}", protocol="grpc"))
+def test_grpc_export_is_set_up(refused_port):
+    tracing = Tracing.start(TracingConfig(endpoint=f"http://127.0.0.1:{refused_port}", protocol="grpc"))
     try:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -104,9 +103,9 @@ def test_http_export_reaches_a_receiver_with_the_sampling_ratio_applied():
     ]
 
 
-def test_with_the_collector_down_making_spans_neither_blocks_nor_grows_without_bound():
+def test_with_the_collector_down_making_spans_neither_blocks_nor_grows_without_bound(refused_port):
     tracing = Tracing.start(
-        TracingConfig(endpoint=f"http://127.0.0.1:{free_port()}", max_queue_size=100, export_timeout=0.2)
+        TracingConfig(endpoint=f"http://127.0.0.1:{refused_port}", max_queue_size=100, export_timeout=0.2)
     )
     assert tracing.tracer is not None
     # An export that blocked the span's maker (0.2 s each) would take far beyond the test time-out here.
