@@ -27,7 +27,8 @@ from trinosim.harness import kill_process, stop_process, wait_until_ready
 
 # Each gateway's directory (its log, config and default SQLite store), and whether it was stopped on
 # purpose. A stopped gateway may start again there, so its directory goes only when this process ends;
-# one killed or crashed keeps its log to read. (A suite starts hundreds.)
+# one that crashed or did not stop in time keeps its log to read, and so does one killed and never
+# stopped. (A suite starts hundreds.)
 _DIRECTORIES: dict[Path, bool] = {}
 
 
@@ -190,8 +191,14 @@ class GatewayProcess(GatewayAdmin):
     def stop(self, timeout: float = 15.0) -> None:
         # The whole process group: the server's worker processes included. SIGINT: the gateway stops
         # without its shutdown grace (SIGTERM would keep it serving for server.shutdown_grace).
+        running = self.process is not None and self.process.poll() is None
         stop_process(self.process, timeout, signal.SIGINT)
-        _DIRECTORIES[self.dir] = True
+        # Its log is kept where it has something to tell: a gateway that did not stop within
+        # ``timeout`` (SIGKILLed here), or one that had ended by itself with an error.
+        code = None if self.process is None else self.process.returncode
+        hung = running and code == -signal.SIGKILL
+        crashed = not running and code not in (None, 0, -signal.SIGKILL)
+        _DIRECTORIES[self.dir] = not (hung or crashed)
 
     def terminate(self) -> None:
         """SIGTERM to the main process only, as an orchestrator sends it: the graceful shutdown
